@@ -1,0 +1,12 @@
+/* luks-nbd: anti-forensic merge (LUKS1 section 2.4, also LUKS2 "luks1" af). */
+#ifndef LUKS_NBD_AFSPLIT_H
+#define LUKS_NBD_AFSPLIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* key (key_len bytes) = AFmerge(material of key_len * stripes bytes). */
+int af_merge (int md_algo, const uint8_t *material, size_t key_len,
+              uint32_t stripes, uint8_t *key);
+
+#endif

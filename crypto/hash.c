@@ -1,0 +1,65 @@
+/* luks-nbd: hash name table (see hash.h). */
+#include <config.h>
+
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+
+#include <gcrypt.h>
+
+#include "error.h"
+#include "hash.h"
+
+/* Names as cryptsetup and qemu write them in headers. */
+static const struct {
+  const char *name;
+  int algo;
+} hashes[] = {
+  { "sha1", GCRY_MD_SHA1 },
+  { "sha224", GCRY_MD_SHA224 },
+  { "sha256", GCRY_MD_SHA256 },
+  { "sha384", GCRY_MD_SHA384 },
+  { "sha512", GCRY_MD_SHA512 },
+  { "ripemd160", GCRY_MD_RMD160 },
+  { "whirlpool", GCRY_MD_WHIRLPOOL },
+  { "sha3-224", GCRY_MD_SHA3_224 },
+  { "sha3-256", GCRY_MD_SHA3_256 },
+  { "sha3-384", GCRY_MD_SHA3_384 },
+  { "sha3-512", GCRY_MD_SHA3_512 },
+  { "sm3", GCRY_MD_SM3 },
+  { "stribog256", GCRY_MD_STRIBOG256 },
+  { "stribog512", GCRY_MD_STRIBOG512 },
+  { "blake2b-512", GCRY_MD_BLAKE2B_512 },
+  { "blake2s-256", GCRY_MD_BLAKE2S_256 },
+};
+
+int
+hash_lookup (const char *name, const char *what)
+{
+  for (size_t i = 0; i < sizeof hashes / sizeof hashes[0]; i++)
+    if (strcasecmp (name, hashes[i].name) == 0) {
+      if (gcry_md_test_algo (hashes[i].algo) != 0)
+        break;
+      return hashes[i].algo;
+    }
+  return error_set (-ENOTSUP, "%s: unsupported hash '%s'", what, name);
+}
+
+size_t
+hash_length (int md_algo)
+{
+  return gcry_md_get_algo_dlen (md_algo);
+}
+
+int
+hash_buffer (int md_algo, void *out, const void *in, size_t len)
+{
+  gcry_md_hd_t hd;
+
+  if (gcry_md_open (&hd, md_algo, GCRY_MD_FLAG_SECURE) != 0)
+    return error_set (-ENOMEM, "cannot open hash %d", md_algo);
+  gcry_md_write (hd, in, len);
+  memcpy (out, gcry_md_read (hd, md_algo), hash_length (md_algo));
+  gcry_md_close (hd);
+  return 0;
+}

@@ -1,0 +1,77 @@
+/* luks-nbd: the version-independent model of a parsed LUKS header that
+ * luks1.c and luks2*.c fill and unlock.c and volume.c use.  Host order,
+ * validated; no secrets. */
+#ifndef LUKS_NBD_HEADER_H
+#define LUKS_NBD_HEADER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cipher.h"
+#include "kdf.h"
+#include "luks.h"
+
+#define LUKS_KEYSLOTS_MAX 32     /* LUKS2; LUKS1 has 8 */
+#define LUKS_DIGEST_MAX 64
+#define LUKS_SECTOR 512
+#define LUKS_STRIPES_MAX 4000    /* what cryptsetup and qemu write */
+#define LUKS_UUID_MAX 40
+
+enum keyslot_priority { PRIORITY_IGNORE = 0, PRIORITY_NORMAL = 1, PRIORITY_HIGH = 2 };
+
+struct luks_keyslot {
+  int id;
+  enum keyslot_priority priority;
+  struct kdf_params kdf;
+  size_t derived_bytes;         /* key for the keyslot area cipher */
+  struct cipher_spec area_cipher;
+  int af_md;
+  uint32_t stripes;
+  uint64_t area_offset;         /* bytes into the header source */
+  uint64_t area_size;
+};
+
+struct luks_header {
+  struct luks_source src;
+  int version;
+  char uuid[LUKS_UUID_MAX + 1];
+  struct cipher_spec cipher;    /* data segment */
+  size_t key_bytes;             /* volume key */
+  uint32_t sector_size;
+  uint64_t iv_tweak;            /* in 512-byte units */
+  uint64_t payload_offset;
+  uint64_t payload_size;        /* 0 = dynamic */
+  struct luks_keyslot slots[LUKS_KEYSLOTS_MAX];
+  int nslots;
+  /* The digest that verifies the volume key. */
+  int digest_md;
+  uint32_t digest_iterations;
+  uint8_t digest_salt[KDF_SALT_MAX];
+  size_t digest_salt_len;
+  uint8_t digest[LUKS_DIGEST_MAX];
+  size_t digest_len;
+  char warning[256];
+};
+
+/* luks1.c */
+int luks1_parse (const uint8_t *phdr, size_t len, struct luks_header *hdr);
+
+/* luks2_disk.c: reads both binary headers, picks the valid newest, then
+ * hands its JSON to luks2_json.c. */
+int luks2_read (struct luks_header *hdr);
+
+/* luks2_json.c: json is NUL-terminated within json_size bytes. */
+int luks2_json_parse (const char *json, uint64_t json_size, uint64_t hdr_size,
+                      struct luks_header *hdr);
+
+/* Validates a keyslot's area against the header source and the other
+ * slots (shared by both versions). */
+int luks_check_keyslot_area (const struct luks_header *hdr,
+                             const struct luks_keyslot *ks,
+                             uint64_t area_start, uint64_t area_end);
+
+/* Copies a fixed-size on-disk string field, refusing one without a NUL. */
+int luks_field_string (char *dst, const uint8_t *field, size_t field_len,
+                       const char *src_name, const char *field_name);
+
+#endif

@@ -1,0 +1,74 @@
+/* luks-nbd: the one API that formats/ uses from crypto/.
+ *
+ * A header is opened from a read callback (never a file), validated as
+ * hostile input, then unlocked with a passphrase into a volume: the volume
+ * key plus what is needed to en/decrypt payload sectors.  A volume may be
+ * used by many threads at once. */
+#ifndef LUKS_NBD_LUKS_H
+#define LUKS_NBD_LUKS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Reads exactly count bytes at offset; 0 or -errno (a short read is an
+ * error: the callback says so with a message). */
+typedef int (*luks_read_fn) (void *opaque, void *buf, size_t count,
+                             uint64_t offset);
+
+struct luks_source {
+  luks_read_fn read;
+  void *opaque;
+  uint64_t size;                /* bytes readable from the source */
+  const char *name;             /* file name or URI, for messages */
+};
+
+struct luks_header;
+struct luks_volume;
+
+/* Initialise libgcrypt and secure memory; call once before anything else. */
+int luks_init (void);
+
+/* Reads and validates a LUKS1 or LUKS2 header.  The source must outlive
+ * the header (keyslots are read at unlock).  Errors name src->name and
+ * the field. */
+int luks_header_open (const struct luks_source *src, struct luks_header **out);
+void luks_header_free (struct luks_header *hdr);
+
+struct luks_header_info {
+  int version;                  /* 1 or 2 */
+  const char *uuid;
+  const char *cipher;           /* "aes-xts-plain64" */
+  size_t key_bytes;
+  uint32_t sector_size;         /* encryption sector */
+  uint64_t payload_offset;      /* bytes into the data device */
+  uint64_t payload_size;        /* bytes; 0 = to the end of the device */
+  int active_keyslots;
+  const char *warning;          /* non-NULL if a copy was bad (LUKS2) */
+};
+void luks_header_info (const struct luks_header *hdr,
+                       struct luks_header_info *info);
+
+/* Tries every active keyslot (keyslot < 0) or only the given one.
+ * -EPERM "no key slot in NAME accepts this passphrase" on failure. */
+int luks_unlock (const struct luks_header *hdr, const void *pass,
+                 size_t passlen, int keyslot, struct luks_volume **out);
+void luks_volume_free (struct luks_volume *vol);
+
+uint32_t luks_volume_sector_size (const struct luks_volume *vol);
+uint64_t luks_volume_payload_offset (const struct luks_volume *vol);
+uint64_t luks_volume_payload_size (const struct luks_volume *vol);
+
+enum luks_direction { LUKS_DECRYPT, LUKS_ENCRYPT };
+
+/* En/decrypts len bytes in place: whole encryption sectors, the first of
+ * which is sector number `sector` (in sector_size units from the start of
+ * the payload area).  Thread-safe. */
+int luks_volume_crypt (struct luks_volume *vol, enum luks_direction dir,
+                       void *buf, size_t len, uint64_t sector);
+
+/* Secure buffers for passphrases read by the layer above. */
+void *luks_secret_alloc (size_t n);
+void luks_secret_free (void *p, size_t n);
+
+#endif

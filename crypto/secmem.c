@@ -1,0 +1,91 @@
+/* luks-nbd: secure memory (see secmem.h).  This file, like the rest of
+ * crypto/, is allowed to call gcry_*; nothing above crypto/ does. */
+#include <config.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include <gcrypt.h>
+
+#include "error.h"
+#include "secmem.h"
+
+/* Room for a few volume keys, a 4000-stripe AF buffer of a 512-bit key
+ * (256000 bytes) and passphrases; the pool grows on demand beyond it. */
+enum { SECMEM_POOL_BYTES = 1024 * 1024 };
+
+#define GCRYPT_MIN_VERSION "1.10.0" /* first with Argon2 */
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int init_result;
+
+static void
+do_init (void)
+{
+  if (!gcry_check_version (GCRYPT_MIN_VERSION)) {
+    init_result = error_set (-ENOTSUP, "libgcrypt %s is older than %s",
+                             gcry_check_version (NULL), GCRYPT_MIN_VERSION);
+    return;
+  }
+  /* Without CAP_IPC_LOCK or enough RLIMIT_MEMLOCK the pool is not
+   * locked; libgcrypt then still keeps secrets apart and wipes them, and
+   * the daemon's README says how to raise LimitMEMLOCK. */
+  gcry_control (GCRYCTL_DISABLE_SECMEM_WARN);
+  gcry_control (GCRYCTL_SUSPEND_SECMEM_WARN);
+  if (gcry_control (GCRYCTL_INIT_SECMEM, SECMEM_POOL_BYTES, 0) != 0) {
+    init_result = error_set (-ENOMEM, "cannot initialise libgcrypt secure memory");
+    return;
+  }
+  gcry_control (GCRYCTL_AUTO_EXPAND_SECMEM, SECMEM_POOL_BYTES);
+  gcry_control (GCRYCTL_RESUME_SECMEM_WARN);
+  gcry_control (GCRYCTL_INITIALIZATION_FINISHED, 0);
+  init_result = 0;
+}
+
+int
+secmem_init (void)
+{
+  pthread_once (&init_once, do_init);
+  return init_result;
+}
+
+void *
+secmem_alloc (size_t n)
+{
+  void *p = gcry_calloc_secure (1, n ? n : 1);
+
+  if (!p)
+    error_set (-ENOMEM, "out of secure memory allocating %zu bytes", n);
+  return p;
+}
+
+void
+secmem_wipe (void *p, size_t n)
+{
+  if (p && n) {
+    memset (p, 0, n);
+    /* Keep the stores: the buffer escapes through this asm. */
+    __asm__ __volatile__ ("" : : "r" (p) : "memory");
+  }
+}
+
+void
+secmem_free (void *p, size_t n)
+{
+  if (!p)
+    return;
+  secmem_wipe (p, n);
+  gcry_free (p);
+}
+
+int
+secmem_memcmp (const void *a, const void *b, size_t n)
+{
+  const volatile unsigned char *x = a, *y = b;
+  unsigned char diff = 0;
+
+  for (size_t i = 0; i < n; i++)
+    diff |= x[i] ^ y[i];
+  return diff != 0;
+}

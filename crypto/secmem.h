@@ -1,0 +1,25 @@
+/* luks-nbd: secure memory for secrets (passphrases, derived keys, AF
+ * buffers, volume keys).  Backed by libgcrypt's locked pool; every free
+ * wipes first. */
+#ifndef LUKS_NBD_SECMEM_H
+#define LUKS_NBD_SECMEM_H
+
+#include <stddef.h>
+
+/* Initialise libgcrypt and its secure pool once per process (idempotent,
+ * thread-safe).  Returns 0 or -errno with a message. */
+int secmem_init (void);
+
+/* Zeroed secure allocation; NULL (with a message) if the pool is full. */
+void *secmem_alloc (size_t n);
+
+/* Wipes n bytes and frees; NULL is a no-op. */
+void secmem_free (void *p, size_t n);
+
+/* Wipe that the compiler may not elide. */
+void secmem_wipe (void *p, size_t n);
+
+/* Constant-time comparison: 0 if equal. */
+int secmem_memcmp (const void *a, const void *b, size_t n);
+
+#endif

@@ -1,0 +1,142 @@
+/* luks-nbd: an unlocked volume: the volume key and a pool of keyed cipher
+ * contexts, so that any number of worker threads en/decrypt at once
+ * without sharing a gcry handle and without a setkey per request. */
+#include <config.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "error.h"
+#include "secmem.h"
+#include "volume.h"
+
+struct luks_volume {
+  struct cipher_spec spec;
+  uint8_t *key;                 /* secure memory */
+  size_t key_bytes;
+  uint32_t sector_size;
+  unsigned iv_shift;            /* IVs count 512-byte units (dm-crypt) */
+  uint64_t iv_tweak;
+  uint64_t payload_offset, payload_size;
+  pthread_mutex_t lock;         /* protects idle */
+  struct cipher_ctx *idle;      /* contexts not in use by any thread */
+};
+
+int
+volume_new (const struct luks_header *hdr, uint8_t *key,
+            struct luks_volume **out)
+{
+  struct luks_volume *v = calloc (1, sizeof *v);
+  struct cipher_ctx *ctx;
+  int r;
+
+  if (!v) {
+    secmem_free (key, hdr->key_bytes);
+    return error_set (-ENOMEM, "out of memory");
+  }
+  v->spec = hdr->cipher;
+  v->key = key;
+  v->key_bytes = hdr->key_bytes;
+  v->sector_size = hdr->sector_size;
+  v->iv_shift = (unsigned) __builtin_ctz (hdr->sector_size / LUKS_SECTOR);
+  v->iv_tweak = hdr->iv_tweak;
+  v->payload_offset = hdr->payload_offset;
+  v->payload_size = hdr->payload_size;
+  pthread_mutex_init (&v->lock, NULL);
+  /* Key one context now, so that a key the cipher refuses fails here. */
+  r = cipher_ctx_new (&v->spec, v->key, &ctx);
+  if (r < 0) {
+    luks_volume_free (v);
+    return r;
+  }
+  v->idle = ctx;
+  *out = v;
+  return 0;
+}
+
+void
+luks_volume_free (struct luks_volume *v)
+{
+  if (!v)
+    return;
+  while (v->idle) {
+    struct cipher_ctx *next = *cipher_ctx_next (v->idle);
+    cipher_ctx_free (v->idle);
+    v->idle = next;
+  }
+  secmem_free (v->key, v->key_bytes);
+  pthread_mutex_destroy (&v->lock);
+  free (v);
+}
+
+uint32_t
+luks_volume_sector_size (const struct luks_volume *v)
+{
+  return v->sector_size;
+}
+
+uint64_t
+luks_volume_payload_offset (const struct luks_volume *v)
+{
+  return v->payload_offset;
+}
+
+uint64_t
+luks_volume_payload_size (const struct luks_volume *v)
+{
+  return v->payload_size;
+}
+
+static struct cipher_ctx *
+ctx_get (struct luks_volume *v)
+{
+  struct cipher_ctx *ctx;
+
+  pthread_mutex_lock (&v->lock);
+  ctx = v->idle;
+  if (ctx)
+    v->idle = *cipher_ctx_next (ctx);
+  pthread_mutex_unlock (&v->lock);
+  if (!ctx && cipher_ctx_new (&v->spec, v->key, &ctx) < 0)
+    return NULL;
+  return ctx;
+}
+
+static void
+ctx_put (struct luks_volume *v, struct cipher_ctx *ctx)
+{
+  pthread_mutex_lock (&v->lock);
+  *cipher_ctx_next (ctx) = v->idle;
+  v->idle = ctx;
+  pthread_mutex_unlock (&v->lock);
+}
+
+int
+luks_volume_crypt (struct luks_volume *v, enum luks_direction dir, void *buf,
+                   size_t len, uint64_t sector)
+{
+  struct cipher_ctx *ctx = ctx_get (v);
+  int r;
+
+  if (!ctx)
+    return -ENOMEM;
+  r = cipher_ctx_crypt (ctx, dir == LUKS_ENCRYPT ? CRYPT_ENCRYPT : CRYPT_DECRYPT,
+                        buf, len, v->sector_size,
+                        v->iv_tweak + (sector << v->iv_shift),
+                        UINT64_C (1) << v->iv_shift);
+  ctx_put (v, ctx);
+  return r;
+}
+
+void *
+luks_secret_alloc (size_t n)
+{
+  return secmem_alloc (n);
+}
+
+void
+luks_secret_free (void *p, size_t n)
+{
+  secmem_free (p, n);
+}

@@ -1,0 +1,79 @@
+# Shared helpers for the shell tests: TAP output, temp dir, tool checks,
+# volume makers that use cryptsetup and qemu-img (never our own code).
+set -u
+export PATH=/usr/bin:/usr/sbin:/bin:/sbin:${top_builddir:-.}/server:$PATH
+: "${top_srcdir:=$(cd "$(dirname "$0")/.." && pwd)}"
+: "${top_builddir:=$top_srcdir}"
+CRYPT_TOOL=$top_builddir/tests/luks-crypt-tool
+
+tap_n=0
+tap_failed=0
+ok () { tap_n=$((tap_n + 1)); echo "ok $tap_n - $*"; }
+not_ok () { tap_n=$((tap_n + 1)); tap_failed=$((tap_failed + 1)); echo "not ok $tap_n - $*"; }
+# check DESCRIPTION COMMAND...: one assertion.
+# not COMMAND...: succeeds if COMMAND fails (for use inside check).
+not () { ! "$@"; }
+check () { local d=$1; shift; if "$@"; then ok "$d"; else not_ok "$d"; fi; }
+# check_fails_with DESCRIPTION PATTERN COMMAND...: the command must fail
+# and its stderr must contain PATTERN (a fixed string).
+check_fails_with () {
+  local d=$1 pat=$2; shift 2
+  local err rc=0
+  err=$("$@" 2>&1 >/dev/null) || rc=$?
+  if [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] && printf '%s' "$err" | grep -qF -- "$pat"; then
+    ok "$d"
+  else
+    not_ok "$d"; echo "#   exit $rc, stderr: $err"; echo "#   expected: $pat"
+  fi
+}
+done_testing () { echo "1..$tap_n"; [ "$tap_failed" -eq 0 ]; }
+
+# need TOOL...: skip the whole test if a tool is missing (CI counts a
+# skip as a failure, so CI must install every tool).
+need () {
+  local t
+  for t; do
+    command -v "$t" >/dev/null 2>&1 || { echo "1..0 # SKIP $t is not installed"; exit 0; }
+  done
+}
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/luks-nbd-test.XXXXXX")
+cleanup_hooks=""
+cleanup () { eval "$cleanup_hooks"; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+# make_plaintext FILE SIZE: random bytes.
+make_plaintext () { head -c "$2" /dev/urandom > "$1"; }
+
+# cryptsetup_encrypt HEADER PAYLOAD KEYFILE ARGS...: encrypt PAYLOAD in
+# place with a detached LUKS2 header, in user space.
+cryptsetup_encrypt () {
+  local h=$1 p=$2 k=$3; shift 3
+  cryptsetup reencrypt --encrypt --type luks2 --header "$h" --key-file "$k" \
+    --force-offline-reencrypt --batch-mode "$@" "$p"
+}
+
+# qemu_luks PLAIN OUT KEYFILE OPTS: qemu-img's LUKS1 volume (attached),
+# retrying iter-time, which qemu-img may fail to measure on a busy machine.
+qemu_luks () {
+  local it
+  for it in 10 100 1000; do
+    rm -f "$2"
+    qemu-img convert -f raw -O luks --object "secret,id=s0,file=$3" \
+      -o "key-secret=s0,iter-time=$it,$4" "$1" "$2" 2>"$TMP/qemu-img.err" && return 0
+    grep -q "accurate CPU usage" "$TMP/qemu-img.err" || break
+  done
+  cat "$TMP/qemu-img.err" >&2
+  return 1
+}
+
+# split_detached ATTACHED HEADER PAYLOAD: cut a LUKS1 image into a detached
+# header (payloadOffset set to 0, as cryptsetup --header writes it) and the
+# bare payload.
+split_detached () {
+  local off
+  off=$("$CRYPT_TOOL" info "$1" | sed -n 's/^payload_offset=//p')
+  head -c "$off" "$1" > "$2"
+  tail -c +"$((off + 1))" "$1" > "$3"
+  printf '\0\0\0\0' | dd of="$2" bs=1 seek=104 conv=notrunc status=none
+}
