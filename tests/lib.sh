@@ -57,7 +57,7 @@ cryptsetup_encrypt () {
 # retrying iter-time, which qemu-img may fail to measure on a busy machine.
 qemu_luks () {
   local it
-  for it in 10 100 1000; do
+  for it in 10 20 50 100 200 500 1000 2000; do
     rm -f "$2"
     qemu-img convert -f raw -O luks --object "secret,id=s0,file=$3" \
       -o "key-secret=s0,iter-time=$it,$4" "$1" "$2" 2>"$TMP/qemu-img.err" && return 0

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs the broken-header table (tests/test-bad-headers.c) over good headers
+# that cryptsetup makes here: LUKS1 and LUKS2 (two keyslots, 4096 sectors).
+. "$(dirname "$0")/lib.sh"
+need cryptsetup
+printf 'good pass' > "$TMP/key"
+printf 'other pass' > "$TMP/key2"
+truncate -s 1M "$TMP/data"
+fast="--pbkdf pbkdf2 --pbkdf-force-iterations 1000 --batch-mode"
+cryptsetup luksFormat --type luks1 --header "$TMP/h1" --key-file "$TMP/key" \
+  --pbkdf-force-iterations 1000 --batch-mode "$TMP/data"
+cryptsetup luksFormat --type luks2 --header "$TMP/h2" --key-file "$TMP/key" \
+  --sector-size 4096 --cipher aes-xts-plain64 --key-size 512 $fast "$TMP/data"
+cryptsetup luksAddKey --header "$TMP/h2" --key-file "$TMP/key" $fast "$TMP/data" "$TMP/key2"
+exec "$top_builddir/tests/test-bad-headers" "$TMP/h1" "$TMP/h2" "$TMP/key"
