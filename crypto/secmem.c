@@ -33,11 +33,12 @@ do_init (void)
    * the daemon's README says how to raise LimitMEMLOCK. */
   gcry_control (GCRYCTL_DISABLE_SECMEM_WARN);
   gcry_control (GCRYCTL_SUSPEND_SECMEM_WARN);
+  /* Auto-expansion must be set before the pool exists. */
+  gcry_control (GCRYCTL_AUTO_EXPAND_SECMEM, SECMEM_POOL_BYTES);
   if (gcry_control (GCRYCTL_INIT_SECMEM, SECMEM_POOL_BYTES, 0) != 0) {
     init_result = error_set (-ENOMEM, "cannot initialise libgcrypt secure memory");
     return;
   }
-  gcry_control (GCRYCTL_AUTO_EXPAND_SECMEM, SECMEM_POOL_BYTES);
   gcry_control (GCRYCTL_RESUME_SECMEM_WARN);
   gcry_control (GCRYCTL_INITIALIZATION_FINISHED, 0);
   init_result = 0;

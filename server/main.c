@@ -1,16 +1,265 @@
-/* luks-nbd: entry point (placeholder until the server lands). */
+/* luks-nbd: command line, start-up (unlock every export before anything
+ * listens), the loop, and orderly shutdown on SIGTERM/SIGINT. */
 #include <config.h>
 
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "internal.h"
+
+#define MAX_THREADS 1024          /* libuv's own limit */
+
+uv_loop_t *server_loop;
+static bool stopping;
+static uv_signal_t sigterm, sigint;
+static uv_process_t run_process;
+static int run_status;
+
+bool
+server_stopping (void)
+{
+  return stopping;
+}
+
+static void
+usage (FILE *f)
+{
+  fprintf (f,
+"Usage: luks-nbd [--socket PATH] [--listen [HOST]:PORT] [--threads N]\n"
+"                [--readonly] [-v] --export SPEC [--export SPEC]...\n"
+"\n"
+"Serves LUKS-encrypted volumes (detached or attached headers) as plain\n"
+"block devices over NBD.\n"
+"\n"
+"  --export SPEC       name=NAME,payload=PATH[,header=PATH]\n"
+"                      [,key-file=PATH|passphrase-file=PATH][,key-slot=N]\n"
+"                      [,readonly=on|off][,payload-format=auto|raw|qcow2]\n"
+"                      [,description=TEXT]   (',,' is a literal comma)\n"
+"  --socket PATH       listen on a unix socket (mode 0600)\n"
+"  --socket-mode MODE  octal mode of the unix sockets\n"
+"  --listen [HOST]:PORT  listen on TCP (default port 10809)\n"
+"  --threads N         worker threads (default: number of CPUs)\n"
+"  --readonly          serve every export read-only\n"
+"  --run CMD           run CMD (sh -c) once serving, with $uri and\n"
+"                      $unixsocket set; stop when it exits, with its status\n"
+"  -v, --verbose       log connections (-vv: every request)\n"
+"  --help, --version\n");
+}
+
+static void
+stop_serving (void)
+{
+  if (stopping)
+    return;
+  stopping = true;
+  listen_close_all ();
+  conn_shutdown_all ();
+  uv_close ((uv_handle_t *) &sigterm, NULL);
+  uv_close ((uv_handle_t *) &sigint, NULL);
+}
+
+static void
+on_signal (uv_signal_t *s, int signum)
+{
+  log_info ("signal %d: stopping; finishing requests in flight", signum);
+  stop_serving ();
+}
+
+static void
+on_run_exit (uv_process_t *p, int64_t status, int signum)
+{
+  run_status = signum ? 128 + signum : (int) status;
+  log_info ("--run command exited with status %d; stopping", run_status);
+  uv_close ((uv_handle_t *) p, NULL);
+  stop_serving ();
+}
+
+/* --run: the command sees $uri and $unixsocket, as under nbdkit --run. */
+static int
+start_run (const char *cmd, const char *socket_path, const char *tcp)
+{
+  char *uri = NULL, *sock = NULL;
+  char *args[] = { "/bin/sh", "-c", (char *) cmd, NULL };
+  uv_process_options_t o = { 0 };
+  int r;
+
+  if (socket_path) {
+    if (asprintf (&uri, "nbd+unix:///?socket=%s", socket_path) < 0 ||
+        asprintf (&sock, "%s", socket_path) < 0)
+      return error_set (-ENOMEM, "out of memory");
+  } else if (asprintf (&uri, "nbd://%s%s/", tcp[0] == ':' ? "localhost" : "",
+                       tcp) < 0)
+    return error_set (-ENOMEM, "out of memory");
+  setenv ("uri", uri, 1);
+  if (sock)
+    setenv ("unixsocket", sock, 1);
+  free (uri);
+  free (sock);
+  o.file = args[0];
+  o.args = args;
+  o.exit_cb = on_run_exit;
+  o.stdio_count = 3;
+  uv_stdio_container_t stdio[3] = {
+    { .flags = UV_INHERIT_FD, .data.fd = 0 },
+    { .flags = UV_INHERIT_FD, .data.fd = 1 },
+    { .flags = UV_INHERIT_FD, .data.fd = 2 },
+  };
+  o.stdio = stdio;
+  r = uv_spawn (server_loop, &run_process, &o);
+  if (r < 0)
+    return error_set (r, "--run: %s", uv_strerror (r));
+  return 0;
+}
+
+enum { OPT_SOCKET = 256, OPT_SOCKET_MODE, OPT_LISTEN, OPT_THREADS,
+       OPT_READONLY, OPT_EXPORT, OPT_RUN, OPT_HELP, OPT_VERSION };
+
+static const struct option long_options[] = {
+  { "socket", required_argument, NULL, OPT_SOCKET },
+  { "socket-mode", required_argument, NULL, OPT_SOCKET_MODE },
+  { "listen", required_argument, NULL, OPT_LISTEN },
+  { "threads", required_argument, NULL, OPT_THREADS },
+  { "readonly", no_argument, NULL, OPT_READONLY },
+  { "read-only", no_argument, NULL, OPT_READONLY },
+  { "export", required_argument, NULL, OPT_EXPORT },
+  { "run", required_argument, NULL, OPT_RUN },
+  { "verbose", no_argument, NULL, 'v' },
+  { "help", no_argument, NULL, OPT_HELP },
+  { "version", no_argument, NULL, OPT_VERSION },
+  { NULL, 0, NULL, 0 },
+};
+
+static int
+fail (const char *what)
+{
+  log_error ("%s", what);
+  exports_close_all ();
+  return 1;
+}
 
 int
 main (int argc, char **argv)
 {
-  if (argc > 1 && strcmp (argv[1], "--version") == 0) {
-    printf ("%s %s\n", PACKAGE_NAME, PACKAGE_VERSION);
-    return 0;
+  const char **sockets = calloc ((size_t) argc, sizeof *sockets);
+  const char **tcp = calloc ((size_t) argc, sizeof *tcp);
+  const char **specs = calloc ((size_t) argc, sizeof *specs);
+  size_t n_sockets = 0, n_tcp = 0, n_specs = 0;
+  unsigned socket_mode = 0600;
+  long threads = sysconf (_SC_NPROCESSORS_ONLN);
+  bool readonly = false;
+  const char *run = NULL;
+  int verbose = 0, c;
+  char *end;
+
+  if (!sockets || !tcp || !specs)
+    return 1;
+  while ((c = getopt_long (argc, argv, "v", long_options, NULL)) != -1) {
+    switch (c) {
+    case OPT_SOCKET: sockets[n_sockets++] = optarg; break;
+    case OPT_LISTEN: tcp[n_tcp++] = optarg; break;
+    case OPT_EXPORT: specs[n_specs++] = optarg; break;
+    case OPT_READONLY: readonly = true; break;
+    case OPT_RUN: run = optarg; break;
+    case 'v': verbose++; break;
+    case OPT_SOCKET_MODE:
+      socket_mode = (unsigned) strtoul (optarg, &end, 8);
+      if (*end || end == optarg || socket_mode > 0777) {
+        fprintf (stderr, "luks-nbd: --socket-mode %s: expected an octal mode\n", optarg);
+        return 1;
+      }
+      break;
+    case OPT_THREADS:
+      threads = strtol (optarg, &end, 10);
+      if (*end || end == optarg || threads < 1 || threads > MAX_THREADS) {
+        fprintf (stderr, "luks-nbd: --threads %s: expected 1..%d\n", optarg,
+                 MAX_THREADS);
+        return 1;
+      }
+      break;
+    case OPT_HELP: usage (stdout); return 0;
+    case OPT_VERSION: printf ("%s %s\n", PACKAGE_NAME, PACKAGE_VERSION); return 0;
+    default: usage (stderr); return 1;
+    }
   }
-  fprintf (stderr, "usage: luks-nbd --export name=NAME,payload=PATH,...\n");
-  return 1;
+  if (optind < argc) {
+    fprintf (stderr, "luks-nbd: unexpected argument '%s'\n", argv[optind]);
+    usage (stderr);
+    return 1;
+  }
+  log_set_verbose (verbose);
+  if (n_specs == 0) {
+    fprintf (stderr, "luks-nbd: no --export given\n");
+    usage (stderr);
+    return 1;
+  }
+  if (n_sockets == 0 && n_tcp == 0) {
+    fprintf (stderr, "luks-nbd: nothing to listen on: give --socket or --listen\n");
+    return 1;
+  }
+
+  /* Keys must not reach core dumps; writes to a gone client must not
+   * kill the daemon. */
+  prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
+  signal (SIGPIPE, SIG_IGN);
+  if (threads < 1)
+    threads = 1;
+  {
+    char n[16];
+    snprintf (n, sizeof n, "%ld", threads);
+    setenv ("UV_THREADPOOL_SIZE", n, 1);   /* before the pool starts */
+  }
+
+  /* Parse everything, then unlock everything, then listen: the socket
+   * exists only once the daemon can serve. */
+  for (size_t i = 0; i < n_specs; i++) {
+    struct export *e;
+    if (export_parse (specs[i], (int) i + 1, readonly, &e) < 0)
+      return fail (error_message ());
+    if (exports_add (e) < 0) {
+      export_free (e);
+      return fail (error_message ());
+    }
+  }
+  for (size_t i = 0; i < exports_count (); i++)
+    if (export_open (exports_get (i)) < 0)
+      return fail (error_message ());
+
+  server_loop = uv_default_loop ();
+  for (size_t i = 0; i < n_sockets; i++)
+    if (listen_unix (server_loop, sockets[i], socket_mode) < 0) {
+      listen_close_all ();
+      return fail (error_message ());
+    }
+  for (size_t i = 0; i < n_tcp; i++)
+    if (listen_tcp (server_loop, tcp[i]) < 0) {
+      listen_close_all ();
+      return fail (error_message ());
+    }
+  uv_signal_init (server_loop, &sigterm);
+  uv_signal_init (server_loop, &sigint);
+  uv_signal_start (&sigterm, on_signal, SIGTERM);
+  uv_signal_start (&sigint, on_signal, SIGINT);
+  log_info ("ready: %zu export(s), %ld worker threads", exports_count (), threads);
+  if (run && start_run (run, n_sockets ? sockets[0] : NULL, n_tcp ? tcp[0] : NULL) < 0) {
+    log_error ("%s", error_message ());
+    run_status = 1;
+    stop_serving ();
+  }
+
+  uv_run (server_loop, UV_RUN_DEFAULT);
+
+  exports_close_all ();
+  uv_loop_close (server_loop);
+  free (sockets);
+  free (tcp);
+  free (specs);
+  log_info ("stopped");
+  return run ? run_status : 0;
 }

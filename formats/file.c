@@ -1,0 +1,126 @@
+/* luks-nbd: the file node: pread/pwrite/fdatasync on a regular file or
+ * block device. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "node.h"
+
+struct file_node {
+  struct node node;
+  int fd;
+};
+
+static int
+file_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
+{
+  struct file_node *f = (struct file_node *) n;
+  char *p = buf;
+
+  while (count > 0) {
+    ssize_t r = pread (f->fd, p, count, (off_t) offset);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      return error_set (-errno, "%s: read at %llu: %s", n->label,
+                        (unsigned long long) offset, strerror (errno));
+    }
+    if (r == 0)
+      return error_set (-EIO, "%s: unexpected end of file at %llu", n->label,
+                        (unsigned long long) offset);
+    p += r;
+    count -= (uint64_t) r;
+    offset += (uint64_t) r;
+  }
+  return 0;
+}
+
+static int
+file_flush (struct node *n)
+{
+  struct file_node *f = (struct file_node *) n;
+
+  if (fdatasync (f->fd) < 0)
+    return error_set (-errno, "%s: fdatasync: %s", n->label, strerror (errno));
+  return 0;
+}
+
+static int
+file_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
+             int flags)
+{
+  struct file_node *f = (struct file_node *) n;
+  const char *p = buf;
+
+  while (count > 0) {
+    ssize_t r = pwrite (f->fd, p, count, (off_t) offset);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      return error_set (-errno, "%s: write at %llu: %s", n->label,
+                        (unsigned long long) offset, strerror (errno));
+    }
+    p += r;
+    count -= (uint64_t) r;
+    offset += (uint64_t) r;
+  }
+  return (flags & NODE_FUA) ? file_flush (n) : 0;
+}
+
+static void
+file_close (struct node *n)
+{
+  struct file_node *f = (struct file_node *) n;
+
+  close (f->fd);
+  free (n->label);
+  free (f);
+}
+
+static const struct node_ops file_ops = {
+  .name = "file",
+  .pread = file_pread,
+  .pwrite = file_pwrite,
+  .flush = file_flush,
+  .close = file_close,
+};
+
+int
+node_file_open (const char *path, bool readonly, struct node **out)
+{
+  struct file_node *f;
+  struct stat st;
+  off_t end;
+  int fd = open (path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+
+  if (fd < 0)
+    return error_set (-errno, "%s: %s", path, strerror (errno));
+  if (fstat (fd, &st) < 0 || (end = lseek (fd, 0, SEEK_END)) < 0) {
+    int e = errno;
+    close (fd);
+    return error_set (-e, "%s: %s", path, strerror (e));
+  }
+  if (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode)) {
+    close (fd);
+    return error_set (-EINVAL, "%s: not a regular file or block device", path);
+  }
+  f = calloc (1, sizeof *f);
+  if (!f || !(f->node.label = strdup (path))) {
+    free (f);
+    close (fd);
+    return error_set (-ENOMEM, "out of memory");
+  }
+  f->fd = fd;
+  f->node.ops = &file_ops;
+  f->node.size = (uint64_t) end;
+  f->node.block_size = 1;
+  f->node.readonly = readonly;
+  *out = &f->node;
+  return 0;
+}

@@ -1,0 +1,223 @@
+/* luks-nbd: the luks node: a plaintext view of an encrypted payload.
+ *
+ * Maps plaintext offset X to payload offset payload_offset + X and
+ * en/decrypts whole encryption sectors (512..4096 bytes) with sector
+ * number X / sector_size.  Requests that do not cover whole sectors are
+ * read-modify-write; those take the node's write lock exclusively, while
+ * aligned writes share it, so two overlapping unaligned writes (or an
+ * unaligned write racing an aligned one) never lose each other's bytes. */
+#include <config.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "luks.h"
+#include "node.h"
+
+struct luks_node {
+  struct node node;
+  struct node *payload, *header;  /* the same node if attached */
+  struct luks_header *hdr;
+  struct luks_volume *vol;
+  uint64_t data_offset;           /* bytes into payload */
+  uint32_t sector;                /* encryption sector size */
+  pthread_rwlock_t rmw;           /* shared: aligned writes; exclusive: RMW */
+  char warning[512];
+};
+
+static int
+header_read (void *opaque, void *buf, size_t count, uint64_t offset)
+{
+  struct node *h = opaque;
+
+  if (offset > h->size || count > h->size - offset)
+    return error_set (-EIO, "%s: read of %zu bytes at %llu is past its end",
+                      h->label, count, (unsigned long long) offset);
+  return node_pread (h, buf, count, offset);
+}
+
+/* Reads and decrypts whole sectors [start, start+len) into buf. */
+static int
+read_sectors (struct luks_node *l, void *buf, uint64_t len, uint64_t start)
+{
+  int r = node_pread (l->payload, buf, len, l->data_offset + start);
+
+  if (r < 0)
+    return r;
+  return luks_volume_crypt (l->vol, LUKS_DECRYPT, buf, len, start / l->sector);
+}
+
+/* Encrypts buf (whole sectors, clobbered) and writes it at start. */
+static int
+write_sectors (struct luks_node *l, void *buf, uint64_t len, uint64_t start,
+               int flags)
+{
+  int r = luks_volume_crypt (l->vol, LUKS_ENCRYPT, buf, len, start / l->sector);
+
+  if (r < 0)
+    return r;
+  return node_pwrite (l->payload, buf, len, l->data_offset + start, flags);
+}
+
+static int
+luks_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
+{
+  struct luks_node *l = (struct luks_node *) n;
+  uint64_t start = offset / l->sector * l->sector;
+  uint64_t end = (offset + count + l->sector - 1) / l->sector * l->sector;
+  char *bounce;
+  int r;
+
+  if (start == offset && end == offset + count)
+    return read_sectors (l, buf, count, offset);   /* decrypt in place */
+  bounce = malloc (end - start);
+  if (!bounce)
+    return error_set (-ENOMEM, "out of memory");
+  r = read_sectors (l, bounce, end - start, start);
+  if (r == 0)
+    memcpy (buf, bounce + (offset - start), count);
+  free (bounce);
+  return r;
+}
+
+static int
+luks_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
+             int flags)
+{
+  struct luks_node *l = (struct luks_node *) n;
+  uint64_t start = offset / l->sector * l->sector;
+  uint64_t end = (offset + count + l->sector - 1) / l->sector * l->sector;
+  bool aligned = start == offset && end == offset + count;
+  char *bounce = malloc (end - start);
+  int r = 0;
+
+  if (!bounce)
+    return error_set (-ENOMEM, "out of memory");
+  if (aligned)
+    pthread_rwlock_rdlock (&l->rmw);
+  else
+    pthread_rwlock_wrlock (&l->rmw);
+  if (!aligned) {
+    /* Only the partial first and last sectors need their old contents. */
+    r = read_sectors (l, bounce, l->sector, start);
+    if (r == 0 && end - l->sector > start)
+      r = read_sectors (l, bounce + (end - start - l->sector), l->sector,
+                        end - l->sector);
+  }
+  if (r == 0) {
+    memcpy (bounce + (offset - start), buf, count);
+    r = write_sectors (l, bounce, end - start, start, flags);
+  }
+  pthread_rwlock_unlock (&l->rmw);
+  free (bounce);
+  return r;
+}
+
+static int
+luks_flush (struct node *n)
+{
+  return node_flush (((struct luks_node *) n)->payload);
+}
+
+static void
+luks_close (struct node *n)
+{
+  struct luks_node *l = (struct luks_node *) n;
+
+  luks_volume_free (l->vol);
+  luks_header_free (l->hdr);
+  if (l->header != l->payload)
+    node_close (l->header);
+  node_close (l->payload);
+  pthread_rwlock_destroy (&l->rmw);
+  free (n->label);
+  free (l);
+}
+
+static const struct node_ops luks_ops = {
+  .name = "luks",
+  .pread = luks_pread,
+  .pwrite = luks_pwrite,
+  .flush = luks_flush,
+  .close = luks_close,
+};
+
+const char *
+node_luks_warning (const struct node *n)
+{
+  const struct luks_node *l = (const struct luks_node *) n;
+  return l->warning[0] ? l->warning : NULL;
+}
+
+int
+node_luks_open (struct node *payload, struct node *header, const void *pass,
+                size_t passlen, int keyslot, const char *header_label,
+                struct node **out)
+{
+  struct luks_node *l = calloc (1, sizeof *l);
+  struct luks_header_info info;
+  struct luks_source src;
+  uint64_t avail;
+  int r;
+
+  if (!l)
+    return error_set (-ENOMEM, "out of memory");
+  l->payload = payload;
+  l->header = header;
+  pthread_rwlock_init (&l->rmw, NULL);
+  r = luks_init ();
+  if (r < 0)
+    goto fail;
+  src = (struct luks_source) { header_read, header, header->size, header_label };
+  r = luks_header_open (&src, &l->hdr);
+  if (r < 0)
+    goto fail;
+  luks_header_info (l->hdr, &info);
+  if (info.warning)
+    snprintf (l->warning, sizeof l->warning, "%s", info.warning);
+  r = luks_unlock (l->hdr, pass, passlen, keyslot, &l->vol);
+  if (r < 0)
+    goto fail;
+  l->sector = info.sector_size;
+  l->data_offset = info.payload_offset;
+  if (l->data_offset > payload->size) {
+    r = error_set (-EINVAL, "%s: the header's payload offset %llu is past the "
+                   "end of the %llu-byte payload", payload->label,
+                   (unsigned long long) l->data_offset,
+                   (unsigned long long) payload->size);
+    goto fail;
+  }
+  avail = payload->size - l->data_offset;
+  if (info.payload_size) {
+    if (info.payload_size > avail) {
+      r = error_set (-EINVAL, "%s: the header's segment of %llu bytes is "
+                     "larger than the payload (%llu bytes)", payload->label,
+                     (unsigned long long) info.payload_size,
+                     (unsigned long long) avail);
+      goto fail;
+    }
+    avail = info.payload_size;
+  }
+  l->node.ops = &luks_ops;
+  l->node.size = avail / l->sector * l->sector;
+  l->node.block_size = l->sector;
+  l->node.readonly = payload->readonly;
+  if (asprintf (&l->node.label, "luks(%s)", payload->label) < 0) {
+    l->node.label = NULL;
+    r = error_set (-ENOMEM, "out of memory");
+    goto fail;
+  }
+  *out = &l->node;
+  return 0;
+
+fail:
+  luks_volume_free (l->vol);
+  luks_header_free (l->hdr);
+  pthread_rwlock_destroy (&l->rmw);
+  free (l);
+  return r;
+}

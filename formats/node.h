@@ -1,0 +1,85 @@
+/* luks-nbd: block nodes.  An export is a small stack of nodes (luks over
+ * raw over file); every op may be called from several worker threads at
+ * once, and a node with mutable state locks it itself.  Ops return 0 or
+ * -errno with a message set through common/error.h. */
+#ifndef LUKS_NBD_NODE_H
+#define LUKS_NBD_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct node;
+
+#define NODE_FUA 1              /* pwrite: persist before returning */
+
+struct node_ops {
+  const char *name;             /* "file", "raw", "luks" */
+  int (*pread) (struct node *, void *buf, uint64_t count, uint64_t offset);
+  int (*pwrite) (struct node *, const void *buf, uint64_t count,
+                 uint64_t offset, int flags);
+  int (*flush) (struct node *);
+  void (*close) (struct node *);
+};
+
+struct node {
+  const struct node_ops *ops;
+  uint64_t size;                /* bytes */
+  uint32_t block_size;          /* smallest efficient I/O (sector size) */
+  bool readonly;
+  char *label;                  /* file name or "luks(...)", for messages */
+};
+
+/* Checked entry points (range and read-only checks live in the server's
+ * one request checkpoint; these only forward). */
+static inline int
+node_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
+{
+  return n->ops->pread (n, buf, count, offset);
+}
+
+static inline int
+node_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
+             int flags)
+{
+  return n->ops->pwrite (n, buf, count, offset, flags);
+}
+
+static inline int
+node_flush (struct node *n)
+{
+  return n->ops->flush (n);
+}
+
+void node_close (struct node *n);
+
+/* file.c */
+int node_file_open (const char *path, bool readonly, struct node **out);
+
+/* raw.c: a window [offset, offset+size) of child; takes ownership. */
+int node_raw_open (struct node *child, uint64_t offset, uint64_t size,
+                   struct node **out);
+
+/* luks.c: plaintext view of payload, unlocked with the header read from
+ * `header` (which may be the payload itself for an attached header).
+ * Takes ownership of both children (once each if they are the same). */
+int node_luks_open (struct node *payload, struct node *header,
+                    const void *pass, size_t passlen, int keyslot,
+                    const char *header_label, struct node **out);
+
+/* Messages a node wants logged once at open (e.g. a bad header copy). */
+const char *node_luks_warning (const struct node *luks);
+
+/* stack.c: the whole stack for an export. */
+struct stack_spec {
+  const char *payload;          /* path */
+  const char *header;           /* path, or NULL: attached */
+  const char *key_file;         /* exact bytes */
+  const char *passphrase_file;  /* one trailing newline stripped */
+  int key_slot;                 /* -1: any */
+  bool readonly;
+  const char *payload_format;   /* "auto", "raw", "qcow2" */
+};
+int node_stack_open (const struct stack_spec *spec, struct node **out,
+                     const char **detected_format);
+
+#endif

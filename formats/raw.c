@@ -1,0 +1,81 @@
+/* luks-nbd: the raw node: an offset/size window on its child (the raw
+ * payload format, and the place an attached layout is cut). */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "checked.h"
+#include "error.h"
+#include "node.h"
+
+struct raw_node {
+  struct node node;
+  struct node *child;
+  uint64_t offset;
+};
+
+static int
+raw_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
+{
+  struct raw_node *r = (struct raw_node *) n;
+  return node_pread (r->child, buf, count, r->offset + offset);
+}
+
+static int
+raw_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
+            int flags)
+{
+  struct raw_node *r = (struct raw_node *) n;
+  return node_pwrite (r->child, buf, count, r->offset + offset, flags);
+}
+
+static int
+raw_flush (struct node *n)
+{
+  return node_flush (((struct raw_node *) n)->child);
+}
+
+static void
+raw_close (struct node *n)
+{
+  struct raw_node *r = (struct raw_node *) n;
+  node_close (r->child);
+  free (n->label);
+  free (r);
+}
+
+static const struct node_ops raw_ops = {
+  .name = "raw",
+  .pread = raw_pread,
+  .pwrite = raw_pwrite,
+  .flush = raw_flush,
+  .close = raw_close,
+};
+
+int
+node_raw_open (struct node *child, uint64_t offset, uint64_t size,
+               struct node **out)
+{
+  struct raw_node *r;
+
+  if (!range_within (offset, size, child->size))
+    return error_set (-EINVAL, "%s: window %llu+%llu is outside the %llu-byte "
+                      "file", child->label, (unsigned long long) offset,
+                      (unsigned long long) size,
+                      (unsigned long long) child->size);
+  r = calloc (1, sizeof *r);
+  if (!r || asprintf (&r->node.label, "%s", child->label) < 0) {
+    free (r);
+    return error_set (-ENOMEM, "out of memory");
+  }
+  r->child = child;
+  r->offset = offset;
+  r->node.ops = &raw_ops;
+  r->node.size = size;
+  r->node.block_size = child->block_size;
+  r->node.readonly = child->readonly;
+  *out = &r->node;
+  return 0;
+}

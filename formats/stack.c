@@ -1,0 +1,92 @@
+/* luks-nbd: building an export's node stack from its spec:
+ *   luks(payload = raw(file(P)), header = file(H) or the payload itself). */
+#include <config.h>
+
+#include <errno.h>
+#include <string.h>
+
+#include "error.h"
+#include "keyfile.h"
+#include "luks.h"
+#include "node.h"
+
+static const unsigned char qcow2_magic[4] = { 'Q', 'F', 'I', 0xfb };
+
+/* Probes the payload's format; only raw is served until the qcow2 node. */
+static int
+payload_format (struct node *file, const char *want, const char **format)
+{
+  unsigned char magic[4];
+  bool is_qcow2 = false;
+
+  if (file->size >= sizeof magic) {
+    int r = node_pread (file, magic, sizeof magic, 0);
+    if (r < 0)
+      return r;
+    is_qcow2 = memcmp (magic, qcow2_magic, sizeof magic) == 0;
+  }
+  if (!want || strcmp (want, "auto") == 0)
+    *format = is_qcow2 ? "qcow2" : "raw";
+  else if (strcmp (want, "raw") == 0 || strcmp (want, "qcow2") == 0)
+    *format = want;
+  else
+    return error_set (-EINVAL, "payload-format=%s: expected auto, raw or qcow2",
+                      want);
+  if (strcmp (*format, "qcow2") == 0)
+    return error_set (-ENOTSUP, "%s: qcow2 payloads are not supported yet "
+                      "(use payload-format=raw only for raw files)", file->label);
+  return 0;
+}
+
+int
+node_stack_open (const struct stack_spec *spec, struct node **out,
+                 const char **detected_format)
+{
+  struct node *file = NULL, *payload = NULL, *header = NULL;
+  char *pass = NULL;
+  size_t passlen = 0, passalloc = 0;
+  int r;
+
+  /* Before the first secure allocation (the passphrase). */
+  r = luks_init ();
+  if (r < 0)
+    return r;
+  if (spec->key_file)
+    r = keyfile_read (spec->key_file, false, &pass, &passlen, &passalloc);
+  else if (spec->passphrase_file)
+    r = keyfile_read (spec->passphrase_file, true, &pass, &passlen, &passalloc);
+  else
+    r = error_set (-EINVAL, "no key-file= or passphrase-file= given");
+  if (r < 0)
+    return r;
+
+  r = node_file_open (spec->payload, spec->readonly, &file);
+  if (r < 0)
+    goto out;
+  r = payload_format (file, spec->payload_format, detected_format);
+  if (r < 0)
+    goto out;
+  r = node_raw_open (file, 0, file->size, &payload);
+  if (r < 0)
+    goto out;
+  file = NULL;
+  if (spec->header) {
+    /* The header is only read: never written, never locked for writing. */
+    r = node_file_open (spec->header, true, &header);
+    if (r < 0)
+      goto out;
+  } else
+    header = payload;
+  r = node_luks_open (payload, header, pass, passlen, spec->key_slot,
+                      spec->header ? spec->header : spec->payload, out);
+  if (r == 0)
+    payload = header = NULL;   /* owned by the luks node now */
+
+out:
+  luks_secret_free (pass, passalloc);
+  if (header != payload)
+    node_close (header);
+  node_close (payload);
+  node_close (file);
+  return r;
+}

@@ -1,0 +1,274 @@
+/* luks-nbd: client connections on the loop thread: accepting, reading
+ * into the input buffer (or straight into a write request's buffer),
+ * handing input to the handshake or transmission parser, sending, and
+ * closing once every request in flight has let go. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "internal.h"
+
+static struct conn *all_conns;
+static size_t n_conns;
+static uint64_t next_id = 1;
+
+size_t
+conn_count (void)
+{
+  return n_conns;
+}
+
+void
+conn_ref (struct conn *c)
+{
+  c->refs++;
+}
+
+void
+conn_unref (struct conn *c)
+{
+  if (--c->refs > 0)
+    return;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    all_conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  n_conns--;
+  log_info ("connection %llu closed", (unsigned long long) c->id);
+  free (c->in);
+  free (c);
+}
+
+static void
+on_close (uv_handle_t *h)
+{
+  conn_unref (h->data);
+}
+
+void
+conn_close (struct conn *c)
+{
+  if (c->closing)
+    return;
+  c->closing = true;
+  c->finishing = true;
+  if (c->reading)
+    uv_read_stop (&c->h.stream);
+  c->reading = false;
+  uv_close ((uv_handle_t *) &c->h, on_close);
+  transmission_drop_pending (c);
+}
+
+static void
+on_shutdown (uv_shutdown_t *req, int status)
+{
+  conn_close (req->data);
+}
+
+/* Stops reading; once every reply is written, shuts the socket down and
+ * closes it.  Called again as requests finish. */
+void
+conn_finish (struct conn *c)
+{
+  c->finishing = true;
+  if (c->pending) {
+    /* request_free comes back here once the write is dropped. */
+    transmission_drop_pending (c);
+    return;
+  }
+  conn_update_reading (c);
+  if (c->closing || c->inflight > 0)
+    return;
+  c->shutdown_req.data = c;
+  if (uv_shutdown (&c->shutdown_req, &c->h.stream, on_shutdown) < 0)
+    conn_close (c);
+  else
+    c->closing = true;        /* on_shutdown closes the handle */
+}
+
+struct send_req {
+  uv_write_t w;
+  char data[];
+};
+
+static void
+after_send (uv_write_t *w, int status)
+{
+  free (w);
+}
+
+int
+conn_send (struct conn *c, const void *data, size_t len)
+{
+  struct send_req *s;
+  uv_buf_t b;
+  int r;
+
+  if (c->closing)
+    return -ESHUTDOWN;
+  s = malloc (sizeof *s + len);
+  if (!s)
+    return -ENOMEM;
+  memcpy (s->data, data, len);
+  b = uv_buf_init (s->data, (unsigned) len);
+  r = uv_write (&s->w, &c->h.stream, &b, 1, after_send);
+  if (r < 0) {
+    free (s);
+    conn_close (c);
+  }
+  return r;
+}
+
+static void
+alloc_cb (uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  struct conn *c = h->data;
+
+  /* A write's payload goes straight into its request buffer. */
+  if (c->in_len == 0 && transmission_direct_buffer (c, buf)) {
+    c->direct = true;
+    return;
+  }
+  c->direct = false;
+  buf->base = (char *) c->in + c->in_len;
+  buf->len = INPUT_BUFFER_BYTES - c->in_len;
+}
+
+/* Feeds buffered input to the current phase until it needs more. */
+static void
+process_input (struct conn *c)
+{
+  size_t off = 0;
+
+  while (!c->closing && off < c->in_len) {
+    ssize_t n = c->phase == PHASE_TRANSMISSION
+                  ? transmission_input (c, c->in + off, c->in_len - off)
+                  : handshake_input (c, c->in + off, c->in_len - off);
+    if (n < 0 || c->closing)
+      return;
+    if (n == 0)
+      break;
+    off += (size_t) n;
+    if (c->finishing)
+      break;
+  }
+  memmove (c->in, c->in + off, c->in_len - off);
+  c->in_len -= off;
+}
+
+static void
+read_cb (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+  struct conn *c = s->data;
+
+  if (nread < 0) {
+    if (nread != UV_EOF)
+      log_info ("connection %llu: %s", (unsigned long long) c->id,
+                uv_strerror ((int) nread));
+    else
+      log_info ("connection %llu: client closed", (unsigned long long) c->id);
+    conn_close (c);
+    return;
+  }
+  if (nread == 0)
+    return;
+  if (c->direct) {
+    c->direct = false;
+    transmission_direct_filled (c, (size_t) nread);
+  } else {
+    c->in_len += (size_t) nread;
+    process_input (c);
+  }
+  if (!c->closing)
+    conn_update_reading (c);
+}
+
+/* Reads while the connection can take more: not finishing, below the
+ * in-flight limits, and with room in the input buffer. */
+void
+conn_update_reading (struct conn *c)
+{
+  /* A write's data or a refused write's bytes must be read whatever the
+   * limits, or the request holding them would never finish. */
+  bool want = !c->closing && !c->finishing &&
+              (c->pending || c->discard ||
+               (c->inflight < MAX_INFLIGHT_REQUESTS &&
+                c->inflight_bytes < MAX_INFLIGHT_BYTES));
+
+  if (want && !c->reading) {
+    /* Input buffered while paused may now be parseable. */
+    if (c->in_len) {
+      process_input (c);
+      if (c->closing || c->finishing)
+        return;
+    }
+    if (uv_read_start (&c->h.stream, alloc_cb, read_cb) == 0)
+      c->reading = true;
+  } else if (!want && c->reading) {
+    uv_read_stop (&c->h.stream);
+    c->reading = false;
+  }
+}
+
+void
+conn_accept (uv_stream_t *server)
+{
+  struct conn *c = calloc (1, sizeof *c);
+  int r;
+
+  if (!c || !(c->in = malloc (INPUT_BUFFER_BYTES))) {
+    free (c);
+    log_error ("accept: out of memory");
+    return;
+  }
+  if (server->type == UV_NAMED_PIPE)
+    r = uv_pipe_init (server->loop, &c->h.pipe, 0);
+  else
+    r = uv_tcp_init (server->loop, &c->h.tcp);
+  if (r < 0) {
+    log_error ("accept: %s", uv_strerror (r));
+    free (c->in);
+    free (c);
+    return;
+  }
+  c->h.stream.data = c;
+  c->id = next_id++;
+  c->refs = 1;                 /* the handle's */
+  c->next = all_conns;
+  if (all_conns)
+    all_conns->prev = c;
+  all_conns = c;
+  n_conns++;
+  r = uv_accept (server, &c->h.stream);
+  if (r == 0 && server->type == UV_TCP)
+    uv_tcp_nodelay (&c->h.tcp, 1);
+  if (r < 0) {
+    log_error ("accept: %s", uv_strerror (r));
+    conn_close (c);
+    return;
+  }
+  log_info ("connection %llu opened", (unsigned long long) c->id);
+  if (server_stopping ()) {
+    conn_close (c);
+    return;
+  }
+  handshake_start (c);
+  conn_update_reading (c);
+}
+
+void
+conn_shutdown_all (void)
+{
+  for (struct conn *c = all_conns, *next; c; c = next) {
+    next = c->next;
+    if (c->phase != PHASE_TRANSMISSION)
+      conn_close (c);
+    else
+      conn_finish (c);
+  }
+}

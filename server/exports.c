@@ -1,0 +1,246 @@
+/* luks-nbd: export specs ("name=vm1,payload=P,header=H,key-file=K") and
+ * the registry of exports.  ",," in a value stands for a literal comma,
+ * as in qemu's option syntax. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "internal.h"
+
+static struct export **exports;
+static size_t n_exports;
+
+enum spec_key {
+  KEY_NAME, KEY_PAYLOAD, KEY_HEADER, KEY_KEY_FILE, KEY_PASSPHRASE_FILE,
+  KEY_KEY_SLOT, KEY_READONLY, KEY_PAYLOAD_FORMAT, KEY_DESCRIPTION, N_KEYS
+};
+
+static const char *const key_names[N_KEYS] = {
+  "name", "payload", "header", "key-file", "passphrase-file",
+  "key-slot", "readonly", "payload-format", "description",
+};
+
+/* Splits the next "key=value" off *p, undoing ",," escapes; NULL at end. */
+static char *
+next_item (const char **p)
+{
+  const char *s = *p;
+  char *out, *o;
+
+  if (!*s)
+    return NULL;
+  out = o = malloc (strlen (s) + 1);
+  if (!out)
+    return NULL;
+  while (*s) {
+    if (*s == ',' && s[1] == ',') {
+      *o++ = ',';
+      s += 2;
+    } else if (*s == ',') {
+      s++;
+      break;
+    } else
+      *o++ = *s++;
+  }
+  *o = '\0';
+  *p = s;
+  return out;
+}
+
+void
+export_free (struct export *e)
+{
+  if (!e)
+    return;
+  node_close (e->node);
+  for (size_t i = 0; i < sizeof e->spec_strings / sizeof e->spec_strings[0]; i++)
+    free (e->spec_strings[i]);
+  free (e);
+}
+
+int
+export_parse (const char *text, int index, bool force_readonly,
+              struct export **out)
+{
+  struct export *e = calloc (1, sizeof *e);
+  char *values[N_KEYS] = { 0 };
+  char label[64];
+  const char *p = text;
+  char *item;
+  int r = 0;
+
+  if (!e)
+    return error_set (-ENOMEM, "out of memory");
+  snprintf (label, sizeof label, "--export #%d", index);
+  while (r == 0 && (item = next_item (&p))) {
+    char *eq = strchr (item, '=');
+    int k;
+    if (!eq) {
+      r = error_set (-EINVAL, "%s: '%s' is not key=value", label, item);
+      free (item);
+      break;
+    }
+    *eq = '\0';
+    for (k = 0; k < N_KEYS && strcmp (item, key_names[k]) != 0; k++)
+      ;
+    if (k == N_KEYS)
+      r = error_set (-EINVAL, "%s: unknown key '%s' (expected name, payload, "
+                     "header, key-file, passphrase-file, key-slot, readonly, "
+                     "payload-format, description)", label, item);
+    else if (values[k])
+      r = error_set (-EINVAL, "%s: key '%s' given twice", label, item);
+    else if (!(values[k] = strdup (eq + 1)))
+      r = error_set (-ENOMEM, "out of memory");
+    if (k == KEY_NAME && r == 0)
+      snprintf (label, sizeof label, "export '%.40s'", values[k]);
+    free (item);
+  }
+
+  e->spec.key_slot = -1;
+  if (r == 0 && !values[KEY_NAME])
+    r = error_set (-EINVAL, "%s: name= is required", label);
+  if (r == 0 && !values[KEY_PAYLOAD])
+    r = error_set (-EINVAL, "%s: payload= is required", label);
+  if (r == 0 && !values[KEY_KEY_FILE] && !values[KEY_PASSPHRASE_FILE])
+    r = error_set (-EINVAL, "%s: key-file= or passphrase-file= is required",
+                   label);
+  if (r == 0 && values[KEY_KEY_FILE] && values[KEY_PASSPHRASE_FILE])
+    r = error_set (-EINVAL, "%s: give key-file= or passphrase-file=, not both",
+                   label);
+  if (r == 0 && values[KEY_NAME] && strlen (values[KEY_NAME]) > 4096)
+    r = error_set (-EINVAL, "%s: name= is longer than 4096 bytes", label);
+  if (r == 0 && values[KEY_KEY_SLOT]) {
+    char *end;
+    long slot = strtol (values[KEY_KEY_SLOT], &end, 10);
+    if (*end || end == values[KEY_KEY_SLOT] || slot < 0 || slot > 31)
+      r = error_set (-EINVAL, "%s: key-slot=%s: expected 0..31", label,
+                     values[KEY_KEY_SLOT]);
+    e->spec.key_slot = (int) slot;
+  }
+  e->readonly = force_readonly;
+  if (r == 0 && values[KEY_READONLY]) {
+    if (strcmp (values[KEY_READONLY], "on") == 0)
+      e->readonly = true;
+    else if (strcmp (values[KEY_READONLY], "off") != 0)
+      r = error_set (-EINVAL, "%s: readonly=%s: expected on or off", label,
+                     values[KEY_READONLY]);
+  }
+  if (r == 0 && values[KEY_PAYLOAD_FORMAT] &&
+      strcmp (values[KEY_PAYLOAD_FORMAT], "auto") != 0 &&
+      strcmp (values[KEY_PAYLOAD_FORMAT], "raw") != 0 &&
+      strcmp (values[KEY_PAYLOAD_FORMAT], "qcow2") != 0)
+    r = error_set (-EINVAL, "%s: payload-format=%s: expected auto, raw or "
+                   "qcow2", label, values[KEY_PAYLOAD_FORMAT]);
+  /* Files are checked now so the error names the key, not just a path. */
+  static const enum spec_key files[] = { KEY_PAYLOAD, KEY_HEADER, KEY_KEY_FILE,
+                                         KEY_PASSPHRASE_FILE };
+  for (size_t i = 0; r == 0 && i < sizeof files / sizeof files[0]; i++) {
+    const char *path = values[files[i]];
+    if (path && access (path, R_OK) < 0)
+      r = error_set (-errno, "%s: %s=%s: %s", label, key_names[files[i]], path,
+                     strerror (errno));
+  }
+
+  /* The strings now belong to the export. */
+  e->name = values[KEY_NAME];
+  e->description = values[KEY_DESCRIPTION];
+  e->spec.payload = values[KEY_PAYLOAD];
+  e->spec.header = values[KEY_HEADER];
+  e->spec.key_file = values[KEY_KEY_FILE];
+  e->spec.passphrase_file = values[KEY_PASSPHRASE_FILE];
+  e->spec.payload_format = values[KEY_PAYLOAD_FORMAT];
+  e->spec.readonly = e->readonly;
+  {
+    static const enum spec_key keep[] = { KEY_NAME, KEY_DESCRIPTION, KEY_PAYLOAD,
+      KEY_HEADER, KEY_KEY_FILE, KEY_PASSPHRASE_FILE, KEY_PAYLOAD_FORMAT };
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+      e->spec_strings[i] = values[keep[i]];
+      values[keep[i]] = NULL;
+    }
+  }
+  free (values[KEY_KEY_SLOT]);
+  free (values[KEY_READONLY]);
+  if (r < 0) {
+    export_free (e);
+    return r;
+  }
+  *out = e;
+  return 0;
+}
+
+int
+export_open (struct export *e)
+{
+  const char *format = "raw";
+  int r = node_stack_open (&e->spec, &e->node, &format);
+
+  if (r < 0)
+    return error_prefix (r, "export '%s'", e->name);
+  if (node_luks_warning (e->node))
+    log_warning ("export '%s': %s", e->name, node_luks_warning (e->node));
+  log_info ("export '%s': %s payload %s, header %s, %llu bytes, %u-byte "
+            "sectors%s", e->name, format, e->spec.payload,
+            e->spec.header ? e->spec.header : "(attached)",
+            (unsigned long long) e->node->size, e->node->block_size,
+            e->readonly ? ", read-only" : "");
+  return 0;
+}
+
+int
+exports_add (struct export *e)
+{
+  struct export **n;
+
+  for (size_t i = 0; i < n_exports; i++)
+    if (strcmp (exports[i]->name, e->name) == 0)
+      return error_set (-EEXIST, "export '%s' is given twice", e->name);
+  n = realloc (exports, (n_exports + 1) * sizeof *n);
+  if (!n)
+    return error_set (-ENOMEM, "out of memory");
+  exports = n;
+  exports[n_exports++] = e;
+  return 0;
+}
+
+struct export *
+exports_find (const char *name, size_t len)
+{
+  if (len == 0)
+    return n_exports ? exports[0] : NULL;
+  for (size_t i = 0; i < n_exports; i++)
+    if (strlen (exports[i]->name) == len &&
+        memcmp (exports[i]->name, name, len) == 0)
+      return exports[i];
+  return NULL;
+}
+
+size_t
+exports_count (void)
+{
+  return n_exports;
+}
+
+struct export *
+exports_get (size_t i)
+{
+  return i < n_exports ? exports[i] : NULL;
+}
+
+void
+exports_close_all (void)
+{
+  for (size_t i = 0; i < n_exports; i++) {
+    struct export *e = exports[i];
+    if (e->node && !e->readonly && node_flush (e->node) < 0)
+      log_error ("export '%s': flush at exit: %s", e->name, error_message ());
+    export_free (e);
+  }
+  free (exports);
+  exports = NULL;
+  n_exports = 0;
+}

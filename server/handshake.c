@@ -1,0 +1,254 @@
+/* luks-nbd: fixed newstyle negotiation, one function per option. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "byteorder.h"
+#include "internal.h"
+#include "nbd-protocol.h"
+
+#define PREFERRED_BLOCK_SIZE 4096
+
+static uint16_t
+transmission_flags (const struct export *e)
+{
+  /* Every connection shares the export's node stack and writes complete
+   * before they are acknowledged, so a flush on any connection persists
+   * the writes of all: multi-conn is safe. */
+  uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
+               NBD_FLAG_CAN_MULTI_CONN;
+  if (e->readonly)
+    f |= NBD_FLAG_READ_ONLY;
+  return f;
+}
+
+void
+handshake_start (struct conn *c)
+{
+  uint8_t hello[18];
+
+  store_be64 (hello, NBD_MAGIC);
+  store_be64 (hello + 8, NBD_IHAVEOPT);
+  store_be16 (hello + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
+  c->phase = PHASE_CLIENT_FLAGS;
+  conn_send (c, hello, sizeof hello);
+}
+
+/* One option reply: magic, option, type, length, data. */
+static int
+reply (struct conn *c, uint32_t option, uint32_t type, const void *data,
+       size_t len)
+{
+  uint8_t *buf = malloc (20 + len);
+  int r;
+
+  if (!buf)
+    return -ENOMEM;
+  store_be64 (buf, NBD_REP_MAGIC);
+  store_be32 (buf + 8, option);
+  store_be32 (buf + 12, type);
+  store_be32 (buf + 16, (uint32_t) len);
+  if (len)
+    memcpy (buf + 20, data, len);
+  r = conn_send (c, buf, 20 + len);
+  free (buf);
+  return r;
+}
+
+static int
+reply_error (struct conn *c, uint32_t option, uint32_t type, const char *msg)
+{
+  log_info ("connection %llu: option %u refused: %s",
+            (unsigned long long) c->id, option, msg);
+  return reply (c, option, type, msg, strlen (msg));
+}
+
+static void
+enter_transmission (struct conn *c, struct export *e)
+{
+  c->exp = e;
+  c->phase = PHASE_TRANSMISSION;
+  log_info ("connection %llu: serving export '%s'", (unsigned long long) c->id,
+            e->name);
+}
+
+static void
+opt_export_name (struct conn *c, const uint8_t *data, uint32_t len)
+{
+  struct export *e = exports_find ((const char *) data, len);
+  uint8_t buf[10 + 124] = { 0 };
+
+  if (!e) {
+    /* This option has no error reply: the protocol says to close. */
+    log_info ("connection %llu: NBD_OPT_EXPORT_NAME: no export '%.*s'",
+              (unsigned long long) c->id, (int) (len > 64 ? 64 : len), data);
+    conn_close (c);
+    return;
+  }
+  store_be64 (buf, e->node->size);
+  store_be16 (buf + 8, transmission_flags (e));
+  conn_send (c, buf, c->no_zeroes ? 10 : sizeof buf);
+  enter_transmission (c, e);
+}
+
+static void
+opt_list (struct conn *c, uint32_t len)
+{
+  if (len != 0) {
+    reply_error (c, NBD_OPT_LIST, NBD_REP_ERR_INVALID,
+                 "NBD_OPT_LIST takes no data");
+    return;
+  }
+  for (size_t i = 0; i < exports_count (); i++) {
+    const struct export *e = exports_get (i);
+    size_t nl = strlen (e->name), dl = e->description ? strlen (e->description) : 0;
+    uint8_t *buf = malloc (4 + nl + dl);
+    if (!buf) {
+      conn_close (c);
+      return;
+    }
+    store_be32 (buf, (uint32_t) nl);
+    memcpy (buf + 4, e->name, nl);
+    if (dl)
+      memcpy (buf + 4 + nl, e->description, dl);
+    reply (c, NBD_OPT_LIST, NBD_REP_SERVER, buf, 4 + nl + dl);
+    free (buf);
+  }
+  reply (c, NBD_OPT_LIST, NBD_REP_ACK, NULL, 0);
+}
+
+static void
+info_string (struct conn *c, uint32_t option, uint16_t type, const char *s)
+{
+  size_t n = strlen (s);
+  uint8_t *buf = malloc (2 + n);
+
+  if (!buf)
+    return;
+  store_be16 (buf, type);
+  memcpy (buf + 2, s, n);
+  reply (c, option, NBD_REP_INFO, buf, 2 + n);
+  free (buf);
+}
+
+/* NBD_OPT_INFO and NBD_OPT_GO share their request and replies; GO then
+ * enters transmission. */
+static void
+opt_info_go (struct conn *c, uint32_t option, const uint8_t *data,
+             uint32_t len)
+{
+  uint32_t namelen;
+  uint16_t nreq;
+  bool want_name = false, want_desc = false;
+  struct export *e;
+  uint8_t buf[14];
+
+  if (len < 6 || (namelen = load_be32 (data)) > len - 6 ||
+      (nreq = load_be16 (data + 4 + namelen),
+       (uint64_t) 6 + namelen + 2 * (uint64_t) nreq != len)) {
+    reply_error (c, option, NBD_REP_ERR_INVALID,
+                 "malformed NBD_OPT_INFO/GO: lengths do not add up");
+    return;
+  }
+  for (uint16_t i = 0; i < nreq; i++) {
+    uint16_t t = load_be16 (data + 6 + namelen + 2 * i);
+    want_name |= t == NBD_INFO_NAME;
+    want_desc |= t == NBD_INFO_DESCRIPTION;
+  }
+  e = exports_find ((const char *) data + 4, namelen);
+  if (!e) {
+    reply_error (c, option, NBD_REP_ERR_UNKNOWN, "no such export");
+    return;
+  }
+  store_be16 (buf, NBD_INFO_EXPORT);
+  store_be64 (buf + 2, e->node->size);
+  store_be16 (buf + 10, transmission_flags (e));
+  reply (c, option, NBD_REP_INFO, buf, 12);
+  if (want_name)
+    info_string (c, option, NBD_INFO_NAME, e->name);
+  if (want_desc && e->description)
+    info_string (c, option, NBD_INFO_DESCRIPTION, e->description);
+  /* Sent even unasked: unaligned requests still work (read-modify-write),
+   * this only says what is efficient. */
+  uint32_t min = e->node->block_size;
+  store_be16 (buf, NBD_INFO_BLOCK_SIZE);
+  store_be32 (buf + 2, min);
+  store_be32 (buf + 6, min > PREFERRED_BLOCK_SIZE ? min : PREFERRED_BLOCK_SIZE);
+  store_be32 (buf + 10, MAX_REQUEST_BYTES);
+  reply (c, option, NBD_REP_INFO, buf, 14);
+  reply (c, option, NBD_REP_ACK, NULL, 0);
+  if (option == NBD_OPT_GO)
+    enter_transmission (c, e);
+}
+
+static void
+handle_option (struct conn *c, uint32_t option, const uint8_t *data,
+               uint32_t len)
+{
+  log_debug ("connection %llu: option %u, %u bytes", (unsigned long long) c->id,
+             option, len);
+  if (server_stopping ()) {
+    reply_error (c, option, NBD_REP_ERR_SHUTDOWN, "server is shutting down");
+    conn_finish (c);
+    return;
+  }
+  switch (option) {
+  case NBD_OPT_EXPORT_NAME:
+    opt_export_name (c, data, len);
+    break;
+  case NBD_OPT_ABORT:
+    reply (c, option, NBD_REP_ACK, NULL, 0);
+    conn_finish (c);
+    break;
+  case NBD_OPT_LIST:
+    opt_list (c, len);
+    break;
+  case NBD_OPT_INFO:
+  case NBD_OPT_GO:
+    opt_info_go (c, option, data, len);
+    break;
+  default:
+    reply_error (c, option, NBD_REP_ERR_UNSUP, "option not supported");
+    break;
+  }
+}
+
+ssize_t
+handshake_input (struct conn *c, const uint8_t *in, size_t len)
+{
+  if (c->phase == PHASE_CLIENT_FLAGS) {
+    if (len < 4)
+      return 0;
+    uint32_t flags = load_be32 (in);
+    if (!(flags & NBD_FLAG_FIXED_NEWSTYLE) ||
+        (flags & ~(uint32_t) (NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES))) {
+      log_info ("connection %llu: unsupported client flags 0x%x",
+                (unsigned long long) c->id, flags);
+      conn_close (c);
+      return -1;
+    }
+    c->no_zeroes = flags & NBD_FLAG_NO_ZEROES;
+    c->phase = PHASE_OPTIONS;
+    return 4;
+  }
+  if (len < NBD_OPTION_HEADER_SIZE)
+    return 0;
+  if (load_be64 (in) != NBD_IHAVEOPT) {
+    log_info ("connection %llu: bad option magic", (unsigned long long) c->id);
+    conn_close (c);
+    return -1;
+  }
+  uint32_t option = load_be32 (in + 8), optlen = load_be32 (in + 12);
+  if (optlen > MAX_OPTION_BYTES) {
+    /* Refused without reading it: the data may be 4 GB. */
+    reply_error (c, option, NBD_REP_ERR_TOO_BIG, "option too long");
+    conn_finish (c);
+    return -1;
+  }
+  if (len < NBD_OPTION_HEADER_SIZE + (size_t) optlen)
+    return 0;
+  handle_option (c, option, in + NBD_OPTION_HEADER_SIZE, optlen);
+  return c->closing ? -1 : (ssize_t) (NBD_OPTION_HEADER_SIZE + optlen);
+}

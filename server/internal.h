@@ -1,0 +1,113 @@
+/* luks-nbd: the server's internal API, grouped by the file that defines
+ * it.  Threading: everything here runs on the libuv loop thread except
+ * what transmission.c hands to the thread pool (node ops only). */
+#ifndef LUKS_NBD_INTERNAL_H
+#define LUKS_NBD_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "node.h"
+
+/* Limits. */
+#define MAX_REQUEST_BYTES (32 * 1024 * 1024)  /* NBD_INFO_BLOCK_SIZE maximum */
+#define MAX_OPTION_BYTES (16 * 1024)          /* longer options are refused */
+#define MAX_INFLIGHT_REQUESTS 128             /* per connection, then pause */
+#define MAX_INFLIGHT_BYTES (128 * 1024 * 1024)
+#define INPUT_BUFFER_BYTES (64 * 1024)
+
+/* log.c */
+void log_set_verbose (int level);
+int log_verbose (void);
+void log_error (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+void log_warning (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+void log_info (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+void log_debug (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+
+/* exports.c */
+struct export {
+  char *name;
+  char *description;            /* may be NULL */
+  bool readonly;
+  struct node *node;            /* shared by every connection */
+  struct stack_spec spec;
+  char *spec_strings[8];        /* owned strings behind spec */
+};
+/* Parses one --export value; errors name the export and the key. */
+int export_parse (const char *text, int index, bool force_readonly,
+                  struct export **out);
+int export_open (struct export *e);
+void export_free (struct export *e);
+int exports_add (struct export *e);       /* refuses duplicate names */
+struct export *exports_find (const char *name, size_t len); /* "" = first */
+size_t exports_count (void);
+struct export *exports_get (size_t i);
+void exports_close_all (void);            /* flush and close */
+
+/* listen.c */
+int listen_unix (uv_loop_t *loop, const char *path, unsigned mode);
+int listen_tcp (uv_loop_t *loop, const char *hostport);
+void listen_close_all (void);
+
+/* connection.c */
+struct conn;
+void conn_accept (uv_stream_t *server);
+int conn_send (struct conn *c, const void *data, size_t len);
+void conn_close (struct conn *c);
+void conn_finish (struct conn *c);        /* flush replies, then close */
+void conn_shutdown_all (void);
+size_t conn_count (void);
+
+/* handshake.c: phases before transmission. */
+void handshake_start (struct conn *c);
+/* Consumes what it can of the input; returns bytes consumed, 0 if it
+ * needs more, -1 if the connection was closed. */
+ssize_t handshake_input (struct conn *c, const uint8_t *in, size_t len);
+
+/* transmission.c */
+ssize_t transmission_input (struct conn *c, const uint8_t *in, size_t len);
+/* The write request still waiting for its data, to read straight into. */
+bool transmission_direct_buffer (struct conn *c, uv_buf_t *buf);
+void transmission_direct_filled (struct conn *c, size_t n);
+/* Drops a write whose data never fully arrived (never acknowledged). */
+void transmission_drop_pending (struct conn *c);
+
+/* Connection state shared by the files above (loop thread only). */
+enum conn_phase { PHASE_CLIENT_FLAGS, PHASE_OPTIONS, PHASE_TRANSMISSION };
+struct request;
+struct conn {
+  union {
+    uv_stream_t stream;
+    uv_pipe_t pipe;
+    uv_tcp_t tcp;
+  } h;
+  uv_shutdown_t shutdown_req;
+  struct conn *prev, *next;     /* all connections */
+  uint64_t id;
+  enum conn_phase phase;
+  bool no_zeroes;
+  bool closing;                 /* uv_close called or about to be */
+  bool finishing;               /* no more requests: DISC or shutdown */
+  bool reading;
+  bool direct;                  /* last alloc handed out a request buffer */
+  struct export *exp;
+  uint8_t *in;                  /* unparsed input */
+  size_t in_len;
+  struct request *pending;      /* write waiting for its data */
+  uint64_t discard;             /* bytes of a refused write to skip */
+  unsigned inflight;            /* requests not yet replied */
+  uint64_t inflight_bytes;
+  unsigned refs;                /* handle + each request in flight */
+};
+void conn_ref (struct conn *c);
+void conn_unref (struct conn *c);
+void conn_update_reading (struct conn *c);
+
+/* main.c */
+extern uv_loop_t *server_loop;
+bool server_stopping (void);
+
+#endif

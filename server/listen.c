@@ -1,0 +1,167 @@
+/* luks-nbd: listening sockets: unix (replacing a stale socket file,
+ * refusing a live one) and TCP. */
+#include <config.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "internal.h"
+
+#define NBD_DEFAULT_PORT "10809"
+#define LISTEN_BACKLOG 128
+#define MAX_LISTENERS 16
+
+static uv_stream_t *listeners[MAX_LISTENERS];
+static size_t n_listeners;
+
+static void
+on_connection (uv_stream_t *server, int status)
+{
+  if (status < 0) {
+    log_error ("accept: %s", uv_strerror (status));
+    return;
+  }
+  conn_accept (server);
+}
+
+/* True if something accepts connections on the unix socket at path. */
+static bool
+unix_socket_live (const char *path)
+{
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  int fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool live;
+
+  if (fd < 0)
+    return false;
+  snprintf (sa.sun_path, sizeof sa.sun_path, "%s", path);
+  live = connect (fd, (struct sockaddr *) &sa, sizeof sa) == 0;
+  close (fd);
+  return live;
+}
+
+static int
+add_listener (uv_stream_t *s)
+{
+  if (n_listeners == MAX_LISTENERS)
+    return error_set (-EMFILE, "more than %d listening sockets", MAX_LISTENERS);
+  listeners[n_listeners++] = s;
+  return 0;
+}
+
+int
+listen_unix (uv_loop_t *loop, const char *path, unsigned mode)
+{
+  uv_pipe_t *p;
+  struct stat st;
+  int r;
+
+  if (strlen (path) >= sizeof ((struct sockaddr_un *) 0)->sun_path)
+    return error_set (-ENAMETOOLONG, "--socket %s: path too long", path);
+  if (lstat (path, &st) == 0) {
+    if (!S_ISSOCK (st.st_mode))
+      return error_set (-EEXIST, "--socket %s: exists and is not a socket",
+                        path);
+    if (unix_socket_live (path))
+      return error_set (-EADDRINUSE, "--socket %s: another server is "
+                        "listening on it", path);
+    unlink (path);                /* stale: left by a server that died */
+  }
+  p = calloc (1, sizeof *p);
+  if (!p)
+    return error_set (-ENOMEM, "out of memory");
+  uv_pipe_init (loop, p, 0);
+  /* Create it private, then widen to the requested mode. */
+  mode_t old = umask (0177);
+  r = uv_pipe_bind (p, path);
+  umask (old);
+  if (r == 0 && chmod (path, mode) < 0)
+    r = -errno;
+  if (r == 0)
+    r = uv_listen ((uv_stream_t *) p, LISTEN_BACKLOG, on_connection);
+  if (r == 0)
+    r = add_listener ((uv_stream_t *) p);
+  if (r < 0) {
+    uv_close ((uv_handle_t *) p, (uv_close_cb) free);
+    return error_set (r, "--socket %s: %s", path, uv_strerror (r));
+  }
+  log_info ("listening on unix socket %s", path);
+  return 0;
+}
+
+int
+listen_tcp (uv_loop_t *loop, const char *hostport)
+{
+  char host[256] = "";
+  const char *colon = strrchr (hostport, ':');
+  const char *port = colon ? colon + 1 : NBD_DEFAULT_PORT;
+  struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+  struct addrinfo *ai, *a;
+  size_t hl = colon ? (size_t) (colon - hostport) : strlen (hostport);
+  int r, bound = 0;
+
+  if (hl >= sizeof host)
+    return error_set (-EINVAL, "--listen %s: host too long", hostport);
+  memcpy (host, hostport, hl);
+  host[hl] = '\0';
+  if (host[0] == '[' && hl > 1 && host[hl - 1] == ']') {   /* [::1]:port */
+    memmove (host, host + 1, hl - 2);
+    host[hl - 2] = '\0';
+  }
+  if (!*port)
+    port = NBD_DEFAULT_PORT;
+  r = getaddrinfo (host[0] ? host : NULL, port, &hints, &ai);
+  if (r != 0)
+    return error_set (-EINVAL, "--listen %s: %s", hostport, gai_strerror (r));
+  for (a = ai; a; a = a->ai_next) {
+    uv_tcp_t *t = calloc (1, sizeof *t);
+    if (!t) {
+      freeaddrinfo (ai);
+      return error_set (-ENOMEM, "out of memory");
+    }
+    uv_tcp_init (loop, t);
+    r = uv_tcp_bind (t, a->ai_addr, a->ai_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+    if (r == 0)
+      r = uv_listen ((uv_stream_t *) t, LISTEN_BACKLOG, on_connection);
+    if (r == 0)
+      r = add_listener ((uv_stream_t *) t);
+    if (r < 0) {
+      uv_close ((uv_handle_t *) t, (uv_close_cb) free);
+      freeaddrinfo (ai);
+      return error_set (r, "--listen %s: %s", hostport, uv_strerror (r));
+    }
+    bound++;
+  }
+  freeaddrinfo (ai);
+  if (!bound)
+    return error_set (-EADDRNOTAVAIL, "--listen %s: no address", hostport);
+  log_info ("listening on TCP %s", hostport);
+  return 0;
+}
+
+void
+listen_close_all (void)
+{
+  for (size_t i = 0; i < n_listeners; i++) {
+    uv_handle_t *h = (uv_handle_t *) listeners[i];
+    /* Remove the socket file so no client finds a dead socket. */
+    if (h->type == UV_NAMED_PIPE) {
+      char path[256];
+      size_t len = sizeof path;
+      if (uv_pipe_getsockname ((uv_pipe_t *) h, path, &len) == 0 && len < sizeof path) {
+        path[len] = '\0';
+        unlink (path);
+      }
+    }
+    uv_close (h, (uv_close_cb) free);
+  }
+  n_listeners = 0;
+}

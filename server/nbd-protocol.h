@@ -1,0 +1,71 @@
+/* luks-nbd: NBD protocol constants (NBD project's doc/proto.md). */
+#ifndef LUKS_NBD_NBD_PROTOCOL_H
+#define LUKS_NBD_NBD_PROTOCOL_H
+
+#include <stdint.h>
+
+#define NBD_MAGIC UINT64_C (0x4e42444d41474943)   /* "NBDMAGIC" */
+#define NBD_IHAVEOPT UINT64_C (0x49484156454F5054) /* "IHAVEOPT" */
+#define NBD_REP_MAGIC UINT64_C (0x3e889045565a9)
+#define NBD_REQUEST_MAGIC UINT32_C (0x25609513)
+#define NBD_SIMPLE_REPLY_MAGIC UINT32_C (0x67446698)
+
+/* Handshake flags (server) and client flags. */
+#define NBD_FLAG_FIXED_NEWSTYLE 1
+#define NBD_FLAG_NO_ZEROES 2
+
+/* Options. */
+#define NBD_OPT_EXPORT_NAME 1
+#define NBD_OPT_ABORT 2
+#define NBD_OPT_LIST 3
+#define NBD_OPT_STARTTLS 5
+#define NBD_OPT_INFO 6
+#define NBD_OPT_GO 7
+
+/* Option replies. */
+#define NBD_REP_ACK 1
+#define NBD_REP_SERVER 2
+#define NBD_REP_INFO 3
+#define NBD_REP_ERR(n) (UINT32_C (0x80000000) + (n))
+#define NBD_REP_ERR_UNSUP NBD_REP_ERR (1)
+#define NBD_REP_ERR_POLICY NBD_REP_ERR (2)
+#define NBD_REP_ERR_INVALID NBD_REP_ERR (3)
+#define NBD_REP_ERR_UNKNOWN NBD_REP_ERR (6)
+#define NBD_REP_ERR_SHUTDOWN NBD_REP_ERR (7)
+#define NBD_REP_ERR_TOO_BIG NBD_REP_ERR (9)
+
+/* NBD_OPT_INFO / NBD_OPT_GO information types. */
+#define NBD_INFO_EXPORT 0
+#define NBD_INFO_NAME 1
+#define NBD_INFO_DESCRIPTION 2
+#define NBD_INFO_BLOCK_SIZE 3
+
+/* Transmission flags. */
+#define NBD_FLAG_HAS_FLAGS (1 << 0)
+#define NBD_FLAG_READ_ONLY (1 << 1)
+#define NBD_FLAG_SEND_FLUSH (1 << 2)
+#define NBD_FLAG_SEND_FUA (1 << 3)
+#define NBD_FLAG_CAN_MULTI_CONN (1 << 8)
+
+/* Commands and command flags. */
+#define NBD_CMD_READ 0
+#define NBD_CMD_WRITE 1
+#define NBD_CMD_DISC 2
+#define NBD_CMD_FLUSH 3
+#define NBD_CMD_FLAG_FUA (1 << 0)
+
+/* Errors on the wire. */
+#define NBD_EPERM 1
+#define NBD_EIO 5
+#define NBD_ENOMEM 12
+#define NBD_EINVAL 22
+#define NBD_ENOSPC 28
+#define NBD_EOVERFLOW 75
+#define NBD_ENOTSUP 95
+#define NBD_ESHUTDOWN 108
+
+#define NBD_REQUEST_SIZE 28
+#define NBD_SIMPLE_REPLY_SIZE 16
+#define NBD_OPTION_HEADER_SIZE 16
+
+#endif

@@ -1,0 +1,317 @@
+/* luks-nbd: the transmission phase.  The loop thread parses requests and
+ * checks them in one place (check_request); node ops run in the libuv
+ * thread pool; replies are written on the loop thread as each request
+ * finishes, so they may go out of order. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "byteorder.h"
+#include "checked.h"
+#include "error.h"
+#include "internal.h"
+#include "nbd-protocol.h"
+
+struct request {
+  uv_work_t work;               /* worker: node op */
+  uv_write_t write;             /* loop: the reply */
+  struct conn *conn;
+  struct node *node;
+  uint16_t flags, type;
+  uint64_t handle, offset;
+  uint32_t count;
+  uint32_t error;               /* NBD error for the reply */
+  char *buf;                    /* read result or write data */
+  size_t filled;                /* write data received so far */
+  uint8_t reply[NBD_SIMPLE_REPLY_SIZE];
+};
+
+/* The only errno -> NBD error mapping. */
+static uint32_t
+nbd_errno (int err)
+{
+  switch (err) {
+  case EPERM: case EROFS: return NBD_EPERM;
+  case EIO: return NBD_EIO;
+  case ENOMEM: return NBD_ENOMEM;
+  case EINVAL: return NBD_EINVAL;
+  case ENOSPC: case EDQUOT: case EFBIG: return NBD_ENOSPC;
+  case EOVERFLOW: return NBD_EOVERFLOW;
+  case ENOTSUP: return NBD_ENOTSUP;
+  case ESHUTDOWN: return NBD_ESHUTDOWN;
+  default: return NBD_EIO;
+  }
+}
+
+static const char *
+command_name (uint16_t type)
+{
+  switch (type) {
+  case NBD_CMD_READ: return "read";
+  case NBD_CMD_WRITE: return "write";
+  case NBD_CMD_DISC: return "disconnect";
+  case NBD_CMD_FLUSH: return "flush";
+  default: return "unknown command";
+  }
+}
+
+/* The one checkpoint: every request's rules, before it goes anywhere.
+ * Returns 0 or the NBD error to answer with. */
+static uint32_t
+check_request (const struct conn *c, uint16_t type, uint16_t flags,
+               uint64_t offset, uint32_t count)
+{
+  const struct export *e = c->exp;
+
+  if (flags & ~(uint16_t) NBD_CMD_FLAG_FUA)
+    return NBD_EINVAL;
+  switch (type) {
+  case NBD_CMD_READ:
+  case NBD_CMD_WRITE:
+    if (type == NBD_CMD_WRITE && e->readonly)
+      return NBD_EPERM;
+    if (count == 0)
+      return NBD_EINVAL;
+    if (count > MAX_REQUEST_BYTES)
+      return NBD_EOVERFLOW;
+    if (!range_within (offset, count, e->node->size))
+      return type == NBD_CMD_WRITE && offset + count >= offset ? NBD_ENOSPC
+                                                               : NBD_EINVAL;
+    return 0;
+  case NBD_CMD_FLUSH:
+  case NBD_CMD_DISC:
+    return 0;
+  default:
+    return NBD_EINVAL;
+  }
+}
+
+static struct request *
+request_new (struct conn *c, const uint8_t *hdr)
+{
+  struct request *r = calloc (1, sizeof *r);
+
+  if (!r)
+    return NULL;
+  r->conn = c;
+  r->node = c->exp->node;
+  r->flags = load_be16 (hdr + 4);
+  r->type = load_be16 (hdr + 6);
+  r->handle = load_be64 (hdr + 8);
+  r->offset = load_be64 (hdr + 16);
+  r->count = load_be32 (hdr + 24);
+  r->work.data = r;
+  r->write.data = r;
+  conn_ref (c);
+  c->inflight++;
+  return r;
+}
+
+static void
+request_free (struct request *r)
+{
+  struct conn *c = r->conn;
+
+  c->inflight--;
+  if (r->buf)                   /* counted when it was allocated */
+    c->inflight_bytes -= r->count;
+  free (r->buf);
+  free (r);
+  if (c->finishing)
+    conn_finish (c);
+  else
+    conn_update_reading (c);
+  conn_unref (c);
+}
+
+static void
+after_reply (uv_write_t *w, int status)
+{
+  request_free (w->data);
+}
+
+static void
+send_reply (struct request *r)
+{
+  struct conn *c = r->conn;
+  uv_buf_t bufs[2];
+  unsigned n = 1;
+
+  if (c->closing) {
+    request_free (r);
+    return;
+  }
+  store_be32 (r->reply, NBD_SIMPLE_REPLY_MAGIC);
+  store_be32 (r->reply + 4, r->error);
+  store_be64 (r->reply + 8, r->handle);
+  bufs[0] = uv_buf_init ((char *) r->reply, sizeof r->reply);
+  if (r->type == NBD_CMD_READ && r->error == 0)
+    bufs[n++] = uv_buf_init (r->buf, r->count);
+  if (uv_write (&r->write, &c->h.stream, bufs, n, after_reply) < 0) {
+    conn_close (c);
+    request_free (r);
+  }
+}
+
+/* Worker thread: node ops only; no connection state. */
+static void
+do_work (uv_work_t *w)
+{
+  struct request *r = w->data;
+  int err = 0;
+
+  switch (r->type) {
+  case NBD_CMD_READ:
+    err = node_pread (r->node, r->buf, r->count, r->offset);
+    break;
+  case NBD_CMD_WRITE:
+    err = node_pwrite (r->node, r->buf, r->count, r->offset,
+                       (r->flags & NBD_CMD_FLAG_FUA) ? NODE_FUA : 0);
+    break;
+  case NBD_CMD_FLUSH:
+    err = node_flush (r->node);
+    break;
+  }
+  if (err < 0) {
+    log_error ("%s of %u bytes at %llu: %s", command_name (r->type), r->count,
+               (unsigned long long) r->offset, error_message ());
+    r->error = nbd_errno (-err);
+  }
+}
+
+static void
+after_work (uv_work_t *w, int status)
+{
+  struct request *r = w->data;
+
+  if (status < 0)
+    r->error = NBD_EIO;
+  send_reply (r);
+}
+
+static void
+dispatch (struct request *r)
+{
+  log_debug ("connection %llu: %s %u bytes at %llu%s",
+             (unsigned long long) r->conn->id, command_name (r->type),
+             r->count, (unsigned long long) r->offset,
+             (r->flags & NBD_CMD_FLAG_FUA) ? " (fua)" : "");
+  if (uv_queue_work (server_loop, &r->work, do_work, after_work) < 0) {
+    r->error = NBD_EIO;
+    send_reply (r);
+  }
+}
+
+static void
+pending_complete (struct conn *c)
+{
+  struct request *r = c->pending;
+
+  if (r->filled == r->count) {
+    c->pending = NULL;
+    dispatch (r);
+  }
+}
+
+bool
+transmission_direct_buffer (struct conn *c, uv_buf_t *buf)
+{
+  struct request *r = c->pending;
+
+  if (!r || c->discard)
+    return false;
+  *buf = uv_buf_init (r->buf + r->filled, (unsigned) (r->count - r->filled));
+  return true;
+}
+
+void
+transmission_direct_filled (struct conn *c, size_t n)
+{
+  c->pending->filled += n;
+  pending_complete (c);
+}
+
+void
+transmission_drop_pending (struct conn *c)
+{
+  struct request *r = c->pending;
+
+  if (r) {
+    /* Its data never arrived in full: it was never acknowledged. */
+    c->pending = NULL;
+    request_free (r);
+  }
+}
+
+ssize_t
+transmission_input (struct conn *c, const uint8_t *in, size_t len)
+{
+  struct request *r;
+  uint32_t error;
+
+  if (c->discard) {
+    size_t n = len < c->discard ? len : (size_t) c->discard;
+    c->discard -= n;
+    return (ssize_t) n;
+  }
+  if (c->pending) {
+    r = c->pending;
+    size_t n = r->count - r->filled;
+    if (n > len)
+      n = len;
+    memcpy (r->buf + r->filled, in, n);
+    r->filled += n;
+    pending_complete (c);
+    return (ssize_t) n;
+  }
+  if (len < NBD_REQUEST_SIZE)
+    return 0;
+  if (load_be32 (in) != NBD_REQUEST_MAGIC) {
+    /* Without the magic we cannot find the next request: give up. */
+    log_info ("connection %llu: bad request magic", (unsigned long long) c->id);
+    conn_close (c);
+    return -1;
+  }
+  r = request_new (c, in);
+  if (!r) {
+    conn_close (c);
+    return -1;
+  }
+  error = check_request (c, r->type, r->flags, r->offset, r->count);
+  if (r->type == NBD_CMD_WRITE && error)
+    c->discard = r->count;      /* keep the stream in sync */
+  if (error) {
+    log_info ("connection %llu: %s of %u bytes at %llu refused: error %u",
+              (unsigned long long) c->id, command_name (r->type), r->count,
+              (unsigned long long) r->offset, error);
+    r->error = error;
+    send_reply (r);
+    return NBD_REQUEST_SIZE;
+  }
+  if (r->type == NBD_CMD_DISC) {
+    log_info ("connection %llu: client disconnects", (unsigned long long) c->id);
+    c->inflight--;              /* DISC has no reply */
+    conn_unref (c);
+    free (r);
+    conn_finish (c);
+    return NBD_REQUEST_SIZE;
+  }
+  if (r->type == NBD_CMD_READ || r->type == NBD_CMD_WRITE) {
+    r->buf = malloc (r->count);
+    if (!r->buf) {
+      r->error = NBD_ENOMEM;
+      if (r->type == NBD_CMD_WRITE)
+        c->discard = r->count;
+      send_reply (r);
+      return NBD_REQUEST_SIZE;
+    }
+    c->inflight_bytes += r->count;
+  }
+  if (r->type == NBD_CMD_WRITE)
+    c->pending = r;             /* dispatched once its data is in */
+  else
+    dispatch (r);
+  return NBD_REQUEST_SIZE;
+}
