@@ -77,3 +77,22 @@ split_detached () {
   tail -c +"$((off + 1))" "$1" > "$3"
   printf '\0\0\0\0' | dd of="$2" bs=1 seek=104 conv=notrunc status=none
 }
+
+# luks_nbd ARGS...: the daemon under test (add --run CMD to serve while
+# CMD runs; the daemon exits with CMD's status).
+luks_nbd () { "$top_builddir/server/luks-nbd" "$@"; }
+
+# make_luks2_volume NAME SIZE ARGS...: $TMP/NAME.plain, .payload (ciphertext
+# made by cryptsetup in user space), .hdr (detached header), .key.
+make_luks2_volume () {
+  local n=$1 size=$2; shift 2
+  make_plaintext "$TMP/$n.plain" "$size"
+  cp "$TMP/$n.plain" "$TMP/$n.payload"
+  printf 'pass for %s' "$n" > "$TMP/$n.key"
+  cryptsetup_encrypt "$TMP/$n.hdr" "$TMP/$n.payload" "$TMP/$n.key" \
+    --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --cipher aes-xts-plain64 \
+    --key-size 256 "$@" >/dev/null
+}
+
+# spec NAME [EXTRA]: the --export value for a volume made above.
+spec () { echo "name=$1,payload=$TMP/$1.payload,header=$TMP/$1.hdr,key-file=$TMP/$1.key${2:+,$2}"; }
