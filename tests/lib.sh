@@ -96,3 +96,5 @@ make_luks2_volume () {
 
 # spec NAME [EXTRA]: the --export value for a volume made above.
 spec () { echo "name=$1,payload=$TMP/$1.payload,header=$TMP/$1.hdr,key-file=$TMP/$1.key${2:+,$2}"; }
+# spec_as EXPORT VOLUME [EXTRA]: the same volume under another export name.
+spec_as () { echo "name=$1,payload=$TMP/$2.payload,header=$TMP/$2.hdr,key-file=$TMP/$2.key${3:+,$3}"; }
