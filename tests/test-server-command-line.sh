@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Proves the command-line contract: bad input gets a clear error naming
+# the export and key, exit status 1, and no socket; ',,' escapes a comma;
+# a stale socket file is replaced and a live one refused; --help works.
+. "$(dirname "$0")/lib.sh"
+need cryptsetup nbdinfo
+
+make_luks2_volume v 1M
+s=$TMP/sock
+fails () {   # fails DESCRIPTION PATTERN ARGS...
+  local d=$1 pat=$2; shift 2
+  check_fails_with "$d" "$pat" luks_nbd --socket "$s" "$@" --run true
+  check "$d: no socket left behind" test ! -e "$s"
+}
+fails "unknown key" "export 'v': unknown key 'colour'" --export "$(spec v colour=red)"
+fails "missing payload file" "export 'v': payload=$TMP/nope: No such file or directory" \
+  --export "name=v,payload=$TMP/nope,header=$TMP/v.hdr,key-file=$TMP/v.key"
+fails "missing header file" "export 'v': header=$TMP/nope.hdr: No such file or directory" \
+  --export "name=v,payload=$TMP/v.payload,header=$TMP/nope.hdr,key-file=$TMP/v.key"
+fails "duplicate export names" "export 'v' is given twice" --export "$(spec v)" --export "$(spec v)"
+fails "no passphrase source" "key-file= or passphrase-file= is required" \
+  --export "name=v,payload=$TMP/v.payload,header=$TMP/v.hdr"
+fails "bad key-slot" "key-slot=99: expected 0..31" --export "$(spec v key-slot=99)"
+fails "bad readonly" "readonly=maybe: expected on or off" --export "$(spec v readonly=maybe)"
+printf 'not the passphrase' > "$TMP/wrong"
+fails "wrong passphrase" "no key slot in $TMP/v.hdr accepts this passphrase" \
+  --export "name=v,payload=$TMP/v.payload,header=$TMP/v.hdr,key-file=$TMP/wrong"
+fails "qcow2 not yet supported" "qcow2 payloads are not supported yet" --export "$(spec v payload-format=qcow2)"
+fails "payload is not a LUKS header when attached" "not a LUKS header (bad magic)" \
+  --export "name=v,payload=$TMP/v.payload,key-file=$TMP/v.key"
+
+# passphrase-file= strips one trailing newline; key-file= does not.
+{ cat "$TMP/v.key"; echo; } > "$TMP/v.passfile"
+luks_nbd --socket "$s" --export "name=v,payload=$TMP/v.payload,header=$TMP/v.hdr,passphrase-file=$TMP/v.passfile" --run true
+check "passphrase-file= strips the trailing newline" test $? -eq 0
+check_fails_with "key-file= keeps every byte (newline included)" "accepts this passphrase" \
+  luks_nbd --socket "$s" --export "name=v,payload=$TMP/v.payload,header=$TMP/v.hdr,key-file=$TMP/v.passfile" --run true
+
+# ',,' is a literal comma in a value.
+mkdir -p "$TMP/a,b"
+cp "$TMP/v.payload" "$TMP/a,b/pay"
+luks_nbd --socket "$s" --export "name=v,payload=$TMP/a,,b/pay,header=$TMP/v.hdr,key-file=$TMP/v.key,description=one,, two" \
+  --run "nbdinfo --list --json \"\$uri\" > $TMP/list.json"
+check "',,' gives a literal comma (path and description)" grep -q '"one, two"' "$TMP/list.json"
+
+# Stale socket replaced; live socket refused.
+python3 -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])" "$s"
+check "a stale socket file exists" test -S "$s"
+luks_nbd --socket "$s" --export "$(spec v)" --run "nbdinfo --size \"\$uri\" > $TMP/size"
+check "a stale socket file is replaced" test "$(cat "$TMP/size")" = 1048576
+luks_nbd --socket "$s" --export "$(spec v)" \
+  --run "$top_builddir/server/luks-nbd --socket $s --export '$(spec v)' --run true 2> $TMP/second.err; echo \$? > $TMP/second.rc"
+check "a second daemon on a live socket exits 1" test "$(cat "$TMP/second.rc")" = 1
+check "and says another server is listening" grep -q "another server is listening on it" "$TMP/second.err"
+luks_nbd --help > "$TMP/help"
+check "--help documents --export keys" grep -q "payload-format=auto|raw|qcow2" "$TMP/help"
+check_fails_with "no --export is an error" "no --export given" luks_nbd --socket "$s"
+done_testing
