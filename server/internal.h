@@ -68,6 +68,7 @@ void handshake_start (struct conn *c);
 ssize_t handshake_input (struct conn *c, const uint8_t *in, size_t len);
 
 /* transmission.c */
+void transmission_set_threads (unsigned n);   /* splits large requests */
 ssize_t transmission_input (struct conn *c, const uint8_t *in, size_t len);
 /* The write request still waiting for its data, to read straight into. */
 bool transmission_direct_buffer (struct conn *c, uv_buf_t *buf);

@@ -147,9 +147,8 @@ fail (const char *what)
 int
 main (int argc, char **argv)
 {
-  const char **sockets = calloc ((size_t) argc, sizeof *sockets);
-  const char **tcp = calloc ((size_t) argc, sizeof *tcp);
-  const char **specs = calloc ((size_t) argc, sizeof *specs);
+  /* At most argc of each; on the stack, so early exits leak nothing. */
+  const char *sockets[argc], *tcp[argc], *specs[argc];
   size_t n_sockets = 0, n_tcp = 0, n_specs = 0;
   unsigned socket_mode = 0600;
   long threads = sysconf (_SC_NPROCESSORS_ONLN);
@@ -158,8 +157,6 @@ main (int argc, char **argv)
   int verbose = 0, c;
   char *end;
 
-  if (!sockets || !tcp || !specs)
-    return 1;
   while ((c = getopt_long (argc, argv, "v", long_options, NULL)) != -1) {
     switch (c) {
     case OPT_SOCKET: sockets[n_sockets++] = optarg; break;
@@ -214,6 +211,7 @@ main (int argc, char **argv)
     char n[16];
     snprintf (n, sizeof n, "%ld", threads);
     setenv ("UV_THREADPOOL_SIZE", n, 1);   /* before the pool starts */
+    transmission_set_threads ((unsigned) threads);
   }
 
   /* Parse everything, then unlock everything, then listen: the socket
@@ -257,9 +255,6 @@ main (int argc, char **argv)
 
   exports_close_all ();
   uv_loop_close (server_loop);
-  free (sockets);
-  free (tcp);
-  free (specs);
   log_info ("stopped");
   return run ? run_status : 0;
 }

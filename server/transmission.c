@@ -14,8 +14,23 @@
 #include "internal.h"
 #include "nbd-protocol.h"
 
+/* Large reads and writes are split into parts that workers run in
+ * parallel; the reply goes out when the last part is done. */
+#define SPLIT_MAX_PARTS 8
+#define SPLIT_MIN_PART (256 * 1024)
+
+struct request;
+struct part {
+  uv_work_t work;               /* worker: node op on [offset, +count) */
+  struct request *req;
+  uint64_t offset;
+  uint32_t count;
+  uint32_t error;               /* set by the worker */
+};
+
 struct request {
-  uv_work_t work;               /* worker: node op */
+  struct part parts[SPLIT_MAX_PARTS];
+  unsigned parts_left;          /* loop thread only */
   uv_write_t write;             /* loop: the reply */
   struct conn *conn;
   struct node *node;
@@ -102,7 +117,6 @@ request_new (struct conn *c, const uint8_t *hdr)
   r->handle = load_be64 (hdr + 8);
   r->offset = load_be64 (hdr + 16);
   r->count = load_be32 (hdr + 24);
-  r->work.data = r;
   r->write.data = r;
   conn_ref (c);
   c->inflight++;
@@ -157,17 +171,19 @@ send_reply (struct request *r)
 
 /* Worker thread: node ops only; no connection state. */
 static void
-do_work (uv_work_t *w)
+do_part (uv_work_t *w)
 {
-  struct request *r = w->data;
+  struct part *p = w->data;
+  struct request *r = p->req;
+  char *buf = r->buf ? r->buf + (p->offset - r->offset) : NULL;
   int err = 0;
 
   switch (r->type) {
   case NBD_CMD_READ:
-    err = node_pread (r->node, r->buf, r->count, r->offset);
+    err = node_pread (r->node, buf, p->count, p->offset);
     break;
   case NBD_CMD_WRITE:
-    err = node_pwrite (r->node, r->buf, r->count, r->offset,
+    err = node_pwrite (r->node, buf, p->count, p->offset,
                        (r->flags & NBD_CMD_FLAG_FUA) ? NODE_FUA : 0);
     break;
   case NBD_CMD_FLUSH:
@@ -175,33 +191,84 @@ do_work (uv_work_t *w)
     break;
   }
   if (err < 0) {
-    log_error ("%s of %u bytes at %llu: %s", command_name (r->type), r->count,
-               (unsigned long long) r->offset, error_message ());
-    r->error = nbd_errno (-err);
+    log_error ("%s of %u bytes at %llu: %s", command_name (r->type), p->count,
+               (unsigned long long) p->offset, error_message ());
+    p->error = nbd_errno (-err);
   }
 }
 
 static void
-after_work (uv_work_t *w, int status)
+after_part (uv_work_t *w, int status)
 {
-  struct request *r = w->data;
+  struct part *p = w->data;
+  struct request *r = p->req;
 
-  if (status < 0)
-    r->error = NBD_EIO;
-  send_reply (r);
+  if (status < 0 && !p->error)
+    p->error = NBD_EIO;
+  if (p->error && !r->error)
+    r->error = p->error;
+  if (--r->parts_left == 0)
+    send_reply (r);
+}
+
+static unsigned worker_threads = 1;
+
+void
+transmission_set_threads (unsigned n)
+{
+  worker_threads = n ? n : 1;
+}
+
+/* Splits on block-size boundaries so that no encryption sector is shared
+ * between parts (each part's read-modify-write stays its own). */
+static unsigned
+split (struct request *r)
+{
+  uint32_t bs = r->node->block_size ? r->node->block_size : 1;
+  unsigned n = 1;
+
+  if (r->type != NBD_CMD_FLUSH) {
+    uint64_t want = r->count / SPLIT_MIN_PART;
+    n = want < worker_threads ? (unsigned) want : worker_threads;
+    if (n > SPLIT_MAX_PARTS)
+      n = SPLIT_MAX_PARTS;
+    if (n < 1)
+      n = 1;
+  }
+  uint64_t per = (r->count + n - 1) / n;
+  per = (per + bs - 1) / bs * bs;
+  uint64_t off = r->offset, end = r->offset + r->count;
+  unsigned i = 0;
+  /* A flush (count 0) is one part too. */
+  for (; i < n && (off < end || i == 0); i++) {
+    uint64_t len = end - off < per ? end - off : per;
+    r->parts[i] = (struct part) { .req = r, .offset = off, .count = (uint32_t) len };
+    r->parts[i].work.data = &r->parts[i];
+    off += len;
+  }
+  return i;
 }
 
 static void
 dispatch (struct request *r)
 {
+  unsigned n;
+
   log_debug ("connection %llu: %s %u bytes at %llu%s",
              (unsigned long long) r->conn->id, command_name (r->type),
              r->count, (unsigned long long) r->offset,
              (r->flags & NBD_CMD_FLAG_FUA) ? " (fua)" : "");
-  if (uv_queue_work (server_loop, &r->work, do_work, after_work) < 0) {
-    r->error = NBD_EIO;
-    send_reply (r);
-  }
+  n = split (r);
+  r->parts_left = n;
+  for (unsigned i = 0; i < n; i++)
+    if (uv_queue_work (server_loop, &r->parts[i].work, do_part, after_part) < 0) {
+      r->error = NBD_EIO;
+      /* Parts already queued will reply; account for the rest now. */
+      r->parts_left -= n - i;
+      if (r->parts_left == 0)
+        send_reply (r);
+      return;
+    }
 }
 
 static void

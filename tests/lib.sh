@@ -80,7 +80,8 @@ split_detached () {
 
 # luks_nbd ARGS...: the daemon under test (add --run CMD to serve while
 # CMD runs; the daemon exits with CMD's status).
-luks_nbd () { "$top_builddir/server/luks-nbd" "$@"; }
+# A bound on every run, so a hang fails the test instead of stalling CI.
+luks_nbd () { timeout --kill-after=10 600 "$top_builddir/server/luks-nbd" "$@"; }
 
 # make_luks2_volume NAME SIZE ARGS...: $TMP/NAME.plain, .payload (ciphertext
 # made by cryptsetup in user space), .hdr (detached header), .key.

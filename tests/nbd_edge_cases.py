@@ -88,6 +88,17 @@ for off, ln in [(3, 5), (4000, 200), (10000, 9000), (size - 100, 100)]:
        == bytes(model[off:off + (ln + 8192 if off + ln + 8192 <= size else ln)]),
        f"unaligned write {ln} bytes at {off} reads back, neighbours intact")
 
+# Large requests (split across worker threads), aligned and not.
+for off, ln in [(0, 8 << 20), (12345, (4 << 20) + 999)]:
+    ok(bytes(h.pread(ln, off)) == bytes(model[off:off + ln]),
+       f"large read of {ln} bytes at {off}")
+for off, ln in [(4096, 4 << 20), (777, (3 << 20) + 101)]:
+    data = os.urandom(ln)
+    h.pwrite(data, off)
+    model[off:off + ln] = data
+    ok(bytes(h.pread(size, 0)) == bytes(model),
+       f"large write of {ln} bytes at {off} lands exactly")
+
 # Overlapping unaligned writes in flight at once never lose bytes.
 lost = 0
 for trial in range(40):
