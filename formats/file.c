@@ -17,20 +17,23 @@ struct file_node {
   int fd;
 };
 
+/* One loop for both directions: retries short transfers and EINTR. */
 static int
-file_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
+file_io (struct node *n, bool write, void *buf, uint64_t count,
+         uint64_t offset)
 {
   struct file_node *f = (struct file_node *) n;
   char *p = buf;
 
   while (count > 0) {
-    ssize_t r = pread (f->fd, p, count, (off_t) offset);
-    if (r < 0) {
-      if (errno == EINTR)
-        continue;
-      return error_set (-errno, "%s: read at %llu: %s", n->label,
-                        (unsigned long long) offset, strerror (errno));
-    }
+    ssize_t r = write ? pwrite (f->fd, p, count, (off_t) offset)
+                      : pread (f->fd, p, count, (off_t) offset);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return error_set (-errno, "%s: %s at %llu: %s", n->label,
+                        write ? "write" : "read", (unsigned long long) offset,
+                        strerror (errno));
     if (r == 0)
       return error_set (-EIO, "%s: unexpected end of file at %llu", n->label,
                         (unsigned long long) offset);
@@ -39,6 +42,12 @@ file_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
     offset += (uint64_t) r;
   }
   return 0;
+}
+
+static int
+file_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
+{
+  return file_io (n, false, buf, count, offset);
 }
 
 static int
@@ -55,22 +64,12 @@ static int
 file_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
              int flags)
 {
-  struct file_node *f = (struct file_node *) n;
-  const char *p = buf;
+  /* file_io does not write through p when writing; the cast is safe. */
+  int r = file_io (n, true, (void *) buf, count, offset);
 
-  while (count > 0) {
-    ssize_t r = pwrite (f->fd, p, count, (off_t) offset);
-    if (r < 0) {
-      if (errno == EINTR)
-        continue;
-      return error_set (-errno, "%s: write at %llu: %s", n->label,
-                        (unsigned long long) offset, strerror (errno));
-    }
-    p += r;
-    count -= (uint64_t) r;
-    offset += (uint64_t) r;
-  }
-  return (flags & NODE_FUA) ? file_flush (n) : 0;
+  if (r == 0 && (flags & NODE_FUA))
+    r = file_flush (n);
+  return r;
 }
 
 static void

@@ -76,11 +76,8 @@ void
 conn_finish (struct conn *c)
 {
   c->finishing = true;
-  if (c->pending) {
-    /* request_free comes back here once the write is dropped. */
-    transmission_drop_pending (c);
-    return;
-  }
+  /* A write whose header arrived is in flight: keep reading its data
+   * (conn_update_reading does), serve it, then stop. */
   conn_update_reading (c);
   if (c->closing || c->inflight > 0)
     return;
@@ -195,9 +192,9 @@ conn_update_reading (struct conn *c)
 {
   /* A write's data or a refused write's bytes must be read whatever the
    * limits, or the request holding them would never finish. */
-  bool want = !c->closing && !c->finishing &&
+  bool want = !c->closing &&
               (c->pending || c->discard ||
-               (c->inflight < MAX_INFLIGHT_REQUESTS &&
+               (!c->finishing && c->inflight < MAX_INFLIGHT_REQUESTS &&
                 c->inflight_bytes < MAX_INFLIGHT_BYTES));
 
   if (want && !c->reading) {
