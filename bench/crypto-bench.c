@@ -21,7 +21,7 @@
 
 #define BUF_BYTES (4 << 20)
 #define SECTOR 512
-#define PASSES 40               /* per measurement: 160 MiB */
+#define PASSES 40 /* per measurement: 160 MiB */
 
 static struct luks_volume *vol;
 
@@ -36,7 +36,9 @@ now (void)
 static int
 file_read (void *opaque, void *buf, size_t count, uint64_t offset)
 {
-  return pread (*(int *) opaque, buf, count, (off_t) offset) == (ssize_t) count ? 0 : -5;
+  return pread (*(int *) opaque, buf, count, (off_t) offset) == (ssize_t) count
+           ? 0
+           : -5;
 }
 
 static double
@@ -132,11 +134,15 @@ main (int argc, char **argv)
     one[r] = ours (bufs, 1);
     two[r] = ours (bufs, 2);
   }
-  double b = median (bare, rounds), o = median (one, rounds), t = median (two, rounds);
+  double b = median (bare, rounds), o = median (one, rounds),
+         t = median (two, rounds);
   printf ("aes-xts-plain64, 512-byte sectors, %d rounds, medians:\n", rounds);
   printf ("  bare libgcrypt loop, 1 thread   %8.0f MiB/s\n", b);
-  printf ("  luks_volume_crypt, 1 thread     %8.0f MiB/s   ratio to bare: %.2f\n", o, o / b);
-  printf ("  luks_volume_crypt, 2 threads    %8.0f MiB/s   scaling: %.2fx\n", t, t / o);
+  printf (
+    "  luks_volume_crypt, 1 thread     %8.0f MiB/s   ratio to bare: %.2f\n", o,
+    o / b);
+  printf ("  luks_volume_crypt, 2 threads    %8.0f MiB/s   scaling: %.2fx\n", t,
+          t / o);
   luks_volume_free (vol);
   luks_header_free (hdr);
   return 0;

@@ -10,11 +10,16 @@
 static int
 sextet (char c)
 {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
+  if (c >= 'A' && c <= 'Z')
+    return c - 'A';
+  if (c >= 'a' && c <= 'z')
+    return c - 'a' + 26;
+  if (c >= '0' && c <= '9')
+    return c - '0' + 52;
+  if (c == '+')
+    return 62;
+  if (c == '/')
+    return 63;
   return -1;
 }
 
@@ -34,7 +39,7 @@ base64_decode (const char *in, void *out, size_t cap)
         pad++;
         continue;
       }
-      if (pad)                  /* data after '=' */
+      if (pad) /* data after '=' */
         return -EINVAL;
       v[j] = sextet (in[i + j]);
       if (v[j] < 0)

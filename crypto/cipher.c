@@ -48,18 +48,16 @@ static const struct {
   const char *name;
   enum ivgen_type type;
 } ivgens[] = {
-  { "null", IVGEN_NULL },
-  { "plain", IVGEN_PLAIN },
-  { "plain64", IVGEN_PLAIN64 },
-  { "plain64be", IVGEN_PLAIN64BE },
+  { "null", IVGEN_NULL },       { "plain", IVGEN_PLAIN },
+  { "plain64", IVGEN_PLAIN64 }, { "plain64be", IVGEN_PLAIN64BE },
   { "benbi", IVGEN_BENBI },
 };
 
 struct cipher_ctx {
   const struct cipher_spec *spec;
   gcry_cipher_hd_t hd;
-  gcry_cipher_hd_t essiv;       /* ECB under hash(key); NULL unless ESSIV */
-  struct cipher_ctx *next;      /* owner's free list */
+  gcry_cipher_hd_t essiv;  /* ECB under hash(key); NULL unless ESSIV */
+  struct cipher_ctx *next; /* owner's free list */
 };
 
 static int
@@ -75,8 +73,8 @@ algo_lookup (const char *name, size_t key_bytes, const char *what)
       return algos[i].algo;
   }
   if (known)
-    return error_set (-EINVAL, "%s: %s does not take a %zu-bit key", what,
-                      name, key_bytes * 8);
+    return error_set (-EINVAL, "%s: %s does not take a %zu-bit key", what, name,
+                      key_bytes * 8);
   return error_set (-ENOTSUP, "%s: unsupported cipher '%s'", what, name);
 }
 
@@ -113,11 +111,15 @@ cipher_spec_parse (const char *name, const char *mode, size_t key_bytes,
   if (strcmp (name, "cipher_null") == 0 || strcmp (mode, "null") == 0)
     /* A header whose segment or keyslot uses cipher_null accepts any
      * passphrase and serves plaintext: a known attack on detached headers. */
-    return error_set (-EPERM, "%s: cipher_null is refused (it would serve "
-                      "plaintext to any passphrase)", what);
+    return error_set (-EPERM,
+                      "%s: cipher_null is refused (it would serve "
+                      "plaintext to any passphrase)",
+                      what);
   if (strncmp (name, "capi:", 5) == 0)
-    return error_set (-ENOTSUP, "%s: kernel crypto API specs ('%s') are not "
-                      "supported", what, name);
+    return error_set (-ENOTSUP,
+                      "%s: kernel crypto API specs ('%s') are not "
+                      "supported",
+                      what, name);
   if (snprintf (spec->text, sizeof spec->text, "%s-%s", name, mode) >=
       (int) sizeof spec->text)
     return error_set (-EINVAL, "%s: cipher spec too long", what);
@@ -134,7 +136,8 @@ cipher_spec_parse (const char *name, const char *mode, size_t key_bytes,
     if (strcmp (chain, modes[i].name) == 0)
       spec->mode = modes[i].mode;
   if (spec->mode < 0)
-    return error_set (-ENOTSUP, "%s: unsupported cipher mode '%s'", what, chain);
+    return error_set (-ENOTSUP, "%s: unsupported cipher mode '%s'", what,
+                      chain);
 
   if (spec->mode == GCRY_CIPHER_MODE_ECB) {
     if (dash)
@@ -153,8 +156,10 @@ cipher_spec_parse (const char *name, const char *mode, size_t key_bytes,
   cipher_key = key_bytes;
   if (spec->mode == GCRY_CIPHER_MODE_XTS) {
     if (key_bytes % 2)
-      return error_set (-EINVAL, "%s: xts needs an even key size, not %zu "
-                        "bytes", what, key_bytes);
+      return error_set (-EINVAL,
+                        "%s: xts needs an even key size, not %zu "
+                        "bytes",
+                        what, key_bytes);
     cipher_key = key_bytes / 2;
   }
   algo = algo_lookup (name, cipher_key, what);
@@ -186,7 +191,8 @@ cipher_spec_parse_joined (const char *joined, size_t key_bytes,
   const char *dash = strchr (joined, '-');
   size_t n;
 
-  if (strcmp (joined, "cipher_null-ecb") == 0 || strcmp (joined, "cipher_null") == 0)
+  if (strcmp (joined, "cipher_null-ecb") == 0 ||
+      strcmp (joined, "cipher_null") == 0)
     return cipher_spec_parse ("cipher_null", "ecb", key_bytes, what, spec);
   if (!dash)
     return error_set (-EINVAL, "%s: cipher spec '%s' has no mode", what,
@@ -246,8 +252,9 @@ cipher_ctx_new (const struct cipher_spec *spec, const uint8_t *key,
       goto fail;
     }
     r = hash_buffer (spec->essiv_md, salt, key, spec->key_bytes);
-    e = r < 0 ? 0 : gcry_cipher_open (&ctx->essiv, spec->essiv_algo,
-                                      GCRY_CIPHER_MODE_ECB, GCRY_CIPHER_SECURE);
+    e = r < 0 ? 0
+              : gcry_cipher_open (&ctx->essiv, spec->essiv_algo,
+                                  GCRY_CIPHER_MODE_ECB, GCRY_CIPHER_SECURE);
     if (r == 0 && !e)
       e = gcry_cipher_setkey (ctx->essiv, salt, dlen);
     secmem_free (salt, dlen);
@@ -275,17 +282,10 @@ cipher_ctx_iv (struct cipher_ctx *ctx, uint64_t sector,
   memset (iv, 0, CIPHER_BLOCK_MAX);
   switch (ctx->spec->ivgen) {
   case IVGEN_NONE:
-  case IVGEN_NULL:
-    break;
-  case IVGEN_PLAIN:
-    store_le32 (iv, (uint32_t) sector);
-    break;
-  case IVGEN_PLAIN64:
-    store_le64 (iv, sector);
-    break;
-  case IVGEN_PLAIN64BE:
-    store_be64 (iv + bs - 8, sector);
-    break;
+  case IVGEN_NULL: break;
+  case IVGEN_PLAIN: store_le32 (iv, (uint32_t) sector); break;
+  case IVGEN_PLAIN64: store_le64 (iv, sector); break;
+  case IVGEN_PLAIN64BE: store_be64 (iv + bs - 8, sector); break;
   case IVGEN_BENBI: {
     /* dm-crypt: big-endian count of cipher blocks, starting at 1. */
     unsigned shift = 9 - (unsigned) __builtin_ctz ((unsigned) bs);
@@ -312,8 +312,10 @@ cipher_ctx_crypt (struct cipher_ctx *ctx, enum crypt_direction dir,
   gcry_error_t e = 0;
 
   if (sector_bytes == 0 || len % sector_bytes)
-    return error_set (-EINVAL, "%s: %zu bytes is not a whole number of "
-                      "%zu-byte sectors", spec->text, len, sector_bytes);
+    return error_set (-EINVAL,
+                      "%s: %zu bytes is not a whole number of "
+                      "%zu-byte sectors",
+                      spec->text, len, sector_bytes);
   for (size_t off = 0; off < len; off += sector_bytes, ivno += iv_step) {
     if (spec->ivgen != IVGEN_NONE) {
       int r = cipher_ctx_iv (ctx, ivno, iv);

@@ -12,7 +12,7 @@
 #define CIPHER_KEY_MAX 512 /* bytes; LUKS key sizes above this are refused */
 
 enum ivgen_type {
-  IVGEN_NONE,                   /* ecb */
+  IVGEN_NONE, /* ecb */
   IVGEN_NULL,
   IVGEN_PLAIN,
   IVGEN_PLAIN64,
@@ -22,13 +22,13 @@ enum ivgen_type {
 };
 
 struct cipher_spec {
-  char text[CIPHER_SPEC_MAX];   /* "aes-xts-plain64", for messages */
-  int algo;                     /* gcry cipher */
-  int mode;                     /* gcry mode */
+  char text[CIPHER_SPEC_MAX]; /* "aes-xts-plain64", for messages */
+  int algo;                   /* gcry cipher */
+  int mode;                   /* gcry mode */
   enum ivgen_type ivgen;
-  int essiv_md;                 /* ESSIV hash */
-  int essiv_algo;               /* ESSIV cipher: same family, key = hash size */
-  size_t key_bytes;             /* whole key as LUKS stores it */
+  int essiv_md;     /* ESSIV hash */
+  int essiv_algo;   /* ESSIV cipher: same family, key = hash size */
+  size_t key_bytes; /* whole key as LUKS stores it */
   size_t block_bytes;
 };
 

@@ -29,8 +29,8 @@ luks_field_string (char *dst, const uint8_t *field, size_t field_len,
   const uint8_t *nul = memchr (field, '\0', field_len);
 
   if (!nul)
-    return error_set (-EINVAL, "%s: field %s is not NUL-terminated",
-                      src_name, field_name);
+    return error_set (-EINVAL, "%s: field %s is not NUL-terminated", src_name,
+                      field_name);
   memcpy (dst, field, (size_t) (nul - field) + 1);
   return 0;
 }
@@ -47,24 +47,27 @@ luks_check_keyslot_area (const struct luks_header *hdr,
     return error_set (-EINVAL, "%s: keyslot %d: stripes %u outside 1..%d",
                       hdr->src.name, ks->id, ks->stripes, LUKS_STRIPES_MAX);
   if (ks->area_size < need)
-    return error_set (-EINVAL, "%s: keyslot %d: area of %llu bytes is smaller "
-                      "than its %llu bytes of key material", hdr->src.name,
-                      ks->id, (unsigned long long) ks->area_size,
+    return error_set (-EINVAL,
+                      "%s: keyslot %d: area of %llu bytes is smaller "
+                      "than its %llu bytes of key material",
+                      hdr->src.name, ks->id, (unsigned long long) ks->area_size,
                       (unsigned long long) need);
   if (ckd_add_u64 (&end, ks->area_offset, ks->area_size) ||
       ks->area_offset < area_start || end > area_end)
-    return error_set (-EINVAL, "%s: keyslot %d: area %llu+%llu lies outside "
-                      "the keyslots area %llu..%llu", hdr->src.name, ks->id,
-                      (unsigned long long) ks->area_offset,
-                      (unsigned long long) ks->area_size,
-                      (unsigned long long) area_start,
-                      (unsigned long long) area_end);
+    return error_set (
+      -EINVAL,
+      "%s: keyslot %d: area %llu+%llu lies outside "
+      "the keyslots area %llu..%llu",
+      hdr->src.name, ks->id, (unsigned long long) ks->area_offset,
+      (unsigned long long) ks->area_size, (unsigned long long) area_start,
+      (unsigned long long) area_end);
   if (end > hdr->src.size)
-    return error_set (-EINVAL, "%s: keyslot %d: key material at %llu+%llu is "
-                      "past the end of the header (%llu bytes)", hdr->src.name,
-                      ks->id, (unsigned long long) ks->area_offset,
-                      (unsigned long long) ks->area_size,
-                      (unsigned long long) hdr->src.size);
+    return error_set (
+      -EINVAL,
+      "%s: keyslot %d: key material at %llu+%llu is "
+      "past the end of the header (%llu bytes)",
+      hdr->src.name, ks->id, (unsigned long long) ks->area_offset,
+      (unsigned long long) ks->area_size, (unsigned long long) hdr->src.size);
   for (int i = 0; i < hdr->nslots; i++) {
     const struct luks_keyslot *o = &hdr->slots[i];
     if (o != ks && ranges_overlap (ks->area_offset, ks->area_size,

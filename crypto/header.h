@@ -11,23 +11,27 @@
 #include "kdf.h"
 #include "luks.h"
 
-#define LUKS_KEYSLOTS_MAX 32     /* LUKS2; LUKS1 has 8 */
+#define LUKS_KEYSLOTS_MAX 32 /* LUKS2; LUKS1 has 8 */
 #define LUKS_DIGEST_MAX 64
 #define LUKS_SECTOR 512
-#define LUKS_STRIPES_MAX 4000    /* what cryptsetup and qemu write */
+#define LUKS_STRIPES_MAX 4000 /* what cryptsetup and qemu write */
 #define LUKS_UUID_MAX 40
 
-enum keyslot_priority { PRIORITY_IGNORE = 0, PRIORITY_NORMAL = 1, PRIORITY_HIGH = 2 };
+enum keyslot_priority {
+  PRIORITY_IGNORE = 0,
+  PRIORITY_NORMAL = 1,
+  PRIORITY_HIGH = 2
+};
 
 struct luks_keyslot {
   int id;
   enum keyslot_priority priority;
   struct kdf_params kdf;
-  size_t derived_bytes;         /* key for the keyslot area cipher */
+  size_t derived_bytes; /* key for the keyslot area cipher */
   struct cipher_spec area_cipher;
   int af_md;
   uint32_t stripes;
-  uint64_t area_offset;         /* bytes into the header source */
+  uint64_t area_offset; /* bytes into the header source */
   uint64_t area_size;
 };
 
@@ -35,12 +39,12 @@ struct luks_header {
   struct luks_source src;
   int version;
   char uuid[LUKS_UUID_MAX + 1];
-  struct cipher_spec cipher;    /* data segment */
-  size_t key_bytes;             /* volume key */
+  struct cipher_spec cipher; /* data segment */
+  size_t key_bytes;          /* volume key */
   uint32_t sector_size;
-  uint64_t iv_tweak;            /* in 512-byte units */
+  uint64_t iv_tweak; /* in 512-byte units */
   uint64_t payload_offset;
-  uint64_t payload_size;        /* 0 = dynamic */
+  uint64_t payload_size; /* 0 = dynamic */
   struct luks_keyslot slots[LUKS_KEYSLOTS_MAX];
   int nslots;
   /* The digest that verifies the volume key. */
@@ -67,8 +71,8 @@ int luks2_json_parse (const char *json, uint64_t json_size, uint64_t hdr_size,
 /* Validates a keyslot's area against the header source and the other
  * slots (shared by both versions). */
 int luks_check_keyslot_area (const struct luks_header *hdr,
-                             const struct luks_keyslot *ks,
-                             uint64_t area_start, uint64_t area_end);
+                             const struct luks_keyslot *ks, uint64_t area_start,
+                             uint64_t area_end);
 
 /* Copies a fixed-size on-disk string field, refusing one without a NUL. */
 int luks_field_string (char *dst, const uint8_t *field, size_t field_len,

@@ -14,8 +14,8 @@ kdf_check (const struct kdf_params *p, const char *what)
   switch (p->type) {
   case KDF_PBKDF2:
     if (p->iterations == 0 || p->iterations > KDF_PBKDF2_MAX_ITERATIONS)
-      return error_set (-EINVAL, "%s: pbkdf2 iterations %u outside 1..%u",
-                        what, p->iterations, KDF_PBKDF2_MAX_ITERATIONS);
+      return error_set (-EINVAL, "%s: pbkdf2 iterations %u outside 1..%u", what,
+                        p->iterations, KDF_PBKDF2_MAX_ITERATIONS);
     break;
   case KDF_ARGON2I:
   case KDF_ARGON2ID:
@@ -35,8 +35,7 @@ kdf_check (const struct kdf_params *p, const char *what)
       return error_set (-EINVAL, "%s: argon2 memory %u KiB below 8 KiB per cpu",
                         what, p->memory_kib);
     break;
-  default:
-    return error_set (-ENOTSUP, "%s: unknown kdf", what);
+  default: return error_set (-ENOTSUP, "%s: unknown kdf", what);
   }
   if (p->salt_len == 0)
     return error_set (-EINVAL, "%s: empty kdf salt", what);

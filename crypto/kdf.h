@@ -19,10 +19,10 @@ enum kdf_type { KDF_PBKDF2, KDF_ARGON2I, KDF_ARGON2ID };
 
 struct kdf_params {
   enum kdf_type type;
-  int md_algo;                  /* PBKDF2 */
-  uint32_t iterations;          /* PBKDF2 iterations, or Argon2 time cost */
-  uint32_t memory_kib;          /* Argon2 */
-  uint32_t parallel;            /* Argon2 */
+  int md_algo;         /* PBKDF2 */
+  uint32_t iterations; /* PBKDF2 iterations, or Argon2 time cost */
+  uint32_t memory_kib; /* Argon2 */
+  uint32_t parallel;   /* Argon2 */
   uint8_t salt[KDF_SALT_MAX];
   size_t salt_len;
 };

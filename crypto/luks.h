@@ -19,8 +19,8 @@ typedef int (*luks_read_fn) (void *opaque, void *buf, size_t count,
 struct luks_source {
   luks_read_fn read;
   void *opaque;
-  uint64_t size;                /* bytes readable from the source */
-  const char *name;             /* file name or URI, for messages */
+  uint64_t size;    /* bytes readable from the source */
+  const char *name; /* file name or URI, for messages */
 };
 
 struct luks_header;
@@ -36,15 +36,15 @@ int luks_header_open (const struct luks_source *src, struct luks_header **out);
 void luks_header_free (struct luks_header *hdr);
 
 struct luks_header_info {
-  int version;                  /* 1 or 2 */
+  int version; /* 1 or 2 */
   const char *uuid;
-  const char *cipher;           /* "aes-xts-plain64" */
+  const char *cipher; /* "aes-xts-plain64" */
   size_t key_bytes;
-  uint32_t sector_size;         /* encryption sector */
-  uint64_t payload_offset;      /* bytes into the data device */
-  uint64_t payload_size;        /* bytes; 0 = to the end of the device */
+  uint32_t sector_size;    /* encryption sector */
+  uint64_t payload_offset; /* bytes into the data device */
+  uint64_t payload_size;   /* bytes; 0 = to the end of the device */
   int active_keyslots;
-  const char *warning;          /* non-NULL if a copy was bad (LUKS2) */
+  const char *warning; /* non-NULL if a copy was bad (LUKS2) */
 };
 void luks_header_info (const struct luks_header *hdr,
                        struct luks_header_info *info);

@@ -48,8 +48,10 @@ parse_keyslot (const uint8_t *ks_disk, int i, int md, struct luks_header *hdr)
   if (active == L1_KEY_DISABLED)
     return 0;
   if (active != L1_KEY_ENABLED)
-    return error_set (-EINVAL, "%s: %s: active field 0x%08x is neither "
-                      "enabled nor disabled", hdr->src.name, field, active);
+    return error_set (-EINVAL,
+                      "%s: %s: active field 0x%08x is neither "
+                      "enabled nor disabled",
+                      hdr->src.name, field, active);
   ks = &hdr->slots[hdr->nslots];
   ks->id = i;
   ks->priority = PRIORITY_NORMAL;
@@ -108,7 +110,8 @@ luks1_parse (const uint8_t *p, size_t len, struct luks_header *hdr)
     return error_prefix (r, "%s", src);
   hdr->sector_size = LUKS_SECTOR;
   hdr->iv_tweak = 0;
-  hdr->payload_offset = (uint64_t) load_be32 (p + L1_PAYLOAD_OFFSET) * LUKS_SECTOR;
+  hdr->payload_offset =
+    (uint64_t) load_be32 (p + L1_PAYLOAD_OFFSET) * LUKS_SECTOR;
   hdr->payload_size = 0;
 
   hdr->digest_md = md;
@@ -127,9 +130,11 @@ luks1_parse (const uint8_t *p, size_t len, struct luks_header *hdr)
   }
   /* An attached payload must start after the key material. */
   for (int i = 0; hdr->payload_offset && i < hdr->nslots; i++)
-    if (hdr->slots[i].area_offset + hdr->slots[i].area_size > hdr->payload_offset)
+    if (hdr->slots[i].area_offset + hdr->slots[i].area_size >
+        hdr->payload_offset)
       return error_set (-EINVAL, "%s: payloadOffset %llu overlaps keyslot %d",
-                        src, (unsigned long long) hdr->payload_offset / LUKS_SECTOR,
+                        src,
+                        (unsigned long long) hdr->payload_offset / LUKS_SECTOR,
                         hdr->slots[i].id);
   return 0;
 }

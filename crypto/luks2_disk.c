@@ -30,16 +30,16 @@ static const uint8_t magic_2nd[6] = { 'S', 'K', 'U', 'L', 0xba, 0xbe };
 
 /* The only header sizes (binary + JSON) the specification allows. */
 static const uint64_t allowed_hdr_sizes[] = {
-  0x4000, 0x8000, 0x10000, 0x20000, 0x40000,
+  0x4000,  0x8000,   0x10000,  0x20000,  0x40000,
   0x80000, 0x100000, 0x200000, 0x400000,
 };
 #define N_HDR_SIZES (sizeof allowed_hdr_sizes / sizeof allowed_hdr_sizes[0])
 
 struct copy {
-  uint8_t *buf;                 /* hdr_size bytes, or NULL if invalid */
+  uint8_t *buf; /* hdr_size bytes, or NULL if invalid */
   uint64_t hdr_size;
   uint64_t seqid;
-  char why[160];                /* why it is invalid */
+  char why[160]; /* why it is invalid */
 };
 
 static bool
@@ -86,14 +86,18 @@ read_copy (const struct luks_header *hdr, uint64_t offset,
     return;
   }
   if (load_be64 (bin + L2_HDR_OFFSET) != offset) {
-    snprintf (c->why, sizeof c->why, "hdr_offset %llu does not match its "
-              "position %llu", (unsigned long long) load_be64 (bin + L2_HDR_OFFSET),
+    snprintf (c->why, sizeof c->why,
+              "hdr_offset %llu does not match its "
+              "position %llu",
+              (unsigned long long) load_be64 (bin + L2_HDR_OFFSET),
               (unsigned long long) offset);
     return;
   }
   if (offset + c->hdr_size > hdr->src.size) {
-    snprintf (c->why, sizeof c->why, "hdr_size %llu runs past the end of the "
-              "file", (unsigned long long) c->hdr_size);
+    snprintf (c->why, sizeof c->why,
+              "hdr_size %llu runs past the end of the "
+              "file",
+              (unsigned long long) c->hdr_size);
     return;
   }
   if (!memchr (bin + L2_CSUM_ALG, '\0', L2_CSUM_ALG_LEN)) {
@@ -158,9 +162,10 @@ luks2_read (struct luks_header *hdr)
   }
 
   if (!primary.buf && !secondary.buf) {
-    r = error_set (-EINVAL, "%s: both LUKS2 header copies are invalid "
-                   "(primary: %s; secondary: %s)", src, primary.why,
-                   secondary.why);
+    r = error_set (-EINVAL,
+                   "%s: both LUKS2 header copies are invalid "
+                   "(primary: %s; secondary: %s)",
+                   src, primary.why, secondary.why);
     goto out;
   }
   if (primary.buf && secondary.buf)

@@ -24,7 +24,7 @@
 #define SECTOR_SIZE_MAX 4096
 
 struct ctx {
-  const char *src;              /* file name for messages */
+  const char *src; /* file name for messages */
   struct luks_header *hdr;
   uint64_t keyslots_start, keyslots_end;
 };
@@ -62,8 +62,8 @@ get_string (const struct ctx *c, json_object *o, const char *path,
 
 /* LUKS2 stores 64-bit values as decimal strings. */
 static int
-get_u64 (const struct ctx *c, json_object *o, const char *path,
-         const char *key, uint64_t *out)
+get_u64 (const struct ctx *c, json_object *o, const char *path, const char *key,
+         uint64_t *out)
 {
   const char *s;
   uint64_t v = 0;
@@ -81,13 +81,15 @@ get_u64 (const struct ctx *c, json_object *o, const char *path,
   *out = v;
   return 0;
 bad:
-  return error_set (-EINVAL, "%s: LUKS2 JSON %s.%s '%.40s' is not an "
-                    "unsigned 64-bit number", c->src, path, key, s);
+  return error_set (-EINVAL,
+                    "%s: LUKS2 JSON %s.%s '%.40s' is not an "
+                    "unsigned 64-bit number",
+                    c->src, path, key, s);
 }
 
 static int
-get_int (const struct ctx *c, json_object *o, const char *path,
-         const char *key, int64_t min, int64_t max, int64_t *out)
+get_int (const struct ctx *c, json_object *o, const char *path, const char *key,
+         int64_t min, int64_t max, int64_t *out)
 {
   json_object *v;
   int r = get_typed (c, o, path, key, json_type_int, "an integer", &v);
@@ -97,9 +99,9 @@ get_int (const struct ctx *c, json_object *o, const char *path,
   errno = 0;
   *out = json_object_get_int64 (v);
   if (errno || *out < min || *out > max)
-    return error_set (-EINVAL, "%s: LUKS2 JSON %s.%s %s outside %" PRId64
-                      "..%" PRId64, c->src, path, key,
-                      json_object_get_string (v), min, max);
+    return error_set (-EINVAL,
+                      "%s: LUKS2 JSON %s.%s %s outside %" PRId64 "..%" PRId64,
+                      c->src, path, key, json_object_get_string (v), min, max);
   return 0;
 }
 
@@ -114,8 +116,10 @@ get_base64 (const struct ctx *c, json_object *o, const char *path,
     return r;
   r = base64_decode (s, out, cap);
   if (r <= 0)
-    return error_set (-EINVAL, "%s: LUKS2 JSON %s.%s is not base64 of 1..%zu "
-                      "bytes", c->src, path, key, cap);
+    return error_set (-EINVAL,
+                      "%s: LUKS2 JSON %s.%s is not base64 of 1..%zu "
+                      "bytes",
+                      c->src, path, key, cap);
   *len = (size_t) r;
   return 0;
 }
@@ -135,12 +139,15 @@ parse_config (const struct ctx *c, json_object *root, uint64_t json_size,
       (r = get_u64 (c, config, "config", "keyslots_size", keyslots_size)) < 0)
     return r;
   if (js != json_size)
-    return error_set (-EINVAL, "%s: LUKS2 config.json_size %" PRIu64 " does "
-                      "not match the binary header's %" PRIu64, c->src, js,
-                      json_size);
+    return error_set (-EINVAL,
+                      "%s: LUKS2 config.json_size %" PRIu64 " does "
+                      "not match the binary header's %" PRIu64,
+                      c->src, js, json_size);
   if (*keyslots_size % 4096)
-    return error_set (-EINVAL, "%s: LUKS2 config.keyslots_size %" PRIu64
-                      " is not a multiple of 4096", c->src, *keyslots_size);
+    return error_set (-EINVAL,
+                      "%s: LUKS2 config.keyslots_size %" PRIu64
+                      " is not a multiple of 4096",
+                      c->src, *keyslots_size);
   if (json_object_object_get_ex (config, "requirements", &req)) {
     if (json_object_is_type (req, json_type_array))
       mandatory = req;
@@ -148,15 +155,19 @@ parse_config (const struct ctx *c, json_object *root, uint64_t json_size,
       json_object_object_get_ex (req, "mandatory", &mandatory);
     if (mandatory && !json_object_is_type (mandatory, json_type_array))
       return missing (c, "config.requirements", "mandatory", "an array");
-    for (size_t i = 0; mandatory && i < json_object_array_length (mandatory); i++) {
-      const char *name = json_object_get_string (
-        json_object_array_get_idx (mandatory, i));
+    for (size_t i = 0; mandatory && i < json_object_array_length (mandatory);
+         i++) {
+      const char *name =
+        json_object_get_string (json_object_array_get_idx (mandatory, i));
       if (name && strstr (name, "reencrypt"))
-        return error_set (-EBUSY, "%s: LUKS2 requirement '%s': reencryption "
+        return error_set (-EBUSY,
+                          "%s: LUKS2 requirement '%s': reencryption "
                           "is in progress; finish it with cryptsetup first",
                           c->src, name);
-      return error_set (-ENOTSUP, "%s: LUKS2 unknown mandatory requirement "
-                        "'%s'", c->src, name ? name : "(null)");
+      return error_set (-ENOTSUP,
+                        "%s: LUKS2 unknown mandatory requirement "
+                        "'%s'",
+                        c->src, name ? name : "(null)");
     }
   }
   return 0;
@@ -179,25 +190,33 @@ parse_segment (const struct ctx *c, json_object *root, const char **seg_key,
                  &segments);
   if (r < 0)
     return r;
-  json_object_object_foreach (segments, key, val) {
+  json_object_object_foreach (segments, key, val)
+  {
     n++;
     *seg_key = key;
     seg = val;
   }
   if (n != 1)
-    return error_set (-ENOTSUP, "%s: LUKS2 has %d data segments; only one "
-                      "is supported (is a reencryption unfinished?)", c->src, n);
+    return error_set (-ENOTSUP,
+                      "%s: LUKS2 has %d data segments; only one "
+                      "is supported (is a reencryption unfinished?)",
+                      c->src, n);
   if (!json_object_is_type (seg, json_type_object))
     return missing (c, "segments", *seg_key, "an object");
   if ((r = get_string (c, seg, "segments.N", "type", &type)) < 0)
     return r;
   if (strcmp (type, "crypt") != 0)
-    return error_set (-ENOTSUP, "%s: LUKS2 segment type '%s' is not "
-                      "supported (only crypt)", c->src, type);
+    return error_set (-ENOTSUP,
+                      "%s: LUKS2 segment type '%s' is not "
+                      "supported (only crypt)",
+                      c->src, type);
   if (json_object_object_get_ex (seg, "integrity", &tmp))
-    return error_set (-ENOTSUP, "%s: LUKS2 segment with integrity "
-                      "(dm-integrity) is not supported", c->src);
-  if ((r = get_u64 (c, seg, "segments.N", "offset", &hdr->payload_offset)) < 0 ||
+    return error_set (-ENOTSUP,
+                      "%s: LUKS2 segment with integrity "
+                      "(dm-integrity) is not supported",
+                      c->src);
+  if ((r = get_u64 (c, seg, "segments.N", "offset", &hdr->payload_offset)) <
+        0 ||
       (r = get_u64 (c, seg, "segments.N", "iv_tweak", &hdr->iv_tweak)) < 0 ||
       (r = get_string (c, seg, "segments.N", "encryption", encryption)) < 0 ||
       (r = get_string (c, seg, "segments.N", "size", &size)) < 0 ||
@@ -205,8 +224,9 @@ parse_segment (const struct ctx *c, json_object *root, const char **seg_key,
                     SECTOR_SIZE_MAX, &sector_size)) < 0)
     return r;
   if (!is_power_of_2 ((uint64_t) sector_size))
-    return error_set (-EINVAL, "%s: LUKS2 segment sector_size %" PRId64
-                      " is not a power of 2", c->src, sector_size);
+    return error_set (
+      -EINVAL, "%s: LUKS2 segment sector_size %" PRId64 " is not a power of 2",
+      c->src, sector_size);
   hdr->sector_size = (uint32_t) sector_size;
   if (strcmp (size, "dynamic") == 0)
     hdr->payload_size = 0;
@@ -214,20 +234,24 @@ parse_segment (const struct ctx *c, json_object *root, const char **seg_key,
     if ((r = get_u64 (c, seg, "segments.N", "size", &hdr->payload_size)) < 0)
       return r;
     if (hdr->payload_size == 0 || hdr->payload_size % hdr->sector_size)
-      return error_set (-EINVAL, "%s: LUKS2 segment size %" PRIu64 " is not a "
-                        "positive multiple of sector_size", c->src,
-                        hdr->payload_size);
+      return error_set (-EINVAL,
+                        "%s: LUKS2 segment size %" PRIu64 " is not a "
+                        "positive multiple of sector_size",
+                        c->src, hdr->payload_size);
   }
   if (hdr->payload_offset % LUKS_SECTOR)
-    return error_set (-EINVAL, "%s: LUKS2 segment offset %" PRIu64 " is not "
-                      "aligned to 512 bytes", c->src, hdr->payload_offset);
+    return error_set (-EINVAL,
+                      "%s: LUKS2 segment offset %" PRIu64 " is not "
+                      "aligned to 512 bytes",
+                      c->src, hdr->payload_offset);
   if (ckd_add_u64 (&end, hdr->payload_offset, hdr->payload_size) ||
       end > INT64_MAX)
     return error_set (-EINVAL, "%s: LUKS2 segment offset+size overflows",
                       c->src);
   /* An attached data segment must not overlap the metadata. */
   if (hdr->payload_offset && hdr->payload_offset < c->keyslots_end)
-    return error_set (-EINVAL, "%s: LUKS2 segment offset %" PRIu64 " overlaps "
+    return error_set (-EINVAL,
+                      "%s: LUKS2 segment offset %" PRIu64 " overlaps "
                       "the header and keyslots area (ends at %" PRIu64 ")",
                       c->src, hdr->payload_offset, c->keyslots_end);
   return 0;
@@ -255,20 +279,22 @@ parse_digest (const struct ctx *c, json_object *root, const char *seg_key,
   int64_t iter;
   int r;
 
-  r = get_typed (c, root, "", "digests", json_type_object, "an object",
-                 &digests);
+  r =
+    get_typed (c, root, "", "digests", json_type_object, "an object", &digests);
   if (r < 0)
     return r;
-  json_object_object_foreach (digests, key, val) {
+  json_object_object_foreach (digests, key, val)
+  {
     (void) key;
     if (json_object_is_type (val, json_type_object) &&
         json_object_object_get_ex (val, "segments", &segs) &&
-        json_object_is_type (segs, json_type_array) && array_has (segs, seg_key))
+        json_object_is_type (segs, json_type_array) &&
+        array_has (segs, seg_key))
       dig = val;
   }
   if (!dig)
-    return error_set (-EINVAL, "%s: LUKS2 no digest covers segment %s",
-                      c->src, seg_key);
+    return error_set (-EINVAL, "%s: LUKS2 no digest covers segment %s", c->src,
+                      seg_key);
   if ((r = get_string (c, dig, "digests.N", "type", &type)) < 0)
     return r;
   if (strcmp (type, "pbkdf2") != 0)
@@ -322,7 +348,8 @@ parse_kdf (const struct ctx *c, json_object *kdf, const char *path,
                       KDF_ARGON2_MAX_MEMORY_KIB, &v)) < 0)
       return r;
     p->memory_kib = (uint32_t) v;
-    if ((r = get_int (c, kdf, path, "cpus", 1, KDF_ARGON2_MAX_PARALLEL, &v)) < 0)
+    if ((r = get_int (c, kdf, path, "cpus", 1, KDF_ARGON2_MAX_PARALLEL, &v)) <
+        0)
       return r;
     p->parallel = (uint32_t) v;
   } else
@@ -359,8 +386,10 @@ parse_keyslot (const struct ctx *c, const char *key, json_object *js,
   if ((r = get_string (c, js, path, "type", &type)) < 0)
     return r;
   if (strcmp (type, "reencrypt") == 0)
-    return error_set (-EBUSY, "%s: LUKS2 %s is a reencrypt keyslot: "
-                      "reencryption is in progress", c->src, path);
+    return error_set (-EBUSY,
+                      "%s: LUKS2 %s is a reencrypt keyslot: "
+                      "reencryption is in progress",
+                      c->src, path);
   if (strcmp (type, "luks2") != 0)
     return error_set (-ENOTSUP, "%s: LUKS2 %s.type '%s' is not supported",
                       c->src, path, type);
@@ -374,7 +403,8 @@ parse_keyslot (const struct ctx *c, const char *key, json_object *js,
   }
 
   /* af */
-  if ((r = get_typed (c, js, path, "af", json_type_object, "an object", &af)) < 0 ||
+  if ((r = get_typed (c, js, path, "af", json_type_object, "an object", &af)) <
+        0 ||
       (r = get_string (c, af, afp, "type", &type)) < 0)
     return r;
   if (strcmp (type, "luks1") != 0)
@@ -428,13 +458,17 @@ parse_keyslots (const struct ctx *c, json_object *root, json_object *bound)
     return r;
   /* Every keyslot the digest names must exist. */
   for (size_t i = 0; i < json_object_array_length (bound); i++) {
-    const char *name = json_object_get_string (json_object_array_get_idx (bound, i));
+    const char *name =
+      json_object_get_string (json_object_array_get_idx (bound, i));
     json_object *tmp;
     if (!name || !json_object_object_get_ex (keyslots, name, &tmp))
-      return error_set (-EINVAL, "%s: LUKS2 digest names keyslot %s, which "
-                        "does not exist", c->src, name ? name : "(null)");
+      return error_set (-EINVAL,
+                        "%s: LUKS2 digest names keyslot %s, which "
+                        "does not exist",
+                        c->src, name ? name : "(null)");
   }
-  json_object_object_foreach (keyslots, key, val) {
+  json_object_object_foreach (keyslots, key, val)
+  {
     int64_t ks_size;
     if (hdr->nslots >= LUKS_KEYSLOTS_MAX)
       return error_set (-EINVAL, "%s: LUKS2 more than %d keyslots", c->src,
@@ -446,9 +480,10 @@ parse_keyslots (const struct ctx *c, json_object *root, json_object *bound)
     if (!array_has (bound, key))
       continue;
     if (key_size && ks_size != key_size)
-      return error_set (-EINVAL, "%s: LUKS2 keyslots.%s.key_size %" PRId64
-                        " differs from the other keyslots' %" PRId64, c->src,
-                        key, ks_size, key_size);
+      return error_set (-EINVAL,
+                        "%s: LUKS2 keyslots.%s.key_size %" PRId64
+                        " differs from the other keyslots' %" PRId64,
+                        c->src, key, ks_size, key_size);
     key_size = ks_size;
     hdr->key_bytes = (size_t) key_size;
     r = luks_check_keyslot_area (hdr, &hdr->slots[hdr->nslots],
@@ -458,8 +493,10 @@ parse_keyslots (const struct ctx *c, json_object *root, json_object *bound)
     hdr->nslots++;
   }
   if (hdr->nslots == 0)
-    return error_set (-ENOENT, "%s: LUKS2 header has no keyslot for the data "
-                      "segment", c->src);
+    return error_set (-ENOENT,
+                      "%s: LUKS2 header has no keyslot for the data "
+                      "segment",
+                      c->src);
   return 0;
 }
 
@@ -484,8 +521,10 @@ luks2_json_parse (const char *json, uint64_t json_size, uint64_t hdr_size,
     goto out;
   }
   if (json_tokener_get_parse_end (tok) != len) {
-    r = error_set (-EINVAL, "%s: LUKS2 JSON has trailing bytes after the "
-                   "object", c.src);
+    r = error_set (-EINVAL,
+                   "%s: LUKS2 JSON has trailing bytes after the "
+                   "object",
+                   c.src);
     goto out;
   }
   if (!json_object_is_type (root, json_type_object)) {

@@ -36,7 +36,8 @@ do_init (void)
   /* Auto-expansion must be set before the pool exists. */
   gcry_control (GCRYCTL_AUTO_EXPAND_SECMEM, SECMEM_POOL_BYTES);
   if (gcry_control (GCRYCTL_INIT_SECMEM, SECMEM_POOL_BYTES, 0) != 0) {
-    init_result = error_set (-ENOMEM, "cannot initialise libgcrypt secure memory");
+    init_result =
+      error_set (-ENOMEM, "cannot initialise libgcrypt secure memory");
     return;
   }
   gcry_control (GCRYCTL_RESUME_SECMEM_WARN);
@@ -67,7 +68,7 @@ secmem_wipe (void *p, size_t n)
   if (p && n) {
     memset (p, 0, n);
     /* Keep the stores: the buffer escapes through this asm. */
-    __asm__ __volatile__ ("" : : "r" (p) : "memory");
+    __asm__ __volatile__("" : : "r"(p) : "memory");
   }
 }
 

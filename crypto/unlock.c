@@ -78,13 +78,14 @@ luks_unlock (const struct luks_header *hdr, const void *pass, size_t passlen,
     return -ENOMEM;
   /* High-priority slots first, then normal; "ignore" slots only when
    * named, as cryptsetup does. */
-  for (int prio = PRIORITY_HIGH; prio >= PRIORITY_IGNORE && r == -EPERM; prio--) {
+  for (int prio = PRIORITY_HIGH; prio >= PRIORITY_IGNORE && r == -EPERM;
+       prio--) {
     for (int i = 0; i < hdr->nslots && r == -EPERM; i++) {
       const struct luks_keyslot *ks = &hdr->slots[i];
       if (keyslot >= 0 ? ks->id != keyslot : (int) ks->priority != prio)
         continue;
       if (keyslot >= 0 && prio != PRIORITY_HIGH)
-        continue;               /* the named slot is tried once */
+        continue; /* the named slot is tried once */
       found = true;
       r = try_keyslot (hdr, ks, pass, passlen, key);
     }
@@ -97,8 +98,10 @@ luks_unlock (const struct luks_header *hdr, const void *pass, size_t passlen,
                       keyslot);
   if (r == -EPERM) {
     if (keyslot >= 0)
-      return error_set (-EPERM, "%s: key slot %d does not accept this "
-                        "passphrase", hdr->src.name, keyslot);
+      return error_set (-EPERM,
+                        "%s: key slot %d does not accept this "
+                        "passphrase",
+                        hdr->src.name, keyslot);
     return error_set (-EPERM, "no key slot in %s accepts this passphrase",
                       hdr->src.name);
   }

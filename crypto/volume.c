@@ -13,14 +13,14 @@
 
 struct luks_volume {
   struct cipher_spec spec;
-  uint8_t *key;                 /* secure memory */
+  uint8_t *key; /* secure memory */
   size_t key_bytes;
   uint32_t sector_size;
-  unsigned iv_shift;            /* IVs count 512-byte units (dm-crypt) */
+  unsigned iv_shift; /* IVs count 512-byte units (dm-crypt) */
   uint64_t iv_tweak;
   uint64_t payload_offset, payload_size;
-  pthread_mutex_t lock;         /* protects idle */
-  struct cipher_ctx *idle;      /* contexts not in use by any thread */
+  pthread_mutex_t lock;    /* protects idle */
+  struct cipher_ctx *idle; /* contexts not in use by any thread */
 };
 
 int
@@ -121,10 +121,10 @@ luks_volume_crypt (struct luks_volume *v, enum luks_direction dir, void *buf,
 
   if (!ctx)
     return -ENOMEM;
-  r = cipher_ctx_crypt (ctx, dir == LUKS_ENCRYPT ? CRYPT_ENCRYPT : CRYPT_DECRYPT,
-                        buf, len, v->sector_size,
-                        v->iv_tweak + (sector << v->iv_shift),
-                        UINT64_C (1) << v->iv_shift);
+  r = cipher_ctx_crypt (
+    ctx, dir == LUKS_ENCRYPT ? CRYPT_ENCRYPT : CRYPT_DECRYPT, buf, len,
+    v->sector_size, v->iv_tweak + (sector << v->iv_shift),
+    UINT64_C (1) << v->iv_shift);
   ctx_put (v, ctx);
   return r;
 }

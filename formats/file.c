@@ -19,8 +19,7 @@ struct file_node {
 
 /* One loop for both directions: retries short transfers and EINTR. */
 static int
-file_io (struct node *n, bool write, void *buf, uint64_t count,
-         uint64_t offset)
+file_io (struct node *n, bool write, void *buf, uint64_t count, uint64_t offset)
 {
   struct file_node *f = (struct file_node *) n;
   char *p = buf;

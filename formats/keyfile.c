@@ -17,8 +17,8 @@
 #define KEYFILE_MAX (8 * 1024 * 1024)
 
 int
-keyfile_read (const char *path, bool strip_newline, char **pass,
-              size_t *len, size_t *alloc)
+keyfile_read (const char *path, bool strip_newline, char **pass, size_t *len,
+              size_t *alloc)
 {
   struct stat st;
   char *buf;

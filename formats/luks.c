@@ -20,12 +20,12 @@
 
 struct luks_node {
   struct node node;
-  struct node *payload, *header;  /* the same node if attached */
+  struct node *payload, *header; /* the same node if attached */
   struct luks_header *hdr;
   struct luks_volume *vol;
-  uint64_t data_offset;           /* bytes into payload */
-  uint32_t sector;                /* encryption sector size */
-  pthread_rwlock_t rmw;           /* shared: aligned writes; exclusive: RMW */
+  uint64_t data_offset; /* bytes into payload */
+  uint32_t sector;      /* encryption sector size */
+  pthread_rwlock_t rmw; /* shared: aligned writes; exclusive: RMW */
   char warning[512];
 };
 
@@ -73,7 +73,7 @@ luks_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
   int r;
 
   if (start == offset && end == offset + count)
-    return read_sectors (l, buf, count, offset);   /* decrypt in place */
+    return read_sectors (l, buf, count, offset); /* decrypt in place */
   bounce = malloc (end - start);
   if (!bounce)
     return error_set (-ENOMEM, "out of memory");
@@ -172,7 +172,7 @@ node_luks_open (struct node *payload, struct node *header, const void *pass,
   r = luks_init ();
   if (r < 0)
     goto fail;
-  src = (struct luks_source) { header_read, header, header->size, header_label };
+  src = (struct luks_source){ header_read, header, header->size, header_label };
   r = luks_header_open (&src, &l->hdr);
   if (r < 0)
     goto fail;
@@ -185,18 +185,20 @@ node_luks_open (struct node *payload, struct node *header, const void *pass,
   l->sector = info.sector_size;
   l->data_offset = info.payload_offset;
   if (l->data_offset > payload->size) {
-    r = error_set (-EINVAL, "%s: the header's payload offset %llu is past the "
-                   "end of the %llu-byte payload", payload->label,
-                   (unsigned long long) l->data_offset,
+    r = error_set (-EINVAL,
+                   "%s: the header's payload offset %llu is past the "
+                   "end of the %llu-byte payload",
+                   payload->label, (unsigned long long) l->data_offset,
                    (unsigned long long) payload->size);
     goto fail;
   }
   avail = payload->size - l->data_offset;
   if (info.payload_size) {
     if (info.payload_size > avail) {
-      r = error_set (-EINVAL, "%s: the header's segment of %llu bytes is "
-                     "larger than the payload (%llu bytes)", payload->label,
-                     (unsigned long long) info.payload_size,
+      r = error_set (-EINVAL,
+                     "%s: the header's segment of %llu bytes is "
+                     "larger than the payload (%llu bytes)",
+                     payload->label, (unsigned long long) info.payload_size,
                      (unsigned long long) avail);
       goto fail;
     }

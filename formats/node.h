@@ -10,10 +10,10 @@
 
 struct node;
 
-#define NODE_FUA 1              /* pwrite: persist before returning */
+#define NODE_FUA 1 /* pwrite: persist before returning */
 
 struct node_ops {
-  const char *name;             /* "file", "raw", "luks" */
+  const char *name; /* "file", "raw", "luks" */
   int (*pread) (struct node *, void *buf, uint64_t count, uint64_t offset);
   int (*pwrite) (struct node *, const void *buf, uint64_t count,
                  uint64_t offset, int flags);
@@ -23,10 +23,10 @@ struct node_ops {
 
 struct node {
   const struct node_ops *ops;
-  uint64_t size;                /* bytes */
-  uint32_t block_size;          /* smallest efficient I/O (sector size) */
+  uint64_t size;       /* bytes */
+  uint32_t block_size; /* smallest efficient I/O (sector size) */
   bool readonly;
-  char *label;                  /* file name or "luks(...)", for messages */
+  char *label; /* file name or "luks(...)", for messages */
 };
 
 /* Checked entry points (range and read-only checks live in the server's
@@ -62,22 +62,22 @@ int node_raw_open (struct node *child, uint64_t offset, uint64_t size,
 /* luks.c: plaintext view of payload, unlocked with the header read from
  * `header` (which may be the payload itself for an attached header).
  * Takes ownership of both children (once each if they are the same). */
-int node_luks_open (struct node *payload, struct node *header,
-                    const void *pass, size_t passlen, int keyslot,
-                    const char *header_label, struct node **out);
+int node_luks_open (struct node *payload, struct node *header, const void *pass,
+                    size_t passlen, int keyslot, const char *header_label,
+                    struct node **out);
 
 /* Messages a node wants logged once at open (e.g. a bad header copy). */
 const char *node_luks_warning (const struct node *luks);
 
 /* stack.c: the whole stack for an export. */
 struct stack_spec {
-  const char *payload;          /* path */
-  const char *header;           /* path, or NULL: attached */
-  const char *key_file;         /* exact bytes */
-  const char *passphrase_file;  /* one trailing newline stripped */
-  int key_slot;                 /* -1: any */
+  const char *payload;         /* path */
+  const char *header;          /* path, or NULL: attached */
+  const char *key_file;        /* exact bytes */
+  const char *passphrase_file; /* one trailing newline stripped */
+  int key_slot;                /* -1: any */
   bool readonly;
-  const char *payload_format;   /* "auto", "raw", "qcow2" */
+  const char *payload_format; /* "auto", "raw", "qcow2" */
 };
 int node_stack_open (const struct stack_spec *spec, struct node **out,
                      const char **detected_format);

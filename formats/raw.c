@@ -61,8 +61,10 @@ node_raw_open (struct node *child, uint64_t offset, uint64_t size,
   struct raw_node *r;
 
   if (!range_within (offset, size, child->size))
-    return error_set (-EINVAL, "%s: window %llu+%llu is outside the %llu-byte "
-                      "file", child->label, (unsigned long long) offset,
+    return error_set (-EINVAL,
+                      "%s: window %llu+%llu is outside the %llu-byte "
+                      "file",
+                      child->label, (unsigned long long) offset,
                       (unsigned long long) size,
                       (unsigned long long) child->size);
   r = calloc (1, sizeof *r);

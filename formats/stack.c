@@ -33,8 +33,10 @@ payload_format (struct node *file, const char *want, const char **format)
     return error_set (-EINVAL, "payload-format=%s: expected auto, raw or qcow2",
                       want);
   if (strcmp (*format, "qcow2") == 0)
-    return error_set (-ENOTSUP, "%s: qcow2 payloads are not supported yet "
-                      "(use payload-format=raw only for raw files)", file->label);
+    return error_set (-ENOTSUP,
+                      "%s: qcow2 payloads are not supported yet "
+                      "(use payload-format=raw only for raw files)",
+                      file->label);
   return 0;
 }
 
@@ -80,7 +82,7 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
   r = node_luks_open (payload, header, pass, passlen, spec->key_slot,
                       spec->header ? spec->header : spec->payload, out);
   if (r == 0)
-    payload = header = NULL;   /* owned by the luks node now */
+    payload = header = NULL; /* owned by the luks node now */
 
 out:
   luks_secret_free (pass, passalloc);

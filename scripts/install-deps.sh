@@ -5,7 +5,7 @@ set -eu
 PKGS="build-essential autoconf automake pkg-config
       libuv1-dev libgcrypt20-dev libjson-c-dev libnbd-dev
       libnbd-bin python3-libnbd nbdkit cryptsetup-bin qemu-utils fio
-      openssl xxd"
+      openssl xxd clang-format"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -85,7 +85,7 @@ conn_finish (struct conn *c)
   if (uv_shutdown (&c->shutdown_req, &c->h.stream, on_shutdown) < 0)
     conn_close (c);
   else
-    c->closing = true;        /* on_shutdown closes the handle */
+    c->closing = true; /* on_shutdown closes the handle */
 }
 
 struct send_req {
@@ -192,10 +192,10 @@ conn_update_reading (struct conn *c)
 {
   /* A write's data or a refused write's bytes must be read whatever the
    * limits, or the request holding them would never finish. */
-  bool want = !c->closing &&
-              (c->pending || c->discard ||
-               (!c->finishing && c->inflight < MAX_INFLIGHT_REQUESTS &&
-                c->inflight_bytes < MAX_INFLIGHT_BYTES));
+  bool want =
+    !c->closing && (c->pending || c->discard ||
+                    (!c->finishing && c->inflight < MAX_INFLIGHT_REQUESTS &&
+                     c->inflight_bytes < MAX_INFLIGHT_BYTES));
 
   if (want && !c->reading) {
     /* Input buffered while paused may now be parseable. */
@@ -235,7 +235,7 @@ conn_accept (uv_stream_t *server)
   }
   c->h.stream.data = c;
   c->id = next_id++;
-  c->refs = 1;                 /* the handle's */
+  c->refs = 1; /* the handle's */
   c->next = all_conns;
   if (all_conns)
     all_conns->prev = c;

@@ -16,12 +16,20 @@ static struct export **exports;
 static size_t n_exports;
 
 enum spec_key {
-  KEY_NAME, KEY_PAYLOAD, KEY_HEADER, KEY_KEY_FILE, KEY_PASSPHRASE_FILE,
-  KEY_KEY_SLOT, KEY_READONLY, KEY_PAYLOAD_FORMAT, KEY_DESCRIPTION, N_KEYS
+  KEY_NAME,
+  KEY_PAYLOAD,
+  KEY_HEADER,
+  KEY_KEY_FILE,
+  KEY_PASSPHRASE_FILE,
+  KEY_KEY_SLOT,
+  KEY_READONLY,
+  KEY_PAYLOAD_FORMAT,
+  KEY_DESCRIPTION,
+  N_KEYS
 };
 
 static const char *const key_names[N_KEYS] = {
-  "name", "payload", "header", "key-file", "passphrase-file",
+  "name",     "payload",  "header",         "key-file",    "passphrase-file",
   "key-slot", "readonly", "payload-format", "description",
 };
 
@@ -58,7 +66,8 @@ export_free (struct export *e)
   if (!e)
     return;
   node_close (e->node);
-  for (size_t i = 0; i < sizeof e->spec_strings / sizeof e->spec_strings[0]; i++)
+  for (size_t i = 0; i < sizeof e->spec_strings / sizeof e->spec_strings[0];
+       i++)
     free (e->spec_strings[i]);
   free (e);
 }
@@ -89,9 +98,11 @@ export_parse (const char *text, int index, bool force_readonly,
     for (k = 0; k < N_KEYS && strcmp (item, key_names[k]) != 0; k++)
       ;
     if (k == N_KEYS)
-      r = error_set (-EINVAL, "%s: unknown key '%s' (expected name, payload, "
+      r = error_set (-EINVAL,
+                     "%s: unknown key '%s' (expected name, payload, "
                      "header, key-file, passphrase-file, key-slot, readonly, "
-                     "payload-format, description)", label, item);
+                     "payload-format, description)",
+                     label, item);
     else if (values[k])
       r = error_set (-EINVAL, "%s: key '%s' given twice", label, item);
     else if (!(values[k] = strdup (eq + 1)))
@@ -134,8 +145,10 @@ export_parse (const char *text, int index, bool force_readonly,
       strcmp (values[KEY_PAYLOAD_FORMAT], "auto") != 0 &&
       strcmp (values[KEY_PAYLOAD_FORMAT], "raw") != 0 &&
       strcmp (values[KEY_PAYLOAD_FORMAT], "qcow2") != 0)
-    r = error_set (-EINVAL, "%s: payload-format=%s: expected auto, raw or "
-                   "qcow2", label, values[KEY_PAYLOAD_FORMAT]);
+    r = error_set (-EINVAL,
+                   "%s: payload-format=%s: expected auto, raw or "
+                   "qcow2",
+                   label, values[KEY_PAYLOAD_FORMAT]);
   /* Files are checked now so the error names the key, not just a path. */
   static const enum spec_key files[] = { KEY_PAYLOAD, KEY_HEADER, KEY_KEY_FILE,
                                          KEY_PASSPHRASE_FILE };
@@ -156,8 +169,10 @@ export_parse (const char *text, int index, bool force_readonly,
   e->spec.payload_format = values[KEY_PAYLOAD_FORMAT];
   e->spec.readonly = e->readonly;
   {
-    static const enum spec_key keep[] = { KEY_NAME, KEY_DESCRIPTION, KEY_PAYLOAD,
-      KEY_HEADER, KEY_KEY_FILE, KEY_PASSPHRASE_FILE, KEY_PAYLOAD_FORMAT };
+    static const enum spec_key keep[] = {
+      KEY_NAME,     KEY_DESCRIPTION,     KEY_PAYLOAD,       KEY_HEADER,
+      KEY_KEY_FILE, KEY_PASSPHRASE_FILE, KEY_PAYLOAD_FORMAT
+    };
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
       e->spec_strings[i] = values[keep[i]];
       values[keep[i]] = NULL;
@@ -184,7 +199,8 @@ export_open (struct export *e)
   if (node_luks_warning (e->node))
     log_warning ("export '%s': %s", e->name, node_luks_warning (e->node));
   log_info ("export '%s': %s payload %s, header %s, %llu bytes, %u-byte "
-            "sectors%s", e->name, format, e->spec.payload,
+            "sectors%s",
+            e->name, format, e->spec.payload,
             e->spec.header ? e->spec.header : "(attached)",
             (unsigned long long) e->node->size, e->node->block_size,
             e->readonly ? ", read-only" : "");

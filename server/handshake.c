@@ -103,7 +103,8 @@ opt_list (struct conn *c, uint32_t len)
   }
   for (size_t i = 0; i < exports_count (); i++) {
     const struct export *e = exports_get (i);
-    size_t nl = strlen (e->name), dl = e->description ? strlen (e->description) : 0;
+    size_t nl = strlen (e->name),
+           dl = e->description ? strlen (e->description) : 0;
     uint8_t *buf = malloc (4 + nl + dl);
     if (!buf) {
       conn_close (c);
@@ -136,8 +137,7 @@ info_string (struct conn *c, uint32_t option, uint16_t type, const char *s)
 /* NBD_OPT_INFO and NBD_OPT_GO share their request and replies; GO then
  * enters transmission. */
 static void
-opt_info_go (struct conn *c, uint32_t option, const uint8_t *data,
-             uint32_t len)
+opt_info_go (struct conn *c, uint32_t option, const uint8_t *data, uint32_t len)
 {
   uint32_t namelen;
   uint16_t nreq;
@@ -195,20 +195,14 @@ handle_option (struct conn *c, uint32_t option, const uint8_t *data,
     return;
   }
   switch (option) {
-  case NBD_OPT_EXPORT_NAME:
-    opt_export_name (c, data, len);
-    break;
+  case NBD_OPT_EXPORT_NAME: opt_export_name (c, data, len); break;
   case NBD_OPT_ABORT:
     reply (c, option, NBD_REP_ACK, NULL, 0);
     conn_finish (c);
     break;
-  case NBD_OPT_LIST:
-    opt_list (c, len);
-    break;
+  case NBD_OPT_LIST: opt_list (c, len); break;
   case NBD_OPT_INFO:
-  case NBD_OPT_GO:
-    opt_info_go (c, option, data, len);
-    break;
+  case NBD_OPT_GO: opt_info_go (c, option, data, len); break;
   default:
     reply_error (c, option, NBD_REP_ERR_UNSUP, "option not supported");
     break;

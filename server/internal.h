@@ -13,9 +13,9 @@
 #include "node.h"
 
 /* Limits. */
-#define MAX_REQUEST_BYTES (32 * 1024 * 1024)  /* NBD_INFO_BLOCK_SIZE maximum */
-#define MAX_OPTION_BYTES (16 * 1024)          /* longer options are refused */
-#define MAX_INFLIGHT_REQUESTS 128             /* per connection, then pause */
+#define MAX_REQUEST_BYTES (32 * 1024 * 1024) /* NBD_INFO_BLOCK_SIZE maximum */
+#define MAX_OPTION_BYTES (16 * 1024)         /* longer options are refused */
+#define MAX_INFLIGHT_REQUESTS 128            /* per connection, then pause */
 #define MAX_INFLIGHT_BYTES (128 * 1024 * 1024)
 #define INPUT_BUFFER_BYTES (64 * 1024)
 
@@ -28,24 +28,25 @@ void log_info (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 void log_debug (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 
 /* exports.c */
-struct export {
+struct export
+{
   char *name;
-  char *description;            /* may be NULL */
+  char *description; /* may be NULL */
   bool readonly;
-  struct node *node;            /* shared by every connection */
+  struct node *node; /* shared by every connection */
   struct stack_spec spec;
-  char *spec_strings[8];        /* owned strings behind spec */
+  char *spec_strings[8]; /* owned strings behind spec */
 };
 /* Parses one --export value; errors name the export and the key. */
 int export_parse (const char *text, int index, bool force_readonly,
                   struct export **out);
 int export_open (struct export *e);
 void export_free (struct export *e);
-int exports_add (struct export *e);       /* refuses duplicate names */
+int exports_add (struct export *e); /* refuses duplicate names */
 struct export *exports_find (const char *name, size_t len); /* "" = first */
 size_t exports_count (void);
 struct export *exports_get (size_t i);
-void exports_close_all (void);            /* flush and close */
+void exports_close_all (void); /* flush and close */
 
 /* listen.c */
 int listen_unix (uv_loop_t *loop, const char *path, unsigned mode);
@@ -57,7 +58,7 @@ struct conn;
 void conn_accept (uv_stream_t *server);
 int conn_send (struct conn *c, const void *data, size_t len);
 void conn_close (struct conn *c);
-void conn_finish (struct conn *c);        /* flush replies, then close */
+void conn_finish (struct conn *c); /* flush replies, then close */
 void conn_shutdown_all (void);
 size_t conn_count (void);
 
@@ -68,7 +69,7 @@ void handshake_start (struct conn *c);
 ssize_t handshake_input (struct conn *c, const uint8_t *in, size_t len);
 
 /* transmission.c */
-void transmission_set_threads (unsigned n);   /* splits large requests */
+void transmission_set_threads (unsigned n); /* splits large requests */
 ssize_t transmission_input (struct conn *c, const uint8_t *in, size_t len);
 /* The write request still waiting for its data, to read straight into. */
 bool transmission_direct_buffer (struct conn *c, uv_buf_t *buf);
@@ -86,22 +87,22 @@ struct conn {
     uv_tcp_t tcp;
   } h;
   uv_shutdown_t shutdown_req;
-  struct conn *prev, *next;     /* all connections */
+  struct conn *prev, *next; /* all connections */
   uint64_t id;
   enum conn_phase phase;
   bool no_zeroes;
-  bool closing;                 /* uv_close called or about to be */
-  bool finishing;               /* no more requests: DISC or shutdown */
+  bool closing;   /* uv_close called or about to be */
+  bool finishing; /* no more requests: DISC or shutdown */
   bool reading;
-  bool direct;                  /* last alloc handed out a request buffer */
+  bool direct; /* last alloc handed out a request buffer */
   struct export *exp;
-  uint8_t *in;                  /* unparsed input */
+  uint8_t *in; /* unparsed input */
   size_t in_len;
-  struct request *pending;      /* write waiting for its data */
-  uint64_t discard;             /* bytes of a refused write to skip */
-  unsigned inflight;            /* requests not yet replied */
+  struct request *pending; /* write waiting for its data */
+  uint64_t discard;        /* bytes of a refused write to skip */
+  unsigned inflight;       /* requests not yet replied */
   uint64_t inflight_bytes;
-  unsigned refs;                /* handle + each request in flight */
+  unsigned refs; /* handle + each request in flight */
 };
 void conn_ref (struct conn *c);
 void conn_unref (struct conn *c);

@@ -71,9 +71,11 @@ listen_unix (uv_loop_t *loop, const char *path, unsigned mode)
       return error_set (-EEXIST, "--socket %s: exists and is not a socket",
                         path);
     if (unix_socket_live (path))
-      return error_set (-EADDRINUSE, "--socket %s: another server is "
-                        "listening on it", path);
-    unlink (path);                /* stale: left by a server that died */
+      return error_set (-EADDRINUSE,
+                        "--socket %s: another server is "
+                        "listening on it",
+                        path);
+    unlink (path); /* stale: left by a server that died */
   }
   p = calloc (1, sizeof *p);
   if (!p)
@@ -103,7 +105,8 @@ listen_tcp (uv_loop_t *loop, const char *hostport)
   char host[256] = "";
   const char *colon = strrchr (hostport, ':');
   const char *port = colon ? colon + 1 : NBD_DEFAULT_PORT;
-  struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+  struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+                            .ai_flags = AI_PASSIVE };
   struct addrinfo *ai, *a;
   size_t hl = colon ? (size_t) (colon - hostport) : strlen (hostport);
   int r, bound = 0;
@@ -112,7 +115,7 @@ listen_tcp (uv_loop_t *loop, const char *hostport)
     return error_set (-EINVAL, "--listen %s: host too long", hostport);
   memcpy (host, hostport, hl);
   host[hl] = '\0';
-  if (host[0] == '[' && hl > 1 && host[hl - 1] == ']') {   /* [::1]:port */
+  if (host[0] == '[' && hl > 1 && host[hl - 1] == ']') { /* [::1]:port */
     memmove (host, host + 1, hl - 2);
     host[hl - 2] = '\0';
   }
@@ -128,7 +131,8 @@ listen_tcp (uv_loop_t *loop, const char *hostport)
       return error_set (-ENOMEM, "out of memory");
     }
     uv_tcp_init (loop, t);
-    r = uv_tcp_bind (t, a->ai_addr, a->ai_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+    r = uv_tcp_bind (t, a->ai_addr,
+                     a->ai_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
     if (r == 0)
       r = uv_listen ((uv_stream_t *) t, LISTEN_BACKLOG, on_connection);
     if (r == 0)
@@ -156,7 +160,8 @@ listen_close_all (void)
     if (h->type == UV_NAMED_PIPE) {
       char path[256];
       size_t len = sizeof path;
-      if (uv_pipe_getsockname ((uv_pipe_t *) h, path, &len) == 0 && len < sizeof path) {
+      if (uv_pipe_getsockname ((uv_pipe_t *) h, path, &len) == 0 &&
+          len < sizeof path) {
         path[len] = '\0';
         unlink (path);
       }

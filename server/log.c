@@ -31,15 +31,15 @@ vlog (const char *level, const char *fmt, va_list ap)
   fprintf (stderr, "luks-nbd: %s%s\n", level, line);
 }
 
-#define DEFINE_LOG(fn, min, prefix)                                          \
-  void fn (const char *fmt, ...)                                             \
-  {                                                                          \
-    va_list ap;                                                              \
-    if (verbose < (min))                                                     \
-      return;                                                                \
-    va_start (ap, fmt);                                                      \
-    vlog (prefix, fmt, ap);                                                  \
-    va_end (ap);                                                             \
+#define DEFINE_LOG(fn, min, prefix)                                            \
+  void fn (const char *fmt, ...)                                               \
+  {                                                                            \
+    va_list ap;                                                                \
+    if (verbose < (min))                                                       \
+      return;                                                                  \
+    va_start (ap, fmt);                                                        \
+    vlog (prefix, fmt, ap);                                                    \
+    va_end (ap);                                                               \
   }
 
 DEFINE_LOG (log_error, 0, "error: ")

@@ -14,7 +14,7 @@
 #include "error.h"
 #include "internal.h"
 
-#define MAX_THREADS 1024          /* libuv's own limit */
+#define MAX_THREADS 1024 /* libuv's own limit */
 
 uv_loop_t *server_loop;
 static bool stopping;
@@ -31,26 +31,28 @@ server_stopping (void)
 static void
 usage (FILE *f)
 {
-  fprintf (f,
-"Usage: luks-nbd [--socket PATH] [--listen [HOST]:PORT] [--threads N]\n"
-"                [--readonly] [-v] --export SPEC [--export SPEC]...\n"
-"\n"
-"Serves LUKS-encrypted volumes (detached or attached headers) as plain\n"
-"block devices over NBD.\n"
-"\n"
-"  --export SPEC       name=NAME,payload=PATH[,header=PATH]\n"
-"                      [,key-file=PATH|passphrase-file=PATH][,key-slot=N]\n"
-"                      [,readonly=on|off][,payload-format=auto|raw|qcow2]\n"
-"                      [,description=TEXT]   (',,' is a literal comma)\n"
-"  --socket PATH       listen on a unix socket (mode 0600)\n"
-"  --socket-mode MODE  octal mode of the unix sockets\n"
-"  --listen [HOST]:PORT  listen on TCP (default port 10809)\n"
-"  --threads N         worker threads (default: number of CPUs)\n"
-"  --readonly          serve every export read-only\n"
-"  --run CMD           run CMD (sh -c) once serving, with $uri and\n"
-"                      $unixsocket set; stop when it exits, with its status\n"
-"  -v, --verbose       log connections (-vv: every request)\n"
-"  --help, --version\n");
+  fprintf (
+    f,
+    "Usage: luks-nbd [--socket PATH] [--listen [HOST]:PORT] [--threads N]\n"
+    "                [--readonly] [-v] --export SPEC [--export SPEC]...\n"
+    "\n"
+    "Serves LUKS-encrypted volumes (detached or attached headers) as plain\n"
+    "block devices over NBD.\n"
+    "\n"
+    "  --export SPEC       name=NAME,payload=PATH[,header=PATH]\n"
+    "                      [,key-file=PATH|passphrase-file=PATH][,key-slot=N]\n"
+    "                      [,readonly=on|off][,payload-format=auto|raw|qcow2]\n"
+    "                      [,description=TEXT]   (',,' is a literal comma)\n"
+    "  --socket PATH       listen on a unix socket (mode 0600)\n"
+    "  --socket-mode MODE  octal mode of the unix sockets\n"
+    "  --listen [HOST]:PORT  listen on TCP (default port 10809)\n"
+    "  --threads N         worker threads (default: number of CPUs)\n"
+    "  --readonly          serve every export read-only\n"
+    "  --run CMD           run CMD (sh -c) once serving, with $uri and\n"
+    "                      $unixsocket set; stop when it exits, with its "
+    "status\n"
+    "  -v, --verbose       log connections (-vv: every request)\n"
+    "  --help, --version\n");
 }
 
 static void
@@ -118,8 +120,17 @@ start_run (const char *cmd, const char *socket_path, const char *tcp)
   return 0;
 }
 
-enum { OPT_SOCKET = 256, OPT_SOCKET_MODE, OPT_LISTEN, OPT_THREADS,
-       OPT_READONLY, OPT_EXPORT, OPT_RUN, OPT_HELP, OPT_VERSION };
+enum {
+  OPT_SOCKET = 256,
+  OPT_SOCKET_MODE,
+  OPT_LISTEN,
+  OPT_THREADS,
+  OPT_READONLY,
+  OPT_EXPORT,
+  OPT_RUN,
+  OPT_HELP,
+  OPT_VERSION
+};
 
 static const struct option long_options[] = {
   { "socket", required_argument, NULL, OPT_SOCKET },
@@ -168,7 +179,8 @@ main (int argc, char **argv)
     case OPT_SOCKET_MODE:
       socket_mode = (unsigned) strtoul (optarg, &end, 8);
       if (*end || end == optarg || socket_mode > 0777) {
-        fprintf (stderr, "luks-nbd: --socket-mode %s: expected an octal mode\n", optarg);
+        fprintf (stderr, "luks-nbd: --socket-mode %s: expected an octal mode\n",
+                 optarg);
         return 1;
       }
       break;
@@ -181,7 +193,9 @@ main (int argc, char **argv)
       }
       break;
     case OPT_HELP: usage (stdout); return 0;
-    case OPT_VERSION: printf ("%s %s\n", PACKAGE_NAME, PACKAGE_VERSION); return 0;
+    case OPT_VERSION:
+      printf ("%s %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+      return 0;
     default: usage (stderr); return 1;
     }
   }
@@ -197,7 +211,8 @@ main (int argc, char **argv)
     return 1;
   }
   if (n_sockets == 0 && n_tcp == 0) {
-    fprintf (stderr, "luks-nbd: nothing to listen on: give --socket or --listen\n");
+    fprintf (stderr,
+             "luks-nbd: nothing to listen on: give --socket or --listen\n");
     return 1;
   }
 
@@ -210,7 +225,7 @@ main (int argc, char **argv)
   {
     char n[16];
     snprintf (n, sizeof n, "%ld", threads);
-    setenv ("UV_THREADPOOL_SIZE", n, 1);   /* before the pool starts */
+    setenv ("UV_THREADPOOL_SIZE", n, 1); /* before the pool starts */
     transmission_set_threads ((unsigned) threads);
   }
 
@@ -244,8 +259,10 @@ main (int argc, char **argv)
   uv_signal_init (server_loop, &sigint);
   uv_signal_start (&sigterm, on_signal, SIGTERM);
   uv_signal_start (&sigint, on_signal, SIGINT);
-  log_info ("ready: %zu export(s), %ld worker threads", exports_count (), threads);
-  if (run && start_run (run, n_sockets ? sockets[0] : NULL, n_tcp ? tcp[0] : NULL) < 0) {
+  log_info ("ready: %zu export(s), %ld worker threads", exports_count (),
+            threads);
+  if (run && start_run (run, n_sockets ? sockets[0] : NULL,
+                        n_tcp ? tcp[0] : NULL) < 0) {
     log_error ("%s", error_message ());
     run_status = 1;
     stop_serving ();

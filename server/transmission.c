@@ -21,25 +21,25 @@
 
 struct request;
 struct part {
-  uv_work_t work;               /* worker: node op on [offset, +count) */
+  uv_work_t work; /* worker: node op on [offset, +count) */
   struct request *req;
   uint64_t offset;
   uint32_t count;
-  uint32_t error;               /* set by the worker */
+  uint32_t error; /* set by the worker */
 };
 
 struct request {
   struct part parts[SPLIT_MAX_PARTS];
-  unsigned parts_left;          /* loop thread only */
-  uv_write_t write;             /* loop: the reply */
+  unsigned parts_left; /* loop thread only */
+  uv_write_t write;    /* loop: the reply */
   struct conn *conn;
   struct node *node;
   uint16_t flags, type;
   uint64_t handle, offset;
   uint32_t count;
-  uint32_t error;               /* NBD error for the reply */
-  char *buf;                    /* read result or write data */
-  size_t filled;                /* write data received so far */
+  uint32_t error; /* NBD error for the reply */
+  char *buf;      /* read result or write data */
+  size_t filled;  /* write data received so far */
   uint8_t reply[NBD_SIMPLE_REPLY_SIZE];
 };
 
@@ -48,11 +48,14 @@ static uint32_t
 nbd_errno (int err)
 {
   switch (err) {
-  case EPERM: case EROFS: return NBD_EPERM;
+  case EPERM:
+  case EROFS: return NBD_EPERM;
   case EIO: return NBD_EIO;
   case ENOMEM: return NBD_ENOMEM;
   case EINVAL: return NBD_EINVAL;
-  case ENOSPC: case EDQUOT: case EFBIG: return NBD_ENOSPC;
+  case ENOSPC:
+  case EDQUOT:
+  case EFBIG: return NBD_ENOSPC;
   case EOVERFLOW: return NBD_EOVERFLOW;
   case ENOTSUP: return NBD_ENOTSUP;
   case ESHUTDOWN: return NBD_ESHUTDOWN;
@@ -96,10 +99,8 @@ check_request (const struct conn *c, uint16_t type, uint16_t flags,
                                                                : NBD_EINVAL;
     return 0;
   case NBD_CMD_FLUSH:
-  case NBD_CMD_DISC:
-    return 0;
-  default:
-    return NBD_EINVAL;
+  case NBD_CMD_DISC: return 0;
+  default: return NBD_EINVAL;
   }
 }
 
@@ -129,7 +130,7 @@ request_free (struct request *r)
   struct conn *c = r->conn;
 
   c->inflight--;
-  if (r->buf)                   /* counted when it was allocated */
+  if (r->buf) /* counted when it was allocated */
     c->inflight_bytes -= r->count;
   free (r->buf);
   free (r);
@@ -186,9 +187,7 @@ do_part (uv_work_t *w)
     err = node_pwrite (r->node, buf, p->count, p->offset,
                        (r->flags & NBD_CMD_FLAG_FUA) ? NODE_FUA : 0);
     break;
-  case NBD_CMD_FLUSH:
-    err = node_flush (r->node);
-    break;
+  case NBD_CMD_FLUSH: err = node_flush (r->node); break;
   }
   if (err < 0) {
     log_error ("%s of %u bytes at %llu: %s", command_name (r->type), p->count,
@@ -242,7 +241,8 @@ split (struct request *r)
   /* A flush (count 0) is one part too. */
   for (; i < n && (off < end || i == 0); i++) {
     uint64_t len = end - off < per ? end - off : per;
-    r->parts[i] = (struct part) { .req = r, .offset = off, .count = (uint32_t) len };
+    r->parts[i] =
+      (struct part){ .req = r, .offset = off, .count = (uint32_t) len };
     r->parts[i].work.data = &r->parts[i];
     off += len;
   }
@@ -255,13 +255,14 @@ dispatch (struct request *r)
   unsigned n;
 
   log_debug ("connection %llu: %s %u bytes at %llu%s",
-             (unsigned long long) r->conn->id, command_name (r->type),
-             r->count, (unsigned long long) r->offset,
+             (unsigned long long) r->conn->id, command_name (r->type), r->count,
+             (unsigned long long) r->offset,
              (r->flags & NBD_CMD_FLAG_FUA) ? " (fua)" : "");
   n = split (r);
   r->parts_left = n;
   for (unsigned i = 0; i < n; i++)
-    if (uv_queue_work (server_loop, &r->parts[i].work, do_part, after_part) < 0) {
+    if (uv_queue_work (server_loop, &r->parts[i].work, do_part, after_part) <
+        0) {
       r->error = NBD_EIO;
       /* Parts already queued will reply; account for the rest now. */
       r->parts_left -= n - i;
@@ -348,7 +349,7 @@ transmission_input (struct conn *c, const uint8_t *in, size_t len)
   }
   error = check_request (c, r->type, r->flags, r->offset, r->count);
   if (r->type == NBD_CMD_WRITE && error)
-    c->discard = r->count;      /* keep the stream in sync */
+    c->discard = r->count; /* keep the stream in sync */
   if (error) {
     log_info ("connection %llu: %s of %u bytes at %llu refused: error %u",
               (unsigned long long) c->id, command_name (r->type), r->count,
@@ -358,8 +359,9 @@ transmission_input (struct conn *c, const uint8_t *in, size_t len)
     return NBD_REQUEST_SIZE;
   }
   if (r->type == NBD_CMD_DISC) {
-    log_info ("connection %llu: client disconnects", (unsigned long long) c->id);
-    c->inflight--;              /* DISC has no reply */
+    log_info ("connection %llu: client disconnects",
+              (unsigned long long) c->id);
+    c->inflight--; /* DISC has no reply */
     conn_unref (c);
     free (r);
     conn_finish (c);
@@ -377,7 +379,7 @@ transmission_input (struct conn *c, const uint8_t *in, size_t len)
     c->inflight_bytes += r->count;
   }
   if (r->type == NBD_CMD_WRITE)
-    c->pending = r;             /* dispatched once its data is in */
+    c->pending = r; /* dispatched once its data is in */
   else
     dispatch (r);
   return NBD_REQUEST_SIZE;

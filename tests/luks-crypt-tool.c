@@ -47,7 +47,8 @@ main (int argc, char **argv)
   int hfd;
 
   if (argc < 3) {
-    fprintf (stderr, "usage: luks-crypt-tool info|decrypt|encrypt HEADER [DATA KEYFILE [SLOT]]\n");
+    fprintf (stderr, "usage: luks-crypt-tool info|decrypt|encrypt HEADER [DATA "
+                     "KEYFILE [SLOT]]\n");
     return 2;
   }
   if (luks_init () < 0)
@@ -57,7 +58,7 @@ main (int argc, char **argv)
     perror (argv[2]);
     return 1;
   }
-  src = (struct luks_source) { file_read, &hfd, (uint64_t) st.st_size, argv[2] };
+  src = (struct luks_source){ file_read, &hfd, (uint64_t) st.st_size, argv[2] };
   if (luks_header_open (&src, &hdr) < 0)
     die ("open");
   luks_header_info (hdr, &info);
@@ -99,8 +100,8 @@ main (int argc, char **argv)
     perror (argv[3]);
     return 1;
   }
-  enum luks_direction dir = strcmp (argv[1], "encrypt") == 0 ? LUKS_ENCRYPT
-                                                              : LUKS_DECRYPT;
+  enum luks_direction dir =
+    strcmp (argv[1], "encrypt") == 0 ? LUKS_ENCRYPT : LUKS_DECRYPT;
   /* Ciphertext starts at the payload offset; plaintext at 0. */
   uint64_t off = dir == LUKS_DECRYPT ? luks_volume_payload_offset (vol) : 0;
   uint64_t size = luks_volume_payload_size (vol);

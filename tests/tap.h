@@ -29,19 +29,19 @@ tap_ok (int pass, const char *file, int line, const char *fmt, ...)
 #define ok(cond, ...) tap_ok (!!(cond), __FILE__, __LINE__, __VA_ARGS__)
 
 /* Equality of two byte strings, printing both in hex on failure. */
-#define ok_mem(a, b, n, ...)                                                 \
-  do {                                                                       \
-    int eq_ = memcmp ((a), (b), (n)) == 0;                                   \
-    tap_ok (eq_, __FILE__, __LINE__, __VA_ARGS__);                           \
-    if (!eq_) {                                                              \
-      printf ("#   got:      ");                                             \
-      for (size_t i_ = 0; i_ < (size_t) (n); i_++)                           \
-        printf ("%02x", ((const unsigned char *) (a))[i_]);                  \
-      printf ("\n#   expected: ");                                           \
-      for (size_t i_ = 0; i_ < (size_t) (n); i_++)                           \
-        printf ("%02x", ((const unsigned char *) (b))[i_]);                  \
-      printf ("\n");                                                         \
-    }                                                                        \
+#define ok_mem(a, b, n, ...)                                                   \
+  do {                                                                         \
+    int eq_ = memcmp ((a), (b), (n)) == 0;                                     \
+    tap_ok (eq_, __FILE__, __LINE__, __VA_ARGS__);                             \
+    if (!eq_) {                                                                \
+      printf ("#   got:      ");                                               \
+      for (size_t i_ = 0; i_ < (size_t) (n); i_++)                             \
+        printf ("%02x", ((const unsigned char *) (a))[i_]);                    \
+      printf ("\n#   expected: ");                                             \
+      for (size_t i_ = 0; i_ < (size_t) (n); i_++)                             \
+        printf ("%02x", ((const unsigned char *) (b))[i_]);                    \
+      printf ("\n");                                                           \
+    }                                                                          \
   } while (0)
 
 static inline int

@@ -91,16 +91,12 @@ luks2_edit_json (struct image *img, enum edit how, const char *from,
     char *p = json;
 
     switch (how) {
-    case WHOLE:
-      strcpy (out, to);
-      break;
+    case WHOLE: strcpy (out, to); break;
     case APPEND:
       strcpy (out, json);
       strcat (out, to);
       break;
-    case FILL:
-      memset (out, 'a', area);
-      break;
+    case FILL: memset (out, 'a', area); break;
     case FIRST:
     case ALL:
       for (char *hit; (hit = strstr (p, from));) {
@@ -126,86 +122,191 @@ struct row {
   int version;
   void (*luks1_edit) (unsigned char *phdr);
   enum edit how;
-  const char *from, *to;        /* LUKS2 JSON edit */
-  const char *expect;           /* substring of the error (or warning) */
+  const char *from, *to; /* LUKS2 JSON edit */
+  const char *expect;    /* substring of the error (or warning) */
 };
 
-static void l1_magic (unsigned char *p) { p[0] = 'X'; }
-static void l1_version (unsigned char *p) { store_be16 (p + 6, 3); }
-static void l1_cipher_unterminated (unsigned char *p) { memset (p + 8, 'a', 32); }
-static void l1_cipher_unknown (unsigned char *p) { memset (p + 8, 0, 32); strcpy ((char *) p + 8, "rot13"); }
-static void l1_ivgen_unknown (unsigned char *p) { memset (p + 40, 0, 32); strcpy ((char *) p + 40, "xts-lmk"); }
-static void l1_hash_unknown (unsigned char *p) { memset (p + 72, 0, 32); strcpy ((char *) p + 72, "md4"); }
-static void l1_cipher_null (unsigned char *p) { memset (p + 8, 0, 64); strcpy ((char *) p + 8, "cipher_null"); strcpy ((char *) p + 40, "ecb"); }
-static void l1_key_33 (unsigned char *p) { store_be32 (p + 108, 33); }
-static void l1_key_huge (unsigned char *p) { store_be32 (p + 108, 4096); }
-static void l1_mk_iter_0 (unsigned char *p) { store_be32 (p + 164, 0); }
-static void l1_active_garbage (unsigned char *p) { store_be32 (p + 208, 0x12345678); }
-static void l1_iter_0 (unsigned char *p) { store_be32 (p + 208 + 4, 0); }
-static void l1_stripes_0 (unsigned char *p) { store_be32 (p + 208 + 44, 0); }
-static void l1_stripes_huge (unsigned char *p) { store_be32 (p + 208 + 44, 0xffffffff); }
-static void l1_material_past_eof (unsigned char *p) { store_be32 (p + 208 + 40, 0x00ffffff); }
-static void l1_slots_overlap (unsigned char *p) { memcpy (p + 208 + 48, p + 208, 48); }
-static void l1_payload_overlaps (unsigned char *p) { store_be32 (p + 104, 1); }
+static void
+l1_magic (unsigned char *p)
+{
+  p[0] = 'X';
+}
+static void
+l1_version (unsigned char *p)
+{
+  store_be16 (p + 6, 3);
+}
+static void
+l1_cipher_unterminated (unsigned char *p)
+{
+  memset (p + 8, 'a', 32);
+}
+static void
+l1_cipher_unknown (unsigned char *p)
+{
+  memset (p + 8, 0, 32);
+  strcpy ((char *) p + 8, "rot13");
+}
+static void
+l1_ivgen_unknown (unsigned char *p)
+{
+  memset (p + 40, 0, 32);
+  strcpy ((char *) p + 40, "xts-lmk");
+}
+static void
+l1_hash_unknown (unsigned char *p)
+{
+  memset (p + 72, 0, 32);
+  strcpy ((char *) p + 72, "md4");
+}
+static void
+l1_cipher_null (unsigned char *p)
+{
+  memset (p + 8, 0, 64);
+  strcpy ((char *) p + 8, "cipher_null");
+  strcpy ((char *) p + 40, "ecb");
+}
+static void
+l1_key_33 (unsigned char *p)
+{
+  store_be32 (p + 108, 33);
+}
+static void
+l1_key_huge (unsigned char *p)
+{
+  store_be32 (p + 108, 4096);
+}
+static void
+l1_mk_iter_0 (unsigned char *p)
+{
+  store_be32 (p + 164, 0);
+}
+static void
+l1_active_garbage (unsigned char *p)
+{
+  store_be32 (p + 208, 0x12345678);
+}
+static void
+l1_iter_0 (unsigned char *p)
+{
+  store_be32 (p + 208 + 4, 0);
+}
+static void
+l1_stripes_0 (unsigned char *p)
+{
+  store_be32 (p + 208 + 44, 0);
+}
+static void
+l1_stripes_huge (unsigned char *p)
+{
+  store_be32 (p + 208 + 44, 0xffffffff);
+}
+static void
+l1_material_past_eof (unsigned char *p)
+{
+  store_be32 (p + 208 + 40, 0x00ffffff);
+}
+static void
+l1_slots_overlap (unsigned char *p)
+{
+  memcpy (p + 208 + 48, p + 208, 48);
+}
+static void
+l1_payload_overlaps (unsigned char *p)
+{
+  store_be32 (p + 104, 1);
+}
 
 static const struct row rows[] = {
   { "LUKS1 bad magic", 1, l1_magic, 0, 0, 0, "not a LUKS header (bad magic)" },
   { "LUKS1 version 3", 1, l1_version, 0, 0, 0, "unsupported LUKS version 3" },
-  { "LUKS1 cipherName unterminated", 1, l1_cipher_unterminated, 0, 0, 0, "field cipherName is not NUL-terminated" },
-  { "LUKS1 unknown cipher", 1, l1_cipher_unknown, 0, 0, 0, "unsupported cipher 'rot13'" },
-  { "LUKS1 unknown IV generator", 1, l1_ivgen_unknown, 0, 0, 0, "unsupported IV generator 'lmk'" },
-  { "LUKS1 unknown hash", 1, l1_hash_unknown, 0, 0, 0, "unsupported hash 'md4'" },
+  { "LUKS1 cipherName unterminated", 1, l1_cipher_unterminated, 0, 0, 0,
+    "field cipherName is not NUL-terminated" },
+  { "LUKS1 unknown cipher", 1, l1_cipher_unknown, 0, 0, 0,
+    "unsupported cipher 'rot13'" },
+  { "LUKS1 unknown IV generator", 1, l1_ivgen_unknown, 0, 0, 0,
+    "unsupported IV generator 'lmk'" },
+  { "LUKS1 unknown hash", 1, l1_hash_unknown, 0, 0, 0,
+    "unsupported hash 'md4'" },
   { "LUKS1 cipher_null", 1, l1_cipher_null, 0, 0, 0, "cipher_null is refused" },
-  { "LUKS1 key size 33", 1, l1_key_33, 0, 0, 0, "xts needs an even key size, not 33 bytes" },
-  { "LUKS1 key size 4096", 1, l1_key_huge, 0, 0, 0, "key size 4096 bytes outside 1..512" },
-  { "LUKS1 mkDigestIterations 0", 1, l1_mk_iter_0, 0, 0, 0, "mkDigestIterations is 0" },
-  { "LUKS1 keyslot active garbage", 1, l1_active_garbage, 0, 0, 0, "keyslot 0: active field 0x12345678" },
-  { "LUKS1 keyslot iterations 0", 1, l1_iter_0, 0, 0, 0, "keyslot 0: " "hdr: pbkdf2 iterations 0 outside" },
-  { "LUKS1 keyslot stripes 0", 1, l1_stripes_0, 0, 0, 0, "keyslot 0: stripes 0 outside 1..4000" },
-  { "LUKS1 keyslot stripes 2^32-1", 1, l1_stripes_huge, 0, 0, 0, "keyslot 0: stripes 4294967295 outside 1..4000" },
-  { "LUKS1 key material past EOF", 1, l1_material_past_eof, 0, 0, 0, "keyslot 0: area 8589934080+256000 lies outside the keyslots area" },
-  { "LUKS1 keyslots overlap", 1, l1_slots_overlap, 0, 0, 0, "keyslot 1: area overlaps keyslot 0" },
-  { "LUKS1 payloadOffset inside keyslots", 1, l1_payload_overlaps, 0, 0, 0, "payloadOffset 1 overlaps keyslot 0" },
+  { "LUKS1 key size 33", 1, l1_key_33, 0, 0, 0,
+    "xts needs an even key size, not 33 bytes" },
+  { "LUKS1 key size 4096", 1, l1_key_huge, 0, 0, 0,
+    "key size 4096 bytes outside 1..512" },
+  { "LUKS1 mkDigestIterations 0", 1, l1_mk_iter_0, 0, 0, 0,
+    "mkDigestIterations is 0" },
+  { "LUKS1 keyslot active garbage", 1, l1_active_garbage, 0, 0, 0,
+    "keyslot 0: active field 0x12345678" },
+  { "LUKS1 keyslot iterations 0", 1, l1_iter_0, 0, 0, 0,
+    "keyslot 0: "
+    "hdr: pbkdf2 iterations 0 outside" },
+  { "LUKS1 keyslot stripes 0", 1, l1_stripes_0, 0, 0, 0,
+    "keyslot 0: stripes 0 outside 1..4000" },
+  { "LUKS1 keyslot stripes 2^32-1", 1, l1_stripes_huge, 0, 0, 0,
+    "keyslot 0: stripes 4294967295 outside 1..4000" },
+  { "LUKS1 key material past EOF", 1, l1_material_past_eof, 0, 0, 0,
+    "keyslot 0: area 8589934080+256000 lies outside the keyslots area" },
+  { "LUKS1 keyslots overlap", 1, l1_slots_overlap, 0, 0, 0,
+    "keyslot 1: area overlaps keyslot 0" },
+  { "LUKS1 payloadOffset inside keyslots", 1, l1_payload_overlaps, 0, 0, 0,
+    "payloadOffset 1 overlaps keyslot 0" },
 
-  { "LUKS2 JSON not an object", 2, 0, WHOLE, 0, "[1,2,3]", "LUKS2 JSON is not an object" },
+  { "LUKS2 JSON not an object", 2, 0, WHOLE, 0, "[1,2,3]",
+    "LUKS2 JSON is not an object" },
   { "LUKS2 JSON trailing bytes", 2, 0, APPEND, 0, " []", "trailing bytes" },
-  { "LUKS2 JSON not NUL-terminated", 2, 0, FILL, 0, 0, "JSON area is not NUL-terminated" },
+  { "LUKS2 JSON not NUL-terminated", 2, 0, FILL, 0, 0,
+    "JSON area is not NUL-terminated" },
   { "LUKS2 JSON nested 100 deep", 2, 0, WHOLE, 0,
-    "{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1"
-    "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+    "{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+    "[[[[[[[[[[[[[[[[[[[[[[[[[[1"
+    "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
+    "]]]]]]]]]]]]]]]]]]]]]]}",
     "LUKS2 JSON does not parse" },
-  { "LUKS2 uint64 string overflows", 2, 0, FIRST, "\"offset\":\"0\"", "\"offset\":\"99999999999999999999\"",
-    "segments.N.offset '99999999999999999999' is not an unsigned 64-bit number" },
-  { "LUKS2 uint64 string negative", 2, 0, FIRST, "\"iv_tweak\":\"0\"", "\"iv_tweak\":\"-1\"",
+  { "LUKS2 uint64 string overflows", 2, 0, FIRST, "\"offset\":\"0\"",
+    "\"offset\":\"99999999999999999999\"",
+    "segments.N.offset '99999999999999999999' is not an unsigned 64-bit "
+    "number" },
+  { "LUKS2 uint64 string negative", 2, 0, FIRST, "\"iv_tweak\":\"0\"",
+    "\"iv_tweak\":\"-1\"",
     "segments.N.iv_tweak '-1' is not an unsigned 64-bit number" },
-  { "LUKS2 segment offset+size overflows", 2, 0, FIRST, "\"size\":\"dynamic\"", "\"size\":\"18446744073709547520\"",
-    "segment offset+size overflows" },
-  { "LUKS2 segment overlaps the metadata", 2, 0, FIRST, "\"offset\":\"0\"", "\"offset\":\"4096\"",
-    "overlaps the header and keyslots area" },
-  { "LUKS2 unknown segment cipher", 2, 0, FIRST, "\"encryption\":\"aes-xts-plain64\",\"sector_size\"",
-    "\"encryption\":\"rot13-xts-plain64\",\"sector_size\"", "unsupported cipher 'rot13'" },
-  { "LUKS2 cipher_null segment", 2, 0, FIRST, "\"encryption\":\"aes-xts-plain64\",\"sector_size\"",
-    "\"encryption\":\"cipher_null-ecb\",\"sector_size\"", "cipher_null is refused" },
-  { "LUKS2 sector_size 8192", 2, 0, FIRST, "\"sector_size\":4096", "\"sector_size\":8192",
-    "sector_size 8192 outside 512..4096" },
+  { "LUKS2 segment offset+size overflows", 2, 0, FIRST, "\"size\":\"dynamic\"",
+    "\"size\":\"18446744073709547520\"", "segment offset+size overflows" },
+  { "LUKS2 segment overlaps the metadata", 2, 0, FIRST, "\"offset\":\"0\"",
+    "\"offset\":\"4096\"", "overlaps the header and keyslots area" },
+  { "LUKS2 unknown segment cipher", 2, 0, FIRST,
+    "\"encryption\":\"aes-xts-plain64\",\"sector_size\"",
+    "\"encryption\":\"rot13-xts-plain64\",\"sector_size\"",
+    "unsupported cipher 'rot13'" },
+  { "LUKS2 cipher_null segment", 2, 0, FIRST,
+    "\"encryption\":\"aes-xts-plain64\",\"sector_size\"",
+    "\"encryption\":\"cipher_null-ecb\",\"sector_size\"",
+    "cipher_null is refused" },
+  { "LUKS2 sector_size 8192", 2, 0, FIRST, "\"sector_size\":4096",
+    "\"sector_size\":8192", "sector_size 8192 outside 512..4096" },
   { "LUKS2 key size 33", 2, 0, ALL, "\"key_size\":64", "\"key_size\":33",
     "xts needs an even key size, not 33 bytes" },
-  { "LUKS2 stripes 0", 2, 0, FIRST, "\"stripes\":4000", "\"stripes\":0", "stripes 0 outside 1..4000" },
-  { "LUKS2 kdf iterations 0", 2, 0, FIRST, "\"iterations\":1000,\"salt\"", "\"iterations\":0,\"salt\"",
-    "keyslots.0.kdf.iterations 0 outside" },
-  { "LUKS2 pbkdf2 iterations 2^32-1 refused, never run", 2, 0, FIRST, "\"iterations\":1000,\"salt\"",
-    "\"iterations\":4294967295,\"salt\"", "keyslots.0.kdf.iterations 4294967295 outside 1..1073741824" },
-  { "LUKS2 argon2 memory above the cap", 2, 0, FIRST, "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,",
+  { "LUKS2 stripes 0", 2, 0, FIRST, "\"stripes\":4000", "\"stripes\":0",
+    "stripes 0 outside 1..4000" },
+  { "LUKS2 kdf iterations 0", 2, 0, FIRST, "\"iterations\":1000,\"salt\"",
+    "\"iterations\":0,\"salt\"", "keyslots.0.kdf.iterations 0 outside" },
+  { "LUKS2 pbkdf2 iterations 2^32-1 refused, never run", 2, 0, FIRST,
+    "\"iterations\":1000,\"salt\"", "\"iterations\":4294967295,\"salt\"",
+    "keyslots.0.kdf.iterations 4294967295 outside 1..1073741824" },
+  { "LUKS2 argon2 memory above the cap", 2, 0, FIRST,
+    "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,",
     "\"kdf\":{\"type\":\"argon2id\",\"time\":4,\"memory\":5000000,\"cpus\":1,",
     "keyslots.0.kdf.memory 5000000 outside 8..4194304" },
-  { "LUKS2 argon2 cpus 64", 2, 0, FIRST, "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,",
+  { "LUKS2 argon2 cpus 64", 2, 0, FIRST,
+    "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,",
     "\"kdf\":{\"type\":\"argon2id\",\"time\":4,\"memory\":65536,\"cpus\":64,",
     "keyslots.0.kdf.cpus 64 outside 1..4" },
-  { "LUKS2 keyslot areas overlap", 2, 0, FIRST, "\"offset\":\"290816\"", "\"offset\":\"32768\"",
-    "area overlaps keyslot 0" },
-  { "LUKS2 keyslot area outside keyslots_size", 2, 0, FIRST, "\"offset\":\"290816\"", "\"offset\":\"999999488\"",
+  { "LUKS2 keyslot areas overlap", 2, 0, FIRST, "\"offset\":\"290816\"",
+    "\"offset\":\"32768\"", "area overlaps keyslot 0" },
+  { "LUKS2 keyslot area outside keyslots_size", 2, 0, FIRST,
+    "\"offset\":\"290816\"", "\"offset\":\"999999488\"",
     "lies outside the keyslots area" },
-  { "LUKS2 digest names a missing keyslot", 2, 0, FIRST, "\"keyslots\":[\"0\",\"1\"]", "\"keyslots\":[\"0\",\"1\",\"7\"]",
+  { "LUKS2 digest names a missing keyslot", 2, 0, FIRST,
+    "\"keyslots\":[\"0\",\"1\"]", "\"keyslots\":[\"0\",\"1\",\"7\"]",
     "digest names keyslot 7, which does not exist" },
   { "LUKS2 online-reencrypt requirement", 2, 0, FIRST, "\"config\":{",
     "\"config\":{\"requirements\":{\"mandatory\":[\"online-reencrypt-v2\"]},",
@@ -213,15 +314,17 @@ static const struct row rows[] = {
   { "LUKS2 unknown mandatory requirement", 2, 0, FIRST, "\"config\":{",
     "\"config\":{\"requirements\":{\"mandatory\":[\"fancy-feature\"]},",
     "unknown mandatory requirement 'fancy-feature'" },
-  { "LUKS2 reencrypt keyslot", 2, 0, FIRST, "\"type\":\"luks2\"", "\"type\":\"reencrypt\"",
-    "is a reencrypt keyslot" },
+  { "LUKS2 reencrypt keyslot", 2, 0, FIRST, "\"type\":\"luks2\"",
+    "\"type\":\"reencrypt\"", "is a reencrypt keyslot" },
   { "LUKS2 two data segments", 2, 0, FIRST, "\"segments\":{\"0\":{",
-    "\"segments\":{\"1\":{\"type\":\"linear\",\"offset\":\"0\",\"size\":\"dynamic\"},\"0\":{",
+    "\"segments\":{\"1\":{\"type\":\"linear\",\"offset\":\"0\",\"size\":"
+    "\"dynamic\"},\"0\":{",
     "has 2 data segments" },
-  { "LUKS2 integrity segment", 2, 0, FIRST, "\"sector_size\":4096}", "\"sector_size\":4096,\"integrity\":{\"type\":\"hmac(sha256)\"}}",
+  { "LUKS2 integrity segment", 2, 0, FIRST, "\"sector_size\":4096}",
+    "\"sector_size\":4096,\"integrity\":{\"type\":\"hmac(sha256)\"}}",
     "integrity (dm-integrity) is not supported" },
-  { "LUKS2 json_size disagrees", 2, 0, FIRST, "\"json_size\":\"12288\"", "\"json_size\":\"4096\"",
-    "config.json_size 4096 does not match" },
+  { "LUKS2 json_size disagrees", 2, 0, FIRST, "\"json_size\":\"12288\"",
+    "\"json_size\":\"4096\"", "config.json_size 4096 does not match" },
 };
 
 static void
@@ -230,7 +333,7 @@ luks2_binary_edit (struct image *img, const char *name)
   uint64_t hdr_size = load_be64 (img->buf + 8);
 
   if (strcmp (name, "primary") == 0)
-    img->buf[hdr_size - 1] ^= 1;           /* inside the primary's JSON padding */
+    img->buf[hdr_size - 1] ^= 1; /* inside the primary's JSON padding */
   else if (strcmp (name, "secondary") == 0)
     img->buf[2 * hdr_size - 1] ^= 1;
   else if (strcmp (name, "both") == 0) {
@@ -258,7 +361,8 @@ expect_refused (struct image *img, const char *name, const char *expect)
 
   ok (r < 0 && strstr (error_message (), expect), "%s: refused", name);
   if (r == 0 || !strstr (error_message (), expect))
-    printf ("#   r=%d message: %s\n#   expected: %s\n", r, error_message (), expect);
+    printf ("#   r=%d message: %s\n#   expected: %s\n", r, error_message (),
+            expect);
   luks_header_free (hdr);
 }
 
@@ -300,9 +404,10 @@ main (int argc, char **argv)
     ok (luks_unlock (hdr, key.buf, key.len, -1, &vol) == 0,
         "LUKS%d good header unlocks", v);
     luks_volume_free (vol);
-    ok (luks_unlock (hdr, "wrong", 5, -1, &vol) == -EPERM &&
+    ok (
+      luks_unlock (hdr, "wrong", 5, -1, &vol) == -EPERM &&
         strstr (error_message (), "no key slot in hdr accepts this passphrase"),
-        "LUKS%d wrong passphrase: one clear error", v);
+      "LUKS%d wrong passphrase: one clear error", v);
     luks_header_free (hdr);
     free (img.buf);
   }
@@ -321,23 +426,31 @@ main (int argc, char **argv)
   {
     struct image img = copy (&good[1]);
     img.len = 100;
-    expect_refused (&img, "LUKS1 truncated to 100 bytes", "too small for a LUKS header");
+    expect_refused (&img, "LUKS1 truncated to 100 bytes",
+                    "too small for a LUKS header");
     free (img.buf);
   }
   static const struct {
     const char *edit, *name, *expect;
     bool opens;
   } bin[] = {
-    { "primary", "LUKS2 primary checksum bad", "primary header is invalid (checksum mismatch); using the secondary copy", true },
-    { "secondary", "LUKS2 secondary checksum bad", "secondary header is invalid (checksum mismatch); using the primary copy", true },
-    { "both", "LUKS2 both checksums bad", "both LUKS2 header copies are invalid", false },
-    { "hdr_size", "LUKS2 hdr_size not allowed", "hdr_size 12345 is not an allowed size", false },
+    { "primary", "LUKS2 primary checksum bad",
+      "primary header is invalid (checksum mismatch); using the secondary copy",
+      true },
+    { "secondary", "LUKS2 secondary checksum bad",
+      "secondary header is invalid (checksum mismatch); using the primary copy",
+      true },
+    { "both", "LUKS2 both checksums bad",
+      "both LUKS2 header copies are invalid", false },
+    { "hdr_size", "LUKS2 hdr_size not allowed",
+      "hdr_size 12345 is not an allowed size", false },
   };
   for (size_t i = 0; i < sizeof bin / sizeof bin[0]; i++) {
     struct image img = copy (&good[2]);
     luks2_binary_edit (&img, bin[i].edit);
     if (bin[i].opens)
-      expect_opens_with_warning (&img, bin[i].name, bin[i].expect, (char *) key.buf, key.len);
+      expect_opens_with_warning (&img, bin[i].name, bin[i].expect,
+                                 (char *) key.buf, key.len);
     else
       expect_refused (&img, bin[i].name, bin[i].expect);
     free (img.buf);

@@ -39,7 +39,8 @@ main (void)
       "is_power_of_2");
 
   ok (error_set (-EINVAL, "field %s", "x") == -EINVAL &&
-      strcmp (error_message (), "field x") == 0, "error_set keeps the message");
+        strcmp (error_message (), "field x") == 0,
+      "error_set keeps the message");
   error_prefix (-EINVAL, "file %s", "h.img");
   ok (strcmp (error_message (), "file h.img: field x") == 0,
       "error_prefix prepends context");
