@@ -10,9 +10,11 @@
 #include "luks.h"
 #include "node.h"
 
+#define QCOW2_CACHE_DEFAULT (1024 * 1024)
+
 static const unsigned char qcow2_magic[4] = { 'Q', 'F', 'I', 0xfb };
 
-/* Probes the payload's format; only raw is served until the qcow2 node. */
+/* Probes the payload's format (qcow2 magic) unless the spec names it. */
 static int
 payload_format (struct node *file, const char *want, const char **format)
 {
@@ -32,11 +34,6 @@ payload_format (struct node *file, const char *want, const char **format)
   else
     return error_set (-EINVAL, "payload-format=%s: expected auto, raw or qcow2",
                       want);
-  if (strcmp (*format, "qcow2") == 0)
-    return error_set (-ENOTSUP,
-                      "%s: qcow2 payloads are not supported yet "
-                      "(use payload-format=raw only for raw files)",
-                      file->label);
   return 0;
 }
 
@@ -68,7 +65,13 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
   r = payload_format (file, spec->payload_format, detected_format);
   if (r < 0)
     goto out;
-  r = node_raw_open (file, 0, file->size, &payload);
+  if (strcmp (*detected_format, "qcow2") == 0)
+    r = node_qcow2_open (file,
+                         spec->qcow2_cache_bytes ? spec->qcow2_cache_bytes
+                                                 : QCOW2_CACHE_DEFAULT,
+                         &payload);
+  else
+    r = node_raw_open (file, 0, file->size, &payload);
   if (r < 0)
     goto out;
   file = NULL;

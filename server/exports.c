@@ -25,13 +25,50 @@ enum spec_key {
   KEY_READONLY,
   KEY_PAYLOAD_FORMAT,
   KEY_DESCRIPTION,
+  KEY_QCOW2_CACHE_SIZE,
   N_KEYS
 };
 
 static const char *const key_names[N_KEYS] = {
   "name",     "payload",  "header",         "key-file",    "passphrase-file",
-  "key-slot", "readonly", "payload-format", "description",
+  "key-slot", "readonly", "payload-format", "description", "qcow2-cache-size",
 };
+
+#define QCOW2_CACHE_MIN (64 * 1024)
+#define QCOW2_CACHE_MAX (UINT64_C (1) << 30)
+
+/* "128K", "4M", "1G" or plain bytes. */
+static int
+parse_size (const char *s, uint64_t *out)
+{
+  char *end;
+  unsigned long long v = strtoull (s, &end, 10);
+  int shift = 0;
+
+  if (end == s)
+    return -EINVAL;
+  switch (*end) {
+  case 'k':
+  case 'K':
+    shift = 10;
+    end++;
+    break;
+  case 'm':
+  case 'M':
+    shift = 20;
+    end++;
+    break;
+  case 'g':
+  case 'G':
+    shift = 30;
+    end++;
+    break;
+  }
+  if (*end || v > (UINT64_MAX >> shift))
+    return -EINVAL;
+  *out = (uint64_t) v << shift;
+  return 0;
+}
 
 /* Splits the next "key=value" off *p, undoing ",," escapes; NULL at end. */
 static char *
@@ -101,7 +138,7 @@ export_parse (const char *text, int index, bool force_readonly,
       r = error_set (-EINVAL,
                      "%s: unknown key '%s' (expected name, payload, "
                      "header, key-file, passphrase-file, key-slot, readonly, "
-                     "payload-format, description)",
+                     "payload-format, description, qcow2-cache-size)",
                      label, item);
     else if (values[k])
       r = error_set (-EINVAL, "%s: key '%s' given twice", label, item);
@@ -149,6 +186,15 @@ export_parse (const char *text, int index, bool force_readonly,
                    "%s: payload-format=%s: expected auto, raw or "
                    "qcow2",
                    label, values[KEY_PAYLOAD_FORMAT]);
+  if (r == 0 && values[KEY_QCOW2_CACHE_SIZE]) {
+    r = parse_size (values[KEY_QCOW2_CACHE_SIZE], &e->spec.qcow2_cache_bytes);
+    if (r < 0 || e->spec.qcow2_cache_bytes < QCOW2_CACHE_MIN ||
+        e->spec.qcow2_cache_bytes > QCOW2_CACHE_MAX)
+      r = error_set (-EINVAL,
+                     "%s: qcow2-cache-size=%s: expected 64K..1G (K, M, G "
+                     "suffixes)",
+                     label, values[KEY_QCOW2_CACHE_SIZE]);
+  }
   /* Files are checked now so the error names the key, not just a path. */
   static const enum spec_key files[] = { KEY_PAYLOAD, KEY_HEADER, KEY_KEY_FILE,
                                          KEY_PASSPHRASE_FILE };
@@ -179,6 +225,7 @@ export_parse (const char *text, int index, bool force_readonly,
     }
   }
   free (values[KEY_KEY_SLOT]);
+  free (values[KEY_QCOW2_CACHE_SIZE]);
   free (values[KEY_READONLY]);
   if (r < 0) {
     export_free (e);

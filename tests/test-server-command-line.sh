@@ -25,7 +25,8 @@ fails "bad readonly" "readonly=maybe: expected on or off" --export "$(spec v rea
 printf 'not the passphrase' > "$TMP/wrong"
 fails "wrong passphrase" "no key slot in $TMP/v.hdr accepts this passphrase" \
   --export "name=v,payload=$TMP/v.payload,header=$TMP/v.hdr,key-file=$TMP/wrong"
-fails "qcow2 not yet supported" "qcow2 payloads are not supported yet" --export "$(spec v payload-format=qcow2)"
+fails "payload-format=qcow2 on a raw file" "v.payload: not a qcow2 image (bad magic)" --export "$(spec v payload-format=qcow2)"
+fails "qcow2-cache-size out of range" "qcow2-cache-size=1K: expected 64K..1G" --export "$(spec v qcow2-cache-size=1K)"
 fails "payload is not a LUKS header when attached" "not a LUKS header (bad magic)" \
   --export "name=v,payload=$TMP/v.payload,key-file=$TMP/v.key"
 

@@ -1,0 +1,380 @@
+/* luks-nbd: the qcow2 node: qcow2 v2/v3 images as a block node.
+ *
+ * Reads map each cluster through L1/L2 (runs of contiguous clusters go in
+ * one pread); unallocated and zero clusters read as zeros, compressed ones
+ * are inflated.  Writes into allocated clusters go straight to the file;
+ * first writes allocate a cluster at the end of the file, write it whole,
+ * count it, persist, and only then link it (copy-on-write for compressed
+ * clusters).  Metadata is guarded by one lock per image; data I/O to
+ * allocated clusters runs outside it. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "byteorder.h"
+#include "checked.h"
+#include "error.h"
+#include "qcow2.h"
+
+static uint64_t
+min_u64 (uint64_t a, uint64_t b)
+{
+  return a < b ? a : b;
+}
+
+/* Compressed entry: host offset and byte length of the deflated data. */
+static void
+compressed_extent (const struct qcow2 *q, uint64_t entry, uint64_t *offset,
+                   uint64_t *len)
+{
+  unsigned x = 62 - (q->h.cluster_bits - 8);
+  uint64_t sectors =
+    ((entry & ~QCOW2_OFLAG_COPIED & ~QCOW2_OFLAG_COMPRESSED) >> x) + 1;
+
+  *offset = entry & ((UINT64_C (1) << x) - 1);
+  *len = sectors * 512 - (*offset & 511);
+}
+
+/* Reads a whole compressed cluster into out (cluster_size bytes). */
+static int
+read_compressed (struct qcow2 *q, uint64_t entry, uint8_t *out)
+{
+  uint64_t off, len;
+  uint8_t *in;
+  int r;
+
+  compressed_extent (q, entry, &off, &len);
+  if (len > 2 * q->h.cluster_size ||
+      off + len > q->next_free + q->h.cluster_size)
+    return error_set (-EIO, "%s: qcow2 compressed cluster at %llu is invalid",
+                      q->node.label, (unsigned long long) off);
+  len = min_u64 (len, q->next_free - off);
+  in = malloc (len);
+  if (!in)
+    return error_set (-ENOMEM, "out of memory");
+  r = node_pread (q->file, in, len, off);
+  if (r == 0)
+    r = qcow2_decompress (q->h.compression, in, len, out, q->h.cluster_size);
+  free (in);
+  return r < 0 ? error_prefix (r, "%s", q->node.label) : 0;
+}
+
+static int
+check_data_offset (struct qcow2 *q, uint64_t host, uint64_t vcluster)
+{
+  if (host % q->h.cluster_size || host + q->h.cluster_size > q->next_free ||
+      host == 0)
+    return error_set (-EIO,
+                      "%s: qcow2 L2 entry for cluster %llu points to %llu, "
+                      "outside the image",
+                      q->node.label, (unsigned long long) vcluster,
+                      (unsigned long long) host);
+  return 0;
+}
+
+static int
+qcow2_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
+{
+  struct qcow2 *q = (struct qcow2 *) n;
+  uint8_t *out = buf;
+  int r = 0;
+
+  while (count > 0 && r == 0) {
+    uint64_t vcluster = offset >> q->h.cluster_bits;
+    uint64_t in = offset & (q->h.cluster_size - 1);
+    uint64_t len = min_u64 (q->h.cluster_size - in, count);
+    uint64_t entry, host = 0;
+
+    pthread_mutex_lock (&q->lock);
+    r = qcow2_lookup (q, vcluster, &entry);
+    if (r == 0 && (entry & QCOW2_OFLAG_COMPRESSED)) {
+      uint8_t *tmp = malloc (q->h.cluster_size);
+      r = tmp ? read_compressed (q, entry, tmp) : -ENOMEM;
+      if (r == 0)
+        memcpy (out, tmp + in, len);
+      free (tmp);
+      pthread_mutex_unlock (&q->lock);
+    } else if (r == 0 &&
+               (!(entry & QCOW2_OFFSET_MASK) || (entry & QCOW2_OFLAG_ZERO))) {
+      pthread_mutex_unlock (&q->lock);
+      memset (out, 0, len);
+    } else if (r == 0) {
+      host = entry & QCOW2_OFFSET_MASK;
+      r = check_data_offset (q, host, vcluster);
+      /* Extend over following clusters that are contiguous on disk. */
+      while (r == 0 && len < count) {
+        uint64_t next;
+        if (qcow2_lookup (q, vcluster + 1, &next) < 0 ||
+            (next & (QCOW2_OFLAG_COMPRESSED | QCOW2_OFLAG_ZERO)) ||
+            (next & QCOW2_OFFSET_MASK) != host + (len + in) ||
+            check_data_offset (q, next & QCOW2_OFFSET_MASK, vcluster + 1) < 0)
+          break;
+        vcluster++;
+        len = min_u64 (len + q->h.cluster_size, count);
+      }
+      pthread_mutex_unlock (&q->lock);
+      if (r == 0)
+        r = node_pread (q->file, out, len, host + in);
+    } else
+      pthread_mutex_unlock (&q->lock);
+    out += len;
+    offset += len;
+    count -= len;
+  }
+  return r;
+}
+
+/* First write to a cluster (unallocated, zero, compressed, or shared):
+ * build the whole new cluster, allocate, write, persist, link, then drop
+ * the old compressed data's references.  Lock held. */
+static int
+write_new_cluster (struct qcow2 *q, uint64_t vcluster, uint64_t entry,
+                   const uint8_t *data, uint64_t in, uint64_t len)
+{
+  uint8_t *cl = calloc (1, q->h.cluster_size);
+  uint64_t host;
+  int r = 0;
+
+  if (!cl)
+    return error_set (-ENOMEM, "out of memory");
+  if (entry & QCOW2_OFLAG_COMPRESSED)
+    r = read_compressed (q, entry, cl);
+  else if ((entry & QCOW2_OFFSET_MASK) && !(entry & QCOW2_OFLAG_ZERO))
+    r = node_pread (q->file, cl, q->h.cluster_size, entry & QCOW2_OFFSET_MASK);
+  if (r < 0)
+    goto out;
+  memcpy (cl + in, data, len);
+  if ((entry & QCOW2_OFLAG_ZERO) && (entry & QCOW2_OFFSET_MASK) &&
+      (entry & QCOW2_OFLAG_COPIED))
+    host = entry & QCOW2_OFFSET_MASK; /* preallocated zero cluster */
+  else
+    r = qcow2_alloc_cluster (q, &host);
+  if (r == 0)
+    r = node_pwrite (q->file, cl, q->h.cluster_size, host, 0);
+  if (r == 0) {
+    q->needs_sync = true;
+    r = qcow2_set_l2_entry (q, vcluster, host | QCOW2_OFLAG_COPIED);
+  }
+  if (r == 0 && (entry & QCOW2_OFLAG_COMPRESSED)) {
+    uint64_t off, clen;
+    compressed_extent (q, entry, &off, &clen);
+    uint64_t first = off & ~(q->h.cluster_size - 1);
+    uint64_t last = (off + clen - 1) & ~(q->h.cluster_size - 1);
+    for (uint64_t c = first; r == 0 && c <= last; c += q->h.cluster_size)
+      r = qcow2_refcount_update (q, c, -1);
+  } else if (r == 0 && (entry & QCOW2_OFFSET_MASK) &&
+             !(entry & QCOW2_OFLAG_COPIED) && !(entry & QCOW2_OFLAG_ZERO))
+    r = qcow2_refcount_update (q, entry & QCOW2_OFFSET_MASK, -1);
+out:
+  free (cl);
+  return r;
+}
+
+static int
+qcow2_flush (struct node *n)
+{
+  struct qcow2 *q = (struct qcow2 *) n;
+  int r;
+
+  pthread_mutex_lock (&q->lock);
+  q->needs_sync = false;
+  r = node_flush (q->file);
+  pthread_mutex_unlock (&q->lock);
+  return r;
+}
+
+static int
+qcow2_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
+              int flags)
+{
+  struct qcow2 *q = (struct qcow2 *) n;
+  const uint8_t *data = buf;
+  int r = 0;
+
+  while (count > 0 && r == 0) {
+    uint64_t vcluster = offset >> q->h.cluster_bits;
+    uint64_t in = offset & (q->h.cluster_size - 1);
+    uint64_t len = min_u64 (q->h.cluster_size - in, count);
+    uint64_t entry;
+
+    pthread_mutex_lock (&q->lock);
+    r = qcow2_lookup (q, vcluster, &entry);
+    if (r == 0 && (entry & QCOW2_OFLAG_COPIED) &&
+        !(entry & (QCOW2_OFLAG_COMPRESSED | QCOW2_OFLAG_ZERO))) {
+      uint64_t host = entry & QCOW2_OFFSET_MASK;
+      r = check_data_offset (q, host, vcluster);
+      pthread_mutex_unlock (&q->lock);
+      if (r == 0)
+        r = node_pwrite (q->file, data, len, host + in, 0);
+    } else {
+      if (r == 0)
+        r = write_new_cluster (q, vcluster, entry, data, in, len);
+      pthread_mutex_unlock (&q->lock);
+    }
+    data += len;
+    offset += len;
+    count -= len;
+  }
+  if (r == 0 && (flags & NODE_FUA))
+    r = qcow2_flush (n);
+  return r;
+}
+
+static void
+qcow2_close (struct node *n)
+{
+  struct qcow2 *q = (struct qcow2 *) n;
+
+  for (size_t i = 0; q->cache && i < q->cache_slots; i++)
+    free (q->cache[i].table);
+  free (q->cache);
+  free (q->l1);
+  free (q->reftable);
+  node_close (q->file);
+  pthread_mutex_destroy (&q->lock);
+  free (n->label);
+  free (q);
+}
+
+static const struct node_ops qcow2_ops = {
+  .name = "qcow2",
+  .pread = qcow2_pread,
+  .pwrite = qcow2_pwrite,
+  .flush = qcow2_flush,
+  .close = qcow2_close,
+};
+
+/* Reads a table of big-endian u64 into host order. */
+static int
+read_table (struct node *file, uint64_t offset, uint64_t entries,
+            uint64_t **out)
+{
+  uint64_t *t = malloc (entries * 8 + 1);
+  int r;
+
+  if (!t)
+    return error_set (-ENOMEM, "out of memory");
+  r = node_pread (file, t, entries * 8, offset);
+  if (r < 0) {
+    free (t);
+    return r;
+  }
+  for (uint64_t i = 0; i < entries; i++)
+    t[i] = load_be64 ((uint8_t *) t + i * 8);
+  *out = t;
+  return 0;
+}
+
+static int
+refuse_for_writing (const struct qcow2 *q)
+{
+  const char *l = q->node.label;
+
+  if (q->h.incompatible & QCOW2_INCOMPAT_CORRUPT)
+    return error_set (-EROFS,
+                      "%s: qcow2 image is marked corrupt; open it "
+                      "read-only or repair it with qemu-img check -r all",
+                      l);
+  if (q->h.incompatible & QCOW2_INCOMPAT_DIRTY)
+    return error_set (-EROFS,
+                      "%s: qcow2 image is dirty (lazy refcounts); "
+                      "repair it with qemu-img check -r all",
+                      l);
+  if (q->h.nb_snapshots)
+    return error_set (-ENOTSUP,
+                      "%s: qcow2 internal snapshots are not "
+                      "supported for writing; open read-only",
+                      l);
+  if (q->h.refcount_order != 4)
+    return error_set (-ENOTSUP,
+                      "%s: qcow2 refcount_order %u is not "
+                      "supported for writing (only 16-bit refcounts)",
+                      l, q->h.refcount_order);
+  return 0;
+}
+
+int
+node_qcow2_open (struct node *file, uint64_t cache_bytes, struct node **out)
+{
+  struct qcow2 *q = calloc (1, sizeof *q);
+  size_t head_len = (size_t) min_u64 (file->size, 1 << QCOW2_MAX_CLUSTER_BITS);
+  uint8_t *head = malloc (head_len + 1);
+  int r;
+
+  if (!q || !head) {
+    free (q);
+    free (head);
+    return error_set (-ENOMEM, "out of memory");
+  }
+  pthread_mutex_init (&q->lock, NULL);
+  q->file = file;
+  q->node.label = strdup (file->label);
+  r = node_pread (file, head, head_len, 0);
+  if (r == 0)
+    r = qcow2_header_parse (head, head_len, file->size, file->label, &q->h);
+  free (head);
+  if (r < 0)
+    goto fail;
+  if (q->h.external_data_file ||
+      (q->h.incompatible & QCOW2_INCOMPAT_DATA_FILE)) {
+    r = error_set (-ENOTSUP,
+                   "%s: qcow2 external data files are not "
+                   "supported",
+                   file->label);
+    goto fail;
+  }
+  if (q->h.backing_offset) {
+    r = error_set (-ENOTSUP,
+                   "%s: qcow2 image has a backing file; backing "
+                   "chains are not supported (the payload must be "
+                   "self-contained)",
+                   file->label);
+    goto fail;
+  }
+  q->writable = !file->readonly;
+  if (q->writable && (r = refuse_for_writing (q)) < 0)
+    goto fail;
+  q->l2_entries = q->h.cluster_size / 8;
+  q->next_free =
+    (file->size + q->h.cluster_size - 1) & ~(q->h.cluster_size - 1);
+  q->reftable_entries =
+    ((uint64_t) q->h.reftable_clusters << q->h.cluster_bits) / 8;
+  if ((r = read_table (file, q->h.l1_offset, q->h.l1_size, &q->l1)) < 0 ||
+      (r = read_table (file, q->h.reftable_offset, q->reftable_entries,
+                       &q->reftable)) < 0)
+    goto fail;
+  q->cache_slots = cache_bytes / q->h.cluster_size;
+  if (q->cache_slots < 2)
+    q->cache_slots = 2;
+  q->cache = calloc (q->cache_slots, sizeof *q->cache);
+  if (!q->cache) {
+    r = error_set (-ENOMEM, "out of memory");
+    goto fail;
+  }
+  for (size_t i = 0; i < q->cache_slots; i++)
+    if (!(q->cache[i].table = malloc (q->h.cluster_size))) {
+      r = error_set (-ENOMEM, "out of memory");
+      goto fail;
+    }
+  q->node.ops = &qcow2_ops;
+  q->node.size = q->h.size;
+  q->node.block_size = 1;
+  q->node.readonly = file->readonly;
+  *out = &q->node;
+  return 0;
+
+fail:
+  q->file = NULL; /* the caller still owns the file node */
+  for (size_t i = 0; q->cache && i < q->cache_slots; i++)
+    free (q->cache[i].table);
+  free (q->cache);
+  free (q->l1);
+  free (q->reftable);
+  pthread_mutex_destroy (&q->lock);
+  free (q->node.label);
+  free (q);
+  return r;
+}

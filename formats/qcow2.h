@@ -1,0 +1,98 @@
+/* luks-nbd: qcow2 internals shared by formats/qcow2*.c.  The qcow2 node
+ * stores ciphertext for the luks node above it; it knows nothing of
+ * encryption. */
+#ifndef LUKS_NBD_QCOW2_H
+#define LUKS_NBD_QCOW2_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "node.h"
+
+/* Named limits on what an image may ask of us. */
+#define QCOW2_MIN_CLUSTER_BITS 9
+#define QCOW2_MAX_CLUSTER_BITS 21
+#define QCOW2_MAX_L1_BYTES (32 * 1024 * 1024)
+#define QCOW2_MAX_REFTABLE_BYTES (8 * 1024 * 1024)
+#define QCOW2_MAX_VIRTUAL_SIZE (UINT64_C (1) << 63)
+#define QCOW2_DEFAULT_CACHE_BYTES (1024 * 1024)
+
+#define QCOW2_INCOMPAT_DIRTY (1u << 0)
+#define QCOW2_INCOMPAT_CORRUPT (1u << 1)
+#define QCOW2_INCOMPAT_DATA_FILE (1u << 2)
+#define QCOW2_INCOMPAT_COMPRESSION (1u << 3)
+#define QCOW2_INCOMPAT_EXTL2 (1u << 4)
+#define QCOW2_INCOMPAT_KNOWN 0x1fu
+
+#define QCOW2_OFLAG_COPIED (UINT64_C (1) << 63)
+#define QCOW2_OFLAG_COMPRESSED (UINT64_C (1) << 62)
+#define QCOW2_OFLAG_ZERO UINT64_C (1)
+#define QCOW2_OFFSET_MASK UINT64_C (0x00fffffffffffe00)
+
+enum qcow2_compression { QCOW2_DEFLATE = 0, QCOW2_ZSTD = 1 };
+
+/* The parsed header (host order), validated against the file size. */
+struct qcow2_header {
+  uint32_t version;
+  uint32_t cluster_bits;
+  uint64_t cluster_size;
+  uint64_t size; /* virtual size */
+  uint32_t l1_size;
+  uint64_t l1_offset;
+  uint64_t reftable_offset;
+  uint32_t reftable_clusters;
+  uint32_t nb_snapshots;
+  uint64_t incompatible, compatible, autoclear;
+  uint32_t refcount_order;
+  uint32_t header_length;
+  enum qcow2_compression compression;
+  uint64_t backing_offset;
+  uint32_t backing_size;
+  bool external_data_file;
+};
+
+/* qcow2_header.c: parses the first cluster of an image (buf holds
+ * min(file size, 2 MiB) bytes).  Errors name `label` and the field. */
+int qcow2_header_parse (const uint8_t *buf, size_t len, uint64_t file_size,
+                        const char *label, struct qcow2_header *h);
+
+/* The image: metadata under `lock`; data I/O outside it. */
+struct qcow2_l2_slot {
+  uint64_t offset; /* host offset of the L2 table, 0 = free */
+  uint64_t last_use;
+  uint64_t *table; /* host order */
+};
+
+struct qcow2 {
+  struct node node;
+  struct node *file;
+  struct qcow2_header h;
+  bool writable;
+  pthread_mutex_t lock; /* L1, L2 cache, refcounts, allocation */
+  uint64_t *l1;         /* host order */
+  uint64_t l2_entries;  /* per table */
+  struct qcow2_l2_slot *cache;
+  size_t cache_slots;
+  uint64_t use_clock;
+  uint64_t *reftable; /* host order */
+  uint64_t reftable_entries;
+  uint64_t next_free; /* first cluster past the end of the file */
+  bool needs_sync;    /* metadata written since the last flush */
+};
+
+/* qcow2_map.c (lock held) */
+int qcow2_l2_get (struct qcow2 *q, uint64_t l2_offset, uint64_t **table);
+int qcow2_lookup (struct qcow2 *q, uint64_t vcluster, uint64_t *entry);
+int qcow2_set_l2_entry (struct qcow2 *q, uint64_t vcluster, uint64_t entry);
+
+/* qcow2_refcount.c (lock held) */
+int qcow2_refcount_update (struct qcow2 *q, uint64_t host_offset, int delta);
+int qcow2_alloc_cluster (struct qcow2 *q, uint64_t *host_offset);
+
+/* qcow2_compress.c */
+int qcow2_decompress (enum qcow2_compression type, const void *in,
+                      size_t in_len, void *out, size_t out_len);
+
+#endif

@@ -1,0 +1,129 @@
+/* luks-nbd: qcow2 cluster map: L1 in memory, L2 tables through a cache
+ * of fixed size (so memory does not grow with the disk), entry updates
+ * written through to the file at once.  Callers hold q->lock. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "byteorder.h"
+#include "error.h"
+#include "qcow2.h"
+
+int
+qcow2_l2_get (struct qcow2 *q, uint64_t l2_offset, uint64_t **table)
+{
+  struct qcow2_l2_slot *victim = &q->cache[0];
+  uint8_t *raw;
+  int r;
+
+  for (size_t i = 0; i < q->cache_slots; i++) {
+    struct qcow2_l2_slot *s = &q->cache[i];
+    if (s->offset == l2_offset) {
+      s->last_use = ++q->use_clock;
+      *table = s->table;
+      return 0;
+    }
+    if (s->last_use < victim->last_use)
+      victim = s;
+  }
+  if (l2_offset % q->h.cluster_size ||
+      l2_offset + q->h.cluster_size > q->next_free)
+    return error_set (-EIO, "%s: qcow2 L2 table offset %llu is invalid",
+                      q->node.label, (unsigned long long) l2_offset);
+  /* Read straight into the slot, then convert in place. */
+  raw = (uint8_t *) victim->table;
+  victim->offset = 0;
+  r = node_pread (q->file, raw, q->h.cluster_size, l2_offset);
+  if (r < 0)
+    return r;
+  for (uint64_t i = 0; i < q->l2_entries; i++)
+    victim->table[i] = load_be64 (raw + i * 8);
+  victim->offset = l2_offset;
+  victim->last_use = ++q->use_clock;
+  *table = victim->table;
+  return 0;
+}
+
+int
+qcow2_lookup (struct qcow2 *q, uint64_t vcluster, uint64_t *entry)
+{
+  uint64_t l1_index = vcluster / q->l2_entries;
+  uint64_t *table;
+  int r;
+
+  if (l1_index >= q->h.l1_size)
+    return error_set (-EIO, "%s: qcow2 cluster %llu beyond the L1 table",
+                      q->node.label, (unsigned long long) vcluster);
+  uint64_t l2_offset = q->l1[l1_index] & QCOW2_OFFSET_MASK;
+  if (!l2_offset) {
+    *entry = 0;
+    return 0;
+  }
+  r = qcow2_l2_get (q, l2_offset, &table);
+  if (r < 0)
+    return r;
+  *entry = table[vcluster % q->l2_entries];
+  return 0;
+}
+
+/* Writes one big-endian 64-bit table entry through to the file. */
+static int
+write_entry (struct qcow2 *q, uint64_t offset, uint64_t value)
+{
+  uint8_t be[8];
+
+  store_be64 (be, value);
+  return node_pwrite (q->file, be, sizeof be, offset, 0);
+}
+
+/* Persists what newly allocated clusters hold before anything points at
+ * them: data and refcounts reach the disk before L2, L2 before L1. */
+static int
+barrier (struct qcow2 *q)
+{
+  if (!q->needs_sync)
+    return 0;
+  q->needs_sync = false;
+  return node_flush (q->file);
+}
+
+int
+qcow2_set_l2_entry (struct qcow2 *q, uint64_t vcluster, uint64_t entry)
+{
+  uint64_t l1_index = vcluster / q->l2_entries;
+  uint64_t l2_offset = q->l1[l1_index] & QCOW2_OFFSET_MASK;
+  uint64_t *table;
+  int r;
+
+  if (!l2_offset) {
+    /* A new L2 table: zeroed, counted, persisted, then linked from L1. */
+    uint8_t *zero = calloc (1, q->h.cluster_size);
+    if (!zero)
+      return error_set (-ENOMEM, "out of memory");
+    r = qcow2_alloc_cluster (q, &l2_offset);
+    if (r == 0)
+      r = node_pwrite (q->file, zero, q->h.cluster_size, l2_offset, 0);
+    free (zero);
+    if (r == 0)
+      r = barrier (q);
+    if (r == 0)
+      r = write_entry (q, q->h.l1_offset + l1_index * 8,
+                       l2_offset | QCOW2_OFLAG_COPIED);
+    if (r < 0)
+      return r;
+    q->l1[l1_index] = l2_offset | QCOW2_OFLAG_COPIED;
+    q->needs_sync = true;
+  }
+  r = qcow2_l2_get (q, l2_offset, &table);
+  if (r == 0)
+    r = barrier (q);
+  if (r == 0)
+    r = write_entry (q, l2_offset + (vcluster % q->l2_entries) * 8, entry);
+  if (r < 0)
+    return r;
+  table[vcluster % q->l2_entries] = entry;
+  q->needs_sync = true;
+  return 0;
+}
