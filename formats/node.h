@@ -55,6 +55,10 @@ void node_close (struct node *n);
 /* file.c */
 int node_file_open (const char *path, bool readonly, struct node **out);
 
+/* nbd.c: a remote export (any libnbd URI: nbd://, nbd+unix://, ...). */
+int node_nbd_open (const char *uri, bool readonly, struct node **out);
+bool node_is_uri (const char *s);
+
 /* raw.c: a window [offset, offset+size) of child; takes ownership. */
 int node_raw_open (struct node *child, uint64_t offset, uint64_t size,
                    struct node **out);

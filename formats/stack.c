@@ -21,19 +21,20 @@ payload_format (struct node *file, const char *want, const char **format)
   unsigned char magic[4];
   bool is_qcow2 = false;
 
+  if (want && strcmp (want, "auto") != 0) {
+    if (strcmp (want, "raw") != 0 && strcmp (want, "qcow2") != 0)
+      return error_set (-EINVAL,
+                        "payload-format=%s: expected auto, raw or qcow2", want);
+    *format = want; /* named: the payload is not even read */
+    return 0;
+  }
   if (file->size >= sizeof magic) {
     int r = node_pread (file, magic, sizeof magic, 0);
     if (r < 0)
-      return r;
+      return error_prefix (r, "probing the payload format (payload-format=)");
     is_qcow2 = memcmp (magic, qcow2_magic, sizeof magic) == 0;
   }
-  if (!want || strcmp (want, "auto") == 0)
-    *format = is_qcow2 ? "qcow2" : "raw";
-  else if (strcmp (want, "raw") == 0 || strcmp (want, "qcow2") == 0)
-    *format = want;
-  else
-    return error_set (-EINVAL, "payload-format=%s: expected auto, raw or qcow2",
-                      want);
+  *format = is_qcow2 ? "qcow2" : "raw";
   return 0;
 }
 
@@ -59,7 +60,9 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
   if (r < 0)
     return r;
 
-  r = node_file_open (spec->payload, spec->readonly, &file);
+  r = node_is_uri (spec->payload)
+        ? node_nbd_open (spec->payload, spec->readonly, &file)
+        : node_file_open (spec->payload, spec->readonly, &file);
   if (r < 0)
     goto out;
   r = payload_format (file, spec->payload_format, detected_format);
@@ -77,7 +80,9 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
   file = NULL;
   if (spec->header) {
     /* The header is only read: never written, never locked for writing. */
-    r = node_file_open (spec->header, true, &header);
+    r = node_is_uri (spec->header)
+          ? node_nbd_open (spec->header, true, &header)
+          : node_file_open (spec->header, true, &header);
     if (r < 0)
       goto out;
   } else

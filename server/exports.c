@@ -200,7 +200,7 @@ export_parse (const char *text, int index, bool force_readonly,
                                          KEY_PASSPHRASE_FILE };
   for (size_t i = 0; r == 0 && i < sizeof files / sizeof files[0]; i++) {
     const char *path = values[files[i]];
-    if (path && access (path, R_OK) < 0)
+    if (path && !node_is_uri (path) && access (path, R_OK) < 0)
       r = error_set (-errno, "%s: %s=%s: %s", label, key_names[files[i]], path,
                      strerror (errno));
   }
