@@ -71,6 +71,65 @@ file_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
   return r;
 }
 
+static int
+file_trim (struct node *n, uint64_t count, uint64_t offset)
+{
+  struct file_node *f = (struct file_node *) n;
+
+  if (fallocate (f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                 (off_t) offset, (off_t) count) < 0)
+    return error_set (errno == EOPNOTSUPP ? -ENOTSUP : -errno,
+                      "%s: punching a hole: %s", n->label, strerror (errno));
+  return 0;
+}
+
+static int
+file_zero (struct node *n, uint64_t count, uint64_t offset, int flags)
+{
+  struct file_node *f = (struct file_node *) n;
+  int r = 0;
+
+  if (fallocate (f->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                 (off_t) offset, (off_t) count) < 0 &&
+      fallocate (f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                 (off_t) offset, (off_t) count) < 0) {
+    /* No fallocate here: write the zeros. */
+    static const char zeros[65536];
+    for (uint64_t done = 0; r == 0 && done < count; done += sizeof zeros) {
+      uint64_t len = count - done < sizeof zeros ? count - done : sizeof zeros;
+      r = file_io (n, true, (void *) zeros, len, offset + done);
+    }
+  }
+  if (r == 0 && (flags & NODE_FUA))
+    r = file_flush (n);
+  return r;
+}
+
+/* Data and holes from SEEK_DATA/SEEK_HOLE; a hole reads as zeros. */
+static int
+file_extents (struct node *n, uint64_t count, uint64_t offset,
+              struct extent_list *out)
+{
+  struct file_node *f = (struct file_node *) n;
+  uint64_t end = offset + count, pos = offset;
+  int r = 0;
+
+  while (r == 0 && pos < end) {
+    off_t data = lseek (f->fd, (off_t) pos, SEEK_DATA);
+    if (data < 0 && errno != ENXIO)
+      return extent_add (out, pos, end - pos, 0); /* unknown: data */
+    uint64_t d = data < 0 || (uint64_t) data > end ? end : (uint64_t) data;
+    r = extent_add (out, pos, d - pos, EXTENT_HOLE | EXTENT_ZERO);
+    if (r < 0 || d == end)
+      break;
+    off_t hole = lseek (f->fd, data, SEEK_HOLE);
+    uint64_t h = hole < 0 || (uint64_t) hole > end ? end : (uint64_t) hole;
+    r = extent_add (out, d, h - d, 0);
+    pos = h;
+  }
+  return r;
+}
+
 static void
 file_close (struct node *n)
 {
@@ -86,6 +145,9 @@ static const struct node_ops file_ops = {
   .pread = file_pread,
   .pwrite = file_pwrite,
   .flush = file_flush,
+  .trim = file_trim,
+  .zero = file_zero,
+  .extents = file_extents,
   .close = file_close,
 };
 

@@ -123,6 +123,75 @@ luks_flush (struct node *n)
   return node_flush (((struct luks_node *) n)->payload);
 }
 
+/* Zero plaintext is encrypted zeros, never zero ciphertext: write it. */
+static int
+luks_zero (struct node *n, uint64_t count, uint64_t offset, int flags)
+{
+  enum { CHUNK = 1024 * 1024 };
+  char *zeros = calloc (1, CHUNK);
+  int r = 0;
+
+  if (!zeros)
+    return error_set (-ENOMEM, "out of memory");
+  for (uint64_t done = 0; r == 0 && done < count; done += CHUNK) {
+    uint64_t len = count - done < CHUNK ? count - done : CHUNK;
+    r = luks_pwrite (n, zeros, len, offset + done,
+                     done + len == count ? flags : 0);
+  }
+  free (zeros);
+  return r;
+}
+
+/* Discards the whole sectors inside the range; their plaintext becomes
+ * undefined (as a trim allows). */
+static int
+luks_trim (struct node *n, uint64_t count, uint64_t offset)
+{
+  struct luks_node *l = (struct luks_node *) n;
+  uint64_t start = (offset + l->sector - 1) / l->sector * l->sector;
+  uint64_t end = (offset + count) / l->sector * l->sector;
+
+  if (end <= start)
+    return 0;
+  return node_trim (l->payload, end - start, l->data_offset + start);
+}
+
+/* The payload's extents in plaintext terms: a hole stays a hole (nothing
+ * stored), but never reads as zeros (ciphertext zeros decrypt to noise).
+ * A sector only partly a hole is data. */
+static int
+luks_extents (struct node *n, uint64_t count, uint64_t offset,
+              struct extent_list *out)
+{
+  struct luks_node *l = (struct luks_node *) n;
+  struct extent_list child = { 0 };
+  int r = node_extents (l->payload, count, l->data_offset + offset, &child);
+
+  for (size_t i = 0; r == 0 && i < child.n; i++) {
+    uint64_t a = child.e[i].offset - l->data_offset;
+    uint64_t b = a + child.e[i].length;
+    if (a < offset)
+      a = offset;
+    if (b > offset + count)
+      b = offset + count;
+    if (a >= b)
+      continue;
+    if (!(child.e[i].flags & EXTENT_HOLE)) {
+      r = extent_add (out, a, b - a, 0);
+      continue;
+    }
+    uint64_t ha = (a + l->sector - 1) / l->sector * l->sector;
+    uint64_t hb = b / l->sector * l->sector;
+    if (ha >= hb)
+      r = extent_add (out, a, b - a, 0);
+    else if ((r = extent_add (out, a, ha - a, 0)) == 0 &&
+             (r = extent_add (out, ha, hb - ha, EXTENT_HOLE)) == 0)
+      r = extent_add (out, hb, b - hb, 0);
+  }
+  extent_list_free (&child);
+  return r;
+}
+
 static void
 luks_close (struct node *n)
 {
@@ -143,6 +212,9 @@ static const struct node_ops luks_ops = {
   .pread = luks_pread,
   .pwrite = luks_pwrite,
   .flush = luks_flush,
+  .trim = luks_trim,
+  .zero = luks_zero,
+  .extents = luks_extents,
   .close = luks_close,
 };
 

@@ -54,7 +54,9 @@ connect_one (struct nbd_node *n, struct nbd_handle **out)
 
   if (!h)
     return nbd_failure (n->uri, "nbd_create");
-  if (nbd_connect_uri (h, n->uri) < 0) {
+  /* Ask for allocation status, for extents (ignored if unsupported). */
+  if (nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+      nbd_connect_uri (h, n->uri) < 0) {
     int r = nbd_failure (n->uri, "connect");
     nbd_close (h);
     return r;
@@ -170,6 +172,91 @@ nbd_node_flush (struct node *node)
   return r;
 }
 
+static int
+nbd_node_trim (struct node *node, uint64_t count, uint64_t offset)
+{
+  struct nbd_node *n = (struct nbd_node *) node;
+  unsigned slot;
+  int r = get_handle (n, &slot);
+
+  if (r < 0)
+    return r;
+  if (nbd_trim (n->handles[slot], count, offset, 0) < 0)
+    r = nbd_failure (n->uri, "trim");
+  put_handle (n, slot);
+  return r;
+}
+
+static int
+nbd_node_zero (struct node *node, uint64_t count, uint64_t offset, int flags)
+{
+  struct nbd_node *n = (struct nbd_node *) node;
+  unsigned slot;
+  int r = get_handle (n, &slot);
+
+  if (r < 0)
+    return r;
+  if (nbd_zero (n->handles[slot], count, offset,
+                (flags & NODE_FUA) && n->can_fua ? LIBNBD_CMD_FLAG_FUA : 0) < 0)
+    r = nbd_failure (n->uri, "zero");
+  put_handle (n, slot);
+  return r;
+}
+
+struct status_ctx {
+  struct extent_list *out;
+  uint64_t pos, end;
+  int err;
+};
+
+static int
+status_cb (void *opaque, const char *context, uint64_t offset,
+           uint32_t *entries, size_t n, int *error)
+{
+  struct status_ctx *c = opaque;
+
+  if (strcmp (context, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0)
+    return 0;
+  for (size_t i = 0; i + 1 < n && c->pos < c->end && !c->err; i += 2) {
+    uint64_t len = entries[i] < c->end - c->pos ? entries[i] : c->end - c->pos;
+    c->err = extent_add (c->out, c->pos, len, entries[i + 1] & 3);
+    c->pos += len;
+  }
+  return 0;
+}
+
+/* base:allocation from the server, whose hole/zero bits are ours. */
+static int
+nbd_node_extents (struct node *node, uint64_t count, uint64_t offset,
+                  struct extent_list *out)
+{
+  struct nbd_node *n = (struct nbd_node *) node;
+  struct status_ctx c = { out, offset, offset + count, 0 };
+  unsigned slot;
+  int r = get_handle (n, &slot);
+
+  if (r < 0)
+    return r;
+  if (nbd_can_meta_context (n->handles[slot], LIBNBD_CONTEXT_BASE_ALLOCATION) !=
+      1) {
+    put_handle (n, slot);
+    return extent_add (out, offset, count, 0);
+  }
+  while (r == 0 && c.pos < c.end && !c.err) {
+    uint64_t before = c.pos;
+    uint64_t len = c.end - c.pos < n->chunk ? c.end - c.pos : n->chunk;
+    if (nbd_block_status (
+          n->handles[slot], len, c.pos,
+          (nbd_extent_callback){ .callback = status_cb, .user_data = &c },
+          0) < 0)
+      r = nbd_failure (n->uri, "block status");
+    else if (c.pos == before) /* no progress: report the rest as data */
+      r = extent_add (out, c.pos, c.end - c.pos, 0), c.pos = c.end;
+  }
+  put_handle (n, slot);
+  return r < 0 ? r : c.err;
+}
+
 static void
 nbd_node_close (struct node *node)
 {
@@ -191,6 +278,9 @@ static const struct node_ops nbd_ops = {
   .pread = nbd_node_pread,
   .pwrite = nbd_node_pwrite,
   .flush = nbd_node_flush,
+  .trim = nbd_node_trim,
+  .zero = nbd_node_zero,
+  .extents = nbd_node_extents,
   .close = nbd_node_close,
 };
 

@@ -1,8 +1,10 @@
 /* luks-nbd: node helpers shared by all node types. */
 #include <config.h>
 
+#include <errno.h>
 #include <stdlib.h>
 
+#include "error.h"
 #include "node.h"
 
 void
@@ -10,4 +12,62 @@ node_close (struct node *n)
 {
   if (n)
     n->ops->close (n);
+}
+
+int
+node_trim (struct node *n, uint64_t count, uint64_t offset)
+{
+  if (!n->ops->trim)
+    return error_set (-ENOTSUP, "%s: %s node cannot trim", n->label,
+                      n->ops->name);
+  return n->ops->trim (n, count, offset);
+}
+
+int
+node_zero (struct node *n, uint64_t count, uint64_t offset, int flags)
+{
+  if (!n->ops->zero)
+    return error_set (-ENOTSUP, "%s: %s node cannot write zeros", n->label,
+                      n->ops->name);
+  return n->ops->zero (n, count, offset, flags);
+}
+
+int
+node_extents (struct node *n, uint64_t count, uint64_t offset,
+              struct extent_list *out)
+{
+  if (!n->ops->extents)
+    return extent_add (out, offset, count, 0);
+  return n->ops->extents (n, count, offset, out);
+}
+
+int
+extent_add (struct extent_list *l, uint64_t offset, uint64_t length,
+            uint32_t flags)
+{
+  if (length == 0)
+    return 0;
+  if (l->n && l->e[l->n - 1].flags == flags &&
+      l->e[l->n - 1].offset + l->e[l->n - 1].length == offset) {
+    l->e[l->n - 1].length += length;
+    return 0;
+  }
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 16;
+    struct extent *e = realloc (l->e, cap * sizeof *e);
+    if (!e)
+      return error_set (-ENOMEM, "out of memory");
+    l->e = e;
+    l->cap = cap;
+  }
+  l->e[l->n++] = (struct extent){ offset, length, flags };
+  return 0;
+}
+
+void
+extent_list_free (struct extent_list *l)
+{
+  free (l->e);
+  l->e = NULL;
+  l->n = l->cap = 0;
 }

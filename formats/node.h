@@ -12,12 +12,36 @@ struct node;
 
 #define NODE_FUA 1 /* pwrite: persist before returning */
 
+/* Extents: what a range of a node is made of. */
+#define EXTENT_HOLE 1 /* nothing stored (sparse, unallocated) */
+#define EXTENT_ZERO 2 /* reads as zeros */
+
+struct extent {
+  uint64_t offset, length;
+  uint32_t flags;
+};
+
+struct extent_list {
+  struct extent *e;
+  size_t n, cap;
+};
+
+/* Appends, merging with the previous extent when the flags match. */
+int extent_add (struct extent_list *l, uint64_t offset, uint64_t length,
+                uint32_t flags);
+void extent_list_free (struct extent_list *l);
+
 struct node_ops {
-  const char *name; /* "file", "raw", "luks" */
+  const char *name; /* "file", "raw", "qcow2", "nbd", "luks" */
   int (*pread) (struct node *, void *buf, uint64_t count, uint64_t offset);
   int (*pwrite) (struct node *, const void *buf, uint64_t count,
                  uint64_t offset, int flags);
   int (*flush) (struct node *);
+  /* Optional (NULL: -ENOTSUP): discard, write zeros, describe a range. */
+  int (*trim) (struct node *, uint64_t count, uint64_t offset);
+  int (*zero) (struct node *, uint64_t count, uint64_t offset, int flags);
+  int (*extents) (struct node *, uint64_t count, uint64_t offset,
+                  struct extent_list *out);
   void (*close) (struct node *);
 };
 
@@ -51,6 +75,13 @@ node_flush (struct node *n)
 }
 
 void node_close (struct node *n);
+
+/* The optional ops, or -ENOTSUP with a message when a node lacks them. */
+int node_trim (struct node *n, uint64_t count, uint64_t offset);
+int node_zero (struct node *n, uint64_t count, uint64_t offset, int flags);
+/* Without an extents op a node is all data. */
+int node_extents (struct node *n, uint64_t count, uint64_t offset,
+                  struct extent_list *out);
 
 /* file.c */
 int node_file_open (const char *path, bool readonly, struct node **out);

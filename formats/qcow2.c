@@ -223,6 +223,38 @@ qcow2_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
   return r;
 }
 
+/* Unallocated clusters are holes that read as zeros; zero clusters read
+ * as zeros; everything else is data. */
+static int
+qcow2_extents (struct node *n, uint64_t count, uint64_t offset,
+               struct extent_list *out)
+{
+  struct qcow2 *q = (struct qcow2 *) n;
+  uint64_t end = offset + count;
+  int r = 0;
+
+  pthread_mutex_lock (&q->lock);
+  while (r == 0 && offset < end) {
+    uint64_t vcluster = offset >> q->h.cluster_bits;
+    uint64_t len =
+      min_u64 (((vcluster + 1) << q->h.cluster_bits) - offset, end - offset);
+    uint64_t entry;
+    uint32_t flags = 0;
+    r = qcow2_lookup (q, vcluster, &entry);
+    if (r == 0 && !(entry & QCOW2_OFLAG_COMPRESSED)) {
+      if (!(entry & QCOW2_OFFSET_MASK))
+        flags = EXTENT_HOLE | EXTENT_ZERO;
+      else if (entry & QCOW2_OFLAG_ZERO)
+        flags = EXTENT_ZERO;
+    }
+    if (r == 0)
+      r = extent_add (out, offset, len, flags);
+    offset += len;
+  }
+  pthread_mutex_unlock (&q->lock);
+  return r;
+}
+
 static void
 qcow2_close (struct node *n)
 {
@@ -244,6 +276,7 @@ static const struct node_ops qcow2_ops = {
   .pread = qcow2_pread,
   .pwrite = qcow2_pwrite,
   .flush = qcow2_flush,
+  .extents = qcow2_extents,
   .close = qcow2_close,
 };
 

@@ -37,6 +37,35 @@ raw_flush (struct node *n)
   return node_flush (((struct raw_node *) n)->child);
 }
 
+static int
+raw_trim (struct node *n, uint64_t count, uint64_t offset)
+{
+  struct raw_node *r = (struct raw_node *) n;
+  return node_trim (r->child, count, r->offset + offset);
+}
+
+static int
+raw_zero (struct node *n, uint64_t count, uint64_t offset, int flags)
+{
+  struct raw_node *r = (struct raw_node *) n;
+  return node_zero (r->child, count, r->offset + offset, flags);
+}
+
+static int
+raw_extents (struct node *n, uint64_t count, uint64_t offset,
+             struct extent_list *out)
+{
+  struct raw_node *r = (struct raw_node *) n;
+  struct extent_list child = { 0 };
+  int err = node_extents (r->child, count, r->offset + offset, &child);
+
+  for (size_t i = 0; err == 0 && i < child.n; i++)
+    err = extent_add (out, child.e[i].offset - r->offset, child.e[i].length,
+                      child.e[i].flags);
+  extent_list_free (&child);
+  return err;
+}
+
 static void
 raw_close (struct node *n)
 {
@@ -51,6 +80,9 @@ static const struct node_ops raw_ops = {
   .pread = raw_pread,
   .pwrite = raw_pwrite,
   .flush = raw_flush,
+  .trim = raw_trim,
+  .zero = raw_zero,
+  .extents = raw_extents,
   .close = raw_close,
 };
 
