@@ -97,7 +97,7 @@ int node_raw_open (struct node *child, uint64_t offset, uint64_t size,
 /* qcow2.c: a qcow2 image on `file` (taken over on success), with an L2
  * cache of at most cache_bytes. */
 int node_qcow2_open (struct node *file, uint64_t cache_bytes,
-                     struct node **out);
+                     bool allow_backing, struct node **out);
 
 /* luks.c: plaintext view of payload, unlocked with the header read from
  * `header` (which may be the payload itself for an attached header).
@@ -119,6 +119,7 @@ struct stack_spec {
   bool readonly;
   const char *payload_format; /* "auto", "raw", "qcow2" */
   uint64_t qcow2_cache_bytes; /* L2 cache bound; 0: the default */
+  bool payload_backing;       /* follow a qcow2 backing chain */
 };
 int node_stack_open (const struct stack_spec *spec, struct node **out,
                      const char **detected_format);

@@ -25,6 +25,9 @@ min_u64 (uint64_t a, uint64_t b)
   return a < b ? a : b;
 }
 
+static int read_backing (struct qcow2 *q, uint8_t *out, uint64_t len,
+                         uint64_t offset);
+
 /* Compressed entry: host offset and byte length of the deflated data. */
 static void
 compressed_extent (const struct qcow2 *q, uint64_t entry, uint64_t *offset,
@@ -97,6 +100,10 @@ qcow2_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
         memcpy (out, tmp + in, len);
       free (tmp);
       pthread_mutex_unlock (&q->lock);
+    } else if (r == 0 && !(entry & QCOW2_OFFSET_MASK) &&
+               !(entry & QCOW2_OFLAG_ZERO) && q->backing) {
+      pthread_mutex_unlock (&q->lock);
+      r = read_backing (q, out, len, offset);
     } else if (r == 0 &&
                (!(entry & QCOW2_OFFSET_MASK) || (entry & QCOW2_OFLAG_ZERO))) {
       pthread_mutex_unlock (&q->lock);
@@ -142,6 +149,8 @@ write_new_cluster (struct qcow2 *q, uint64_t vcluster, uint64_t entry,
     return error_set (-ENOMEM, "out of memory");
   if (entry & QCOW2_OFLAG_COMPRESSED)
     r = read_compressed (q, entry, cl);
+  else if (!entry && q->backing) /* copy-on-write from the backing */
+    r = read_backing (q, cl, q->h.cluster_size, vcluster << q->h.cluster_bits);
   else if ((entry & QCOW2_OFFSET_MASK) && !(entry & QCOW2_OFLAG_ZERO))
     r = node_pread (q->file, cl, q->h.cluster_size, entry & QCOW2_OFFSET_MASK);
   if (r < 0)
@@ -242,7 +251,10 @@ qcow2_extents (struct node *n, uint64_t count, uint64_t offset,
     uint32_t flags = 0;
     r = qcow2_lookup (q, vcluster, &entry);
     if (r == 0 && !(entry & QCOW2_OFLAG_COMPRESSED)) {
-      if (!(entry & QCOW2_OFFSET_MASK))
+      if (!(entry & QCOW2_OFFSET_MASK) && !(entry & QCOW2_OFLAG_ZERO) &&
+          q->backing)
+        flags = 0; /* from the backing file: data as far as we know */
+      else if (!(entry & QCOW2_OFFSET_MASK))
         flags = EXTENT_HOLE | EXTENT_ZERO;
       else if (entry & QCOW2_OFLAG_ZERO)
         flags = EXTENT_ZERO;
@@ -265,6 +277,7 @@ qcow2_close (struct node *n)
   free (q->cache);
   free (q->l1);
   free (q->reftable);
+  node_close (q->backing);
   node_close (q->file);
   pthread_mutex_destroy (&q->lock);
   free (n->label);
@@ -329,8 +342,95 @@ refuse_for_writing (const struct qcow2 *q)
   return 0;
 }
 
+static int qcow2_open_depth (struct node *file, uint64_t cache_bytes,
+                             bool allow_backing, int depth, struct node **out);
+
+/* The backing file, read-only, named relative to the image's directory:
+ * only with payload-backing=on, never json: names, at most 16 deep. */
+static int
+open_backing (struct qcow2 *q, bool allow, int depth)
+{
+  const char *name = q->h.backing_name, *label = q->node.label;
+  char *path = NULL;
+  struct node *file;
+  int r;
+
+  if (strncmp (name, "json:", 5) == 0)
+    return error_set (-EPERM,
+                      "%s: qcow2 backing file '%.40s...' is a json: "
+                      "name; those are always refused",
+                      label, name);
+  if (!allow)
+    return error_set (-EPERM,
+                      "%s: qcow2 image has a backing file (%s); "
+                      "backing chains are refused unless the export says "
+                      "payload-backing=on",
+                      label, name);
+  if (depth >= QCOW2_MAX_BACKING_DEPTH)
+    return error_set (-ELOOP, "%s: qcow2 backing chain deeper than %d", label,
+                      QCOW2_MAX_BACKING_DEPTH);
+  if (name[0] == '/')
+    path = strdup (name);
+  else if (node_is_uri (label))
+    return error_set (-EINVAL,
+                      "%s: relative backing file '%s' of a remote "
+                      "image",
+                      label, name);
+  else {
+    const char *slash = strrchr (label, '/');
+    int dir = slash ? (int) (slash - label) + 1 : 0;
+    if (asprintf (&path, "%.*s%s", dir, label, name) < 0)
+      path = NULL;
+  }
+  if (!path)
+    return error_set (-ENOMEM, "out of memory");
+  r = node_file_open (path, true, &file);
+  free (path);
+  if (r < 0)
+    return error_prefix (r, "%s: backing file", label);
+  bool is_qcow2 = strcmp (q->h.backing_format, "qcow2") == 0;
+  if (!q->h.backing_format[0]) {
+    unsigned char magic[4];
+    is_qcow2 = file->size >= 4 && node_pread (file, magic, 4, 0) == 0 &&
+               memcmp (magic, "QFI\xfb", 4) == 0;
+  } else if (!is_qcow2 && strcmp (q->h.backing_format, "raw") != 0) {
+    node_close (file);
+    return error_set (-ENOTSUP, "%s: backing format '%s' is not supported",
+                      label, q->h.backing_format);
+  }
+  if (!is_qcow2) {
+    q->backing = file;
+    return 0;
+  }
+  r = qcow2_open_depth (file, QCOW2_DEFAULT_CACHE_BYTES, true, depth + 1,
+                        &q->backing);
+  if (r < 0)
+    node_close (file);
+  return r;
+}
+
+/* Reads [offset, offset+len) of the backing file; zeros past its end. */
+static int
+read_backing (struct qcow2 *q, uint8_t *out, uint64_t len, uint64_t offset)
+{
+  uint64_t have = 0;
+
+  if (q->backing && offset < q->backing->size)
+    have = min_u64 (len, q->backing->size - offset);
+  memset (out + have, 0, len - have);
+  return have ? node_pread (q->backing, out, have, offset) : 0;
+}
+
 int
-node_qcow2_open (struct node *file, uint64_t cache_bytes, struct node **out)
+node_qcow2_open (struct node *file, uint64_t cache_bytes, bool allow_backing,
+                 struct node **out)
+{
+  return qcow2_open_depth (file, cache_bytes, allow_backing, 0, out);
+}
+
+static int
+qcow2_open_depth (struct node *file, uint64_t cache_bytes, bool allow_backing,
+                  int depth, struct node **out)
 {
   struct qcow2 *q = calloc (1, sizeof *q);
   size_t head_len = (size_t) min_u64 (file->size, 1 << QCOW2_MAX_CLUSTER_BITS);
@@ -359,14 +459,8 @@ node_qcow2_open (struct node *file, uint64_t cache_bytes, struct node **out)
                    file->label);
     goto fail;
   }
-  if (q->h.backing_offset) {
-    r = error_set (-ENOTSUP,
-                   "%s: qcow2 image has a backing file; backing "
-                   "chains are not supported (the payload must be "
-                   "self-contained)",
-                   file->label);
+  if (q->h.backing_offset && (r = open_backing (q, allow_backing, depth)) < 0)
     goto fail;
-  }
   q->writable = !file->readonly;
   if (q->writable && (r = refuse_for_writing (q)) < 0)
     goto fail;
@@ -401,6 +495,7 @@ node_qcow2_open (struct node *file, uint64_t cache_bytes, struct node **out)
 
 fail:
   q->file = NULL; /* the caller still owns the file node */
+  node_close (q->backing);
   for (size_t i = 0; q->cache && i < q->cache_slots; i++)
     free (q->cache[i].table);
   free (q->cache);

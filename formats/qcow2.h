@@ -18,6 +18,8 @@
 #define QCOW2_MAX_REFTABLE_BYTES (8 * 1024 * 1024)
 #define QCOW2_MAX_VIRTUAL_SIZE (UINT64_C (1) << 63)
 #define QCOW2_DEFAULT_CACHE_BYTES (1024 * 1024)
+#define QCOW2_MAX_BACKING_NAME 1023
+#define QCOW2_MAX_BACKING_DEPTH 16
 
 #define QCOW2_INCOMPAT_DIRTY (1u << 0)
 #define QCOW2_INCOMPAT_CORRUPT (1u << 1)
@@ -50,6 +52,8 @@ struct qcow2_header {
   enum qcow2_compression compression;
   uint64_t backing_offset;
   uint32_t backing_size;
+  char backing_name[QCOW2_MAX_BACKING_NAME + 1];
+  char backing_format[32]; /* from the header extension, or "" */
   bool external_data_file;
 };
 
@@ -78,8 +82,9 @@ struct qcow2 {
   uint64_t use_clock;
   uint64_t *reftable; /* host order */
   uint64_t reftable_entries;
-  uint64_t next_free; /* first cluster past the end of the file */
-  bool needs_sync;    /* metadata written since the last flush */
+  uint64_t next_free;   /* first cluster past the end of the file */
+  struct node *backing; /* read-only; NULL without a backing file */
+  bool needs_sync;      /* metadata written since the last flush */
 };
 
 /* qcow2_map.c (lock held) */

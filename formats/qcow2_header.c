@@ -13,6 +13,7 @@ static const uint8_t qcow2_magic[4] = { 'Q', 'F', 'I', 0xfb };
 
 #define EXT_END 0
 #define EXT_DATA_FILE 0x44415441u
+#define EXT_BACKING_FORMAT 0xe2792acau
 
 /* Checks that [offset, offset+len) lies in the file and is aligned. */
 static int
@@ -47,6 +48,10 @@ parse_extensions (const uint8_t *buf, size_t len, const char *label,
                         "%s: qcow2 header extension 0x%x overruns the header "
                         "cluster",
                         label, type);
+    if (type == EXT_BACKING_FORMAT && elen < sizeof h->backing_format) {
+      memcpy (h->backing_format, buf + off + 8, elen);
+      h->backing_format[elen] = '\0';
+    }
     off += 8 + ((elen + 7u) & ~7u);
   }
   return 0;
@@ -153,11 +158,22 @@ qcow2_header_parse (const uint8_t *buf, size_t len, uint64_t file_size,
                         reftable_bytes, h->cluster_size, file_size)) < 0)
     return r;
   if (h->backing_offset &&
-      !range_within (h->backing_offset, h->backing_size, h->cluster_size))
+      (h->backing_size == 0 || h->backing_size > QCOW2_MAX_BACKING_NAME ||
+       !range_within (h->backing_offset, h->backing_size, h->cluster_size)))
     return error_set (-EINVAL,
                       "%s: qcow2 backing file name lies outside the "
                       "header cluster",
                       label);
+  if (h->backing_offset) {
+    if (h->backing_offset + h->backing_size > len)
+      return error_set (-EINVAL, "%s: qcow2 backing file name is truncated",
+                        label);
+    memcpy (h->backing_name, buf + h->backing_offset, h->backing_size);
+    h->backing_name[h->backing_size] = '\0';
+    if (strlen (h->backing_name) != h->backing_size)
+      return error_set (-EINVAL, "%s: qcow2 backing file name contains NUL",
+                        label);
+  }
   return parse_extensions (buf, len < h->cluster_size ? len : h->cluster_size,
                            label, h);
 }

@@ -72,7 +72,7 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
     r = node_qcow2_open (file,
                          spec->qcow2_cache_bytes ? spec->qcow2_cache_bytes
                                                  : QCOW2_CACHE_DEFAULT,
-                         &payload);
+                         spec->payload_backing, &payload);
   else
     r = node_raw_open (file, 0, file->size, &payload);
   if (r < 0)

@@ -26,12 +26,22 @@ enum spec_key {
   KEY_PAYLOAD_FORMAT,
   KEY_DESCRIPTION,
   KEY_QCOW2_CACHE_SIZE,
+  KEY_PAYLOAD_BACKING,
   N_KEYS
 };
 
 static const char *const key_names[N_KEYS] = {
-  "name",     "payload",  "header",         "key-file",    "passphrase-file",
-  "key-slot", "readonly", "payload-format", "description", "qcow2-cache-size",
+  "name",
+  "payload",
+  "header",
+  "key-file",
+  "passphrase-file",
+  "key-slot",
+  "readonly",
+  "payload-format",
+  "description",
+  "qcow2-cache-size",
+  "payload-backing",
 };
 
 #define QCOW2_CACHE_MIN (64 * 1024)
@@ -135,11 +145,12 @@ export_parse (const char *text, int index, bool force_readonly,
     for (k = 0; k < N_KEYS && strcmp (item, key_names[k]) != 0; k++)
       ;
     if (k == N_KEYS)
-      r = error_set (-EINVAL,
-                     "%s: unknown key '%s' (expected name, payload, "
-                     "header, key-file, passphrase-file, key-slot, readonly, "
-                     "payload-format, description, qcow2-cache-size)",
-                     label, item);
+      r = error_set (
+        -EINVAL,
+        "%s: unknown key '%s' (expected name, payload, "
+        "header, key-file, passphrase-file, key-slot, readonly, "
+        "payload-format, description, qcow2-cache-size, payload-backing)",
+        label, item);
     else if (values[k])
       r = error_set (-EINVAL, "%s: key '%s' given twice", label, item);
     else if (!(values[k] = strdup (eq + 1)))
@@ -186,6 +197,13 @@ export_parse (const char *text, int index, bool force_readonly,
                    "%s: payload-format=%s: expected auto, raw or "
                    "qcow2",
                    label, values[KEY_PAYLOAD_FORMAT]);
+  if (r == 0 && values[KEY_PAYLOAD_BACKING]) {
+    if (strcmp (values[KEY_PAYLOAD_BACKING], "on") == 0)
+      e->spec.payload_backing = true;
+    else if (strcmp (values[KEY_PAYLOAD_BACKING], "off") != 0)
+      r = error_set (-EINVAL, "%s: payload-backing=%s: expected on or off",
+                     label, values[KEY_PAYLOAD_BACKING]);
+  }
   if (r == 0 && values[KEY_QCOW2_CACHE_SIZE]) {
     r = parse_size (values[KEY_QCOW2_CACHE_SIZE], &e->spec.qcow2_cache_bytes);
     if (r < 0 || e->spec.qcow2_cache_bytes < QCOW2_CACHE_MIN ||
@@ -226,6 +244,7 @@ export_parse (const char *text, int index, bool force_readonly,
   }
   free (values[KEY_KEY_SLOT]);
   free (values[KEY_QCOW2_CACHE_SIZE]);
+  free (values[KEY_PAYLOAD_BACKING]);
   free (values[KEY_READONLY]);
   if (r < 0) {
     export_free (e);

@@ -43,6 +43,7 @@ usage (FILE *f)
     "                      [,key-file=PATH|passphrase-file=PATH][,key-slot=N]\n"
     "                      [,readonly=on|off][,payload-format=auto|raw|qcow2]\n"
     "                      [,description=TEXT][,qcow2-cache-size=SIZE]\n"
+    "                      [,payload-backing=on|off]\n"
     "                      (',,' is a literal comma)\n"
     "  --socket PATH       listen on a unix socket (mode 0600)\n"
     "  --socket-mode MODE  octal mode of the unix sockets\n"

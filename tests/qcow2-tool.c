@@ -33,7 +33,7 @@ main (int argc, char **argv)
     return 2;
   if (node_file_open (argv[2], !rw, &file) < 0)
     return die ("open");
-  if (node_qcow2_open (file, 256 * 1024, &q) < 0) {
+  if (node_qcow2_open (file, 256 * 1024, false, &q) < 0) {
     node_close (file);
     return die ("qcow2");
   }

@@ -41,4 +41,21 @@ for opts in "-o compat=0.10" "-o cluster_size=4096"; do
   check "encrypted raw disk converted to qcow2 ($opts) reads as the plaintext" \
     cmp -s "$TMP/r.out" "$TMP/r.plain"
 done
+# A backing chain (payload-backing=on): the base holds the ciphertext, the
+# overlay takes the writes; the base is never written.
+cp "$TMP/r.payload" "$TMP/base.raw"
+cp "$TMP/r.payload" "$TMP/base.orig"
+qemu-img create -q -f qcow2 -b base.raw -F raw "$TMP/overlay.qcow2"
+check_fails_with "a backing file is refused by default" "payload-backing=on" \
+  luks_nbd --socket "$TMP/sock" --export "name=o,payload=$TMP/overlay.qcow2,header=$TMP/r.hdr,key-file=$TMP/r.key" --run true
+head -c 1048576 /dev/urandom > "$TMP/patch"
+luks_nbd --socket "$TMP/sock" \
+  --export "name=o,payload=$TMP/overlay.qcow2,header=$TMP/r.hdr,key-file=$TMP/r.key,payload-backing=on" \
+  --run "nbdcopy \"\$uri\" $TMP/o.before && nbdsh -u \"\$uri\" -c 'h.pwrite(open(\"$TMP/patch\",\"rb\").read(), 1000448)' && nbdcopy \"\$uri\" $TMP/o.after"
+check "payload-backing=on: reads fall through to the backing file" cmp -s "$TMP/o.before" "$TMP/r.plain"
+python3 -c "import sys; d=bytearray(open(sys.argv[1],'rb').read()); p=open(sys.argv[2],'rb').read(); d[1000448:1000448+len(p)]=p; open(sys.argv[3],'wb').write(d)" "$TMP/r.plain" "$TMP/patch" "$TMP/o.expect"
+check "payload-backing=on: writes land in the overlay (copy-on-write)" cmp -s "$TMP/o.after" "$TMP/o.expect"
+check "the backing file is never written" cmp -s "$TMP/base.raw" "$TMP/base.orig"
+qemu-img check -q "$TMP/overlay.qcow2"
+check "qemu-img check of the overlay is clean" test $? -eq 0
 done_testing
