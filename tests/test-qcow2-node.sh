@@ -78,6 +78,9 @@ cp "$TMP/base.qcow2" "$TMP/hl.qcow2"; patch_be "$TMP/hl.qcow2" 100 '>I' 200000
 check_fails_with "header_length beyond a cluster refused" "header_length 200000" "$T" read "$TMP/hl.qcow2" "$TMP/out"
 qemu-img create -q -f qcow2 -b "$TMP/base.qcow2" -F qcow2 "$TMP/top.qcow2"
 check_fails_with "backing file refused by default" "backing chains are refused unless the export says payload-backing=on" "$T" read "$TMP/top.qcow2" "$TMP/out"
+qemu-img create -q -f qcow2 -u -F raw \
+  -b 'json:{"driver":"raw","file":{"driver":"file","filename":"/etc/hostname"}}' "$TMP/json.qcow2" 1M
+check_fails_with "json: backing names are always refused" "is a json: name" "$T" read "$TMP/json.qcow2" "$TMP/out"
 qemu-img create -q -f qcow2 -o data_file="$TMP/ext.raw" "$TMP/ext.qcow2" 1M
 check_fails_with "external data file refused" "external data files are not supported" "$T" read "$TMP/ext.qcow2" "$TMP/out"
 head -c 100 "$TMP/base.qcow2" > "$TMP/trunc.qcow2"
