@@ -13,7 +13,17 @@
 
 static struct conn *all_conns;
 static size_t n_conns;
+static size_t n_live; /* connections not yet closing: the limit counts these */
 static uint64_t next_id = 1;
+static unsigned max_connections = 100;
+static unsigned handshake_ms = 10000;
+
+void
+conn_set_limits (unsigned max, unsigned handshake_seconds)
+{
+  max_connections = max;
+  handshake_ms = handshake_seconds * 1000;
+}
 
 size_t
 conn_count (void)
@@ -50,6 +60,19 @@ on_close (uv_handle_t *h)
   conn_unref (h->data);
 }
 
+/* A client that has not reached transmission in time is dropped, so idle
+ * handshakes cannot exhaust the connection limit. */
+static void
+on_handshake_timeout (uv_timer_t *t)
+{
+  struct conn *c = t->data;
+
+  log_info ("connection %llu: no export chosen within the handshake "
+            "timeout; closing",
+            (unsigned long long) c->id);
+  conn_close (c);
+}
+
 void
 conn_close (struct conn *c)
 {
@@ -57,10 +80,12 @@ conn_close (struct conn *c)
     return;
   c->closing = true;
   c->finishing = true;
+  n_live--;
   if (c->reading)
     uv_read_stop (&c->h.stream);
   c->reading = false;
   uv_close ((uv_handle_t *) &c->h, on_close);
+  uv_close ((uv_handle_t *) &c->handshake_timer, on_close);
   transmission_drop_pending (c);
 }
 
@@ -79,13 +104,13 @@ conn_finish (struct conn *c)
   /* A write whose header arrived is in flight: keep reading its data
    * (conn_update_reading does), serve it, then stop. */
   conn_update_reading (c);
-  if (c->closing || c->inflight > 0)
+  if (c->closing || c->shutting_down || c->inflight > 0)
     return;
   c->shutdown_req.data = c;
   if (uv_shutdown (&c->shutdown_req, &c->h.stream, on_shutdown) < 0)
     conn_close (c);
   else
-    c->closing = true; /* on_shutdown closes the handle */
+    c->shutting_down = true; /* on_shutdown closes the handle */
 }
 
 struct send_req {
@@ -235,12 +260,15 @@ conn_accept (uv_stream_t *server)
   }
   c->h.stream.data = c;
   c->id = next_id++;
-  c->refs = 1; /* the handle's */
+  c->refs = 2; /* the stream's and the handshake timer's */
+  uv_timer_init (server->loop, &c->handshake_timer);
+  c->handshake_timer.data = c;
   c->next = all_conns;
   if (all_conns)
     all_conns->prev = c;
   all_conns = c;
   n_conns++;
+  n_live++;
   r = uv_accept (server, &c->h.stream);
   if (r == 0 && server->type == UV_TCP)
     uv_tcp_nodelay (&c->h.tcp, 1);
@@ -254,6 +282,15 @@ conn_accept (uv_stream_t *server)
     conn_close (c);
     return;
   }
+  if (n_live > max_connections) {
+    log_error ("connection %llu refused: already %u connections "
+               "(--max-connections)",
+               (unsigned long long) c->id, max_connections);
+    conn_close (c);
+    return;
+  }
+  if (handshake_ms)
+    uv_timer_start (&c->handshake_timer, on_handshake_timeout, handshake_ms, 0);
   handshake_start (c);
   conn_update_reading (c);
 }

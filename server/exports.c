@@ -27,6 +27,7 @@ enum spec_key {
   KEY_DESCRIPTION,
   KEY_QCOW2_CACHE_SIZE,
   KEY_PAYLOAD_BACKING,
+  KEY_DISCARD,
   N_KEYS
 };
 
@@ -42,6 +43,7 @@ static const char *const key_names[N_KEYS] = {
   "description",
   "qcow2-cache-size",
   "payload-backing",
+  "discard",
 };
 
 #define QCOW2_CACHE_MIN (64 * 1024)
@@ -145,12 +147,12 @@ export_parse (const char *text, int index, bool force_readonly,
     for (k = 0; k < N_KEYS && strcmp (item, key_names[k]) != 0; k++)
       ;
     if (k == N_KEYS)
-      r = error_set (
-        -EINVAL,
-        "%s: unknown key '%s' (expected name, payload, "
-        "header, key-file, passphrase-file, key-slot, readonly, "
-        "payload-format, description, qcow2-cache-size, payload-backing)",
-        label, item);
+      r = error_set (-EINVAL,
+                     "%s: unknown key '%s' (expected name, payload, "
+                     "header, key-file, passphrase-file, key-slot, readonly, "
+                     "payload-format, description, qcow2-cache-size, "
+                     "payload-backing, discard)",
+                     label, item);
     else if (values[k])
       r = error_set (-EINVAL, "%s: key '%s' given twice", label, item);
     else if (!(values[k] = strdup (eq + 1)))
@@ -197,6 +199,13 @@ export_parse (const char *text, int index, bool force_readonly,
                    "%s: payload-format=%s: expected auto, raw or "
                    "qcow2",
                    label, values[KEY_PAYLOAD_FORMAT]);
+  if (r == 0 && values[KEY_DISCARD]) {
+    if (strcmp (values[KEY_DISCARD], "on") == 0)
+      e->discard = true;
+    else if (strcmp (values[KEY_DISCARD], "off") != 0)
+      r = error_set (-EINVAL, "%s: discard=%s: expected on or off", label,
+                     values[KEY_DISCARD]);
+  }
   if (r == 0 && values[KEY_PAYLOAD_BACKING]) {
     if (strcmp (values[KEY_PAYLOAD_BACKING], "on") == 0)
       e->spec.payload_backing = true;
@@ -245,6 +254,7 @@ export_parse (const char *text, int index, bool force_readonly,
   free (values[KEY_KEY_SLOT]);
   free (values[KEY_QCOW2_CACHE_SIZE]);
   free (values[KEY_PAYLOAD_BACKING]);
+  free (values[KEY_DISCARD]);
   free (values[KEY_READONLY]);
   if (r < 0) {
     export_free (e);

@@ -12,15 +12,21 @@
 #define PREFERRED_BLOCK_SIZE 4096
 
 static uint16_t
-transmission_flags (const struct export *e)
+transmission_flags (const struct conn *c, const struct export *e)
 {
   /* Every connection shares the export's node stack and writes complete
    * before they are acknowledged, so a flush on any connection persists
-   * the writes of all: multi-conn is safe. */
+   * the writes of all: multi-conn is safe.  Zeroing writes encrypted
+   * zeros, so it is never fast: FAST_ZERO requests fail at once. */
   uint16_t f = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH | NBD_FLAG_SEND_FUA |
-               NBD_FLAG_CAN_MULTI_CONN;
+               NBD_FLAG_CAN_MULTI_CONN | NBD_FLAG_SEND_WRITE_ZEROES |
+               NBD_FLAG_SEND_FAST_ZERO | NBD_FLAG_SEND_CACHE;
   if (e->readonly)
     f |= NBD_FLAG_READ_ONLY;
+  if (e->discard)
+    f |= NBD_FLAG_SEND_TRIM;
+  if (c->structured)
+    f |= NBD_FLAG_SEND_DF;
   return f;
 }
 
@@ -70,6 +76,7 @@ enter_transmission (struct conn *c, struct export *e)
 {
   c->exp = e;
   c->phase = PHASE_TRANSMISSION;
+  uv_timer_stop (&c->handshake_timer);
   log_info ("connection %llu: serving export '%s'", (unsigned long long) c->id,
             e->name);
 }
@@ -88,7 +95,7 @@ opt_export_name (struct conn *c, const uint8_t *data, uint32_t len)
     return;
   }
   store_be64 (buf, e->node->size);
-  store_be16 (buf + 8, transmission_flags (e));
+  store_be16 (buf + 8, transmission_flags (c, e));
   conn_send (c, buf, c->no_zeroes ? 10 : sizeof buf);
   enter_transmission (c, e);
 }
@@ -164,7 +171,7 @@ opt_info_go (struct conn *c, uint32_t option, const uint8_t *data, uint32_t len)
   }
   store_be16 (buf, NBD_INFO_EXPORT);
   store_be64 (buf + 2, e->node->size);
-  store_be16 (buf + 10, transmission_flags (e));
+  store_be16 (buf + 10, transmission_flags (c, e));
   reply (c, option, NBD_REP_INFO, buf, 12);
   if (want_name)
     info_string (c, option, NBD_INFO_NAME, e->name);
@@ -181,6 +188,71 @@ opt_info_go (struct conn *c, uint32_t option, const uint8_t *data, uint32_t len)
   reply (c, option, NBD_REP_ACK, NULL, 0);
   if (option == NBD_OPT_GO)
     enter_transmission (c, e);
+}
+
+static void
+opt_structured_reply (struct conn *c, uint32_t len)
+{
+  if (len != 0) {
+    reply_error (c, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ERR_INVALID,
+                 "NBD_OPT_STRUCTURED_REPLY takes no data");
+    return;
+  }
+  c->structured = true;
+  reply (c, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NULL, 0);
+}
+
+/* LIST_META_CONTEXT and SET_META_CONTEXT: export name, then queries.
+ * We serve base:allocation only; "base:" selects it too. */
+static void
+opt_meta_context (struct conn *c, uint32_t option, const uint8_t *data,
+                  uint32_t len)
+{
+  static const char ctx[] = NBD_CONTEXT_BASE_ALLOCATION;
+  bool set = option == NBD_OPT_SET_META_CONTEXT, match = false;
+  uint32_t namelen, nq, off;
+
+  if (!c->structured) {
+    reply_error (c, option, NBD_REP_ERR_INVALID,
+                 "negotiate structured replies first");
+    return;
+  }
+  if (len < 8 || (namelen = load_be32 (data)) > len - 8) {
+    reply_error (c, option, NBD_REP_ERR_INVALID, "malformed meta context");
+    return;
+  }
+  if (!exports_find ((const char *) data + 4, namelen)) {
+    reply_error (c, option, NBD_REP_ERR_UNKNOWN, "no such export");
+    return;
+  }
+  nq = load_be32 (data + 4 + namelen);
+  off = 8 + namelen;
+  match = nq == 0 && !set; /* LIST with no query: everything */
+  for (uint32_t i = 0; i < nq; i++) {
+    uint32_t ql;
+    if (len - off < 4 || (ql = load_be32 (data + off)) > len - off - 4) {
+      reply_error (c, option, NBD_REP_ERR_INVALID, "malformed meta context");
+      return;
+    }
+    const char *q = (const char *) data + off + 4;
+    if ((ql == sizeof ctx - 1 && memcmp (q, ctx, ql) == 0) ||
+        (ql == 5 && memcmp (q, "base:", 5) == 0))
+      match = true;
+    off += 4 + ql;
+  }
+  if (off != len) {
+    reply_error (c, option, NBD_REP_ERR_INVALID, "meta context length");
+    return;
+  }
+  if (set)
+    c->base_allocation = match;
+  if (match) {
+    uint8_t buf[4 + sizeof ctx - 1];
+    store_be32 (buf, set ? NBD_CONTEXT_ID_BASE_ALLOCATION : 0);
+    memcpy (buf + 4, ctx, sizeof ctx - 1);
+    reply (c, option, NBD_REP_META_CONTEXT, buf, sizeof buf);
+  }
+  reply (c, option, NBD_REP_ACK, NULL, 0);
 }
 
 static void
@@ -203,6 +275,9 @@ handle_option (struct conn *c, uint32_t option, const uint8_t *data,
   case NBD_OPT_LIST: opt_list (c, len); break;
   case NBD_OPT_INFO:
   case NBD_OPT_GO: opt_info_go (c, option, data, len); break;
+  case NBD_OPT_STRUCTURED_REPLY: opt_structured_reply (c, len); break;
+  case NBD_OPT_LIST_META_CONTEXT:
+  case NBD_OPT_SET_META_CONTEXT: opt_meta_context (c, option, data, len); break;
   default:
     reply_error (c, option, NBD_REP_ERR_UNSUP, "option not supported");
     break;

@@ -33,6 +33,7 @@ struct export
   char *name;
   char *description; /* may be NULL */
   bool readonly;
+  bool discard;      /* discard=on: NBD_CMD_TRIM reaches the payload */
   struct node *node; /* shared by every connection */
   struct stack_spec spec;
   char *spec_strings[8]; /* owned strings behind spec */
@@ -54,6 +55,7 @@ int listen_tcp (uv_loop_t *loop, const char *hostport);
 void listen_close_all (void);
 
 /* connection.c */
+void conn_set_limits (unsigned max_connections, unsigned handshake_seconds);
 struct conn;
 void conn_accept (uv_stream_t *server);
 int conn_send (struct conn *c, const void *data, size_t len);
@@ -91,8 +93,12 @@ struct conn {
   uint64_t id;
   enum conn_phase phase;
   bool no_zeroes;
-  bool closing;   /* uv_close called or about to be */
-  bool finishing; /* no more requests: DISC or shutdown */
+  bool structured;      /* NBD_OPT_STRUCTURED_REPLY negotiated */
+  bool base_allocation; /* base:allocation selected (SET_META_CONTEXT) */
+  uv_timer_t handshake_timer;
+  bool closing;       /* uv_close called or about to be */
+  bool finishing;     /* no more requests: DISC or shutdown */
+  bool shutting_down; /* uv_shutdown issued; on_shutdown closes */
   bool reading;
   bool direct; /* last alloc handed out a request buffer */
   struct export *exp;

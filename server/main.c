@@ -43,12 +43,15 @@ usage (FILE *f)
     "                      [,key-file=PATH|passphrase-file=PATH][,key-slot=N]\n"
     "                      [,readonly=on|off][,payload-format=auto|raw|qcow2]\n"
     "                      [,description=TEXT][,qcow2-cache-size=SIZE]\n"
-    "                      [,payload-backing=on|off]\n"
+    "                      [,payload-backing=on|off][,discard=on|off]\n"
     "                      (',,' is a literal comma)\n"
     "  --socket PATH       listen on a unix socket (mode 0600)\n"
     "  --socket-mode MODE  octal mode of the unix sockets\n"
     "  --listen [HOST]:PORT  listen on TCP (default port 10809)\n"
     "  --threads N         worker threads (default: number of CPUs)\n"
+    "  --max-connections N refuse clients beyond N (default 100)\n"
+    "  --handshake-timeout S  drop clients that choose no export in S\n"
+    "                      seconds (default 10; 0: never)\n"
     "  --readonly          serve every export read-only\n"
     "  --run CMD           run CMD (sh -c) once serving, with $uri and\n"
     "                      $unixsocket set; stop when it exits, with its "
@@ -131,7 +134,9 @@ enum {
   OPT_EXPORT,
   OPT_RUN,
   OPT_HELP,
-  OPT_VERSION
+  OPT_VERSION,
+  OPT_MAX_CONNECTIONS,
+  OPT_HANDSHAKE_TIMEOUT
 };
 
 static const struct option long_options[] = {
@@ -143,6 +148,8 @@ static const struct option long_options[] = {
   { "read-only", no_argument, NULL, OPT_READONLY },
   { "export", required_argument, NULL, OPT_EXPORT },
   { "run", required_argument, NULL, OPT_RUN },
+  { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
+  { "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
   { "verbose", no_argument, NULL, 'v' },
   { "help", no_argument, NULL, OPT_HELP },
   { "version", no_argument, NULL, OPT_VERSION },
@@ -167,6 +174,7 @@ main (int argc, char **argv)
   long threads = sysconf (_SC_NPROCESSORS_ONLN);
   bool readonly = false;
   const char *run = NULL;
+  unsigned max_connections = 100, handshake_timeout = 10;
   int verbose = 0, c;
   char *end;
 
@@ -177,6 +185,22 @@ main (int argc, char **argv)
     case OPT_EXPORT: specs[n_specs++] = optarg; break;
     case OPT_READONLY: readonly = true; break;
     case OPT_RUN: run = optarg; break;
+    case OPT_MAX_CONNECTIONS:
+    case OPT_HANDSHAKE_TIMEOUT: {
+      long v = strtol (optarg, &end, 10);
+      bool maxc = c == OPT_MAX_CONNECTIONS;
+      if (*end || end == optarg || v < (maxc ? 1 : 0) || v > 100000) {
+        fprintf (stderr, "luks-nbd: --%s %s: expected %d..100000\n",
+                 maxc ? "max-connections" : "handshake-timeout", optarg,
+                 maxc ? 1 : 0);
+        return 1;
+      }
+      if (maxc)
+        max_connections = (unsigned) v;
+      else
+        handshake_timeout = (unsigned) v;
+      break;
+    }
     case 'v': verbose++; break;
     case OPT_SOCKET_MODE:
       socket_mode = (unsigned) strtoul (optarg, &end, 8);
@@ -207,6 +231,7 @@ main (int argc, char **argv)
     return 1;
   }
   log_set_verbose (verbose);
+  conn_set_limits (max_connections, handshake_timeout);
   if (n_specs == 0) {
     fprintf (stderr, "luks-nbd: no --export given\n");
     usage (stderr);

@@ -9,6 +9,7 @@
 #define NBD_REP_MAGIC UINT64_C (0x3e889045565a9)
 #define NBD_REQUEST_MAGIC UINT32_C (0x25609513)
 #define NBD_SIMPLE_REPLY_MAGIC UINT32_C (0x67446698)
+#define NBD_STRUCTURED_REPLY_MAGIC UINT32_C (0x668e33ef)
 
 /* Handshake flags (server) and client flags. */
 #define NBD_FLAG_FIXED_NEWSTYLE 1
@@ -21,11 +22,15 @@
 #define NBD_OPT_STARTTLS 5
 #define NBD_OPT_INFO 6
 #define NBD_OPT_GO 7
+#define NBD_OPT_STRUCTURED_REPLY 8
+#define NBD_OPT_LIST_META_CONTEXT 9
+#define NBD_OPT_SET_META_CONTEXT 10
 
 /* Option replies. */
 #define NBD_REP_ACK 1
 #define NBD_REP_SERVER 2
 #define NBD_REP_INFO 3
+#define NBD_REP_META_CONTEXT 4
 #define NBD_REP_ERR(n) (UINT32_C (0x80000000) + (n))
 #define NBD_REP_ERR_UNSUP NBD_REP_ERR (1)
 #define NBD_REP_ERR_POLICY NBD_REP_ERR (2)
@@ -45,14 +50,38 @@
 #define NBD_FLAG_READ_ONLY (1 << 1)
 #define NBD_FLAG_SEND_FLUSH (1 << 2)
 #define NBD_FLAG_SEND_FUA (1 << 3)
+#define NBD_FLAG_SEND_TRIM (1 << 5)
+#define NBD_FLAG_SEND_WRITE_ZEROES (1 << 6)
+#define NBD_FLAG_SEND_DF (1 << 7)
 #define NBD_FLAG_CAN_MULTI_CONN (1 << 8)
+#define NBD_FLAG_SEND_CACHE (1 << 10)
+#define NBD_FLAG_SEND_FAST_ZERO (1 << 11)
 
 /* Commands and command flags. */
 #define NBD_CMD_READ 0
 #define NBD_CMD_WRITE 1
 #define NBD_CMD_DISC 2
 #define NBD_CMD_FLUSH 3
+#define NBD_CMD_TRIM 4
+#define NBD_CMD_CACHE 5
+#define NBD_CMD_WRITE_ZEROES 6
+#define NBD_CMD_BLOCK_STATUS 7
 #define NBD_CMD_FLAG_FUA (1 << 0)
+#define NBD_CMD_FLAG_NO_HOLE (1 << 1)
+#define NBD_CMD_FLAG_DF (1 << 2)
+#define NBD_CMD_FLAG_REQ_ONE (1 << 3)
+#define NBD_CMD_FLAG_FAST_ZERO (1 << 4)
+
+/* Structured reply chunks. */
+#define NBD_REPLY_FLAG_DONE 1
+#define NBD_REPLY_TYPE_OFFSET_DATA 1
+#define NBD_REPLY_TYPE_BLOCK_STATUS 5
+#define NBD_REPLY_TYPE_ERROR 0x8001
+#define NBD_STRUCTURED_REPLY_SIZE 20
+
+/* The one metadata context we serve, and its id. */
+#define NBD_CONTEXT_BASE_ALLOCATION "base:allocation"
+#define NBD_CONTEXT_ID_BASE_ALLOCATION 1
 
 /* Errors on the wire. */
 #define NBD_EPERM 1

@@ -37,10 +37,12 @@ struct request {
   uint16_t flags, type;
   uint64_t handle, offset;
   uint32_t count;
-  uint32_t error; /* NBD error for the reply */
-  char *buf;      /* read result or write data */
-  size_t filled;  /* write data received so far */
-  uint8_t reply[NBD_SIMPLE_REPLY_SIZE];
+  uint32_t error;             /* NBD error for the reply */
+  char *buf;                  /* read result or write data */
+  size_t filled;              /* write data received so far */
+  struct extent_list extents; /* BLOCK_STATUS result (worker) */
+  char *status;               /* BLOCK_STATUS reply (loop) */
+  uint8_t reply[NBD_STRUCTURED_REPLY_SIZE + 8]; /* header (+ offset/error) */
 };
 
 /* The only errno -> NBD error mapping. */
@@ -71,7 +73,26 @@ command_name (uint16_t type)
   case NBD_CMD_WRITE: return "write";
   case NBD_CMD_DISC: return "disconnect";
   case NBD_CMD_FLUSH: return "flush";
+  case NBD_CMD_TRIM: return "trim";
+  case NBD_CMD_CACHE: return "cache";
+  case NBD_CMD_WRITE_ZEROES: return "write zeroes";
+  case NBD_CMD_BLOCK_STATUS: return "block status";
   default: return "unknown command";
+  }
+}
+
+/* The flags each command may carry (FUA is valid on all, as proto.md
+ * says, and ignored where nothing is written). */
+static uint16_t
+allowed_flags (const struct conn *c, uint16_t type)
+{
+  switch (type) {
+  case NBD_CMD_READ:
+    return NBD_CMD_FLAG_FUA | (c->structured ? NBD_CMD_FLAG_DF : 0);
+  case NBD_CMD_WRITE_ZEROES:
+    return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE | NBD_CMD_FLAG_FAST_ZERO;
+  case NBD_CMD_BLOCK_STATUS: return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE;
+  default: return NBD_CMD_FLAG_FUA;
   }
 }
 
@@ -82,26 +103,36 @@ check_request (const struct conn *c, uint16_t type, uint16_t flags,
                uint64_t offset, uint32_t count)
 {
   const struct export *e = c->exp;
+  bool writes = type == NBD_CMD_WRITE || type == NBD_CMD_WRITE_ZEROES ||
+                type == NBD_CMD_TRIM;
 
-  if (flags & ~(uint16_t) NBD_CMD_FLAG_FUA)
-    return NBD_EINVAL;
   switch (type) {
+  case NBD_CMD_FLUSH:
+  case NBD_CMD_DISC: return flags & ~allowed_flags (c, type) ? NBD_EINVAL : 0;
   case NBD_CMD_READ:
   case NBD_CMD_WRITE:
-    if (type == NBD_CMD_WRITE && e->readonly)
-      return NBD_EPERM;
-    if (count == 0)
-      return NBD_EINVAL;
-    if (count > MAX_REQUEST_BYTES)
-      return NBD_EOVERFLOW;
-    if (!range_within (offset, count, e->node->size))
-      return type == NBD_CMD_WRITE && offset + count >= offset ? NBD_ENOSPC
-                                                               : NBD_EINVAL;
-    return 0;
-  case NBD_CMD_FLUSH:
-  case NBD_CMD_DISC: return 0;
+  case NBD_CMD_WRITE_ZEROES:
+  case NBD_CMD_TRIM:
+  case NBD_CMD_CACHE:
+  case NBD_CMD_BLOCK_STATUS: break;
   default: return NBD_EINVAL;
   }
+  if (flags & ~allowed_flags (c, type))
+    return NBD_EINVAL;
+  if (type == NBD_CMD_TRIM && !e->discard)
+    return NBD_EINVAL; /* not advertised: discard=off */
+  if (type == NBD_CMD_BLOCK_STATUS && !c->base_allocation)
+    return NBD_EINVAL; /* no metadata context selected */
+  if (writes && e->readonly)
+    return NBD_EPERM;
+  if (count == 0)
+    return NBD_EINVAL;
+  if ((type == NBD_CMD_READ || type == NBD_CMD_WRITE) &&
+      count > MAX_REQUEST_BYTES)
+    return NBD_EOVERFLOW;
+  if (!range_within (offset, count, e->node->size))
+    return writes && offset + count >= offset ? NBD_ENOSPC : NBD_EINVAL;
+  return 0;
 }
 
 static struct request *
@@ -133,6 +164,8 @@ request_free (struct request *r)
   if (r->buf) /* counted when it was allocated */
     c->inflight_bytes -= r->count;
   free (r->buf);
+  free (r->status);
+  extent_list_free (&r->extents);
   free (r);
   if (c->finishing)
     conn_finish (c);
@@ -147,10 +180,66 @@ after_reply (uv_write_t *w, int status)
   request_free (w->data);
 }
 
+/* Structured chunk header into buf; returns its size. */
+static size_t
+chunk_header (uint8_t *buf, const struct request *r, uint16_t type,
+              uint32_t length)
+{
+  store_be32 (buf, NBD_STRUCTURED_REPLY_MAGIC);
+  store_be16 (buf + 4, NBD_REPLY_FLAG_DONE);
+  store_be16 (buf + 6, type);
+  store_be64 (buf + 8, r->handle);
+  store_be32 (buf + 16, length);
+  return NBD_STRUCTURED_REPLY_SIZE;
+}
+
+/* BLOCK_STATUS payload: context id, then (length, flags) descriptors
+ * covering at most the request; REQ_ONE keeps only the first. */
+static size_t
+build_status (struct request *r)
+{
+  enum { MAX_DESCRIPTORS = 4096 };
+  const struct extent_list *l = &r->extents;
+  uint64_t end = r->offset + r->count;
+  size_t n = 0, cap = l->n < MAX_DESCRIPTORS ? l->n : MAX_DESCRIPTORS;
+  uint8_t *p;
+
+  r->status = malloc (NBD_STRUCTURED_REPLY_SIZE + 4 + 8 * (cap ? cap : 1));
+  if (!r->status)
+    return 0;
+  p = (uint8_t *) r->status + NBD_STRUCTURED_REPLY_SIZE;
+  store_be32 (p, NBD_CONTEXT_ID_BASE_ALLOCATION);
+  for (size_t i = 0; i < l->n && n < cap; i++) {
+    uint64_t a = l->e[i].offset < r->offset ? r->offset : l->e[i].offset;
+    uint64_t b = l->e[i].offset + l->e[i].length;
+    b = b > end ? end : b;
+    if (a >= b)
+      continue;
+    /* One descriptor is at most 4 GiB - 4 KiB; the client asks again. */
+    uint64_t len =
+      b - a > UINT32_C (0xfffff000) ? UINT32_C (0xfffff000) : b - a;
+    store_be32 (p + 4 + 8 * n, (uint32_t) len);
+    store_be32 (p + 8 + 8 * n, l->e[i].flags & 3);
+    n++;
+    if ((r->flags & NBD_CMD_FLAG_REQ_ONE) || len < b - a)
+      break;
+  }
+  if (n == 0) { /* nothing known: all data */
+    store_be32 (p + 4, r->count);
+    store_be32 (p + 8, 0);
+    n = 1;
+  }
+  chunk_header ((uint8_t *) r->status, r, NBD_REPLY_TYPE_BLOCK_STATUS,
+                (uint32_t) (4 + 8 * n));
+  return NBD_STRUCTURED_REPLY_SIZE + 4 + 8 * n;
+}
+
 static void
 send_reply (struct request *r)
 {
   struct conn *c = r->conn;
+  bool structured = c->structured && (r->type == NBD_CMD_READ ||
+                                      r->type == NBD_CMD_BLOCK_STATUS);
   uv_buf_t bufs[2];
   unsigned n = 1;
 
@@ -158,16 +247,58 @@ send_reply (struct request *r)
     request_free (r);
     return;
   }
-  store_be32 (r->reply, NBD_SIMPLE_REPLY_MAGIC);
-  store_be32 (r->reply + 4, r->error);
-  store_be64 (r->reply + 8, r->handle);
-  bufs[0] = uv_buf_init ((char *) r->reply, sizeof r->reply);
-  if (r->type == NBD_CMD_READ && r->error == 0)
+  if (!structured) {
+    store_be32 (r->reply, NBD_SIMPLE_REPLY_MAGIC);
+    store_be32 (r->reply + 4, r->error);
+    store_be64 (r->reply + 8, r->handle);
+    bufs[0] = uv_buf_init ((char *) r->reply, NBD_SIMPLE_REPLY_SIZE);
+    if (r->type == NBD_CMD_READ && r->error == 0)
+      bufs[n++] = uv_buf_init (r->buf, r->count);
+  } else if (r->error) {
+    size_t h = chunk_header (r->reply, r, NBD_REPLY_TYPE_ERROR, 6);
+    store_be32 (r->reply + h, r->error);
+    store_be16 (r->reply + h + 4, 0); /* no message */
+    bufs[0] = uv_buf_init ((char *) r->reply, (unsigned) h + 6);
+  } else if (r->type == NBD_CMD_READ) {
+    /* One OFFSET_DATA chunk (so DF is always honoured); never a hole,
+     * since we cannot know plaintext is zero without reading it. */
+    size_t h =
+      chunk_header (r->reply, r, NBD_REPLY_TYPE_OFFSET_DATA, 8 + r->count);
+    store_be64 (r->reply + h, r->offset);
+    bufs[0] = uv_buf_init ((char *) r->reply, (unsigned) h + 8);
     bufs[n++] = uv_buf_init (r->buf, r->count);
+  } else {
+    size_t len = build_status (r);
+    if (!len) {
+      conn_close (c);
+      request_free (r);
+      return;
+    }
+    bufs[0] = uv_buf_init (r->status, (unsigned) len);
+  }
   if (uv_write (&r->write, &c->h.stream, bufs, n, after_reply) < 0) {
     conn_close (c);
     request_free (r);
   }
+}
+
+/* NBD_CMD_CACHE: read and drop, which warms the page cache and the qcow2
+ * L2 cache below us. */
+static int
+prefetch (struct node *n, uint64_t count, uint64_t offset)
+{
+  enum { CHUNK = 1024 * 1024 };
+  char *buf = malloc (CHUNK);
+  int r = 0;
+
+  if (!buf)
+    return error_set (-ENOMEM, "out of memory");
+  for (uint64_t done = 0; r == 0 && done < count; done += CHUNK) {
+    uint64_t len = count - done < CHUNK ? count - done : CHUNK;
+    r = node_pread (n, buf, len, offset + done);
+  }
+  free (buf);
+  return r;
 }
 
 /* Worker thread: node ops only; no connection state. */
@@ -188,6 +319,19 @@ do_part (uv_work_t *w)
                        (r->flags & NBD_CMD_FLAG_FUA) ? NODE_FUA : 0);
     break;
   case NBD_CMD_FLUSH: err = node_flush (r->node); break;
+  case NBD_CMD_WRITE_ZEROES:
+    err = node_zero (r->node, p->count, p->offset,
+                     (r->flags & NBD_CMD_FLAG_FUA) ? NODE_FUA : 0);
+    break;
+  case NBD_CMD_TRIM:
+    err = node_trim (r->node, p->count, p->offset);
+    if (err == 0 && (r->flags & NBD_CMD_FLAG_FUA))
+      err = node_flush (r->node);
+    break;
+  case NBD_CMD_CACHE: err = prefetch (r->node, p->count, p->offset); break;
+  case NBD_CMD_BLOCK_STATUS:
+    err = node_extents (r->node, p->count, p->offset, &r->extents);
+    break;
   }
   if (err < 0) {
     log_error ("%s of %u bytes at %llu: %s", command_name (r->type), p->count,
@@ -226,7 +370,8 @@ split (struct request *r)
   uint32_t bs = r->node->block_size ? r->node->block_size : 1;
   unsigned n = 1;
 
-  if (r->type != NBD_CMD_FLUSH) {
+  if (r->type == NBD_CMD_READ || r->type == NBD_CMD_WRITE ||
+      r->type == NBD_CMD_WRITE_ZEROES) {
     uint64_t want = r->count / SPLIT_MIN_PART;
     n = want < worker_threads ? (unsigned) want : worker_threads;
     if (n > SPLIT_MAX_PARTS)
@@ -355,6 +500,12 @@ transmission_input (struct conn *c, const uint8_t *in, size_t len)
               (unsigned long long) c->id, command_name (r->type), r->count,
               (unsigned long long) r->offset, error);
     r->error = error;
+    send_reply (r);
+    return NBD_REQUEST_SIZE;
+  }
+  if (r->type == NBD_CMD_WRITE_ZEROES && (r->flags & NBD_CMD_FLAG_FAST_ZERO)) {
+    /* Zeroing writes encrypted zeros: never fast. */
+    r->error = NBD_ENOTSUP;
     send_reply (r);
     return NBD_REQUEST_SIZE;
   }
