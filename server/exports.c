@@ -28,6 +28,7 @@ enum spec_key {
   KEY_QCOW2_CACHE_SIZE,
   KEY_PAYLOAD_BACKING,
   KEY_DISCARD,
+  KEY_CREDENTIAL,
   N_KEYS
 };
 
@@ -44,6 +45,7 @@ static const char *const key_names[N_KEYS] = {
   "qcow2-cache-size",
   "payload-backing",
   "discard",
+  "credential",
 };
 
 #define QCOW2_CACHE_MIN (64 * 1024)
@@ -144,14 +146,15 @@ export_parse (const char *text, int index, bool force_readonly,
       break;
     }
     *eq = '\0';
-    for (k = 0; k < N_KEYS && strcmp (item, key_names[k]) != 0; k++)
+    for (k = 0;
+         k < N_KEYS && (!key_names[k] || strcmp (item, key_names[k]) != 0); k++)
       ;
     if (k == N_KEYS)
       r = error_set (-EINVAL,
                      "%s: unknown key '%s' (expected name, payload, "
                      "header, key-file, passphrase-file, key-slot, readonly, "
                      "payload-format, description, qcow2-cache-size, "
-                     "payload-backing, discard)",
+                     "payload-backing, discard, credential)",
                      label, item);
     else if (values[k])
       r = error_set (-EINVAL, "%s: key '%s' given twice", label, item);
@@ -167,6 +170,26 @@ export_parse (const char *text, int index, bool force_readonly,
     r = error_set (-EINVAL, "%s: name= is required", label);
   if (r == 0 && !values[KEY_PAYLOAD])
     r = error_set (-EINVAL, "%s: payload= is required", label);
+  /* credential=NAME: a systemd credential, read as a key file. */
+  if (r == 0 && values[KEY_CREDENTIAL]) {
+    const char *dir = getenv ("CREDENTIALS_DIRECTORY");
+    if (values[KEY_KEY_FILE] || values[KEY_PASSPHRASE_FILE])
+      r = error_set (-EINVAL,
+                     "%s: credential= replaces key-file= and "
+                     "passphrase-file=",
+                     label);
+    else if (!dir)
+      r = error_set (-EINVAL,
+                     "%s: credential=%s: $CREDENTIALS_DIRECTORY is "
+                     "not set (use LoadCredential= in the unit)",
+                     label, values[KEY_CREDENTIAL]);
+    else if (strchr (values[KEY_CREDENTIAL], '/'))
+      r = error_set (-EINVAL, "%s: credential=%s: a name, not a path", label,
+                     values[KEY_CREDENTIAL]);
+    else if (asprintf (&values[KEY_KEY_FILE], "%s/%s", dir,
+                       values[KEY_CREDENTIAL]) < 0)
+      r = error_set (-ENOMEM, "out of memory");
+  }
   if (r == 0 && !values[KEY_KEY_FILE] && !values[KEY_PASSPHRASE_FILE])
     r = error_set (-EINVAL, "%s: key-file= or passphrase-file= is required",
                    label);
@@ -255,6 +278,7 @@ export_parse (const char *text, int index, bool force_readonly,
   free (values[KEY_QCOW2_CACHE_SIZE]);
   free (values[KEY_PAYLOAD_BACKING]);
   free (values[KEY_DISCARD]);
+  free (values[KEY_CREDENTIAL]);
   free (values[KEY_READONLY]);
   if (r < 0) {
     export_free (e);

@@ -52,6 +52,7 @@ void exports_close_all (void); /* flush and close */
 /* listen.c */
 int listen_unix (uv_loop_t *loop, const char *path, unsigned mode);
 int listen_tcp (uv_loop_t *loop, const char *hostport);
+int listen_fd (uv_loop_t *loop, int fd); /* an inherited listening socket */
 void listen_close_all (void);
 
 /* connection.c */
@@ -113,6 +114,12 @@ struct conn {
 void conn_ref (struct conn *c);
 void conn_unref (struct conn *c);
 void conn_update_reading (struct conn *c);
+
+/* systemd.c */
+int systemd_listen_fds (void); /* sockets passed to us, or 0 */
+int systemd_notify (const char *state);
+void systemd_start_watchdog (uv_loop_t *loop);
+void systemd_stop_watchdog (void);
 
 /* main.c */
 extern uv_loop_t *server_loop;

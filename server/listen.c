@@ -151,13 +151,52 @@ listen_tcp (uv_loop_t *loop, const char *hostport)
   return 0;
 }
 
+int
+listen_fd (uv_loop_t *loop, int fd)
+{
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  uv_stream_t *s;
+  int r;
+
+  if (getsockname (fd, (struct sockaddr *) &ss, &len) < 0)
+    return error_set (-errno, "passed fd %d: %s", fd, strerror (errno));
+  if (ss.ss_family == AF_UNIX) {
+    uv_pipe_t *p = calloc (1, sizeof *p);
+    if (!p)
+      return error_set (-ENOMEM, "out of memory");
+    uv_pipe_init (loop, p, 0);
+    r = uv_pipe_open (p, fd);
+    s = (uv_stream_t *) p;
+  } else {
+    uv_tcp_t *t = calloc (1, sizeof *t);
+    if (!t)
+      return error_set (-ENOMEM, "out of memory");
+    uv_tcp_init (loop, t);
+    r = uv_tcp_open (t, fd);
+    s = (uv_stream_t *) t;
+  }
+  if (r == 0)
+    r = uv_listen (s, LISTEN_BACKLOG, on_connection);
+  if (r == 0)
+    r = add_listener (s);
+  if (r < 0) {
+    uv_close ((uv_handle_t *) s, (uv_close_cb) free);
+    return error_set (r, "passed fd %d: %s", fd, uv_strerror (r));
+  }
+  /* A passed unix socket belongs to systemd: never unlink it. */
+  s->data = (void *) 1;
+  log_info ("listening on a socket passed by systemd (fd %d)", fd);
+  return 0;
+}
+
 void
 listen_close_all (void)
 {
   for (size_t i = 0; i < n_listeners; i++) {
     uv_handle_t *h = (uv_handle_t *) listeners[i];
     /* Remove the socket file so no client finds a dead socket. */
-    if (h->type == UV_NAMED_PIPE) {
+    if (h->type == UV_NAMED_PIPE && !h->data) {
       char path[256];
       size_t len = sizeof path;
       if (uv_pipe_getsockname ((uv_pipe_t *) h, path, &len) == 0 &&

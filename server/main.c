@@ -17,6 +17,55 @@
 #define MAX_THREADS 1024 /* libuv's own limit */
 
 uv_loop_t *server_loop;
+
+/* Every export spec, from --export and --config (reachable until exit). */
+static char **specs;
+static size_t n_specs;
+
+static int
+add_spec (const char *text)
+{
+  char **n = realloc (specs, (n_specs + 1) * sizeof *n);
+
+  if (!n || !(n[n_specs] = strdup (text)))
+    return error_set (-ENOMEM, "out of memory");
+  specs = n;
+  n_specs++;
+  return 0;
+}
+
+/* --config FILE: one export spec per line (the --export syntax); blank
+ * lines and lines starting with # are ignored. */
+static int
+read_config (const char *path)
+{
+  FILE *f = fopen (path, "re");
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  int r = 0, lineno = 0;
+
+  if (!f)
+    return error_set (-errno, "--config %s: %s", path, strerror (errno));
+  while (r == 0 && (len = getline (&line, &cap, f)) >= 0) {
+    char *p = line, *e = line + len;
+    lineno++;
+    while (p < e && (*p == ' ' || *p == '\t'))
+      p++;
+    while (e > p &&
+           (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+      e--;
+    *e = '\0';
+    if (*p == '\0' || *p == '#')
+      continue;
+    r = add_spec (p);
+  }
+  if (r == 0 && ferror (f))
+    r = error_set (-EIO, "--config %s: read error at line %d", path, lineno);
+  free (line);
+  fclose (f);
+  return r;
+}
 static bool stopping;
 static uv_signal_t sigterm, sigint;
 static uv_process_t run_process;
@@ -44,10 +93,12 @@ usage (FILE *f)
     "                      [,readonly=on|off][,payload-format=auto|raw|qcow2]\n"
     "                      [,description=TEXT][,qcow2-cache-size=SIZE]\n"
     "                      [,payload-backing=on|off][,discard=on|off]\n"
+    "                      [,credential=NAME]  ($CREDENTIALS_DIRECTORY/NAME)\n"
     "                      (',,' is a literal comma)\n"
     "  --socket PATH       listen on a unix socket (mode 0600)\n"
     "  --socket-mode MODE  octal mode of the unix sockets\n"
     "  --listen [HOST]:PORT  listen on TCP (default port 10809)\n"
+    "  --config FILE       one --export SPEC per line (# comments)\n"
     "  --threads N         worker threads (default: number of CPUs)\n"
     "  --max-connections N refuse clients beyond N (default 100)\n"
     "  --handshake-timeout S  drop clients that choose no export in S\n"
@@ -66,6 +117,8 @@ stop_serving (void)
   if (stopping)
     return;
   stopping = true;
+  systemd_notify ("STOPPING=1\nSTATUS=finishing requests in flight");
+  systemd_stop_watchdog ();
   listen_close_all ();
   conn_shutdown_all ();
   uv_close ((uv_handle_t *) &sigterm, NULL);
@@ -136,7 +189,8 @@ enum {
   OPT_HELP,
   OPT_VERSION,
   OPT_MAX_CONNECTIONS,
-  OPT_HANDSHAKE_TIMEOUT
+  OPT_HANDSHAKE_TIMEOUT,
+  OPT_CONFIG
 };
 
 static const struct option long_options[] = {
@@ -148,6 +202,7 @@ static const struct option long_options[] = {
   { "read-only", no_argument, NULL, OPT_READONLY },
   { "export", required_argument, NULL, OPT_EXPORT },
   { "run", required_argument, NULL, OPT_RUN },
+  { "config", required_argument, NULL, OPT_CONFIG },
   { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
   { "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
   { "verbose", no_argument, NULL, 'v' },
@@ -168,8 +223,9 @@ int
 main (int argc, char **argv)
 {
   /* At most argc of each; on the stack, so early exits leak nothing. */
-  const char *sockets[argc], *tcp[argc], *specs[argc];
-  size_t n_sockets = 0, n_tcp = 0, n_specs = 0;
+  const char *sockets[argc], *tcp[argc];
+  size_t n_sockets = 0, n_tcp = 0;
+  int passed_fds;
   unsigned socket_mode = 0600;
   long threads = sysconf (_SC_NPROCESSORS_ONLN);
   bool readonly = false;
@@ -182,7 +238,16 @@ main (int argc, char **argv)
     switch (c) {
     case OPT_SOCKET: sockets[n_sockets++] = optarg; break;
     case OPT_LISTEN: tcp[n_tcp++] = optarg; break;
-    case OPT_EXPORT: specs[n_specs++] = optarg; break;
+    case OPT_EXPORT:
+      if (add_spec (optarg) < 0)
+        return 1;
+      break;
+    case OPT_CONFIG:
+      if (read_config (optarg) < 0) {
+        fprintf (stderr, "luks-nbd: %s\n", error_message ());
+        return 1;
+      }
+      break;
     case OPT_READONLY: readonly = true; break;
     case OPT_RUN: run = optarg; break;
     case OPT_MAX_CONNECTIONS:
@@ -237,9 +302,14 @@ main (int argc, char **argv)
     usage (stderr);
     return 1;
   }
-  if (n_sockets == 0 && n_tcp == 0) {
-    fprintf (stderr,
-             "luks-nbd: nothing to listen on: give --socket or --listen\n");
+  passed_fds = systemd_listen_fds ();
+  if (passed_fds < 0) {
+    fprintf (stderr, "luks-nbd: %s\n", error_message ());
+    return 1;
+  }
+  if (n_sockets == 0 && n_tcp == 0 && passed_fds == 0) {
+    fprintf (stderr, "luks-nbd: nothing to listen on: give --socket or "
+                     "--listen, or start under socket activation\n");
     return 1;
   }
 
@@ -272,6 +342,14 @@ main (int argc, char **argv)
       return fail (error_message ());
 
   server_loop = uv_default_loop ();
+  /* Under socket activation the passed sockets replace --socket/--listen. */
+  for (int i = 0; i < passed_fds; i++)
+    if (listen_fd (server_loop, 3 + i) < 0) {
+      listen_close_all ();
+      return fail (error_message ());
+    }
+  if (passed_fds)
+    n_sockets = n_tcp = 0;
   for (size_t i = 0; i < n_sockets; i++)
     if (listen_unix (server_loop, sockets[i], socket_mode) < 0) {
       listen_close_all ();
@@ -288,6 +366,14 @@ main (int argc, char **argv)
   uv_signal_start (&sigint, on_signal, SIGINT);
   log_info ("ready: %zu export(s), %ld worker threads", exports_count (),
             threads);
+  {
+    char status[128];
+    snprintf (status, sizeof status, "READY=1\nSTATUS=serving %zu export(s)",
+              exports_count ());
+    if (systemd_notify (status) < 0)
+      log_warning ("%s", error_message ());
+    systemd_start_watchdog (server_loop);
+  }
   if (run && start_run (run, n_sockets ? sockets[0] : NULL,
                         n_tcp ? tcp[0] : NULL) < 0) {
     log_error ("%s", error_message ());

@@ -1,0 +1,83 @@
+#!/usr/bin/python3
+"""Socket activation and readiness, as systemd does them.
+argv: SOCKET NOTIFY_SOCKET CREDENTIALS_DIR PLAINTEXT -- COMMAND...
+Starts COMMAND under systemd-socket-activate with NOTIFY_SOCKET set,
+connects a client to the passed socket at once, and checks that READY=1
+arrives before the server sends its first byte, that the export serves
+the plaintext, and that SIGTERM brings STOPPING=1 and exit status 0.
+Prints PASS/FAIL lines that the calling script numbers."""
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+
+import nbd
+
+sock_path, notify_path, creds, plain_path = sys.argv[1:5]
+cmd = sys.argv[sys.argv.index("--") + 1:]
+
+
+def ok(cond, desc):
+    print(("PASS " if cond else "FAIL ") + desc, flush=True)
+
+
+notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+notify.bind(notify_path)
+env = dict(os.environ, NOTIFY_SOCKET=notify_path, CREDENTIALS_DIRECTORY=creds)
+proc = subprocess.Popen(["systemd-socket-activate", "-l", sock_path,
+                         "-E", "NOTIFY_SOCKET", "-E", "CREDENTIALS_DIRECTORY"]
+                        + cmd, env=env)
+
+# systemd-socket-activate makes the listening socket, then execs us; the
+# notify socket tells us nothing until READY, so wait for the socket file
+# with select on the notify socket as the clock.
+client = None
+for _ in range(3000):
+    try:
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(sock_path)
+        break
+    except OSError:
+        client.close()
+        client = None
+        select.select([notify], [], [], 0.005)
+ok(client is not None, "a client connects to the socket systemd passes")
+
+messages = []
+first = None
+while first is None:
+    readable, _, _ = select.select([notify, client], [], [], 60)
+    if not readable:
+        break
+    if notify in readable:
+        msg = notify.recv(4096).decode()
+        messages.append(msg)
+        if "READY=1" in msg:
+            first = "ready"
+    elif client in readable:
+        first = "data"
+ok(first == "ready", f"READY=1 comes before the first byte is served ({first}, {messages})")
+ok(any("STATUS=" in m for m in messages), "STATUS= is sent with READY=1")
+hello = client.recv(8)
+ok(hello == b"NBDMAGIC", "the early client is then served")
+client.close()
+
+h = nbd.NBD()
+h.connect_unix(sock_path)
+data = bytes(h.pread(h.get_size(), 0))
+ok(data == open(plain_path, "rb").read(), "the activated export serves the plaintext (key from a credential)")
+h.shutdown()
+
+proc.send_signal(signal.SIGTERM)
+rc = proc.wait(timeout=60)
+stopping = False
+notify.setblocking(False)
+try:
+    while True:
+        stopping |= "STOPPING=1" in notify.recv(4096).decode()
+except BlockingIOError:
+    pass
+ok(stopping, "SIGTERM sends STOPPING=1")
+ok(rc == 0, f"exit status 0 after SIGTERM ({rc})")
