@@ -130,6 +130,23 @@ file_extents (struct node *n, uint64_t count, uint64_t offset,
   return r;
 }
 
+int
+node_file_lock (struct node *n, bool exclusive)
+{
+  struct file_node *f = (struct file_node *) n;
+  struct flock fl = { .l_type = exclusive ? F_WRLCK : F_RDLCK,
+                      .l_whence = SEEK_SET };
+
+  if (fcntl (f->fd, F_OFD_SETLK, &fl) == 0)
+    return 0;
+  if (errno == EAGAIN || errno == EACCES)
+    return error_set (-EBUSY,
+                      "%s: in use by another process (a luks-nbd, qemu or "
+                      "qemu-nbd holds a lock on it); locking=off overrides",
+                      n->label);
+  return error_set (-errno, "%s: locking: %s", n->label, strerror (errno));
+}
+
 static void
 file_close (struct node *n)
 {

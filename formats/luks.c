@@ -9,6 +9,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,6 +218,17 @@ static const struct node_ops luks_ops = {
   .extents = luks_extents,
   .close = luks_close,
 };
+
+void
+node_luks_set_warning (struct node *n, const char *fmt, ...)
+{
+  struct luks_node *l = (struct luks_node *) n;
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (l->warning, sizeof l->warning, fmt, ap);
+  va_end (ap);
+}
 
 const char *
 node_luks_warning (const struct node *n)

@@ -85,6 +85,8 @@ int node_extents (struct node *n, uint64_t count, uint64_t offset,
 
 /* file.c */
 int node_file_open (const char *path, bool readonly, struct node **out);
+/* Whole-file OFD lock (exclusive or shared), refused if held elsewhere. */
+int node_file_lock (struct node *file, bool exclusive);
 
 /* nbd.c: a remote export (any libnbd URI: nbd://, nbd+unix://, ...). */
 int node_nbd_open (const char *uri, bool readonly, struct node **out);
@@ -108,6 +110,8 @@ int node_luks_open (struct node *payload, struct node *header, const void *pass,
 
 /* Messages a node wants logged once at open (e.g. a bad header copy). */
 const char *node_luks_warning (const struct node *luks);
+void node_luks_set_warning (struct node *luks, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
 
 /* stack.c: the whole stack for an export. */
 struct stack_spec {
@@ -120,6 +124,8 @@ struct stack_spec {
   const char *payload_format; /* "auto", "raw", "qcow2" */
   uint64_t qcow2_cache_bytes; /* L2 cache bound; 0: the default */
   bool payload_backing;       /* follow a qcow2 backing chain */
+  bool no_locking;            /* locking=off */
+  const char *backup_header;  /* used if the header fails */
 };
 int node_stack_open (const struct stack_spec *spec, struct node **out,
                      const char **detected_format);

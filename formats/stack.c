@@ -3,6 +3,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "error.h"
@@ -38,6 +39,22 @@ payload_format (struct node *file, const char *want, const char **format)
   return 0;
 }
 
+/* Headers are only read: never written, locked shared. */
+static int
+open_header (const struct stack_spec *spec, const char *where,
+             struct node **out)
+{
+  int r = node_is_uri (where) ? node_nbd_open (where, true, out)
+                              : node_file_open (where, true, out);
+
+  if (r == 0 && !spec->no_locking && !node_is_uri (where) &&
+      (r = node_file_lock (*out, false)) < 0) {
+    node_close (*out);
+    *out = NULL;
+  }
+  return r;
+}
+
 int
 node_stack_open (const struct stack_spec *spec, struct node **out,
                  const char **detected_format)
@@ -63,6 +80,10 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
   r = node_is_uri (spec->payload)
         ? node_nbd_open (spec->payload, spec->readonly, &file)
         : node_file_open (spec->payload, spec->readonly, &file);
+  /* Like qemu's image locking: a writer excludes everyone, readers
+   * exclude writers, so a second luks-nbd or a qemu is refused. */
+  if (r == 0 && !spec->no_locking && !node_is_uri (spec->payload))
+    r = node_file_lock (file, !spec->readonly);
   if (r < 0)
     goto out;
   r = payload_format (file, spec->payload_format, detected_format);
@@ -79,16 +100,32 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
     goto out;
   file = NULL;
   if (spec->header) {
-    /* The header is only read: never written, never locked for writing. */
-    r = node_is_uri (spec->header)
-          ? node_nbd_open (spec->header, true, &header)
-          : node_file_open (spec->header, true, &header);
-    if (r < 0)
+    r = open_header (spec, spec->header, &header);
+    if (r < 0 && !spec->backup_header)
       goto out;
   } else
     header = payload;
-  r = node_luks_open (payload, header, pass, passlen, spec->key_slot,
-                      spec->header ? spec->header : spec->payload, out);
+  if (header)
+    r = node_luks_open (payload, header, pass, passlen, spec->key_slot,
+                        spec->header ? spec->header : spec->payload, out);
+  /* The backup header, when the header is missing or fails its checks (a
+   * wrong passphrase is no reason: the backup has the same keyslots). */
+  if (r < 0 && r != -EPERM && spec->backup_header) {
+    char why[512];
+    snprintf (why, sizeof why, "%s", error_message ());
+    if (header != payload)
+      node_close (header);
+    header = NULL;
+    r = open_header (spec, spec->backup_header, &header);
+    if (r == 0)
+      r = node_luks_open (payload, header, pass, passlen, spec->key_slot,
+                          spec->backup_header, out);
+    if (r == 0)
+      node_luks_set_warning (*out,
+                             "header failed (%s); using the backup "
+                             "header %s",
+                             why, spec->backup_header);
+  }
   if (r == 0)
     payload = header = NULL; /* owned by the luks node now */
 

@@ -29,6 +29,8 @@ enum spec_key {
   KEY_PAYLOAD_BACKING,
   KEY_DISCARD,
   KEY_CREDENTIAL,
+  KEY_LOCKING,
+  KEY_BACKUP_HEADER,
   N_KEYS
 };
 
@@ -46,6 +48,8 @@ static const char *const key_names[N_KEYS] = {
   "payload-backing",
   "discard",
   "credential",
+  "locking",
+  "backup-header",
 };
 
 #define QCOW2_CACHE_MIN (64 * 1024)
@@ -150,12 +154,13 @@ export_parse (const char *text, int index, bool force_readonly,
          k < N_KEYS && (!key_names[k] || strcmp (item, key_names[k]) != 0); k++)
       ;
     if (k == N_KEYS)
-      r = error_set (-EINVAL,
-                     "%s: unknown key '%s' (expected name, payload, "
-                     "header, key-file, passphrase-file, key-slot, readonly, "
-                     "payload-format, description, qcow2-cache-size, "
-                     "payload-backing, discard, credential)",
-                     label, item);
+      r = error_set (
+        -EINVAL,
+        "%s: unknown key '%s' (expected name, payload, "
+        "header, key-file, passphrase-file, key-slot, readonly, "
+        "payload-format, description, qcow2-cache-size, "
+        "payload-backing, discard, credential, locking, backup-header)",
+        label, item);
     else if (values[k])
       r = error_set (-EINVAL, "%s: key '%s' given twice", label, item);
     else if (!(values[k] = strdup (eq + 1)))
@@ -222,6 +227,13 @@ export_parse (const char *text, int index, bool force_readonly,
                    "%s: payload-format=%s: expected auto, raw or "
                    "qcow2",
                    label, values[KEY_PAYLOAD_FORMAT]);
+  if (r == 0 && values[KEY_LOCKING]) {
+    if (strcmp (values[KEY_LOCKING], "off") == 0)
+      e->spec.no_locking = true;
+    else if (strcmp (values[KEY_LOCKING], "on") != 0)
+      r = error_set (-EINVAL, "%s: locking=%s: expected on or off", label,
+                     values[KEY_LOCKING]);
+  }
   if (r == 0 && values[KEY_DISCARD]) {
     if (strcmp (values[KEY_DISCARD], "on") == 0)
       e->discard = true;
@@ -247,9 +259,13 @@ export_parse (const char *text, int index, bool force_readonly,
   }
   /* Files are checked now so the error names the key, not just a path. */
   static const enum spec_key files[] = { KEY_PAYLOAD, KEY_HEADER, KEY_KEY_FILE,
-                                         KEY_PASSPHRASE_FILE };
+                                         KEY_PASSPHRASE_FILE,
+                                         KEY_BACKUP_HEADER };
   for (size_t i = 0; r == 0 && i < sizeof files / sizeof files[0]; i++) {
     const char *path = values[files[i]];
+    /* A missing header is what backup-header= is for. */
+    if (files[i] == KEY_HEADER && values[KEY_BACKUP_HEADER])
+      continue;
     if (path && !node_is_uri (path) && access (path, R_OK) < 0)
       r = error_set (-errno, "%s: %s=%s: %s", label, key_names[files[i]], path,
                      strerror (errno));
@@ -263,11 +279,12 @@ export_parse (const char *text, int index, bool force_readonly,
   e->spec.key_file = values[KEY_KEY_FILE];
   e->spec.passphrase_file = values[KEY_PASSPHRASE_FILE];
   e->spec.payload_format = values[KEY_PAYLOAD_FORMAT];
+  e->spec.backup_header = values[KEY_BACKUP_HEADER];
   e->spec.readonly = e->readonly;
   {
     static const enum spec_key keep[] = {
-      KEY_NAME,     KEY_DESCRIPTION,     KEY_PAYLOAD,       KEY_HEADER,
-      KEY_KEY_FILE, KEY_PASSPHRASE_FILE, KEY_PAYLOAD_FORMAT
+      KEY_NAME,     KEY_DESCRIPTION,     KEY_PAYLOAD,        KEY_HEADER,
+      KEY_KEY_FILE, KEY_PASSPHRASE_FILE, KEY_PAYLOAD_FORMAT, KEY_BACKUP_HEADER
     };
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
       e->spec_strings[i] = values[keep[i]];
@@ -279,6 +296,7 @@ export_parse (const char *text, int index, bool force_readonly,
   free (values[KEY_PAYLOAD_BACKING]);
   free (values[KEY_DISCARD]);
   free (values[KEY_CREDENTIAL]);
+  free (values[KEY_LOCKING]);
   free (values[KEY_READONLY]);
   if (r < 0) {
     export_free (e);

@@ -10,5 +10,5 @@ python3 -c 'import nbd' 2>/dev/null || { echo "1..0 # SKIP python3-libnbd is not
 make_luks2_volume v 8M --sector-size 4096
 long=$(head -c 4096 /dev/zero | tr '\0' n)
 luks_nbd --socket "$TMP/sock" --threads 4 --export "$(spec_as rw v)" \
-  --export "$(spec_as ro v readonly=on)" --export "$(spec_as "$long" v)" \
+  --export "$(spec_as ro v readonly=on,locking=off)" --export "$(spec_as "$long" v locking=off)" \
   --run "python3 $top_srcdir/tests/nbd_edge_cases.py $TMP/sock $TMP/v.plain"
