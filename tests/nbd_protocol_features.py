@@ -130,7 +130,7 @@ d.block_status(1 << 20, 1 << 20, collect)
 ok(extents and extents[0][1] & 1, f"the trimmed range is now a hole ({extents[:2]})")
 close_wait(d)
 
-# Handshake timeout (daemon runs with --handshake-timeout 1).
+# Handshake timeout (daemon runs with --handshake-timeout 3).
 raw = socket.socket(socket.AF_UNIX)
 raw.connect(sock)
 raw.settimeout(30)

@@ -11,7 +11,7 @@ M=1048576
 make_luks2_volume v 8M --sector-size 4096
 fallocate -p -o $((4 * M)) -l $((2 * M)) "$TMP/v.payload"
 cp "$TMP/v.payload" "$TMP/d.payload"
-luks_nbd --socket "$TMP/sock" --max-connections 3 --handshake-timeout 1 \
+luks_nbd --socket "$TMP/sock" --max-connections 3 --handshake-timeout 3 \
   --export "$(spec v)" \
   --export "name=d,payload=$TMP/d.payload,header=$TMP/v.hdr,key-file=$TMP/v.key,discard=on" \
   --run "exec python3 $top_srcdir/tests/nbd_protocol_features.py $TMP/sock $((4 * M)) $((2 * M)) > $TMP/py.out"
