@@ -53,7 +53,18 @@ void luks_header_info (const struct luks_header *hdr,
  * -EPERM "no key slot in NAME accepts this passphrase" on failure. */
 int luks_unlock (const struct luks_header *hdr, const void *pass,
                  size_t passlen, int keyslot, struct luks_volume **out);
+/* Volumes are reference-counted: ref for each extra user, free drops one
+ * (the key is wiped with the last). */
 void luks_volume_free (struct luks_volume *vol);
+struct luks_volume *luks_volume_ref (struct luks_volume *vol);
+
+/* A SHA-256 fingerprint of a passphrase, so that one export may reuse
+ * another's unlocked key only when it holds the very same passphrase. */
+#define LUKS_FINGERPRINT_BYTES 32
+int luks_passphrase_fingerprint (const void *pass, size_t len,
+                                 uint8_t out[LUKS_FINGERPRINT_BYTES]);
+int luks_fingerprint_equal (const uint8_t a[LUKS_FINGERPRINT_BYTES],
+                            const uint8_t b[LUKS_FINGERPRINT_BYTES]);
 
 uint32_t luks_volume_sector_size (const struct luks_volume *vol);
 uint64_t luks_volume_payload_offset (const struct luks_volume *vol);

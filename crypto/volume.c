@@ -7,7 +7,10 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include <gcrypt.h>
+
 #include "error.h"
+#include "hash.h"
 #include "secmem.h"
 #include "volume.h"
 
@@ -19,6 +22,7 @@ struct luks_volume {
   unsigned iv_shift; /* IVs count 512-byte units (dm-crypt) */
   uint64_t iv_tweak;
   uint64_t payload_offset, payload_size;
+  unsigned refs;           /* exports sharing this key (atomic) */
   pthread_mutex_t lock;    /* protects idle */
   struct cipher_ctx *idle; /* contexts not in use by any thread */
 };
@@ -35,6 +39,7 @@ volume_new (const struct luks_header *hdr, uint8_t *key,
     secmem_free (key, hdr->key_bytes);
     return error_set (-ENOMEM, "out of memory");
   }
+  v->refs = 1;
   v->spec = hdr->cipher;
   v->key = key;
   v->key_bytes = hdr->key_bytes;
@@ -58,7 +63,7 @@ volume_new (const struct luks_header *hdr, uint8_t *key,
 void
 luks_volume_free (struct luks_volume *v)
 {
-  if (!v)
+  if (!v || __atomic_sub_fetch (&v->refs, 1, __ATOMIC_ACQ_REL) > 0)
     return;
   while (v->idle) {
     struct cipher_ctx *next = *cipher_ctx_next (v->idle);
@@ -68,6 +73,27 @@ luks_volume_free (struct luks_volume *v)
   secmem_free (v->key, v->key_bytes);
   pthread_mutex_destroy (&v->lock);
   free (v);
+}
+
+struct luks_volume *
+luks_volume_ref (struct luks_volume *v)
+{
+  __atomic_add_fetch (&v->refs, 1, __ATOMIC_RELAXED);
+  return v;
+}
+
+int
+luks_passphrase_fingerprint (const void *pass, size_t len,
+                             uint8_t out[LUKS_FINGERPRINT_BYTES])
+{
+  return hash_buffer (GCRY_MD_SHA256, out, pass, len);
+}
+
+int
+luks_fingerprint_equal (const uint8_t a[LUKS_FINGERPRINT_BYTES],
+                        const uint8_t b[LUKS_FINGERPRINT_BYTES])
+{
+  return secmem_memcmp (a, b, LUKS_FINGERPRINT_BYTES) == 0;
 }
 
 uint32_t

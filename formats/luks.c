@@ -27,6 +27,7 @@ struct luks_node {
   uint64_t data_offset; /* bytes into payload */
   uint32_t sector;      /* encryption sector size */
   pthread_rwlock_t rmw; /* shared: aligned writes; exclusive: RMW */
+  bool shared_key;      /* volume key reused from another export */
   char warning[512];
 };
 
@@ -237,10 +238,22 @@ node_luks_warning (const struct node *n)
   return l->warning[0] ? l->warning : NULL;
 }
 
+struct luks_volume *
+node_luks_volume (struct node *n)
+{
+  return ((struct luks_node *) n)->vol;
+}
+
+bool
+node_luks_key_shared (const struct node *n)
+{
+  return ((const struct luks_node *) n)->shared_key;
+}
+
 int
 node_luks_open (struct node *payload, struct node *header, const void *pass,
                 size_t passlen, int keyslot, const char *header_label,
-                struct node **out)
+                struct luks_volume *shared, struct node **out)
 {
   struct luks_node *l = calloc (1, sizeof *l);
   struct luks_header_info info;
@@ -263,8 +276,11 @@ node_luks_open (struct node *payload, struct node *header, const void *pass,
   luks_header_info (l->hdr, &info);
   if (info.warning)
     snprintf (l->warning, sizeof l->warning, "%s", info.warning);
-  r = luks_unlock (l->hdr, pass, passlen, keyslot, &l->vol);
-  if (r < 0)
+  /* The header is still read and checked; only the KDF is skipped. */
+  if (shared) {
+    l->vol = luks_volume_ref (shared);
+    l->shared_key = true;
+  } else if ((r = luks_unlock (l->hdr, pass, passlen, keyslot, &l->vol)) < 0)
     goto fail;
   l->sector = info.sector_size;
   l->data_offset = info.payload_offset;

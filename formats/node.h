@@ -104,9 +104,15 @@ int node_qcow2_open (struct node *file, uint64_t cache_bytes,
 /* luks.c: plaintext view of payload, unlocked with the header read from
  * `header` (which may be the payload itself for an attached header).
  * Takes ownership of both children (once each if they are the same). */
+struct luks_volume;
 int node_luks_open (struct node *payload, struct node *header, const void *pass,
                     size_t passlen, int keyslot, const char *header_label,
-                    struct node **out);
+                    struct luks_volume *shared, struct node **out);
+struct luks_volume *node_luks_volume (struct node *luks);
+/* True if this export reuses the key another export unlocked. */
+bool node_luks_key_shared (const struct node *luks);
+/* Drops the keys kept for sharing (at exit). */
+void node_stack_forget_keys (void);
 
 /* Messages a node wants logged once at open (e.g. a bad header copy). */
 const char *node_luks_warning (const struct node *luks);

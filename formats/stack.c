@@ -4,7 +4,9 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "error.h"
 #include "keyfile.h"
@@ -37,6 +39,59 @@ payload_format (struct node *file, const char *want, const char **format)
   }
   *format = is_qcow2 ? "qcow2" : "raw";
   return 0;
+}
+
+/* Unlocked keys kept for other exports naming the same header file (by
+ * device and inode) with the same key slot choice and the very same
+ * passphrase: one KDF run for all of them.  Loop thread at start-up only
+ * (exports are opened before anything is served). */
+struct shared_key {
+  dev_t dev;
+  ino_t ino;
+  int key_slot;
+  uint8_t fingerprint[LUKS_FINGERPRINT_BYTES];
+  struct luks_volume *vol; /* one reference held here */
+};
+static struct shared_key *shared_keys;
+static size_t n_shared_keys;
+
+static struct luks_volume *
+find_shared_key (const struct stat *st, int key_slot, const uint8_t *fp)
+{
+  for (size_t i = 0; i < n_shared_keys; i++) {
+    struct shared_key *k = &shared_keys[i];
+    if (k->dev == st->st_dev && k->ino == st->st_ino &&
+        k->key_slot == key_slot && luks_fingerprint_equal (k->fingerprint, fp))
+      return k->vol;
+  }
+  return NULL;
+}
+
+static void
+remember_key (const struct stat *st, int key_slot, const uint8_t *fp,
+              struct luks_volume *vol)
+{
+  struct shared_key *n = realloc (shared_keys, (n_shared_keys + 1) * sizeof *n);
+
+  if (!n)
+    return; /* only an optimisation: the next export runs its own KDF */
+  shared_keys = n;
+  n[n_shared_keys].dev = st->st_dev;
+  n[n_shared_keys].ino = st->st_ino;
+  n[n_shared_keys].key_slot = key_slot;
+  memcpy (n[n_shared_keys].fingerprint, fp, LUKS_FINGERPRINT_BYTES);
+  n[n_shared_keys].vol = luks_volume_ref (vol);
+  n_shared_keys++;
+}
+
+void
+node_stack_forget_keys (void)
+{
+  for (size_t i = 0; i < n_shared_keys; i++)
+    luks_volume_free (shared_keys[i].vol);
+  free (shared_keys);
+  shared_keys = NULL;
+  n_shared_keys = 0;
 }
 
 /* Headers are only read: never written, locked shared. */
@@ -105,9 +160,18 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
       goto out;
   } else
     header = payload;
+  uint8_t fp[LUKS_FINGERPRINT_BYTES];
+  struct stat hst;
+  bool can_share = spec->header && !node_is_uri (spec->header) &&
+                   stat (spec->header, &hst) == 0 &&
+                   luks_passphrase_fingerprint (pass, passlen, fp) == 0;
   if (header)
-    r = node_luks_open (payload, header, pass, passlen, spec->key_slot,
-                        spec->header ? spec->header : spec->payload, out);
+    r = node_luks_open (
+      payload, header, pass, passlen, spec->key_slot,
+      spec->header ? spec->header : spec->payload,
+      can_share ? find_shared_key (&hst, spec->key_slot, fp) : NULL, out);
+  if (r == 0 && can_share && !node_luks_key_shared (*out))
+    remember_key (&hst, spec->key_slot, fp, node_luks_volume (*out));
   /* The backup header, when the header is missing or fails its checks (a
    * wrong passphrase is no reason: the backup has the same keyslots). */
   if (r < 0 && r != -EPERM && spec->backup_header) {
@@ -119,7 +183,7 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
     r = open_header (spec, spec->backup_header, &header);
     if (r == 0)
       r = node_luks_open (payload, header, pass, passlen, spec->key_slot,
-                          spec->backup_header, out);
+                          spec->backup_header, NULL, out);
     if (r == 0)
       node_luks_set_warning (*out,
                              "header failed (%s); using the backup "

@@ -316,6 +316,10 @@ export_open (struct export *e)
     return error_prefix (r, "export '%s'", e->name);
   if (node_luks_warning (e->node))
     log_warning ("export '%s': %s", e->name, node_luks_warning (e->node));
+  if (node_luks_key_shared (e->node))
+    log_info ("export '%s': header %s already unlocked with this passphrase; "
+              "sharing its key (no second KDF run)",
+              e->name, e->spec.header);
   log_info ("export '%s': %s payload %s, header %s, %llu bytes, %u-byte "
             "sectors%s",
             e->name, format, e->spec.payload,
@@ -374,6 +378,7 @@ exports_close_all (void)
       log_error ("export '%s': flush at exit: %s", e->name, error_message ());
     export_free (e);
   }
+  node_stack_forget_keys ();
   free (exports);
   exports = NULL;
   n_exports = 0;
