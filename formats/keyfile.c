@@ -62,3 +62,19 @@ keyfile_read (const char *path, bool strip_newline, char **pass, size_t *len,
   *len = n;
   return 0;
 }
+
+char *
+keyfile_secret_copy (const void *p, size_t n)
+{
+  char *c = luks_init () < 0 ? NULL : luks_secret_alloc (n + 1);
+
+  if (c)
+    memcpy (c, p, n);
+  return c;
+}
+
+void
+keyfile_secret_free (char *p, size_t n_plus_1)
+{
+  luks_secret_free (p, n_plus_1);
+}

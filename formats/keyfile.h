@@ -9,4 +9,9 @@
 int keyfile_read (const char *path, bool strip_newline, char **pass,
                   size_t *len, size_t *alloc);
 
+/* Secure copies for passphrases that arrive in memory (control socket):
+ * NUL-terminated, n + 1 bytes, wiped on free. */
+char *keyfile_secret_copy (const void *p, size_t n);
+void keyfile_secret_free (char *p, size_t n_plus_1);
+
 #endif

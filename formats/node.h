@@ -132,6 +132,8 @@ struct stack_spec {
   bool payload_backing;       /* follow a qcow2 backing chain */
   bool no_locking;            /* locking=off */
   const char *backup_header;  /* used if the header fails */
+  const char *passphrase;     /* in memory (control socket), or NULL */
+  size_t passphrase_len;
 };
 int node_stack_open (const struct stack_spec *spec, struct node **out,
                      const char **detected_format);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include "error.h"
@@ -54,17 +55,24 @@ struct shared_key {
 };
 static struct shared_key *shared_keys;
 static size_t n_shared_keys;
+/* Exports added on the control socket are opened in worker threads. */
+static pthread_mutex_t shared_keys_lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* Returns a new reference (the caller's), or NULL. */
 static struct luks_volume *
 find_shared_key (const struct stat *st, int key_slot, const uint8_t *fp)
 {
-  for (size_t i = 0; i < n_shared_keys; i++) {
+  struct luks_volume *v = NULL;
+
+  pthread_mutex_lock (&shared_keys_lock);
+  for (size_t i = 0; i < n_shared_keys && !v; i++) {
     struct shared_key *k = &shared_keys[i];
     if (k->dev == st->st_dev && k->ino == st->st_ino &&
         k->key_slot == key_slot && luks_fingerprint_equal (k->fingerprint, fp))
-      return k->vol;
+      v = luks_volume_ref (k->vol);
   }
-  return NULL;
+  pthread_mutex_unlock (&shared_keys_lock);
+  return v;
 }
 
 static void
@@ -82,6 +90,7 @@ remember_key (const struct stat *st, int key_slot, const uint8_t *fp,
   memcpy (n[n_shared_keys].fingerprint, fp, LUKS_FINGERPRINT_BYTES);
   n[n_shared_keys].vol = luks_volume_ref (vol);
   n_shared_keys++;
+  pthread_mutex_unlock (&shared_keys_lock);
 }
 
 void
@@ -123,7 +132,12 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
   r = luks_init ();
   if (r < 0)
     return r;
-  if (spec->key_file)
+  if (spec->passphrase) {
+    pass = keyfile_secret_copy (spec->passphrase, spec->passphrase_len);
+    passlen = spec->passphrase_len;
+    passalloc = passlen + 1;
+    r = pass ? 0 : error_set (-ENOMEM, "out of secure memory");
+  } else if (spec->key_file)
     r = keyfile_read (spec->key_file, false, &pass, &passlen, &passalloc);
   else if (spec->passphrase_file)
     r = keyfile_read (spec->passphrase_file, true, &pass, &passlen, &passalloc);
@@ -161,15 +175,18 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
   } else
     header = payload;
   uint8_t fp[LUKS_FINGERPRINT_BYTES];
+  struct luks_volume *shared = NULL;
   struct stat hst;
   bool can_share = spec->header && !node_is_uri (spec->header) &&
                    stat (spec->header, &hst) == 0 &&
                    luks_passphrase_fingerprint (pass, passlen, fp) == 0;
-  if (header)
-    r = node_luks_open (
-      payload, header, pass, passlen, spec->key_slot,
-      spec->header ? spec->header : spec->payload,
-      can_share ? find_shared_key (&hst, spec->key_slot, fp) : NULL, out);
+  if (header) {
+    shared = can_share ? find_shared_key (&hst, spec->key_slot, fp) : NULL;
+    r =
+      node_luks_open (payload, header, pass, passlen, spec->key_slot,
+                      spec->header ? spec->header : spec->payload, shared, out);
+    luks_volume_free (shared); /* the node holds its own reference */
+  }
   if (r == 0 && can_share && !node_luks_key_shared (*out))
     remember_key (&hst, spec->key_slot, fp, node_luks_volume (*out));
   /* The backup header, when the header is missing or fails its checks (a

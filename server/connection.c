@@ -50,6 +50,8 @@ conn_unref (struct conn *c)
     c->next->prev = c->prev;
   n_conns--;
   log_info ("connection %llu closed", (unsigned long long) c->id);
+  if (c->exp)
+    export_unref (c->exp);
   free (c->in);
   free (c);
 }
@@ -81,6 +83,8 @@ conn_close (struct conn *c)
   c->closing = true;
   c->finishing = true;
   n_live--;
+  if (c->exp)
+    c->exp->connections--;
   if (c->reading)
     uv_read_stop (&c->h.stream);
   c->reading = false;
@@ -293,6 +297,21 @@ conn_accept (uv_stream_t *server)
     uv_timer_start (&c->handshake_timer, on_handshake_timeout, handshake_ms, 0);
   handshake_start (c);
   conn_update_reading (c);
+}
+
+unsigned
+conn_drain_export (const struct export *e)
+{
+  unsigned n = 0;
+
+  for (struct conn *c = all_conns, *next; c; c = next) {
+    next = c->next;
+    if (c->exp == e && !c->closing) {
+      conn_finish (c);
+      n++;
+    }
+  }
+  return n;
 }
 
 void

@@ -11,6 +11,7 @@
 
 #include "error.h"
 #include "internal.h"
+#include "keyfile.h"
 
 static struct export **exports;
 static size_t n_exports;
@@ -121,6 +122,7 @@ export_free (struct export *e)
   if (!e)
     return;
   node_close (e->node);
+  keyfile_secret_free (e->inline_pass, e->inline_pass_len + 1);
   for (size_t i = 0; i < sizeof e->spec_strings / sizeof e->spec_strings[0];
        i++)
     free (e->spec_strings[i]);
@@ -128,8 +130,37 @@ export_free (struct export *e)
 }
 
 int
+export_set_passphrase (struct export *e, const char *pass, size_t len)
+{
+  e->inline_pass = keyfile_secret_copy (pass, len);
+  if (!e->inline_pass)
+    return error_set (-ENOMEM, "out of secure memory");
+  e->inline_pass_len = len;
+  e->spec.passphrase = e->inline_pass;
+  e->spec.passphrase_len = len;
+  return 0;
+}
+
+void
+export_ref (struct export *e)
+{
+  e->refs++;
+}
+
+void
+export_unref (struct export *e)
+{
+  if (--e->refs == 0) {
+    if (e->node && !e->readonly && node_flush (e->node) < 0)
+      log_error ("export '%s': flush: %s", e->name, error_message ());
+    log_info ("export '%s' closed", e->name);
+    export_free (e);
+  }
+}
+
+int
 export_parse (const char *text, int index, bool force_readonly,
-              struct export **out)
+              bool inline_passphrase, struct export **out)
 {
   struct export *e = calloc (1, sizeof *e);
   char *values[N_KEYS] = { 0 };
@@ -195,7 +226,8 @@ export_parse (const char *text, int index, bool force_readonly,
                        values[KEY_CREDENTIAL]) < 0)
       r = error_set (-ENOMEM, "out of memory");
   }
-  if (r == 0 && !values[KEY_KEY_FILE] && !values[KEY_PASSPHRASE_FILE])
+  if (r == 0 && !values[KEY_KEY_FILE] && !values[KEY_PASSPHRASE_FILE] &&
+      !inline_passphrase)
     r = error_set (-EINVAL, "%s: key-file= or passphrase-file= is required",
                    label);
   if (r == 0 && values[KEY_KEY_FILE] && values[KEY_PASSPHRASE_FILE])
@@ -302,6 +334,7 @@ export_parse (const char *text, int index, bool force_readonly,
     export_free (e);
     return r;
   }
+  e->refs = 1; /* the registry's, once added */
   *out = e;
   return 0;
 }
@@ -345,6 +378,19 @@ exports_add (struct export *e)
   return 0;
 }
 
+void
+exports_remove (struct export *e)
+{
+  for (size_t i = 0; i < n_exports; i++)
+    if (exports[i] == e) {
+      memmove (&exports[i], &exports[i + 1],
+               (n_exports - i - 1) * sizeof *exports);
+      n_exports--;
+      export_unref (e);
+      return;
+    }
+}
+
 struct export *
 exports_find (const char *name, size_t len)
 {
@@ -374,9 +420,7 @@ exports_close_all (void)
 {
   for (size_t i = 0; i < n_exports; i++) {
     struct export *e = exports[i];
-    if (e->node && !e->readonly && node_flush (e->node) < 0)
-      log_error ("export '%s': flush at exit: %s", e->name, error_message ());
-    export_free (e);
+    export_unref (e);
   }
   node_stack_forget_keys ();
   free (exports);

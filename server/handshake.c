@@ -75,6 +75,9 @@ static void
 enter_transmission (struct conn *c, struct export *e)
 {
   c->exp = e;
+  export_ref (e);
+  e->connections++;
+  e->total_connections++;
   c->phase = PHASE_TRANSMISSION;
   uv_timer_stop (&c->handshake_timer);
   log_info ("connection %llu: serving export '%s'", (unsigned long long) c->id,

@@ -37,10 +37,21 @@ struct export
   struct node *node; /* shared by every connection */
   struct stack_spec spec;
   char *spec_strings[8]; /* owned strings behind spec */
+  char *inline_pass;     /* control socket passphrase (secure memory) */
+  size_t inline_pass_len;
+  /* Loop thread only: lifetime and statistics. */
+  unsigned refs;        /* the registry's + one per connection */
+  unsigned connections; /* clients serving it now */
+  uint64_t total_connections, requests, errors, bytes_read, bytes_written;
 };
 /* Parses one --export value; errors name the export and the key. */
 int export_parse (const char *text, int index, bool force_readonly,
-                  struct export **out);
+                  bool inline_passphrase, struct export **out);
+/* Takes a copy of a passphrase given on the control socket. */
+int export_set_passphrase (struct export *e, const char *pass, size_t len);
+void export_ref (struct export *e);
+void export_unref (struct export *e); /* frees it after the last user */
+void exports_remove (struct export *e);
 int export_open (struct export *e);
 void export_free (struct export *e);
 int exports_add (struct export *e); /* refuses duplicate names */
@@ -51,6 +62,9 @@ void exports_close_all (void); /* flush and close */
 
 /* listen.c */
 int listen_unix (uv_loop_t *loop, const char *path, unsigned mode);
+/* The control socket (same stale/live rules, mode 0600). */
+int listen_control (uv_loop_t *loop, const char *path, uv_connection_cb cb,
+                    uv_pipe_t **out);
 int listen_tcp (uv_loop_t *loop, const char *hostport);
 int listen_fd (uv_loop_t *loop, int fd); /* an inherited listening socket */
 void listen_close_all (void);
@@ -63,6 +77,7 @@ int conn_send (struct conn *c, const void *data, size_t len);
 void conn_close (struct conn *c);
 void conn_finish (struct conn *c); /* flush replies, then close */
 void conn_shutdown_all (void);
+unsigned conn_drain_export (const struct export *e); /* finish its clients */
 size_t conn_count (void);
 
 /* handshake.c: phases before transmission. */
@@ -114,6 +129,12 @@ struct conn {
 void conn_ref (struct conn *c);
 void conn_unref (struct conn *c);
 void conn_update_reading (struct conn *c);
+
+/* control.c: --control PATH, JSON lines (export-add, export-remove,
+ * export-list, query-stats). */
+int control_listen (uv_loop_t *loop, const char *path);
+void control_close (void);
+int control_client (int argc, char **argv); /* luks-nbd ctl ... */
 
 /* systemd.c */
 int systemd_listen_fds (void); /* sockets passed to us, or 0 */

@@ -57,24 +57,25 @@ add_listener (uv_stream_t *s)
   return 0;
 }
 
-int
-listen_unix (uv_loop_t *loop, const char *path, unsigned mode)
+/* A unix listening socket; `what` names the option in messages.  NBD
+ * sockets join the listener list; the control socket is returned. */
+static int
+bind_unix (uv_loop_t *loop, const char *what, const char *path, unsigned mode,
+           uv_connection_cb cb, uv_pipe_t **out)
 {
   uv_pipe_t *p;
   struct stat st;
   int r;
 
   if (strlen (path) >= sizeof ((struct sockaddr_un *) 0)->sun_path)
-    return error_set (-ENAMETOOLONG, "--socket %s: path too long", path);
+    return error_set (-ENAMETOOLONG, "%s %s: path too long", what, path);
   if (lstat (path, &st) == 0) {
     if (!S_ISSOCK (st.st_mode))
-      return error_set (-EEXIST, "--socket %s: exists and is not a socket",
+      return error_set (-EEXIST, "%s %s: exists and is not a socket", what,
                         path);
     if (unix_socket_live (path))
-      return error_set (-EADDRINUSE,
-                        "--socket %s: another server is "
-                        "listening on it",
-                        path);
+      return error_set (-EADDRINUSE, "%s %s: another server is listening on it",
+                        what, path);
     unlink (path); /* stale: left by a server that died */
   }
   p = calloc (1, sizeof *p);
@@ -88,15 +89,30 @@ listen_unix (uv_loop_t *loop, const char *path, unsigned mode)
   if (r == 0 && chmod (path, mode) < 0)
     r = -errno;
   if (r == 0)
-    r = uv_listen ((uv_stream_t *) p, LISTEN_BACKLOG, on_connection);
-  if (r == 0)
+    r = uv_listen ((uv_stream_t *) p, LISTEN_BACKLOG, cb);
+  if (r == 0 && !out)
     r = add_listener ((uv_stream_t *) p);
   if (r < 0) {
     uv_close ((uv_handle_t *) p, (uv_close_cb) free);
-    return error_set (r, "--socket %s: %s", path, uv_strerror (r));
+    return error_set (r, "%s %s: %s", what, path, uv_strerror (r));
   }
+  if (out)
+    *out = p;
   log_info ("listening on unix socket %s", path);
   return 0;
+}
+
+int
+listen_unix (uv_loop_t *loop, const char *path, unsigned mode)
+{
+  return bind_unix (loop, "--socket", path, mode, on_connection, NULL);
+}
+
+int
+listen_control (uv_loop_t *loop, const char *path, uv_connection_cb cb,
+                uv_pipe_t **out)
+{
+  return bind_unix (loop, "--control", path, 0600, cb, out);
 }
 
 int

@@ -100,6 +100,9 @@ usage (FILE *f)
     "  --socket-mode MODE  octal mode of the unix sockets\n"
     "  --listen [HOST]:PORT  listen on TCP (default port 10809)\n"
     "  --config FILE       one --export SPEC per line (# comments)\n"
+    "  --control PATH      control socket (JSON lines): export-add, "
+    "export-remove,\n"
+    "                      export-list, query-stats; see 'luks-nbd ctl'\n"
     "  --threads N         worker threads (default: number of CPUs)\n"
     "  --max-connections N refuse clients beyond N (default 100)\n"
     "  --handshake-timeout S  drop clients that choose no export in S\n"
@@ -109,7 +112,11 @@ usage (FILE *f)
     "                      $unixsocket set; stop when it exits, with its "
     "status\n"
     "  -v, --verbose       log connections (-vv: every request)\n"
-    "  --help, --version\n");
+    "  --help, --version\n"
+    "\n"
+    "       luks-nbd ctl --control PATH export-list | query-stats |\n"
+    "                export-remove NAME [--force] | export-add SPEC "
+    "[--passphrase-stdin]\n");
 }
 
 static void
@@ -121,6 +128,7 @@ stop_serving (void)
   systemd_notify ("STOPPING=1\nSTATUS=finishing requests in flight");
   systemd_stop_watchdog ();
   listen_close_all ();
+  control_close ();
   conn_shutdown_all ();
   uv_close ((uv_handle_t *) &sigterm, NULL);
   uv_close ((uv_handle_t *) &sigint, NULL);
@@ -191,7 +199,8 @@ enum {
   OPT_VERSION,
   OPT_MAX_CONNECTIONS,
   OPT_HANDSHAKE_TIMEOUT,
-  OPT_CONFIG
+  OPT_CONFIG,
+  OPT_CONTROL
 };
 
 static const struct option long_options[] = {
@@ -204,6 +213,7 @@ static const struct option long_options[] = {
   { "export", required_argument, NULL, OPT_EXPORT },
   { "run", required_argument, NULL, OPT_RUN },
   { "config", required_argument, NULL, OPT_CONFIG },
+  { "control", required_argument, NULL, OPT_CONTROL },
   { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
   { "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
   { "verbose", no_argument, NULL, 'v' },
@@ -230,11 +240,13 @@ main (int argc, char **argv)
   unsigned socket_mode = 0600;
   long threads = sysconf (_SC_NPROCESSORS_ONLN);
   bool readonly = false;
-  const char *run = NULL;
+  const char *run = NULL, *control = NULL;
   unsigned max_connections = 100, handshake_timeout = 10;
   int verbose = 0, c;
   char *end;
 
+  if (argc > 1 && strcmp (argv[1], "ctl") == 0)
+    return control_client (argc - 1, argv + 1);
   while ((c = getopt_long (argc, argv, "v", long_options, NULL)) != -1) {
     switch (c) {
     case OPT_SOCKET: sockets[n_sockets++] = optarg; break;
@@ -251,6 +263,7 @@ main (int argc, char **argv)
       break;
     case OPT_READONLY: readonly = true; break;
     case OPT_RUN: run = optarg; break;
+    case OPT_CONTROL: control = optarg; break;
     case OPT_MAX_CONNECTIONS:
     case OPT_HANDSHAKE_TIMEOUT: {
       long v = strtol (optarg, &end, 10);
@@ -298,7 +311,7 @@ main (int argc, char **argv)
   }
   log_set_verbose (verbose);
   conn_set_limits (max_connections, handshake_timeout);
-  if (n_specs == 0) {
+  if (n_specs == 0 && !control) {
     fprintf (stderr, "luks-nbd: no --export given\n");
     usage (stderr);
     return 1;
@@ -331,7 +344,7 @@ main (int argc, char **argv)
    * exists only once the daemon can serve. */
   for (size_t i = 0; i < n_specs; i++) {
     struct export *e;
-    if (export_parse (specs[i], (int) i + 1, readonly, &e) < 0)
+    if (export_parse (specs[i], (int) i + 1, readonly, false, &e) < 0)
       return fail (error_message ());
     if (exports_add (e) < 0) {
       export_free (e);
@@ -343,6 +356,8 @@ main (int argc, char **argv)
       return fail (error_message ());
 
   server_loop = uv_default_loop ();
+  if (control && control_listen (server_loop, control) < 0)
+    return fail (error_message ());
   /* Under socket activation the passed sockets replace --socket/--listen. */
   for (int i = 0; i < passed_fds; i++)
     if (listen_fd (server_loop, 3 + i) < 0) {

@@ -247,6 +247,13 @@ send_reply (struct request *r)
     request_free (r);
     return;
   }
+  c->exp->requests++;
+  if (r->error)
+    c->exp->errors++;
+  else if (r->type == NBD_CMD_READ)
+    c->exp->bytes_read += r->count;
+  else if (r->type == NBD_CMD_WRITE)
+    c->exp->bytes_written += r->count;
   if (!structured) {
     store_be32 (r->reply, NBD_SIMPLE_REPLY_MAGIC);
     store_be32 (r->reply + 4, r->error);

@@ -7,7 +7,7 @@ cd "$top_srcdir"
 includes () { grep -hoE '#include [<"][^>"]+[>"]' "$1"/*.[ch] | sed -E 's/#include [<"]([^>"]+)[>"]/\1/' | sort -u; }
 server_h="internal.h nbd-protocol.h uv.h"
 formats_h="node.h keyfile.h"
-crypto_h="luks.h header.h cipher.h kdf.h hash.h secmem.h afsplit.h base64.h volume.h gcrypt.h json-c/json.h"
+crypto_h="luks.h header.h cipher.h kdf.h hash.h secmem.h afsplit.h base64.h volume.h gcrypt.h"
 
 has_any () { local dir=$1; shift; local h; for h in "$@"; do includes "$dir" | grep -qx "$h" && { echo "# $dir includes $h"; return 0; }; done; return 1; }
 
