@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -108,6 +110,8 @@ usage (FILE *f)
     "  --handshake-timeout S  drop clients that choose no export in S\n"
     "                      seconds (default 10; 0: never)\n"
     "  --readonly          serve every export read-only\n"
+    "  --user U, --group G drop to this user/group once sockets and files are\n"
+    "                      open\n"
     "  --run CMD           run CMD (sh -c) once serving, with $uri and\n"
     "                      $unixsocket set; stop when it exits, with its "
     "status\n"
@@ -200,7 +204,9 @@ enum {
   OPT_MAX_CONNECTIONS,
   OPT_HANDSHAKE_TIMEOUT,
   OPT_CONFIG,
-  OPT_CONTROL
+  OPT_CONTROL,
+  OPT_USER,
+  OPT_GROUP
 };
 
 static const struct option long_options[] = {
@@ -214,6 +220,8 @@ static const struct option long_options[] = {
   { "run", required_argument, NULL, OPT_RUN },
   { "config", required_argument, NULL, OPT_CONFIG },
   { "control", required_argument, NULL, OPT_CONTROL },
+  { "user", required_argument, NULL, OPT_USER },
+  { "group", required_argument, NULL, OPT_GROUP },
   { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
   { "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
   { "verbose", no_argument, NULL, 'v' },
@@ -221,6 +229,38 @@ static const struct option long_options[] = {
   { "version", no_argument, NULL, OPT_VERSION },
   { NULL, 0, NULL, 0 },
 };
+
+/* --user/--group: drop root once every socket and file is open.  Changing
+ * credentials resets the dumpable flag, so it is cleared again. */
+static int
+drop_privileges (const char *user, const char *group)
+{
+  uid_t uid = getuid ();
+  gid_t gid = getgid ();
+
+  if (user) {
+    struct passwd *pw = getpwnam (user);
+    if (!pw)
+      return error_set (-ENOENT, "--user %s: no such user", user);
+    uid = pw->pw_uid;
+    gid = pw->pw_gid;
+  }
+  if (group) {
+    struct group *gr = getgrnam (group);
+    if (!gr)
+      return error_set (-ENOENT, "--group %s: no such group", group);
+    gid = gr->gr_gid;
+  }
+  if (setgroups (1, &gid) < 0 || setgid (gid) < 0 || (user && setuid (uid) < 0))
+    return error_set (-errno, "dropping privileges: %s", strerror (errno));
+  if (user && (getuid () != uid || geteuid () != uid))
+    return error_set (-EPERM, "dropping privileges: still uid %u",
+                      (unsigned) geteuid ());
+  prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
+  log_info ("running as uid %u gid %u", (unsigned) getuid (),
+            (unsigned) getgid ());
+  return 0;
+}
 
 static int
 fail (const char *what)
@@ -240,7 +280,7 @@ main (int argc, char **argv)
   unsigned socket_mode = 0600;
   long threads = sysconf (_SC_NPROCESSORS_ONLN);
   bool readonly = false;
-  const char *run = NULL, *control = NULL;
+  const char *run = NULL, *control = NULL, *user = NULL, *group = NULL;
   unsigned max_connections = 100, handshake_timeout = 10;
   int verbose = 0, c;
   char *end;
@@ -264,6 +304,8 @@ main (int argc, char **argv)
     case OPT_READONLY: readonly = true; break;
     case OPT_RUN: run = optarg; break;
     case OPT_CONTROL: control = optarg; break;
+    case OPT_USER: user = optarg; break;
+    case OPT_GROUP: group = optarg; break;
     case OPT_MAX_CONNECTIONS:
     case OPT_HANDSHAKE_TIMEOUT: {
       long v = strtol (optarg, &end, 10);
@@ -314,6 +356,15 @@ main (int argc, char **argv)
   if (n_specs == 0 && !control) {
     fprintf (stderr, "luks-nbd: no --export given\n");
     usage (stderr);
+    return 1;
+  }
+  /* Unknown names fail before anything is opened or listens. */
+  if (user && !getpwnam (user)) {
+    fprintf (stderr, "luks-nbd: --user %s: no such user\n", user);
+    return 1;
+  }
+  if (group && !getgrnam (group)) {
+    fprintf (stderr, "luks-nbd: --group %s: no such group\n", group);
     return 1;
   }
   passed_fds = systemd_listen_fds ();
@@ -376,6 +427,11 @@ main (int argc, char **argv)
       listen_close_all ();
       return fail (error_message ());
     }
+  if ((user || group) && drop_privileges (user, group) < 0) {
+    listen_close_all ();
+    control_close ();
+    return fail (error_message ());
+  }
   uv_signal_init (server_loop, &sigterm);
   uv_signal_init (server_loop, &sigint);
   uv_signal_start (&sigterm, on_signal, SIGTERM);

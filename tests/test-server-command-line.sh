@@ -53,6 +53,20 @@ luks_nbd --socket "$s" --export "$(spec v)" \
   --run "$top_builddir/server/luks-nbd --socket $s --export '$(spec v locking=off)' --run true 2> $TMP/second.err; echo \$? > $TMP/second.rc"
 check "a second daemon on a live socket exits 1" test "$(cat "$TMP/second.rc")" = 1
 check "and says another server is listening" grep -q "another server is listening on it" "$TMP/second.err"
+# --user/--group: root is dropped once everything is open.
+if [ "$(id -u)" = 0 ]; then
+  luks_nbd --socket "$s" --user nobody --group nogroup --export "$(spec v)" \
+    --run 'grep -E "^(Uid|Gid):" /proc/$PPID/status' > "$TMP/ids"
+  check "--user nobody --group nogroup: the daemon runs as nobody" \
+    grep -qE "^Uid:[[:space:]]+$(id -u nobody)[[:space:]]" "$TMP/ids"
+  check "--group nogroup: and as nogroup" \
+    grep -qE "^Gid:[[:space:]]+$(getent group nogroup | cut -d: -f3)[[:space:]]" "$TMP/ids"
+  # nobody cannot unlink a socket in root's directory; the next start
+  # replaces such a stale file, as tested above.
+  rm -f "$s"
+fi
+fails "an unknown --user" "--user nosuchuser: no such user" --user nosuchuser --export "$(spec v)"
+
 luks_nbd --help > "$TMP/help"
 check "--help documents --export keys" grep -q "payload-format=auto|raw|qcow2" "$TMP/help"
 check_fails_with "no --export is an error" "no --export given" luks_nbd --socket "$s"
