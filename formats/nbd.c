@@ -250,8 +250,10 @@ nbd_node_extents (struct node *node, uint64_t count, uint64_t offset,
           (nbd_extent_callback){ .callback = status_cb, .user_data = &c },
           0) < 0)
       r = nbd_failure (n->uri, "block status");
-    else if (c.pos == before) /* no progress: report the rest as data */
-      r = extent_add (out, c.pos, c.end - c.pos, 0), c.pos = c.end;
+    else if (c.pos == before) { /* no progress: report the rest as data */
+      r = extent_add (out, c.pos, c.end - c.pos, 0);
+      c.pos = c.end;
+    }
   }
   put_handle (n, slot);
   return r < 0 ? r : c.err;

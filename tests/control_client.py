@@ -6,12 +6,12 @@ import socket
 import sys
 
 import nbd
+from nbdtest import report
 
 control, sock = sys.argv[1:3]
 
 
-def ok(cond, desc):
-    print(("PASS " if cond else "FAIL ") + desc, flush=True)
+ok = report
 
 
 def call(req):

@@ -16,6 +16,7 @@ import struct
 import sys
 
 import nbd
+from nbdtest import errno_of
 
 sock_path, plain_path = sys.argv[1], sys.argv[2]
 long_name = "n" * 4096  # the export the test script names so
@@ -45,14 +46,7 @@ def connect(name, strict=False):
     return h
 
 
-def nbd_errno(fn):
-    """The errno number of the NBD error fn raised, or 0."""
-    try:
-        fn()
-        return 0
-    except nbd.Error as e:
-        err = e.errno
-        return getattr(errno, err) if isinstance(err, str) else err
+nbd_errno = errno_of
 
 
 def usable(h, desc):

@@ -11,12 +11,12 @@ import struct
 import sys
 
 import nbd
+from nbdtest import errno_of, report
 
 sock, hole_start, hole_len = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 
 
-def ok(cond, desc):
-    print(("PASS " if cond else "FAIL ") + desc, flush=True)
+ok = report
 
 
 def connect(name, meta=True, strict=True):
@@ -37,12 +37,7 @@ def close_wait(h):
         h.poll(-1)
 
 
-def err(fn):
-    try:
-        fn()
-        return 0
-    except nbd.Error as e:
-        return getattr(errno, e.errno) if isinstance(e.errno, str) else e.errno
+err = errno_of
 
 
 # Connection limit (daemon runs with --max-connections 3).

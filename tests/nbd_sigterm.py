@@ -10,6 +10,7 @@ import socket
 import sys
 
 import nbd
+from nbdtest import report
 
 sock_path, plain_path, out_path = sys.argv[1:4]
 plain = open(plain_path, "rb").read()
@@ -33,9 +34,7 @@ while not h.aio_command_completed(write):
 os.kill(os.getppid(), signal.SIGTERM)
 while h.aio_in_flight() > 0:
     h.poll(-1)
-def ok(cond, desc):
-    # The calling shell script numbers these into its TAP stream.
-    print(("PASS " if cond else "FAIL ") + desc, flush=True)
+ok = report
 good = 0
 for cookie, buf, off in reads:
     try:

@@ -14,13 +14,13 @@ import subprocess
 import sys
 
 import nbd
+from nbdtest import report
 
 sock_path, notify_path, creds, plain_path = sys.argv[1:5]
 cmd = sys.argv[sys.argv.index("--") + 1:]
 
 
-def ok(cond, desc):
-    print(("PASS " if cond else "FAIL ") + desc, flush=True)
+ok = report
 
 
 notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -28,17 +28,12 @@ check "the remote payload holds no plaintext" not cmp -s "$TMP/remote/payload" "
 
 # Faults underneath: every payload read fails EIO, every write ENOSPC.
 cat > "$TMP/faults.py" <<'PY'
-import errno, sys
+import sys
 import nbd
+from nbdtest import errno_of as err
 h = nbd.NBD()
 h.set_export_name("v")
 h.connect_unix(sys.argv[1])
-def err(fn):
-    try:
-        fn()
-        return 0
-    except nbd.Error as e:
-        return getattr(errno, e.errno) if isinstance(e.errno, str) else e.errno
 print("read", err(lambda: h.pread(4096, 0)))
 print("write", err(lambda: h.pwrite(b"x" * 4096, 0)))
 print("read-again", err(lambda: h.pread(4096, 8192)))
@@ -48,7 +43,7 @@ timeout 300 nbdkit -U - --filter=error file "$TMP/remote/payload" \
   error-pread=EIO error-pread-rate=100% error-pwrite=ENOSPC error-pwrite-rate=100% --run "
   $top_builddir/server/luks-nbd --socket $TMP/sock2 \
     --export \"name=v,payload=\$uri,payload-format=raw,header=$TMP/remote/hdr,key-file=$TMP/v.key\" \
-    --run 'python3 $TMP/faults.py $TMP/sock2 > $TMP/faults.out 2>&1; nbdinfo --size \"\$uri\" > $TMP/alive'" 2> "$TMP/faults.log"
+    --run 'PYTHONPATH=$top_srcdir/tests python3 $TMP/faults.py $TMP/sock2 > $TMP/faults.out 2>&1; nbdinfo --size \"\$uri\" > $TMP/alive'" 2> "$TMP/faults.log"
 check "payload EIO reaches the client as EIO" grep -qx "read $(python3 -c 'import errno; print(errno.EIO)')" "$TMP/faults.out"
 check "payload ENOSPC reaches the client as ENOSPC (write not acknowledged)" \
   grep -qx "write $(python3 -c 'import errno; print(errno.ENOSPC)')" "$TMP/faults.out"
