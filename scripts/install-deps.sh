@@ -3,7 +3,7 @@
 # (run as root).  Does nothing when all are present.
 set -eu
 PKGS="build-essential autoconf automake pkg-config
-      libuv1-dev libgcrypt20-dev libjson-c-dev libnbd-dev zlib1g-dev libzstd-dev
+      libuv1-dev libgcrypt20-dev libjson-c-dev libnbd-dev zlib1g-dev libzstd-dev libgnutls28-dev
       libnbd-bin python3-libnbd nbdkit cryptsetup-bin qemu-utils fio
       openssl xxd clang-format"
 missing=""

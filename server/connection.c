@@ -52,6 +52,7 @@ conn_unref (struct conn *c)
   log_info ("connection %llu closed", (unsigned long long) c->id);
   if (c->exp)
     export_unref (c->exp);
+  tls_free (c);
   free (c->in);
   free (c);
 }
@@ -110,6 +111,7 @@ conn_finish (struct conn *c)
   conn_update_reading (c);
   if (c->closing || c->shutting_down || c->inflight > 0)
     return;
+  tls_bye (c);
   c->shutdown_req.data = c;
   if (uv_shutdown (&c->shutdown_req, &c->h.stream, on_shutdown) < 0)
     conn_close (c);
@@ -129,6 +131,17 @@ after_send (uv_write_t *w, int status)
 }
 
 int
+conn_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs, unsigned n,
+            uv_write_cb cb)
+{
+  if (c->closing)
+    return -ESHUTDOWN;
+  if (c->tls)
+    return tls_write (c, req, bufs, n, cb);
+  return uv_write (req, &c->h.stream, bufs, n, cb);
+}
+
+int
 conn_send (struct conn *c, const void *data, size_t len)
 {
   struct send_req *s;
@@ -137,6 +150,13 @@ conn_send (struct conn *c, const void *data, size_t len)
 
   if (c->closing)
     return -ESHUTDOWN;
+  if (c->tls) { /* encrypting copies it anyway */
+    b = uv_buf_init ((char *) data, (unsigned) len);
+    r = tls_write (c, NULL, &b, 1, NULL);
+    if (r < 0)
+      conn_close (c);
+    return r;
+  }
   s = malloc (sizeof *s + len);
   if (!s)
     return -ENOMEM;
@@ -155,6 +175,11 @@ alloc_cb (uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
   struct conn *c = h->data;
 
+  if (c->tls) { /* ciphertext: decrypted into c->in later */
+    c->direct = false;
+    tls_alloc (c, buf);
+    return;
+  }
   /* A write's payload goes straight into its request buffer. */
   if (c->in_len == 0 && transmission_direct_buffer (c, buf)) {
     c->direct = true;
@@ -164,6 +189,8 @@ alloc_cb (uv_handle_t *h, size_t suggested, uv_buf_t *buf)
   buf->base = (char *) c->in + c->in_len;
   buf->len = INPUT_BUFFER_BYTES - c->in_len;
 }
+
+static void tls_pump (struct conn *c);
 
 /* Feeds buffered input to the current phase until it needs more. */
 static void
@@ -180,11 +207,41 @@ process_input (struct conn *c)
     if (n == 0)
       break;
     off += (size_t) n;
-    if (c->finishing)
+    if (c->finishing || c->tls_starting)
       break;
   }
   memmove (c->in, c->in + off, c->in_len - off);
   c->in_len -= off;
+  if (c->tls_starting && !c->closing) {
+    /* Whatever followed STARTTLS is the client's first TLS record. */
+    c->tls_starting = false;
+    if (tls_feed (c, c->in, c->in_len) < 0) {
+      conn_close (c);
+      return;
+    }
+    c->in_len = 0;
+    tls_pump (c);
+  }
+}
+
+/* Decrypts buffered ciphertext into c->in and parses it, until GnuTLS
+ * needs more ciphertext or the parser cannot take more. */
+static void
+tls_pump (struct conn *c)
+{
+  /* A finishing connection still takes the data of a write in flight. */
+  while (!c->closing && c->tls && (!c->finishing || c->pending || c->discard) &&
+         c->in_len < INPUT_BUFFER_BYTES) {
+    ssize_t n = tls_recv (c, c->in + c->in_len, INPUT_BUFFER_BYTES - c->in_len);
+    if (n < 0) {
+      conn_close (c);
+      return;
+    }
+    if (n == 0)
+      return;
+    c->in_len += (size_t) n;
+    process_input (c);
+  }
 }
 
 static void
@@ -203,7 +260,10 @@ read_cb (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
   }
   if (nread == 0)
     return;
-  if (c->direct) {
+  if (c->tls) {
+    tls_received (c, (size_t) nread);
+    tls_pump (c);
+  } else if (c->direct) {
     c->direct = false;
     transmission_direct_filled (c, (size_t) nread);
   } else {
@@ -230,6 +290,11 @@ conn_update_reading (struct conn *c)
     /* Input buffered while paused may now be parseable. */
     if (c->in_len) {
       process_input (c);
+      if (c->closing || c->finishing)
+        return;
+    }
+    if (c->tls) {
+      tls_pump (c);
       if (c->closing || c->finishing)
         return;
     }

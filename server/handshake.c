@@ -258,6 +258,55 @@ opt_meta_context (struct conn *c, uint32_t option, const uint8_t *data,
   reply (c, option, NBD_REP_ACK, NULL, 0);
 }
 
+/* NBD_OPT_STARTTLS: acknowledged in plaintext, then everything is TLS
+ * and whatever was negotiated before is forgotten (a man in the middle
+ * may have chosen it). */
+static void
+opt_starttls (struct conn *c, uint32_t len)
+{
+  if (tls_mode () == TLS_OFF) {
+    reply_error (c, NBD_OPT_STARTTLS, NBD_REP_ERR_UNSUP,
+                 "TLS is not enabled on this server (--tls)");
+    return;
+  }
+  if (len != 0) {
+    reply_error (c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID,
+                 "NBD_OPT_STARTTLS takes no data");
+    return;
+  }
+  if (tls_active (c)) {
+    reply_error (c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "TLS is already on");
+    return;
+  }
+  if (reply (c, NBD_OPT_STARTTLS, NBD_REP_ACK, NULL, 0) < 0)
+    return;
+  c->structured = false;
+  c->base_allocation = false;
+  if (tls_start (c) < 0) {
+    conn_close (c);
+    return;
+  }
+  c->tls_starting = true;
+}
+
+/* With --tls=require only STARTTLS and ABORT are served in plaintext. */
+static bool
+refused_without_tls (struct conn *c, uint32_t option)
+{
+  if (tls_mode () != TLS_REQUIRE || tls_active (c) ||
+      option == NBD_OPT_STARTTLS || option == NBD_OPT_ABORT)
+    return false;
+  if (option == NBD_OPT_EXPORT_NAME) {
+    /* No error reply exists for this option: close. */
+    log_info ("connection %llu: NBD_OPT_EXPORT_NAME without TLS; closing",
+              (unsigned long long) c->id);
+    conn_close (c);
+  } else
+    reply_error (c, option, NBD_REP_ERR_TLS_REQD,
+                 "TLS is required: send NBD_OPT_STARTTLS first");
+  return true;
+}
+
 static void
 handle_option (struct conn *c, uint32_t option, const uint8_t *data,
                uint32_t len)
@@ -269,7 +318,10 @@ handle_option (struct conn *c, uint32_t option, const uint8_t *data,
     conn_finish (c);
     return;
   }
+  if (refused_without_tls (c, option))
+    return;
   switch (option) {
+  case NBD_OPT_STARTTLS: opt_starttls (c, len); break;
   case NBD_OPT_EXPORT_NAME: opt_export_name (c, data, len); break;
   case NBD_OPT_ABORT:
     reply (c, option, NBD_REP_ACK, NULL, 0);

@@ -74,6 +74,9 @@ void conn_set_limits (unsigned max_connections, unsigned handshake_seconds);
 struct conn;
 void conn_accept (uv_stream_t *server);
 int conn_send (struct conn *c, const void *data, size_t len);
+/* uv_write, or through TLS once it is on; cb(req, status) afterwards. */
+int conn_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs,
+                unsigned n, uv_write_cb cb);
 void conn_close (struct conn *c);
 void conn_finish (struct conn *c); /* flush replies, then close */
 void conn_shutdown_all (void);
@@ -94,6 +97,27 @@ bool transmission_direct_buffer (struct conn *c, uv_buf_t *buf);
 void transmission_direct_filled (struct conn *c, size_t n);
 /* Drops a write whose data never fully arrived (never acknowledged). */
 void transmission_drop_pending (struct conn *c);
+
+/* tls.c: STARTTLS with GnuTLS; ciphertext moves through buffers, never
+ * through GnuTLS's own socket calls. */
+enum tls_mode { TLS_OFF, TLS_ON, TLS_REQUIRE };
+int tls_configure (enum tls_mode mode, const char *certs_dir,
+                   const char *psk_file, bool verify_peer);
+enum tls_mode tls_mode (void);
+void tls_global_free (void);
+int tls_start (struct conn *c); /* after the STARTTLS ack */
+void tls_free (struct conn *c);
+bool tls_active (const struct conn *c);
+void tls_alloc (struct conn *c, uv_buf_t *buf); /* room for ciphertext */
+void tls_received (struct conn *c, size_t n);   /* n bytes landed there */
+int tls_feed (struct conn *c, const void *data, size_t len);
+/* Plaintext into buf: bytes, 0 if it needs more ciphertext, -1 if the
+ * session is over (the caller closes). */
+ssize_t tls_recv (struct conn *c, uint8_t *buf, size_t len);
+/* Encrypts bufs and writes them; cb(req) runs once they are written. */
+int tls_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs,
+               unsigned n, uv_write_cb cb);
+void tls_bye (struct conn *c); /* close_notify before shutdown */
 
 /* Connection state shared by the files above (loop thread only). */
 enum conn_phase { PHASE_CLIENT_FLAGS, PHASE_OPTIONS, PHASE_TRANSMISSION };
@@ -116,7 +140,9 @@ struct conn {
   bool finishing;     /* no more requests: DISC or shutdown */
   bool shutting_down; /* uv_shutdown issued; on_shutdown closes */
   bool reading;
-  bool direct; /* last alloc handed out a request buffer */
+  bool direct;       /* last alloc handed out a request buffer */
+  struct tls *tls;   /* after STARTTLS: every byte goes through it */
+  bool tls_starting; /* STARTTLS acknowledged: the rest is ciphertext */
   struct export *exp;
   uint8_t *in; /* unparsed input */
   size_t in_len;

@@ -109,6 +109,13 @@ usage (FILE *f)
     "  --max-connections N refuse clients beyond N (default 100)\n"
     "  --handshake-timeout S  drop clients that choose no export in S\n"
     "                      seconds (default 10; 0: never)\n"
+    "  --tls=off|on|require  offer TLS (STARTTLS); require: refuse clients\n"
+    "                      that do not start it (default off)\n"
+    "  --tls-certs DIR     X.509: DIR/server-cert.pem, server-key.pem and\n"
+    "                      ca-cert.pem\n"
+    "  --tls-psk FILE      pre-shared keys, lines username:hexkey (psktool)\n"
+    "  --tls-verify-peer   clients must show a certificate signed by\n"
+    "                      DIR/ca-cert.pem\n"
     "  --readonly          serve every export read-only\n"
     "  --user U, --group G drop to this user/group once sockets and files are\n"
     "                      open\n"
@@ -206,7 +213,11 @@ enum {
   OPT_CONFIG,
   OPT_CONTROL,
   OPT_USER,
-  OPT_GROUP
+  OPT_GROUP,
+  OPT_TLS,
+  OPT_TLS_CERTS,
+  OPT_TLS_PSK,
+  OPT_TLS_VERIFY_PEER
 };
 
 static const struct option long_options[] = {
@@ -222,6 +233,10 @@ static const struct option long_options[] = {
   { "control", required_argument, NULL, OPT_CONTROL },
   { "user", required_argument, NULL, OPT_USER },
   { "group", required_argument, NULL, OPT_GROUP },
+  { "tls", required_argument, NULL, OPT_TLS },
+  { "tls-certs", required_argument, NULL, OPT_TLS_CERTS },
+  { "tls-psk", required_argument, NULL, OPT_TLS_PSK },
+  { "tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY_PEER },
   { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
   { "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
   { "verbose", no_argument, NULL, 'v' },
@@ -281,6 +296,9 @@ main (int argc, char **argv)
   long threads = sysconf (_SC_NPROCESSORS_ONLN);
   bool readonly = false;
   const char *run = NULL, *control = NULL, *user = NULL, *group = NULL;
+  const char *tls_certs = NULL, *tls_psk = NULL;
+  enum tls_mode tls = TLS_OFF;
+  bool tls_verify_peer = false;
   unsigned max_connections = 100, handshake_timeout = 10;
   int verbose = 0, c;
   char *end;
@@ -306,6 +324,22 @@ main (int argc, char **argv)
     case OPT_CONTROL: control = optarg; break;
     case OPT_USER: user = optarg; break;
     case OPT_GROUP: group = optarg; break;
+    case OPT_TLS:
+      if (strcmp (optarg, "off") == 0)
+        tls = TLS_OFF;
+      else if (strcmp (optarg, "on") == 0)
+        tls = TLS_ON;
+      else if (strcmp (optarg, "require") == 0)
+        tls = TLS_REQUIRE;
+      else {
+        fprintf (stderr, "luks-nbd: --tls %s: expected off, on or require\n",
+                 optarg);
+        return 1;
+      }
+      break;
+    case OPT_TLS_CERTS: tls_certs = optarg; break;
+    case OPT_TLS_PSK: tls_psk = optarg; break;
+    case OPT_TLS_VERIFY_PEER: tls_verify_peer = true; break;
     case OPT_MAX_CONNECTIONS:
     case OPT_HANDSHAKE_TIMEOUT: {
       long v = strtol (optarg, &end, 10);
@@ -365,6 +399,10 @@ main (int argc, char **argv)
   }
   if (group && !getgrnam (group)) {
     fprintf (stderr, "luks-nbd: --group %s: no such group\n", group);
+    return 1;
+  }
+  if (tls_configure (tls, tls_certs, tls_psk, tls_verify_peer) < 0) {
+    fprintf (stderr, "luks-nbd: %s\n", error_message ());
     return 1;
   }
   passed_fds = systemd_listen_fds ();
@@ -456,6 +494,7 @@ main (int argc, char **argv)
   uv_run (server_loop, UV_RUN_DEFAULT);
 
   exports_close_all ();
+  tls_global_free ();
   uv_loop_close (server_loop);
   log_info ("stopped");
   return run ? run_status : 0;

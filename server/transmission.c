@@ -287,7 +287,7 @@ send_reply (struct request *r)
     }
     bufs[0] = uv_buf_init (r->status, (unsigned) len);
   }
-  if (uv_write (&r->write, &c->h.stream, bufs, n, after_reply) < 0) {
+  if (conn_write (c, &r->write, bufs, n, after_reply) < 0) {
     conn_close (c);
     request_free (r);
   }

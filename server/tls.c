@@ -1,0 +1,497 @@
+/* luks-nbd: TLS for NBD (STARTTLS) with GnuTLS under libuv.
+ *
+ * GnuTLS never touches the socket: its pull function reads ciphertext
+ * that read_cb stored in the connection's cipher buffer, and its push
+ * function appends ciphertext to an output buffer that tls_flush hands
+ * to one uv_write.  So the loop thread stays non-blocking, and a reply of
+ * many records still costs one write. */
+#include <config.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <gnutls/gnutls.h>
+
+#include "error.h"
+#include "internal.h"
+
+#define CIPHER_READ_BYTES (64 * 1024)
+/* PSK needs the PSK key exchanges, which GnuTLS leaves out of NORMAL. */
+#define PSK_PRIORITY "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK"
+
+struct tls {
+  gnutls_session_t session;
+  bool handshake_done;
+  char *in; /* ciphertext received, not yet pulled */
+  size_t in_start, in_len, in_cap;
+  char *out; /* ciphertext pushed, not yet written */
+  size_t out_len, out_cap;
+};
+
+static enum tls_mode mode = TLS_OFF;
+static gnutls_certificate_credentials_t x509_creds;
+static gnutls_psk_server_credentials_t psk_creds;
+static bool verify_peer;
+
+enum tls_mode
+tls_mode (void)
+{
+  return mode;
+}
+
+static int
+gnutls_fail (int err, const char *what, const char *path)
+{
+  return error_set (-EINVAL, "%s %s: %s", what, path, gnutls_strerror (err));
+}
+
+/* --tls-certs DIR holds server-cert.pem and server-key.pem, and
+ * ca-cert.pem (needed with --tls-verify-peer), as under nbdkit and qemu. */
+static int
+load_x509 (const char *dir)
+{
+  char cert[4096], key[4096], ca[4096];
+  struct stat st;
+  int r;
+
+  if (snprintf (cert, sizeof cert, "%s/server-cert.pem", dir) >=
+        (int) sizeof cert ||
+      snprintf (key, sizeof key, "%s/server-key.pem", dir) >=
+        (int) sizeof key ||
+      snprintf (ca, sizeof ca, "%s/ca-cert.pem", dir) >= (int) sizeof ca)
+    return error_set (-ENAMETOOLONG, "--tls-certs %s: path too long", dir);
+  if (stat (dir, &st) < 0)
+    return error_set (-errno, "--tls-certs %s: %s", dir, strerror (errno));
+  r = gnutls_certificate_allocate_credentials (&x509_creds);
+  if (r < 0)
+    return gnutls_fail (r, "--tls-certs", dir);
+  if (stat (ca, &st) == 0) {
+    r = gnutls_certificate_set_x509_trust_file (x509_creds, ca,
+                                                GNUTLS_X509_FMT_PEM);
+    if (r < 0)
+      return gnutls_fail (r, "--tls-certs: CA certificate", ca);
+  } else if (verify_peer)
+    return error_set (-ENOENT,
+                      "--tls-verify-peer: %s: no CA certificate to "
+                      "verify clients with",
+                      ca);
+  r = gnutls_certificate_set_x509_key_file (x509_creds, cert, key,
+                                            GNUTLS_X509_FMT_PEM);
+  if (r < 0)
+    return error_set (-EINVAL,
+                      "--tls-certs %s: server-cert.pem/"
+                      "server-key.pem: %s",
+                      dir, gnutls_strerror (r));
+  r = gnutls_certificate_set_known_dh_params (x509_creds,
+                                              GNUTLS_SEC_PARAM_MEDIUM);
+  if (r < 0)
+    return gnutls_fail (r, "--tls-certs", dir);
+  return 0;
+}
+
+/* --tls-psk FILE: lines "username:hexkey" (psktool's format).  GnuTLS
+ * reads the file only during a handshake, so it is checked here first:
+ * a typo must stop the daemon, not every client. */
+static int
+check_psk_file (const char *path)
+{
+  FILE *f = fopen (path, "re");
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  int r = 0, lineno = 0, users = 0;
+
+  if (!f)
+    return error_set (-errno, "--tls-psk %s: %s", path, strerror (errno));
+  while (r == 0 && (len = getline (&line, &cap, f)) >= 0) {
+    char *colon = memchr (line, ':', (size_t) len);
+    lineno++;
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+      len--;
+    if (len == 0)
+      continue;
+    if (!colon || colon == line || colon + 1 >= line + len)
+      r = error_set (-EINVAL,
+                     "--tls-psk %s: line %d: expected "
+                     "username:hexkey",
+                     path, lineno);
+    else {
+      for (char *p = colon + 1; r == 0 && p < line + len; p++)
+        if (!strchr ("0123456789abcdefABCDEF", *p) || *p == '\0')
+          r = error_set (-EINVAL,
+                         "--tls-psk %s: line %d: key is not "
+                         "hexadecimal",
+                         path, lineno);
+      users++;
+    }
+  }
+  explicit_bzero (line, cap);
+  free (line);
+  fclose (f);
+  if (r == 0 && users == 0)
+    r = error_set (-EINVAL, "--tls-psk %s: no username:hexkey line", path);
+  return r;
+}
+
+static int
+load_psk (const char *path)
+{
+  int r = check_psk_file (path);
+
+  if (r < 0)
+    return r;
+  r = gnutls_psk_allocate_server_credentials (&psk_creds);
+  if (r >= 0)
+    r = gnutls_psk_set_server_credentials_file (psk_creds, path);
+  if (r >= 0)
+    r = gnutls_psk_set_server_known_dh_params (psk_creds,
+                                               GNUTLS_SEC_PARAM_MEDIUM);
+  return r < 0 ? gnutls_fail (r, "--tls-psk", path) : 0;
+}
+
+int
+tls_configure (enum tls_mode m, const char *certs_dir, const char *psk_file,
+               bool verify)
+{
+  int r;
+
+  if (m == TLS_OFF) {
+    if (certs_dir || psk_file || verify)
+      return error_set (-EINVAL,
+                        "--tls-certs, --tls-psk and "
+                        "--tls-verify-peer need --tls=on or --tls=require");
+    return 0;
+  }
+  if (!certs_dir == !psk_file)
+    return error_set (-EINVAL,
+                      "--tls=%s needs one of --tls-certs DIR or "
+                      "--tls-psk FILE",
+                      m == TLS_ON ? "on" : "require");
+  if (verify && !certs_dir)
+    return error_set (-EINVAL, "--tls-verify-peer needs --tls-certs");
+  verify_peer = verify;
+  r = certs_dir ? load_x509 (certs_dir) : load_psk (psk_file);
+  if (r < 0) {
+    tls_global_free ();
+    return r;
+  }
+  mode = m;
+  return 0;
+}
+
+void
+tls_global_free (void)
+{
+  if (x509_creds)
+    gnutls_certificate_free_credentials (x509_creds);
+  if (psk_creds)
+    gnutls_psk_free_server_credentials (psk_creds);
+  x509_creds = NULL;
+  psk_creds = NULL;
+  mode = TLS_OFF;
+}
+
+static ssize_t
+push (gnutls_transport_ptr_t ptr, const void *data, size_t len)
+{
+  struct tls *t = ((struct conn *) ptr)->tls;
+
+  if (t->out_len + len > t->out_cap) {
+    size_t cap = t->out_cap ? t->out_cap : 16384;
+    while (cap < t->out_len + len)
+      cap *= 2;
+    char *n = realloc (t->out, cap);
+    if (!n) {
+      gnutls_transport_set_errno (t->session, ENOMEM);
+      return -1;
+    }
+    t->out = n;
+    t->out_cap = cap;
+  }
+  memcpy (t->out + t->out_len, data, len);
+  t->out_len += len;
+  return (ssize_t) len;
+}
+
+static ssize_t
+pull (gnutls_transport_ptr_t ptr, void *data, size_t len)
+{
+  struct tls *t = ((struct conn *) ptr)->tls;
+
+  if (t->in_len == 0) {
+    gnutls_transport_set_errno (t->session, EAGAIN);
+    return -1;
+  }
+  if (len > t->in_len)
+    len = t->in_len;
+  memcpy (data, t->in + t->in_start, len);
+  t->in_start += len;
+  t->in_len -= len;
+  return (ssize_t) len;
+}
+
+/* Never waits: there is data or there is not (the loop calls again). */
+static int
+pull_timeout (gnutls_transport_ptr_t ptr, unsigned ms)
+{
+  return ((struct conn *) ptr)->tls->in_len > 0;
+}
+
+struct tls_write {
+  uv_write_t w;
+  uv_write_t *req; /* the caller's, completed with ours (or NULL) */
+  uv_write_cb cb;
+  char *data;
+};
+
+static void
+after_tls_write (uv_write_t *w, int status)
+{
+  struct tls_write *tw = w->data;
+
+  free (tw->data);
+  if (tw->cb)
+    tw->cb (tw->req, status);
+  free (tw);
+}
+
+/* Writes out what GnuTLS pushed; req/cb (if any) complete with it. */
+static int
+tls_flush (struct conn *c, uv_write_t *req, uv_write_cb cb)
+{
+  struct tls *t = c->tls;
+  struct tls_write *tw;
+  uv_buf_t b;
+  int r;
+
+  if (t->out_len == 0 && !cb)
+    return 0;
+  tw = malloc (sizeof *tw);
+  if (!tw)
+    return -ENOMEM;
+  tw->w.data = tw;
+  tw->req = req;
+  tw->cb = cb;
+  tw->data = t->out;
+  b = uv_buf_init (t->out, (unsigned) t->out_len);
+  t->out = NULL;
+  t->out_len = t->out_cap = 0;
+  r = uv_write (&tw->w, &c->h.stream, &b, 1, after_tls_write);
+  if (r < 0) {
+    free (tw->data);
+    free (tw);
+  }
+  return r;
+}
+
+int
+tls_start (struct conn *c)
+{
+  struct tls *t = calloc (1, sizeof *t);
+  int r;
+
+  if (!t)
+    return -ENOMEM;
+  c->tls = t;
+  r = gnutls_init (&t->session, GNUTLS_SERVER | GNUTLS_NONBLOCK);
+  if (r < 0) {
+    t->session = NULL;
+    goto fail;
+  }
+  if (psk_creds) {
+    r = gnutls_priority_set_direct (t->session, PSK_PRIORITY, NULL);
+    if (r >= 0)
+      r = gnutls_credentials_set (t->session, GNUTLS_CRD_PSK, psk_creds);
+  } else {
+    r = gnutls_set_default_priority (t->session);
+    if (r >= 0)
+      r =
+        gnutls_credentials_set (t->session, GNUTLS_CRD_CERTIFICATE, x509_creds);
+    if (r >= 0 && verify_peer) {
+      gnutls_certificate_server_set_request (t->session, GNUTLS_CERT_REQUIRE);
+      gnutls_session_set_verify_cert (t->session, NULL, 0);
+    }
+  }
+  if (r < 0)
+    goto fail;
+  /* The connection's handshake timer bounds the TLS handshake too. */
+  gnutls_handshake_set_timeout (t->session, 0);
+  gnutls_transport_set_ptr (t->session, c);
+  gnutls_transport_set_push_function (t->session, push);
+  gnutls_transport_set_pull_function (t->session, pull);
+  gnutls_transport_set_pull_timeout_function (t->session, pull_timeout);
+  return 0;
+fail:
+  log_error ("connection %llu: TLS session: %s", (unsigned long long) c->id,
+             gnutls_strerror (r));
+  tls_free (c);
+  return -EIO;
+}
+
+void
+tls_free (struct conn *c)
+{
+  struct tls *t = c->tls;
+
+  if (!t)
+    return;
+  if (t->session)
+    gnutls_deinit (t->session);
+  free (t->in);
+  free (t->out);
+  free (t);
+  c->tls = NULL;
+}
+
+bool
+tls_active (const struct conn *c)
+{
+  return c->tls != NULL;
+}
+
+void
+tls_alloc (struct conn *c, uv_buf_t *buf)
+{
+  struct tls *t = c->tls;
+
+  if (t->in_start && t->in_len == 0)
+    t->in_start = 0;
+  if (t->in_start + t->in_len + CIPHER_READ_BYTES > t->in_cap) {
+    /* Compact, then grow only if still short. */
+    memmove (t->in, t->in + t->in_start, t->in_len);
+    t->in_start = 0;
+    if (t->in_len + CIPHER_READ_BYTES > t->in_cap) {
+      char *n = realloc (t->in, t->in_len + CIPHER_READ_BYTES);
+      if (!n) {
+        *buf = uv_buf_init (NULL, 0); /* libuv reports UV_ENOBUFS */
+        return;
+      }
+      t->in = n;
+      t->in_cap = t->in_len + CIPHER_READ_BYTES;
+    }
+  }
+  *buf = uv_buf_init (t->in + t->in_start + t->in_len,
+                      (unsigned) (t->in_cap - t->in_start - t->in_len));
+}
+
+void
+tls_received (struct conn *c, size_t n)
+{
+  c->tls->in_len += n;
+}
+
+int
+tls_feed (struct conn *c, const void *data, size_t len)
+{
+  uv_buf_t b;
+
+  while (len > 0) {
+    tls_alloc (c, &b);
+    if (!b.base)
+      return -ENOMEM;
+    size_t n = len < b.len ? len : b.len;
+    memcpy (b.base, data, n);
+    tls_received (c, n);
+    data = (const char *) data + n;
+    len -= n;
+  }
+  return 0;
+}
+
+static void
+log_peer (struct conn *c)
+{
+  const char *user =
+    psk_creds ? gnutls_psk_server_get_username (c->tls->session) : NULL;
+  char *desc = gnutls_session_get_desc (c->tls->session);
+
+  log_info ("connection %llu: TLS %s%s%s", (unsigned long long) c->id,
+            desc ? desc : "", user ? ", PSK user " : "", user ? user : "");
+  gnutls_free (desc);
+}
+
+ssize_t
+tls_recv (struct conn *c, uint8_t *buf, size_t len)
+{
+  struct tls *t = c->tls;
+  ssize_t n;
+  int r;
+
+  if (!t->handshake_done) {
+    do
+      r = gnutls_handshake (t->session);
+    while (r == GNUTLS_E_INTERRUPTED);
+    if (tls_flush (c, NULL, NULL) < 0)
+      return -1;
+    if (r == GNUTLS_E_AGAIN)
+      return 0;
+    if (r < 0) {
+      log_info ("connection %llu: TLS handshake failed: %s",
+                (unsigned long long) c->id, gnutls_strerror (r));
+      return -1;
+    }
+    t->handshake_done = true;
+    log_peer (c);
+  }
+  if (len == 0)
+    return 0;
+  for (;;) {
+    n = gnutls_record_recv (t->session, buf, len);
+    if (tls_flush (c, NULL, NULL) < 0)
+      return -1;
+    if (n > 0)
+      return n;
+    if (n == GNUTLS_E_AGAIN)
+      return 0;
+    if (n == 0) {
+      log_info ("connection %llu: client ended TLS",
+                (unsigned long long) c->id);
+      return -1;
+    }
+    if (gnutls_error_is_fatal ((int) n)) {
+      log_info ("connection %llu: TLS: %s", (unsigned long long) c->id,
+                gnutls_strerror ((int) n));
+      return -1;
+    }
+  }
+}
+
+int
+tls_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs, unsigned n,
+           uv_write_cb cb)
+{
+  struct tls *t = c->tls;
+
+  if (!t->handshake_done)
+    return -ENOTCONN;
+  for (unsigned i = 0; i < n; i++) {
+    size_t off = 0;
+    unsigned retries = 0;
+    while (off < bufs[i].len) {
+      ssize_t s =
+        gnutls_record_send (t->session, bufs[i].base + off, bufs[i].len - off);
+      /* push never blocks, so these are only requests to call again. */
+      if ((s == GNUTLS_E_INTERRUPTED || s == GNUTLS_E_AGAIN) && ++retries < 16)
+        continue;
+      if (s < 0) {
+        log_info ("connection %llu: TLS send: %s", (unsigned long long) c->id,
+                  gnutls_strerror ((int) s));
+        return -EIO;
+      }
+      off += (size_t) s;
+    }
+  }
+  return tls_flush (c, req, cb);
+}
+
+void
+tls_bye (struct conn *c)
+{
+  if (c->tls && c->tls->handshake_done) {
+    gnutls_bye (c->tls->session, GNUTLS_SHUT_WR);
+    tls_flush (c, NULL, NULL);
+  }
+}

@@ -1,0 +1,126 @@
+#!/usr/bin/python3
+"""NBD_OPT_STARTTLS from a raw client (Python's ssl module as the TLS
+peer), against a luks-nbd started with the --tls MODE given.
+argv: MODE(on|require|off) SOCKET CA_CERT PLAINTEXT
+Prints PASS/FAIL lines that the calling script numbers."""
+import socket
+import ssl
+import struct
+import sys
+
+from nbdtest import report
+
+mode, sock_path, ca_cert, plain_path = sys.argv[1:5]
+with open(plain_path, "rb") as f:
+    plain = f.read(8192)
+
+OPT_EXPORT_NAME, OPT_LIST, OPT_STARTTLS, OPT_GO, OPT_STRUCTURED = 1, 3, 5, 7, 8
+REP_ACK, REP_ERR_UNSUP, REP_ERR_INVALID, REP_ERR_TLS_REQD = (
+    1, 0x80000001, 0x80000003, 0x80000005)
+SIMPLE_MAGIC, STRUCTURED_MAGIC = 0x67446698, 0x668E33EF
+
+
+def recv_exact(s, count):
+    data = b""
+    while len(data) < count:
+        chunk = s.recv(count - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def connect():
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock_path)
+    assert recv_exact(s, 18)[:8] == b"NBDMAGIC"
+    s.sendall(struct.pack(">I", 3))  # FIXED_NEWSTYLE | NO_ZEROES
+    return s
+
+
+def option(s, opt, data=b""):
+    s.sendall(struct.pack(">QII", 0x49484156454F5054, opt, len(data)) + data)
+
+
+def reply(s):
+    _, _, typ, ln = struct.unpack(">QIII", recv_exact(s, 20))
+    return typ, recv_exact(s, ln)
+
+
+def go(s, name="v"):
+    nm = name.encode()
+    option(s, OPT_GO, struct.pack(">I", len(nm)) + nm + struct.pack(">H", 0))
+    while True:
+        typ, _ = reply(s)
+        if typ != 3:  # NBD_REP_INFO
+            return typ
+
+
+def starttls(s):
+    ctx = ssl.create_default_context(cafile=ca_cert)
+    ctx.check_hostname = False  # a unix socket has no host name
+    return ctx.wrap_socket(s)
+
+
+def read_first_block(s):
+    """One NBD_CMD_READ of 4096 bytes at 0; returns (reply magic, data)."""
+    s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, 1, 0, 4096))
+    magic = struct.unpack(">I", recv_exact(s, 4))[0]
+    if magic == SIMPLE_MAGIC:
+        err, _ = struct.unpack(">IQ", recv_exact(s, 12))
+        return magic, recv_exact(s, 4096) if err == 0 else b""
+    return magic, b""
+
+
+if mode == "on":
+    s = connect()
+    option(s, OPT_STRUCTURED)
+    report(reply(s)[0] == REP_ACK, "plaintext STRUCTURED_REPLY accepted (--tls=on)")
+    option(s, OPT_STARTTLS, b"x")
+    report(reply(s)[0] == REP_ERR_INVALID, "STARTTLS with data: ERR_INVALID")
+    option(s, OPT_STARTTLS)
+    report(reply(s)[0] == REP_ACK, "STARTTLS acknowledged")
+    t = starttls(s)
+    report(t.version() is not None, f"TLS handshake completes ({t.version()})")
+    option(t, OPT_STARTTLS)
+    report(reply(t)[0] == REP_ERR_INVALID, "STARTTLS inside TLS: ERR_INVALID")
+    report(go(t) == REP_ACK, "GO over TLS")
+    magic, data = read_first_block(t)
+    report(magic == SIMPLE_MAGIC,
+           "STARTTLS forgot the plaintext STRUCTURED_REPLY (simple reply)")
+    report(data == plain[:4096], "read over TLS returns the plaintext")
+    t.close()
+elif mode == "require":
+    s = connect()
+    for opt, name in ((OPT_LIST, "LIST"), (OPT_STRUCTURED, "STRUCTURED_REPLY"),
+                      (OPT_GO, "GO")):
+        data = b"\0\0\0\0\0\0" if opt == OPT_GO else b""
+        option(s, opt, data)
+        report(reply(s)[0] == REP_ERR_TLS_REQD,
+               f"--tls=require: {name} before STARTTLS gets ERR_TLS_REQD")
+    option(s, OPT_STARTTLS)
+    report(reply(s)[0] == REP_ACK, "--tls=require: STARTTLS acknowledged")
+    t = starttls(s)
+    option(t, OPT_LIST)
+    typ = reply(t)[0]
+    while typ == 2:  # NBD_REP_SERVER
+        typ = reply(t)[0]
+    report(typ == REP_ACK, "--tls=require: LIST served once TLS is on")
+    report(go(t) == REP_ACK and read_first_block(t)[1] == plain[:4096],
+           "--tls=require: GO and read over TLS")
+    t.close()
+    s = connect()
+    option(s, OPT_EXPORT_NAME, b"v")
+    try:
+        closed = s.recv(1) == b""
+    except ConnectionResetError:
+        closed = True
+    report(closed, "--tls=require: EXPORT_NAME without TLS closes the connection")
+    s.close()
+else:
+    s = connect()
+    option(s, OPT_STARTTLS)
+    report(reply(s)[0] == REP_ERR_UNSUP, "--tls=off: STARTTLS gets ERR_UNSUP")
+    report(go(s) == REP_ACK and read_first_block(s)[1] == plain[:4096],
+           "--tls=off: options after the failed STARTTLS still work")
+    s.close()
