@@ -94,9 +94,18 @@ luks_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
   uint64_t start = offset / l->sector * l->sector;
   uint64_t end = (offset + count + l->sector - 1) / l->sector * l->sector;
   bool aligned = start == offset && end == offset + count;
-  char *bounce = malloc (end - start);
+  char *bounce;
   int r = 0;
 
+  if (aligned && (flags & NODE_MAY_CLOBBER)) {
+    pthread_rwlock_rdlock (&l->rmw);
+    r =
+      write_sectors (l, (void *) buf, count, offset, flags & ~NODE_MAY_CLOBBER);
+    pthread_rwlock_unlock (&l->rmw);
+    return r;
+  }
+  flags &= ~NODE_MAY_CLOBBER;
+  bounce = malloc (end - start);
   if (!bounce)
     return error_set (-ENOMEM, "out of memory");
   if (aligned)

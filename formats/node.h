@@ -11,6 +11,9 @@
 struct node;
 
 #define NODE_FUA 1 /* pwrite: persist before returning */
+/* pwrite: the caller no longer needs the buffer's contents, so a node may
+ * transform it in place (the luks node encrypts there: no copy). */
+#define NODE_MAY_CLOBBER 2
 
 /* Extents: what a range of a node is made of. */
 #define EXTENT_HOLE 1 /* nothing stored (sparse, unallocated) */

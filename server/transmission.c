@@ -326,8 +326,10 @@ do_part (uv_work_t *w)
     err = node_pread (r->node, buf, p->count, p->offset);
     break;
   case NBD_CMD_WRITE:
+    /* The request owns buf and never reads it again. */
     err = node_pwrite (r->node, buf, p->count, p->offset,
-                       (r->flags & NBD_CMD_FLAG_FUA) ? NODE_FUA : 0);
+                       NODE_MAY_CLOBBER |
+                         ((r->flags & NBD_CMD_FLAG_FUA) ? NODE_FUA : 0));
     break;
   case NBD_CMD_FLUSH: err = node_flush (r->node); break;
   case NBD_CMD_WRITE_ZEROES:
