@@ -60,6 +60,11 @@ size_t exports_count (void);
 struct export *exports_get (size_t i);
 void exports_close_all (void); /* flush and close */
 
+/* bufpool.c: request buffers, reused (loop thread only). */
+void *bufpool_get (size_t size); /* NULL if out of memory or > 32 MiB */
+void bufpool_put (void *buf, size_t size);
+void bufpool_drain (void);
+
 /* listen.c */
 int listen_unix (uv_loop_t *loop, const char *path, unsigned mode);
 /* The control socket (same stale/live rules, mode 0600). */

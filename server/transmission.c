@@ -167,7 +167,7 @@ request_free (struct request *r)
   c->inflight--;
   if (r->buf) /* counted when it was allocated */
     c->inflight_bytes -= r->count;
-  free (r->buf);
+  bufpool_put (r->buf, r->count);
   free (r->status);
   extent_list_free (&r->extents);
   free (r);
@@ -532,7 +532,7 @@ transmission_input (struct conn *c, const uint8_t *in, size_t len)
     return NBD_REQUEST_SIZE;
   }
   if (r->type == NBD_CMD_READ || r->type == NBD_CMD_WRITE) {
-    r->buf = malloc (r->count);
+    r->buf = bufpool_get (r->count);
     if (!r->buf) {
       r->error = NBD_ENOMEM;
       if (r->type == NBD_CMD_WRITE)
