@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,6 +16,10 @@
 struct file_node {
   struct node node;
   int fd;
+  /* After a failed fdatasync the kernel may have dropped the dirty pages
+   * and cleared the error: a later fdatasync could succeed although
+   * writes were lost.  So one failure fails every later flush. */
+  atomic_int flush_errno;
 };
 
 /* One loop for both directions: retries short transfers and EINTR. */
@@ -53,9 +58,18 @@ static int
 file_flush (struct node *n)
 {
   struct file_node *f = (struct file_node *) n;
+  int earlier = atomic_load (&f->flush_errno);
 
-  if (fdatasync (f->fd) < 0)
-    return error_set (-errno, "%s: fdatasync: %s", n->label, strerror (errno));
+  if (earlier)
+    return error_set (-earlier,
+                      "%s: an earlier fdatasync failed (%s): writes may "
+                      "have been lost, so no flush succeeds any more",
+                      n->label, strerror (earlier));
+  if (fdatasync (f->fd) < 0) {
+    int e = errno;
+    atomic_store (&f->flush_errno, e);
+    return error_set (-e, "%s: fdatasync: %s", n->label, strerror (e));
+  }
   return 0;
 }
 

@@ -177,6 +177,7 @@ add_done (uv_work_t *w, int status)
     json_object_object_add (o, "size",
                             json_object_new_int64 ((int64_t) a->e->node->size));
     log_info ("control: export '%s' added", a->e->name);
+    header_watch_start (server_loop, a->e);
     ctl_reply (a->cc, o);
   }
   ctl_unref (a->cc);
@@ -260,6 +261,7 @@ cmd_export_remove (struct ctl_conn *cc, json_object *req)
                           json_object_new_int ((int) conn_drain_export (e)));
   log_info ("control: export '%s' removed", n);
   ctl_reply (cc, o); /* before the unref: the name lives in e */
+  header_watch_stop (e->name);
   exports_remove (e);
 }
 

@@ -184,7 +184,16 @@ export_parse (const char *text, int index, bool force_readonly,
     for (k = 0;
          k < N_KEYS && (!key_names[k] || strcmp (item, key_names[k]) != 0); k++)
       ;
-    if (k == N_KEYS)
+    if (k == N_KEYS &&
+        (strcmp (item, "passphrase") == 0 || strcmp (item, "key") == 0 ||
+         strcmp (item, "password") == 0))
+      /* Never echo the value: it is a secret in argv already. */
+      r = error_set (-EINVAL,
+                     "%s: %s= is refused: every user can read a command "
+                     "line; use key-file=, passphrase-file=, credential= or "
+                     "the control socket",
+                     label, item);
+    else if (k == N_KEYS)
       r = error_set (
         -EINVAL,
         "%s: unknown key '%s' (expected name, payload, "

@@ -60,6 +60,12 @@ size_t exports_count (void);
 struct export *exports_get (size_t i);
 void exports_close_all (void); /* flush and close */
 
+/* header_watch.c: logs edits, renames and removals of detached header
+ * files while serving (nothing is re-read). */
+void header_watch_start (uv_loop_t *loop, const struct export *e);
+void header_watch_stop (const char *export_name);
+void header_watch_stop_all (void);
+
 /* bufpool.c: request buffers, reused (loop thread only). */
 void *bufpool_get (size_t size); /* NULL if out of memory or > 32 MiB */
 void bufpool_put (void *buf, size_t size);

@@ -141,6 +141,7 @@ stop_serving (void)
   systemd_stop_watchdog ();
   listen_close_all ();
   control_close ();
+  header_watch_stop_all ();
   conn_shutdown_all ();
   uv_close ((uv_handle_t *) &sigterm, NULL);
   uv_close ((uv_handle_t *) &sigint, NULL);
@@ -475,6 +476,8 @@ main (int argc, char **argv)
     control_close ();
     return fail (error_message ());
   }
+  for (size_t i = 0; i < exports_count (); i++)
+    header_watch_start (server_loop, exports_get (i));
   uv_signal_init (server_loop, &sigterm);
   uv_signal_init (server_loop, &sigint);
   uv_signal_start (&sigterm, on_signal, SIGTERM);

@@ -13,6 +13,10 @@ fails () {   # fails DESCRIPTION PATTERN ARGS...
   check "$d: no socket left behind" test ! -e "$s"
 }
 fails "unknown key" "export 'v': unknown key 'colour'" --export "$(spec v colour=red)"
+fails "passphrase= on the command line is refused" "passphrase= is refused: every user can read a command line" \
+  --export "$(spec v passphrase=hunter2-in-argv)"
+luks_nbd --socket "$s" --export "$(spec v passphrase=hunter2-in-argv)" > "$TMP/refused.log" 2>&1
+check "the refused passphrase is not echoed" not grep -q hunter2-in-argv "$TMP/refused.log"
 fails "missing payload file" "export 'v': payload=$TMP/nope: No such file or directory" \
   --export "name=v,payload=$TMP/nope,header=$TMP/v.hdr,key-file=$TMP/v.key"
 fails "missing header file" "export 'v': header=$TMP/nope.hdr: No such file or directory" \
@@ -70,4 +74,16 @@ fails "an unknown --user" "--user nosuchuser: no such user" --user nosuchuser --
 luks_nbd --help > "$TMP/help"
 check "--help documents --export keys" grep -q "payload-format=auto|raw|qcow2" "$TMP/help"
 check_fails_with "no --export is an error" "no --export given" luks_nbd --socket "$s"
+# Secrets never reach the logs, at any verbosity: the passphrase, and the
+# volume key (as cryptsetup prints it, in hex) are absent from -vv output.
+cryptsetup luksDump --dump-volume-key --batch-mode --header "$TMP/v.hdr" \
+  --key-file "$TMP/v.key" "$TMP/v.payload" 2>/dev/null |
+  sed -n '/MK dump:/,$p' | sed 's/MK dump://' | tr -d ' \t\n' > "$TMP/vk.hex"
+vk=$(cat "$TMP/vk.hex")
+check "cryptsetup dumped the volume key (256 bits)" test "${#vk}" -eq 64
+luks_nbd --socket "$s" -v -v --export "$(spec v)" \
+  --run "nbdcopy \"\$uri\" $TMP/out.raw && nbdcopy $TMP/out.raw \"\$uri\"" > "$TMP/log" 2>&1
+check "-vv run served requests (its log has request lines)" test "$(wc -l < "$TMP/log")" -gt 10
+check "-vv log holds no passphrase" not grep -qF "$(cat "$TMP/v.key")" "$TMP/log"
+check "-vv log holds no volume key (hex, either half)" not grep -qiE "${vk:0:32}|${vk:32:32}" "$TMP/log"
 done_testing
