@@ -306,8 +306,10 @@ conn_update_reading (struct conn *c)
   }
 }
 
-void
-conn_accept (uv_stream_t *server)
+/* A new connection on loop, its stream initialised as a pipe or TCP
+ * handle but not yet connected; NULL if out of memory. */
+static struct conn *
+conn_new (uv_loop_t *loop, bool tcp)
 {
   struct conn *c = calloc (1, sizeof *c);
   int r;
@@ -315,22 +317,19 @@ conn_accept (uv_stream_t *server)
   if (!c || !(c->in = malloc (INPUT_BUFFER_BYTES))) {
     free (c);
     log_error ("accept: out of memory");
-    return;
+    return NULL;
   }
-  if (server->type == UV_NAMED_PIPE)
-    r = uv_pipe_init (server->loop, &c->h.pipe, 0);
-  else
-    r = uv_tcp_init (server->loop, &c->h.tcp);
+  r = tcp ? uv_tcp_init (loop, &c->h.tcp) : uv_pipe_init (loop, &c->h.pipe, 0);
   if (r < 0) {
     log_error ("accept: %s", uv_strerror (r));
     free (c->in);
     free (c);
-    return;
+    return NULL;
   }
   c->h.stream.data = c;
   c->id = next_id++;
   c->refs = 2; /* the stream's and the handshake timer's */
-  uv_timer_init (server->loop, &c->handshake_timer);
+  uv_timer_init (loop, &c->handshake_timer);
   c->handshake_timer.data = c;
   c->next = all_conns;
   if (all_conns)
@@ -338,14 +337,13 @@ conn_accept (uv_stream_t *server)
   all_conns = c;
   n_conns++;
   n_live++;
-  r = uv_accept (server, &c->h.stream);
-  if (r == 0 && server->type == UV_TCP)
-    uv_tcp_nodelay (&c->h.tcp, 1);
-  if (r < 0) {
-    log_error ("accept: %s", uv_strerror (r));
-    conn_close (c);
-    return;
-  }
+  return c;
+}
+
+/* The connected stream starts its handshake, unless limits refuse it. */
+static void
+conn_start (struct conn *c)
+{
   log_info ("connection %llu opened", (unsigned long long) c->id);
   if (server_stopping ()) {
     conn_close (c);
@@ -362,6 +360,42 @@ conn_accept (uv_stream_t *server)
     uv_timer_start (&c->handshake_timer, on_handshake_timeout, handshake_ms, 0);
   handshake_start (c);
   conn_update_reading (c);
+}
+
+void
+conn_accept (uv_stream_t *server)
+{
+  struct conn *c = conn_new (server->loop, server->type == UV_TCP);
+  int r;
+
+  if (!c)
+    return;
+  r = uv_accept (server, &c->h.stream);
+  if (r == 0 && server->type == UV_TCP)
+    uv_tcp_nodelay (&c->h.tcp, 1);
+  if (r < 0) {
+    log_error ("accept: %s", uv_strerror (r));
+    conn_close (c);
+    return;
+  }
+  conn_start (c);
+}
+
+int
+conn_open_fd (uv_loop_t *loop, int fd)
+{
+  struct conn *c = conn_new (loop, false);
+  int r;
+
+  if (!c)
+    return -ENOMEM;
+  r = uv_pipe_open (&c->h.pipe, fd);
+  if (r < 0) {
+    conn_close (c);
+    return r;
+  }
+  conn_start (c);
+  return 0;
 }
 
 unsigned

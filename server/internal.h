@@ -84,6 +84,8 @@ void listen_close_all (void);
 void conn_set_limits (unsigned max_connections, unsigned handshake_seconds);
 struct conn;
 void conn_accept (uv_stream_t *server);
+/* Serves a connected unix stream socket fd (the NBD server fuzz target). */
+int conn_open_fd (uv_loop_t *loop, int fd);
 int conn_send (struct conn *c, const void *data, size_t len);
 /* uv_write, or through TLS once it is on; cb(req, status) afterwards. */
 int conn_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs,
