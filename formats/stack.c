@@ -79,10 +79,14 @@ static void
 remember_key (const struct stat *st, int key_slot, const uint8_t *fp,
               struct luks_volume *vol)
 {
-  struct shared_key *n = realloc (shared_keys, (n_shared_keys + 1) * sizeof *n);
+  struct shared_key *n;
 
-  if (!n)
+  pthread_mutex_lock (&shared_keys_lock);
+  n = realloc (shared_keys, (n_shared_keys + 1) * sizeof *n);
+  if (!n) {
+    pthread_mutex_unlock (&shared_keys_lock);
     return; /* only an optimisation: the next export runs its own KDF */
+  }
   shared_keys = n;
   n[n_shared_keys].dev = st->st_dev;
   n[n_shared_keys].ino = st->st_ino;
