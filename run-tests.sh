@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: installs what the tests need, builds with -Werror, runs
-# `make check`, then runs it again in an ASan+UBSan build.  Ends with the
-# line "N passed, N failed, N skipped".  With CI=true a skip is a failure.
+# `make check`, then again in an ASan+UBSan build, the concurrency tests in
+# a TSan build, and the end-to-end tests with the daemon under valgrind.
+# Ends with the line "N passed, N failed, N skipped".  With CI=true a skip
+# is a failure.
 set -eu
 cd "$(dirname "$0")"
 top=$(pwd)
@@ -11,13 +13,17 @@ jobs=$(nproc 2>/dev/null || echo 2)
 ./autogen.sh >/dev/null 2>&1 || ./autogen.sh
 
 passed=0 failed=0 skipped=0
+# run_suite DIR [CONFIGURE-ARGS...]; $tests (if set) picks the tests,
+# $wrapper runs the daemon under a checker (tests/lib.sh), $tsan sets
+# TSAN_OPTIONS.
 run_suite () {
   local dir=$1; shift
   rm -rf "$dir"
   mkdir -p "$dir"
   (cd "$dir" && "$top/configure" --enable-werror "$@" >/dev/null &&
      make -j"$jobs" >/dev/null) || { echo "build in $dir failed"; failed=$((failed + 1)); return; }
-  (cd "$dir" && make -j"$jobs" check) || true
+  (cd "$dir" && LUKS_NBD_WRAPPER="${wrapper:-}" TSAN_OPTIONS="${tsan:-}" \
+     make -j"$jobs" check ${tests:+TESTS="$tests"}) || true
   local log=$dir/test-suite.log
   if [ ! -f "$log" ]; then failed=$((failed + 1)); return; fi
   local p f e s x
@@ -30,6 +36,21 @@ run_suite () {
 
 run_suite build
 run_suite build-asan --enable-sanitizers
+# Threads meet in these: overlapping writes, many clients, split requests,
+# shared keys, the control socket's KDF in the pool, TLS, libnbd pools.
+tests="tests/test-server-protocol-edges.sh tests/test-server-write-roundtrip.sh
+  tests/test-shared-header.sh tests/test-control-socket.sh
+  tests/test-server-sigterm-and-tcp.sh tests/test-server-tls.sh
+  tests/test-server-nbd-payload.sh tests/test-server-qcow2.sh
+  tests/test-server-protocol-features.sh" \
+tsan="halt_on_error=1:exitcode=66:second_deadlock_stack=1" \
+  run_suite build-tsan --enable-sanitizers=thread
+# valgrind memcheck on the daemon (tests/lib.sh runs it under
+# $LUKS_NBD_WRAPPER): any error or definite leak fails the run.
+tests="tests/test-server-write-roundtrip.sh tests/test-server-qcow2.sh
+  tests/test-extents.sh tests/test-server-tls.sh" \
+wrapper="valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite" \
+  run_suite build-valgrind
 
 if [ "${CI:-}" = true ] && [ "$skipped" -gt 0 ]; then
   echo "CI: $skipped skipped tests count as failures (a tool is missing)"

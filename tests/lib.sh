@@ -81,7 +81,8 @@ split_detached () {
 # luks_nbd ARGS...: the daemon under test (add --run CMD to serve while
 # CMD runs; the daemon exits with CMD's status).
 # A bound on every run, so a hang fails the test instead of stalling CI.
-luks_nbd () { timeout --kill-after=10 600 "$top_builddir/server/luks-nbd" "$@"; }
+# $LUKS_NBD_WRAPPER (e.g. valgrind with its options) runs it under a checker.
+luks_nbd () { timeout --kill-after=10 600 ${LUKS_NBD_WRAPPER:-} "$top_builddir/server/luks-nbd" "$@"; }
 
 # make_luks2_volume NAME SIZE ARGS...: $TMP/NAME.plain, .payload (ciphertext
 # made by cryptsetup in user space), .hdr (detached header), .key.
