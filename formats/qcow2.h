@@ -32,6 +32,8 @@
 #define QCOW2_OFLAG_COMPRESSED (UINT64_C (1) << 62)
 #define QCOW2_OFLAG_ZERO UINT64_C (1)
 #define QCOW2_OFFSET_MASK UINT64_C (0x00fffffffffffe00)
+/* Bits 1-8 and 56-61 of a standard (uncompressed) L2 entry: must be 0. */
+#define QCOW2_L2_STANDARD_RESERVED UINT64_C (0x3f000000000001fe)
 
 enum qcow2_compression { QCOW2_DEFLATE = 0, QCOW2_ZSTD = 1 };
 

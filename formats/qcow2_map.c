@@ -65,6 +65,13 @@ qcow2_lookup (struct qcow2 *q, uint64_t vcluster, uint64_t *entry)
   if (r < 0)
     return r;
   *entry = table[vcluster % q->l2_entries];
+  if (!(*entry & QCOW2_OFLAG_COMPRESSED) &&
+      (*entry & QCOW2_L2_STANDARD_RESERVED))
+    return error_set (-EIO,
+                      "%s: qcow2 L2 entry for cluster %llu has reserved "
+                      "bits set (0x%016llx)",
+                      q->node.label, (unsigned long long) vcluster,
+                      (unsigned long long) *entry);
   return 0;
 }
 

@@ -27,7 +27,8 @@ int
 main (int argc, char **argv)
 {
   struct node *file, *q;
-  bool rw = argc > 1 && strcmp (argv[1], "read") != 0;
+  bool rw = argc > 1 && strcmp (argv[1], "read") != 0 &&
+            strcmp (argv[1], "read-range") != 0;
 
   if (argc < 3)
     return 2;
@@ -47,6 +48,12 @@ main (int argc, char **argv)
       fwrite (buf, 1, n, out);
     }
     fclose (out);
+    free (buf);
+  } else if (strcmp (argv[1], "read-range") == 0 && argc == 5) {
+    uint64_t len = strtoull (argv[4], NULL, 0);
+    char *buf = malloc (len ? len : 1);
+    if (!buf || node_pread (q, buf, len, strtoull (argv[3], NULL, 0)) < 0)
+      return die ("read-range");
     free (buf);
   } else if (strcmp (argv[1], "write") == 0 && argc == 5) {
     struct stat st;

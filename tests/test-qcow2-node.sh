@@ -6,7 +6,7 @@
 # reads, with `qemu-img check` clean; broken or unsupported images are
 # refused with a clear error.
 . "$(dirname "$0")/lib.sh"
-need qemu-img python3 cmp
+need qemu-img qemu-io python3 cmp
 T=$top_builddir/tests/qcow2-tool
 
 # Compressible content with holes: text, random, zeros.
@@ -83,6 +83,27 @@ qemu-img create -q -f qcow2 -u -F raw \
 check_fails_with "json: backing names are always refused" "is a json: name" "$T" read "$TMP/json.qcow2" "$TMP/out"
 qemu-img create -q -f qcow2 -o data_file="$TMP/ext.raw" "$TMP/ext.qcow2" 1M
 check_fails_with "external data file refused" "external data files are not supported" "$T" read "$TMP/ext.qcow2" "$TMP/out"
+# Broken L2 entries fail the request that meets them (EIO), nothing else.
+qemu-img create -q -f qcow2 -o cluster_size=65536 "$TMP/l2.qcow2" 1M
+qemu-io -f qcow2 -c "write -P 0x11 0 64k" -c "write -P 0x22 64k 64k" "$TMP/l2.qcow2" > /dev/null
+patch_l2 () { # IMAGE INDEX EXPRESSION(old entry e): rewrites one L2 entry
+  python3 - "$@" <<'PY'
+import struct, sys
+f = open(sys.argv[1], "r+b")
+f.seek(40); l1 = struct.unpack(">Q", f.read(8))[0]
+f.seek(l1); l2 = struct.unpack(">Q", f.read(8))[0] & 0x00fffffffffffe00
+at = l2 + 8 * int(sys.argv[2])
+f.seek(at); e = struct.unpack(">Q", f.read(8))[0]
+f.seek(at); f.write(struct.pack(">Q", eval(sys.argv[3])))
+PY
+}
+patch_l2 "$TMP/l2.qcow2" 0 "e | (1 << 57)"
+patch_l2 "$TMP/l2.qcow2" 1 "(1 << 63) | 0x40000000"
+check_fails_with "L2 entry with reserved bits: that read fails" "L2 entry for cluster 0 has reserved bits set" \
+  "$T" read-range "$TMP/l2.qcow2" 0 4096
+check_fails_with "L2 entry past EOF: that read fails" "L2 entry for cluster 1 points to 1073741824, outside the image" \
+  "$T" read-range "$TMP/l2.qcow2" 65536 4096
+check "other clusters of that image still read" "$T" read-range "$TMP/l2.qcow2" 131072 65536
 head -c 100 "$TMP/base.qcow2" > "$TMP/trunc.qcow2"
 check_fails_with "truncated image refused" "qcow2" "$T" read "$TMP/trunc.qcow2" "$TMP/out"
 done_testing
