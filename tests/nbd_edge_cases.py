@@ -237,6 +237,39 @@ ok(err == 0 and handle == 5 and recv_exact(s, 512) == bytes(model[:512]),
    "read-only stream in sync after its refused write")
 s.close()
 
+# DF without structured replies: not negotiated, so refused.
+s = raw_go("rw")
+request(s, 0, 0, 4096, flags=4, handle=11)
+err, _ = simple_reply(s)
+ok(err == errno.EINVAL, "DF flag without structured replies: EINVAL", f"error {err}")
+# A client gone in the middle of a write's data: never acknowledged,
+# nothing written, the next client reads the old plaintext.
+request(s, 1, 8192, 65536, handle=12, data=b"\xee" * 30000)
+s.close()
+h2 = connect("rw")
+ok(bytes(h2.pread(65536, 8192)) == bytes(model[8192:8192 + 65536]),
+   "a write whose client left mid-data was not applied")
+h2.shutdown()
+
+# 1000 clients connected at once (the daemon runs with
+# --max-connections 1100), each handshakes and reads its own block.
+many = [raw_connect() for _ in range(1000)]
+nm = b"rw"
+go = struct.pack(">I", len(nm)) + nm + struct.pack(">H", 0)
+for c in many:
+    option(c, 7, go)
+for i, c in enumerate(many):
+    while option_reply(c)[0] != 1:
+        pass
+    request(c, 0, (i * 4096) % size, 4096, handle=i)
+good = 0
+for i, c in enumerate(many):
+    err, handle = simple_reply(c)
+    off = (i * 4096) % size
+    good += err == 0 and handle == i and recv_exact(c, 4096) == bytes(model[off:off + 4096])
+    c.close()
+ok(good == 1000, "1000 clients at once: each reads its plaintext", f"{good}/1000")
+
 s = raw_connect()
 option(s, 1000, b"")
 typ, _ = option_reply(s)
