@@ -74,6 +74,20 @@ cp "$TMP/base.qcow2" "$TMP/big.qcow2"; patch_be "$TMP/big.qcow2" 24 '>Q' 0x80000
 check_fails_with "size above 2^63 refused" "larger than 2^63" "$T" read "$TMP/big.qcow2" "$TMP/out"
 cp "$TMP/base.qcow2" "$TMP/l1.qcow2"; patch_be "$TMP/l1.qcow2" 40 '>Q' 0x7fff0000
 check_fails_with "L1 table past EOF refused" "l1_table_offset" "$T" read "$TMP/l1.qcow2" "$TMP/out"
+# Header fields: offset 36 l1_size, 40 l1_table_offset, 48
+# refcount_table_offset, 56 refcount_table_clusters.
+cp "$TMP/base.qcow2" "$TMP/l1big.qcow2"; patch_be "$TMP/l1big.qcow2" 36 '>I' 0x08000000
+check_fails_with "L1 table too big refused" "L1 table of 1073741824 bytes exceeds" "$T" read "$TMP/l1big.qcow2" "$TMP/out"
+cp "$TMP/base.qcow2" "$TMP/l1small.qcow2"; patch_be "$TMP/l1small.qcow2" 24 '>Q' 0x100000000000
+check_fails_with "L1 table too small for the size refused" "l1_size 1 is too small for the virtual size" "$T" read "$TMP/l1small.qcow2" "$TMP/out"
+cp "$TMP/base.qcow2" "$TMP/l1mis.qcow2"; patch_be "$TMP/l1mis.qcow2" 40 '>Q' 0x30200
+check_fails_with "L1 table misaligned refused" "l1_table_offset 197120 is not cluster-aligned" "$T" read "$TMP/l1mis.qcow2" "$TMP/out"
+cp "$TMP/base.qcow2" "$TMP/rtmis.qcow2"; patch_be "$TMP/rtmis.qcow2" 48 '>Q' 0x10008
+check_fails_with "refcount table misaligned refused" "refcount_table_offset 65544 is not cluster-aligned" "$T" read "$TMP/rtmis.qcow2" "$TMP/out"
+cp "$TMP/base.qcow2" "$TMP/rtbig.qcow2"; patch_be "$TMP/rtbig.qcow2" 56 '>I' 0x10000
+check_fails_with "refcount table too big refused" "refcount table of 4294967296 bytes exceeds" "$T" read "$TMP/rtbig.qcow2" "$TMP/out"
+cp "$TMP/base.qcow2" "$TMP/rteof.qcow2"; patch_be "$TMP/rteof.qcow2" 48 '>Q' 0x7fff0000
+check_fails_with "refcount table past EOF refused" "refcount_table_offset at 2147418112+65536 is past the end" "$T" read "$TMP/rteof.qcow2" "$TMP/out"
 cp "$TMP/base.qcow2" "$TMP/hl.qcow2"; patch_be "$TMP/hl.qcow2" 100 '>I' 200000
 check_fails_with "header_length beyond a cluster refused" "header_length 200000" "$T" read "$TMP/hl.qcow2" "$TMP/out"
 qemu-img create -q -f qcow2 -b "$TMP/base.qcow2" -F qcow2 "$TMP/top.qcow2"

@@ -60,11 +60,15 @@ check "and says another server is listening" grep -q "another server is listenin
 # --user/--group: root is dropped once everything is open.
 if [ "$(id -u)" = 0 ]; then
   luks_nbd --socket "$s" --user nobody --group nogroup --export "$(spec v)" \
-    --run 'grep -E "^(Uid|Gid):" /proc/$PPID/status' > "$TMP/ids"
+    --run 'grep -E "^(Uid|Gid):" /proc/$PPID/status; echo "environ-owner: $(stat -c %U /proc/$PPID/environ)"' > "$TMP/ids"
   check "--user nobody --group nogroup: the daemon runs as nobody" \
     grep -qE "^Uid:[[:space:]]+$(id -u nobody)[[:space:]]" "$TMP/ids"
   check "--group nogroup: and as nogroup" \
     grep -qE "^Gid:[[:space:]]+$(getent group nogroup | cut -d: -f3)[[:space:]]" "$TMP/ids"
+  # The kernel gives a non-dumpable process's /proc files to root: no core
+  # dump, no ptrace or /proc/PID/mem for the user it runs as.
+  check "--user nobody: the daemon stays non-dumpable (its /proc files are root's)" \
+    grep -qx "environ-owner: root" "$TMP/ids"
   # nobody cannot unlink a socket in root's directory; the next start
   # replaces such a stale file, as tested above.
   rm -f "$s"
