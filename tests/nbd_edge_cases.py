@@ -11,12 +11,13 @@ libnbd cannot (unknown commands, oversized options and writes).
 import errno
 import os
 import random
-import socket
 import struct
 import sys
 
 import nbd
-from nbdtest import errno_of
+from nbdtest import (NBD_REQUEST_MAGIC, errno_of, option, option_reply,
+                     recv_exact)
+from nbdtest import raw_connect as nbdtest_raw_connect
 
 sock_path, plain_path = sys.argv[1], sys.argv[2]
 long_name = "n" * 4096  # the export the test script names so
@@ -157,36 +158,11 @@ ok(good == 50, "50 concurrent clients all read their plaintext", f"{good}/50")
 for c in clients:
     c.shutdown()
 
-# --- raw protocol client -----------------------------------------------
-NBD_REQUEST_MAGIC = 0x25609513
-
-
-def recv_exact(s, count):
-    data = b""
-    while len(data) < count:
-        chunk = s.recv(count - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
+# --- raw protocol client (helpers in nbdtest.py) --------------------------
 
 
 def raw_connect():
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(sock_path)
-    hello = recv_exact(s, 18)
-    assert hello[:8] == b"NBDMAGIC"
-    s.sendall(struct.pack(">I", 3))  # FIXED_NEWSTYLE | NO_ZEROES
-    return s
-
-
-def option(s, opt, data):
-    s.sendall(struct.pack(">QII", 0x49484156454F5054, opt, len(data)) + data)
-
-
-def option_reply(s):
-    magic, opt, typ, ln = struct.unpack(">QIII", recv_exact(s, 20))
-    return typ, recv_exact(s, ln)
+    return nbdtest_raw_connect(sock_path)
 
 
 def raw_go(name):

@@ -7,7 +7,6 @@ Exports: 'v' (payload with a punched hole, discard off), 'd' (discard=on).
 """
 import errno
 import socket
-import struct
 import sys
 
 import nbd

@@ -3,12 +3,11 @@
 peer), against a luks-nbd started with the --tls MODE given.
 argv: MODE(on|require|off) SOCKET CA_CERT PLAINTEXT
 Prints PASS/FAIL lines that the calling script numbers."""
-import socket
 import ssl
 import struct
 import sys
 
-from nbdtest import report
+from nbdtest import option, option_reply, raw_connect, recv_exact, report
 
 mode, sock_path, ca_cert, plain_path = sys.argv[1:5]
 with open(plain_path, "rb") as f:
@@ -20,31 +19,12 @@ REP_ACK, REP_ERR_UNSUP, REP_ERR_INVALID, REP_ERR_TLS_REQD = (
 SIMPLE_MAGIC, STRUCTURED_MAGIC = 0x67446698, 0x668E33EF
 
 
-def recv_exact(s, count):
-    data = b""
-    while len(data) < count:
-        chunk = s.recv(count - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
-
-
 def connect():
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(sock_path)
-    assert recv_exact(s, 18)[:8] == b"NBDMAGIC"
-    s.sendall(struct.pack(">I", 3))  # FIXED_NEWSTYLE | NO_ZEROES
-    return s
-
-
-def option(s, opt, data=b""):
-    s.sendall(struct.pack(">QII", 0x49484156454F5054, opt, len(data)) + data)
+    return raw_connect(sock_path)
 
 
 def reply(s):
-    _, _, typ, ln = struct.unpack(">QIII", recv_exact(s, 20))
-    return typ, recv_exact(s, ln)
+    return option_reply(s)
 
 
 def go(s, name="v"):

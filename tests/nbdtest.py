@@ -1,6 +1,8 @@
 """Helpers shared by the Python test clients (run with /usr/bin/python3,
 which has python3-libnbd)."""
 import errno
+import socket
+import struct
 
 import nbd
 
@@ -19,3 +21,38 @@ def errno_of(fn):
 def report(cond, desc):
     """A PASS/FAIL line that the calling shell script numbers into TAP."""
     print(("PASS " if cond else "FAIL ") + desc, flush=True)
+
+
+# --- a raw protocol client, for what libnbd will not send -----------------
+NBD_REQUEST_MAGIC = 0x25609513
+IHAVEOPT = 0x49484156454F5054
+
+
+def recv_exact(s, count):
+    data = b""
+    while len(data) < count:
+        chunk = s.recv(count - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def raw_connect(path):
+    """Connects to a unix socket and does the fixed newstyle greeting
+    (client flags FIXED_NEWSTYLE | NO_ZEROES); returns the socket."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    assert recv_exact(s, 18)[:8] == b"NBDMAGIC"
+    s.sendall(struct.pack(">I", 3))
+    return s
+
+
+def option(s, opt, data=b""):
+    s.sendall(struct.pack(">QII", IHAVEOPT, opt, len(data)) + data)
+
+
+def option_reply(s):
+    """Returns (reply type, data) of one option reply."""
+    _, _, typ, ln = struct.unpack(">QIII", recv_exact(s, 20))
+    return typ, recv_exact(s, ln)
