@@ -199,6 +199,8 @@ push (gnutls_transport_ptr_t ptr, const void *data, size_t len)
 {
   struct tls *t = ((struct conn *) ptr)->tls;
 
+  if (len == 0)
+    return 0;
   if (t->out_len + len > t->out_cap) {
     size_t cap = t->out_cap ? t->out_cap : 16384;
     while (cap < t->out_len + len)
@@ -360,8 +362,9 @@ tls_alloc (struct conn *c, uv_buf_t *buf)
   if (t->in_start && t->in_len == 0)
     t->in_start = 0;
   if (t->in_start + t->in_len + CIPHER_READ_BYTES > t->in_cap) {
-    /* Compact, then grow only if still short. */
-    memmove (t->in, t->in + t->in_start, t->in_len);
+    /* Compact, then grow only if still short (t->in is NULL at first). */
+    if (t->in_len)
+      memmove (t->in, t->in + t->in_start, t->in_len);
     t->in_start = 0;
     if (t->in_len + CIPHER_READ_BYTES > t->in_cap) {
       char *n = realloc (t->in, t->in_len + CIPHER_READ_BYTES);
