@@ -441,7 +441,9 @@ tls_recv (struct conn *c, uint8_t *buf, size_t len)
   }
   if (len == 0)
     return 0;
-  for (;;) {
+  /* Non-fatal errors (alerts, a renegotiation request) consume records;
+   * a bound keeps a misbehaving peer from holding the loop. */
+  for (unsigned tries = 0; tries < 64; tries++) {
     n = gnutls_record_recv (t->session, buf, len);
     if (tls_flush (c, NULL, NULL) < 0)
       return -1;
@@ -460,6 +462,9 @@ tls_recv (struct conn *c, uint8_t *buf, size_t len)
       return -1;
     }
   }
+  log_info ("connection %llu: TLS: too many non-fatal errors; closing",
+            (unsigned long long) c->id);
+  return -1;
 }
 
 int
