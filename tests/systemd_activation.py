@@ -25,9 +25,12 @@ ok = report
 
 notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 notify.bind(notify_path)
-env = dict(os.environ, NOTIFY_SOCKET=notify_path, CREDENTIALS_DIRECTORY=creds)
+# WatchdogSec=0.2: the daemon must ping every 100 ms.
+env = dict(os.environ, NOTIFY_SOCKET=notify_path, CREDENTIALS_DIRECTORY=creds,
+           WATCHDOG_USEC="200000")
 proc = subprocess.Popen(["systemd-socket-activate", "-l", sock_path,
-                         "-E", "NOTIFY_SOCKET", "-E", "CREDENTIALS_DIRECTORY"]
+                         "-E", "NOTIFY_SOCKET", "-E", "CREDENTIALS_DIRECTORY",
+                         "-E", "WATCHDOG_USEC"]
                         + cmd, env=env)
 
 # systemd-socket-activate makes the listening socket, then execs us; the
@@ -63,6 +66,15 @@ ok(any("STATUS=" in m for m in messages), "STATUS= is sent with READY=1")
 hello = client.recv(8)
 ok(hello == b"NBDMAGIC", "the early client is then served")
 client.close()
+
+# Watchdog pings: wait (bounded) for two WATCHDOG=1 messages.
+pings = sum("WATCHDOG=1" in m for m in messages)
+while pings < 2:
+    readable, _, _ = select.select([notify], [], [], 10)
+    if not readable:
+        break
+    pings += "WATCHDOG=1" in notify.recv(4096).decode()
+ok(pings >= 2, f"WATCHDOG=1 pings arrive with WATCHDOG_USEC set ({pings})")
 
 h = nbd.NBD()
 h.connect_unix(sock_path)

@@ -33,7 +33,7 @@ check "the activation script ran" test $? -eq 0
 while read -r verdict desc; do
   if [ "$verdict" = PASS ]; then ok "$desc"; else not_ok "$desc"; fi
 done < "$TMP/py.out"
-check "the activation script reported all 7 checks" test "$(wc -l < "$TMP/py.out")" -eq 7
+check "the activation script reported all 8 checks" test "$(wc -l < "$TMP/py.out")" -eq 8
 check_fails_with "credential= without \$CREDENTIALS_DIRECTORY is a clear error" \
   "CREDENTIALS_DIRECTORY is not set" \
   env -u CREDENTIALS_DIRECTORY "$top_builddir/server/luks-nbd" --socket "$TMP/s2" --config "$TMP/exports.conf"
