@@ -66,6 +66,12 @@ void header_watch_start (uv_loop_t *loop, const struct export *e);
 void header_watch_stop (const char *export_name);
 void header_watch_stop_all (void);
 
+/* lines.c: calls fn for each line of a file (newline stripped, NUL
+ * terminated); stops at fn's first error.  Messages name option and path. */
+typedef int lines_fn (void *opaque, char *line, size_t len, int lineno);
+int lines_read (const char *path, const char *option, lines_fn *fn,
+                void *opaque);
+
 /* bufpool.c: request buffers, reused (loop thread only). */
 void *bufpool_get (size_t size); /* NULL if out of memory or > 32 MiB */
 void bufpool_put (void *buf, size_t size);

@@ -40,35 +40,26 @@ add_spec (const char *text)
 /* --config FILE: one export spec per line (the --export syntax); blank
  * lines and lines starting with # are ignored. */
 static int
+config_line (void *opaque, char *line, size_t len, int lineno)
+{
+  char *p = line, *e = line + len;
+
+  while (p < e && (*p == ' ' || *p == '\t'))
+    p++;
+  while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+    e--;
+  *e = '\0';
+  if (*p == '\0' || *p == '#')
+    return 0;
+  return add_spec (p);
+}
+
+static int
 read_config (const char *path)
 {
-  FILE *f = fopen (path, "re");
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t len;
-  int r = 0, lineno = 0;
-
-  if (!f)
-    return error_set (-errno, "--config %s: %s", path, strerror (errno));
-  while (r == 0 && (len = getline (&line, &cap, f)) >= 0) {
-    char *p = line, *e = line + len;
-    lineno++;
-    while (p < e && (*p == ' ' || *p == '\t'))
-      p++;
-    while (e > p &&
-           (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
-      e--;
-    *e = '\0';
-    if (*p == '\0' || *p == '#')
-      continue;
-    r = add_spec (p);
-  }
-  if (r == 0 && ferror (f))
-    r = error_set (-EIO, "--config %s: read error at line %d", path, lineno);
-  free (line);
-  fclose (f);
-  return r;
+  return lines_read (path, "--config", config_line, NULL);
 }
+
 static bool stopping;
 static uv_signal_t sigterm, sigint;
 static uv_process_t run_process;
@@ -86,7 +77,8 @@ usage (FILE *f)
   fprintf (
     f,
     "Usage: luks-nbd [--socket PATH] [--listen [HOST]:PORT] [--threads N]\n"
-    "                [--readonly] [-v] --export SPEC [--export SPEC]...\n"
+    "                [--readonly] [-v] [--tls=on|require --tls-certs DIR]\n"
+    "                --export SPEC [--export SPEC]...\n"
     "\n"
     "Serves LUKS-encrypted volumes (detached or attached headers) as plain\n"
     "block devices over NBD.\n"

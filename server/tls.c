@@ -7,6 +7,7 @@
  * many records still costs one write. */
 #include <config.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,43 +96,39 @@ load_x509 (const char *dir)
 /* --tls-psk FILE: lines "username:hexkey" (psktool's format).  GnuTLS
  * reads the file only during a handshake, so it is checked here first:
  * a typo must stop the daemon, not every client. */
+struct psk_check {
+  const char *path;
+  int users;
+};
+
+static int
+psk_line (void *opaque, char *line, size_t len, int lineno)
+{
+  struct psk_check *pc = opaque;
+  char *colon = strchr (line, ':');
+
+  if (len == 0)
+    return 0;
+  if (!colon || colon == line || colon[1] == '\0')
+    return error_set (-EINVAL,
+                      "--tls-psk %s: line %d: expected username:hexkey",
+                      pc->path, lineno);
+  for (char *p = colon + 1; *p; p++)
+    if (!isxdigit ((unsigned char) *p))
+      return error_set (-EINVAL,
+                        "--tls-psk %s: line %d: key is not hexadecimal",
+                        pc->path, lineno);
+  pc->users++;
+  return 0;
+}
+
 static int
 check_psk_file (const char *path)
 {
-  FILE *f = fopen (path, "re");
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t len;
-  int r = 0, lineno = 0, users = 0;
+  struct psk_check pc = { path, 0 };
+  int r = lines_read (path, "--tls-psk", psk_line, &pc);
 
-  if (!f)
-    return error_set (-errno, "--tls-psk %s: %s", path, strerror (errno));
-  while (r == 0 && (len = getline (&line, &cap, f)) >= 0) {
-    char *colon = memchr (line, ':', (size_t) len);
-    lineno++;
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-      len--;
-    if (len == 0)
-      continue;
-    if (!colon || colon == line || colon + 1 >= line + len)
-      r = error_set (-EINVAL,
-                     "--tls-psk %s: line %d: expected "
-                     "username:hexkey",
-                     path, lineno);
-    else {
-      for (char *p = colon + 1; r == 0 && p < line + len; p++)
-        if (!strchr ("0123456789abcdefABCDEF", *p) || *p == '\0')
-          r = error_set (-EINVAL,
-                         "--tls-psk %s: line %d: key is not "
-                         "hexadecimal",
-                         path, lineno);
-      users++;
-    }
-  }
-  explicit_bzero (line, cap);
-  free (line);
-  fclose (f);
-  if (r == 0 && users == 0)
+  if (r == 0 && pc.users == 0)
     r = error_set (-EINVAL, "--tls-psk %s: no username:hexkey line", path);
   return r;
 }

@@ -16,7 +16,7 @@ import sys
 
 import nbd
 from nbdtest import (NBD_REQUEST_MAGIC, errno_of, option, option_reply,
-                     recv_exact)
+                     recv_exact, server_closed)
 from nbdtest import raw_connect as nbdtest_raw_connect
 
 sock_path, plain_path = sys.argv[1], sys.argv[2]
@@ -261,12 +261,7 @@ s.sendall(struct.pack(">QII", 0x49484156454F5054, 7, 0xFFFFFFFF))
 typ, _ = option_reply(s)
 ok(typ == 0x80000009, "4 GB option length: ERR_TOO_BIG without reading it",
    f"type {typ:#x}")
-s.settimeout(10)
-try:
-    closed = s.recv(1) == b""
-except OSError:
-    closed = True
-ok(closed, "server closes the connection after a 4 GB option")
+ok(server_closed(s), "server closes the connection after a 4 GB option")
 s.close()
 
 h = connect("rw")

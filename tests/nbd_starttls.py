@@ -7,7 +7,8 @@ import ssl
 import struct
 import sys
 
-from nbdtest import option, option_reply, raw_connect, recv_exact, report
+from nbdtest import (option, option_reply, raw_connect, recv_exact, report,
+                     server_closed)
 
 mode, sock_path, ca_cert, plain_path = sys.argv[1:5]
 with open(plain_path, "rb") as f:
@@ -91,11 +92,7 @@ elif mode == "require":
     t.close()
     s = connect()
     option(s, OPT_EXPORT_NAME, b"v")
-    try:
-        closed = s.recv(1) == b""
-    except ConnectionResetError:
-        closed = True
-    report(closed, "--tls=require: EXPORT_NAME without TLS closes the connection")
+    report(server_closed(s), "--tls=require: EXPORT_NAME without TLS closes the connection")
     s.close()
 else:
     s = connect()

@@ -56,3 +56,15 @@ def option_reply(s):
     """Returns (reply type, data) of one option reply."""
     _, _, typ, ln = struct.unpack(">QIII", recv_exact(s, 20))
     return typ, recv_exact(s, ln)
+
+
+def server_closed(s, seconds=10):
+    """True if the server closes the connection (EOF or reset) within
+    `seconds` and sends nothing first; a timeout is not a close."""
+    s.settimeout(seconds)
+    try:
+        return s.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
