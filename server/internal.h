@@ -117,6 +117,19 @@ void transmission_direct_filled (struct conn *c, size_t n);
 /* Drops a write whose data never fully arrived (never acknowledged). */
 void transmission_drop_pending (struct conn *c);
 
+/* reply_queue.c: replies finished in one loop iteration go out in one
+ * write per connection.  done runs once the reply is written (status 0)
+ * or could not be (negative errno; the connection is then closed). */
+struct queued_reply {
+  uv_write_t write; /* the first reply of a batch carries the batch's */
+  struct queued_reply *next;
+  uv_buf_t bufs[2];
+  unsigned n;
+  void (*done) (struct queued_reply *q, int status);
+};
+int reply_queue_push (struct conn *c, struct queued_reply *q);
+void reply_queue_close (void); /* once the loop has ended */
+
 /* tls.c: STARTTLS with GnuTLS; ciphertext moves through buffers, never
  * through GnuTLS's own socket calls. */
 enum tls_mode { TLS_OFF, TLS_ON, TLS_REQUIRE };
@@ -170,6 +183,9 @@ struct conn {
   unsigned inflight;       /* requests not yet replied */
   uint64_t inflight_bytes;
   unsigned refs; /* handle + each request in flight */
+  struct queued_reply *replies, **replies_tail; /* reply_queue.c */
+  struct conn *next_waiting;                    /* reply_queue.c */
+  bool queued;                                  /* on reply_queue.c's list */
 };
 void conn_ref (struct conn *c);
 void conn_unref (struct conn *c);

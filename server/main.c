@@ -492,6 +492,8 @@ main (int argc, char **argv)
   }
 
   uv_run (server_loop, UV_RUN_DEFAULT);
+  reply_queue_close ();
+  uv_run (server_loop, UV_RUN_DEFAULT); /* runs its close callbacks */
 
   exports_close_all ();
   tls_global_free ();

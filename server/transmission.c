@@ -5,6 +5,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,8 +31,8 @@ struct part {
 
 struct request {
   struct part parts[SPLIT_MAX_PARTS];
-  unsigned parts_left; /* loop thread only */
-  uv_write_t write;    /* loop: the reply */
+  unsigned parts_left;     /* loop thread only */
+  struct queued_reply out; /* loop: the reply, batched */
   struct conn *conn;
   struct node *node;
   uint16_t flags, type;
@@ -153,7 +154,6 @@ request_new (struct conn *c, const uint8_t *hdr)
   r->handle = load_be64 (hdr + 8);
   r->offset = load_be64 (hdr + 16);
   r->count = load_be32 (hdr + 24);
-  r->write.data = r;
   conn_ref (c);
   c->inflight++;
   return r;
@@ -179,9 +179,11 @@ request_free (struct request *r)
 }
 
 static void
-after_reply (uv_write_t *w, int status)
+after_reply (struct queued_reply *q, int status)
 {
-  request_free (w->data);
+  (void) status; /* a reply that failed to go out closed the connection */
+  request_free (
+    (struct request *) ((char *) q - offsetof (struct request, out)));
 }
 
 /* Structured chunk header into buf; returns its size. */
@@ -244,7 +246,7 @@ send_reply (struct request *r)
   struct conn *c = r->conn;
   bool structured = c->structured && (r->type == NBD_CMD_READ ||
                                       r->type == NBD_CMD_BLOCK_STATUS);
-  uv_buf_t bufs[2];
+  uv_buf_t *bufs = r->out.bufs;
   unsigned n = 1;
 
   if (c->closing) {
@@ -287,7 +289,11 @@ send_reply (struct request *r)
     }
     bufs[0] = uv_buf_init (r->status, (unsigned) len);
   }
-  if (conn_write (c, &r->write, bufs, n, after_reply) < 0) {
+  r->out.n = n;
+  r->out.done = after_reply;
+  if (reply_queue_push (c, &r->out) < 0) {
+    log_error ("connection %llu: %s", (unsigned long long) c->id,
+               error_message ());
     conn_close (c);
     request_free (r);
   }
