@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -16,11 +17,27 @@
 struct file_node {
   struct node node;
   int fd;
+  /* cache=none: a second descriptor with O_DIRECT for the transfers its
+   * alignment rules allow (the payload's data), the first one for the
+   * rest (qcow2 metadata, partial sectors).  -1 otherwise. */
+  int direct_fd;
+  unsigned dio_mem_align, dio_offset_align;
   /* After a failed fdatasync the kernel may have dropped the dirty pages
    * and cleared the error: a later fdatasync could succeed although
    * writes were lost.  So one failure fails every later flush. */
   atomic_int flush_errno;
 };
+
+/* Direct I/O needs the buffer, offset and length aligned as the file
+ * system says; anything else goes through the page cache, which the
+ * kernel keeps coherent with direct transfers to the same file. */
+static bool
+use_direct (const struct file_node *f, const void *buf, uint64_t count,
+            uint64_t offset)
+{
+  return f->direct_fd >= 0 && (uintptr_t) buf % f->dio_mem_align == 0 &&
+         offset % f->dio_offset_align == 0 && count % f->dio_offset_align == 0;
+}
 
 /* One loop for both directions: retries short transfers and EINTR. */
 static int
@@ -30,8 +47,9 @@ file_io (struct node *n, bool write, void *buf, uint64_t count, uint64_t offset)
   char *p = buf;
 
   while (count > 0) {
-    ssize_t r = write ? pwrite (f->fd, p, count, (off_t) offset)
-                      : pread (f->fd, p, count, (off_t) offset);
+    int fd = use_direct (f, p, count, offset) ? f->direct_fd : f->fd;
+    ssize_t r = write ? pwrite (fd, p, count, (off_t) offset)
+                      : pread (fd, p, count, (off_t) offset);
     if (r < 0 && errno == EINTR)
       continue;
     if (r < 0)
@@ -167,6 +185,8 @@ file_close (struct node *n)
   struct file_node *f = (struct file_node *) n;
 
   close (f->fd);
+  if (f->direct_fd >= 0)
+    close (f->direct_fd);
   free (n->label);
   free (f);
 }
@@ -208,10 +228,53 @@ node_file_open (const char *path, bool readonly, struct node **out)
     return error_set (-ENOMEM, "out of memory");
   }
   f->fd = fd;
+  f->direct_fd = -1;
   f->node.ops = &file_ops;
   f->node.size = (uint64_t) end;
   f->node.block_size = 1;
   f->node.readonly = readonly;
   *out = &f->node;
+  return 0;
+}
+
+/* Alignment when statx cannot tell (older kernels, some block devices):
+ * a page satisfies every device we know of. */
+#define DIO_ALIGN_FALLBACK 4096
+
+int
+node_file_set_direct (struct node *n)
+{
+  struct file_node *f = (struct file_node *) n;
+  struct statx stx;
+  struct stat a, b;
+  int fd;
+
+  if (n->ops != &file_ops)
+    return error_set (-EINVAL, "%s: cache=none needs a file or block device",
+                      n->label);
+  /* Reopened by path; the inode check catches a file renamed over it in
+   * between. */
+  fd =
+    open (n->label, (n->readonly ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
+  if (fd < 0)
+    return error_set (
+      errno == EINVAL ? -ENOTSUP : -errno,
+      "%s: cache=none: opening with O_DIRECT: %s%s", n->label, strerror (errno),
+      errno == EINVAL ? " (the file system has no direct I/O)" : "");
+  if (fstat (f->fd, &a) < 0 || fstat (fd, &b) < 0 || a.st_dev != b.st_dev ||
+      a.st_ino != b.st_ino) {
+    close (fd);
+    return error_set (-ESTALE,
+                      "%s: cache=none: the file changed while it "
+                      "was being opened",
+                      n->label);
+  }
+  f->dio_mem_align = f->dio_offset_align = DIO_ALIGN_FALLBACK;
+  if (statx (fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+      (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align) {
+    f->dio_mem_align = stx.stx_dio_mem_align ? stx.stx_dio_mem_align : 1;
+    f->dio_offset_align = stx.stx_dio_offset_align;
+  }
+  f->direct_fd = fd;
   return 0;
 }

@@ -88,6 +88,8 @@ int node_extents (struct node *n, uint64_t count, uint64_t offset,
 
 /* file.c */
 int node_file_open (const char *path, bool readonly, struct node **out);
+/* cache=none: aligned transfers bypass the page cache (O_DIRECT). */
+int node_file_set_direct (struct node *file);
 /* Whole-file OFD lock (exclusive or shared), refused if held elsewhere. */
 int node_file_lock (struct node *file, bool exclusive);
 
@@ -134,6 +136,7 @@ struct stack_spec {
   uint64_t qcow2_cache_bytes; /* L2 cache bound; 0: the default */
   bool payload_backing;       /* follow a qcow2 backing chain */
   bool no_locking;            /* locking=off */
+  bool direct_io;             /* cache=none: O_DIRECT on the payload */
   const char *backup_header;  /* used if the header fails */
   const char *passphrase;     /* in memory (control socket), or NULL */
   size_t passphrase_len;

@@ -157,6 +157,9 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
    * exclude writers, so a second luks-nbd or a qemu is refused. */
   if (r == 0 && !spec->no_locking && !node_is_uri (spec->payload))
     r = node_file_lock (file, !spec->readonly);
+  /* exports.c refuses cache=none on NBD payloads. */
+  if (r == 0 && spec->direct_io && !node_is_uri (spec->payload))
+    r = node_file_set_direct (file);
   if (r < 0)
     goto out;
   r = payload_format (file, spec->payload_format, detected_format);

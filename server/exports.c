@@ -32,6 +32,7 @@ enum spec_key {
   KEY_CREDENTIAL,
   KEY_LOCKING,
   KEY_BACKUP_HEADER,
+  KEY_CACHE,
   N_KEYS
 };
 
@@ -51,6 +52,7 @@ static const char *const key_names[N_KEYS] = {
   "credential",
   "locking",
   "backup-header",
+  "cache",
 };
 
 #define QCOW2_CACHE_MIN (64 * 1024)
@@ -199,7 +201,7 @@ export_parse (const char *text, int index, bool force_readonly,
         "%s: unknown key '%s' (expected name, payload, "
         "header, key-file, passphrase-file, key-slot, readonly, "
         "payload-format, description, qcow2-cache-size, "
-        "payload-backing, discard, credential, locking, backup-header)",
+        "payload-backing, discard, credential, locking, backup-header, cache)",
         label, item);
     else if (values[k])
       r = error_set (-EINVAL, "%s: key '%s' given twice", label, item);
@@ -274,6 +276,19 @@ export_parse (const char *text, int index, bool force_readonly,
     else if (strcmp (values[KEY_LOCKING], "on") != 0)
       r = error_set (-EINVAL, "%s: locking=%s: expected on or off", label,
                      values[KEY_LOCKING]);
+  }
+  if (r == 0 && values[KEY_CACHE]) {
+    if (strcmp (values[KEY_CACHE], "none") == 0)
+      e->spec.direct_io = true;
+    else if (strcmp (values[KEY_CACHE], "writeback") != 0)
+      r = error_set (-EINVAL, "%s: cache=%s: expected writeback or none", label,
+                     values[KEY_CACHE]);
+    if (r == 0 && e->spec.direct_io && values[KEY_PAYLOAD] &&
+        node_is_uri (values[KEY_PAYLOAD]))
+      r = error_set (-EINVAL,
+                     "%s: cache=none applies to files and block devices, "
+                     "not to NBD payloads",
+                     label);
   }
   if (r == 0 && values[KEY_DISCARD]) {
     if (strcmp (values[KEY_DISCARD], "on") == 0)

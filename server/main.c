@@ -18,6 +18,7 @@
 #include "internal.h"
 
 #define MAX_THREADS 1024 /* libuv's own limit */
+#define DIRECT_IO_THREADS 16
 
 uv_loop_t *server_loop;
 
@@ -98,7 +99,8 @@ usage (FILE *f)
     "  --control PATH      control socket (JSON lines): export-add, "
     "export-remove,\n"
     "                      export-list, query-stats; see 'luks-nbd ctl'\n"
-    "  --threads N         worker threads (default: number of CPUs)\n"
+    "  --threads N         worker threads (default: number of CPUs; 16 with\n"
+    "                      cache=none)\n"
     "  --max-connections N refuse clients beyond N (default 100)\n"
     "  --handshake-timeout S  drop clients that choose no export in S\n"
     "                      seconds (default 10; 0: never)\n"
@@ -135,13 +137,21 @@ stop_serving (void)
   control_close ();
   header_watch_stop_all ();
   conn_shutdown_all ();
-  uv_close ((uv_handle_t *) &sigterm, NULL);
-  uv_close ((uv_handle_t *) &sigint, NULL);
+  /* Still caught, but no longer keeping the loop alive: a second SIGTERM
+   * (an impatient admin, a process-group kill) must not turn a graceful
+   * stop into death by the default action with writes in flight.
+   * SIGKILL remains for that. */
+  uv_unref ((uv_handle_t *) &sigterm);
+  uv_unref ((uv_handle_t *) &sigint);
 }
 
 static void
 on_signal (uv_signal_t *s, int signum)
 {
+  if (stopping) {
+    log_info ("signal %d: already stopping", signum);
+    return;
+  }
   log_info ("signal %d: stopping; finishing requests in flight", signum);
   stop_serving ();
 }
@@ -288,6 +298,7 @@ main (int argc, char **argv)
   int passed_fds;
   unsigned socket_mode = 0600;
   long threads = sysconf (_SC_NPROCESSORS_ONLN);
+  bool threads_given = false;
   bool readonly = false;
   const char *run = NULL, *control = NULL, *user = NULL, *group = NULL;
   const char *tls_certs = NULL, *tls_psk = NULL;
@@ -361,6 +372,7 @@ main (int argc, char **argv)
       break;
     case OPT_THREADS:
       threads = strtol (optarg, &end, 10);
+      threads_given = true;
       if (*end || end == optarg || threads < 1 || threads > MAX_THREADS) {
         fprintf (stderr, "luks-nbd: --threads %s: expected 1..%d\n", optarg,
                  MAX_THREADS);
@@ -410,22 +422,10 @@ main (int argc, char **argv)
     return 1;
   }
 
-  /* Request buffers (bufpool.c) come from the heap, not one mmap each:
-   * glibc's default puts blocks over 128 KiB in their own mappings, and
-   * reading into those measured 15% slower on sequential reads. */
-
   /* Keys must not reach core dumps; writes to a gone client must not
    * kill the daemon. */
   prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
   signal (SIGPIPE, SIG_IGN);
-  if (threads < 1)
-    threads = 1;
-  {
-    char n[16];
-    snprintf (n, sizeof n, "%ld", threads);
-    setenv ("UV_THREADPOOL_SIZE", n, 1); /* before the pool starts */
-    transmission_set_threads ((unsigned) threads);
-  }
 
   /* Parse everything, then unlock everything, then listen: the socket
    * exists only once the daemon can serve. */
@@ -437,6 +437,19 @@ main (int argc, char **argv)
       export_free (e);
       return fail (error_message ());
     }
+  }
+  /* With cache=none every request waits for the device: more workers
+   * keep more of them in flight. */
+  for (size_t i = 0; !threads_given && i < exports_count (); i++)
+    if (exports_get (i)->spec.direct_io && threads < DIRECT_IO_THREADS)
+      threads = DIRECT_IO_THREADS;
+  if (threads < 1)
+    threads = 1;
+  {
+    char n[16];
+    snprintf (n, sizeof n, "%ld", threads);
+    setenv ("UV_THREADPOOL_SIZE", n, 1); /* before the pool starts */
+    transmission_set_threads ((unsigned) threads);
   }
   for (size_t i = 0; i < exports_count (); i++)
     if (export_open (exports_get (i)) < 0)
@@ -495,10 +508,13 @@ main (int argc, char **argv)
   reply_queue_close ();
   uv_run (server_loop, UV_RUN_DEFAULT); /* runs its close callbacks */
 
+  /* The signal handles stay open until exit, so the loop is not closed:
+   * closing them would restore the default action, and a late SIGTERM
+   * (systemd-socket-activate's or timeout's process-group kill arrives
+   * twice) would kill the daemon in the middle of closing its exports. */
   exports_close_all ();
   tls_global_free ();
   bufpool_drain ();
-  uv_loop_close (server_loop);
   log_info ("stopped");
   return run ? run_status : 0;
 }

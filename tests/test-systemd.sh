@@ -2,9 +2,9 @@
 # Proves the systemd side: units pass systemd-analyze verify; under
 # systemd-socket-activate the daemon serves on the passed socket, says
 # READY=1 before serving, reads its key from a credential and a --config
-# file, and says STOPPING=1 on SIGTERM.
+# file, and says STOPPING=1 on SIGTERM; a passed TCP socket serves too.
 . "$(dirname "$0")/lib.sh"
-need cryptsetup systemd-analyze systemd-socket-activate python3
+need cryptsetup systemd-analyze systemd-socket-activate python3 nbdcopy ss
 python3 -c 'import nbd' 2>/dev/null || { echo "1..0 # SKIP python3-libnbd is not installed"; exit 0; }
 
 mkdir "$TMP/units"
@@ -34,6 +34,25 @@ while read -r verdict desc; do
   if [ "$verdict" = PASS ]; then ok "$desc"; else not_ok "$desc"; fi
 done < "$TMP/py.out"
 check "the activation script reported all 8 checks" test "$(wc -l < "$TMP/py.out")" -eq 8
+# TCP: systemd passes a listening TCP socket (luks-nbd@.socket with
+# ListenStream=PORT); libnbd reads the plaintext over it.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+CREDENTIALS_DIRECTORY=$TMP/creds timeout --preserve-status 120 systemd-socket-activate -l "127.0.0.1:$port" \
+  -E CREDENTIALS_DIRECTORY "$top_builddir/server/luks-nbd" -v --config "$TMP/exports.conf" \
+  2> "$TMP/tcp.log" &
+activated=$!
+# Until systemd-socket-activate listens (a bounded wait on a condition).
+for _ in $(seq 600); do
+  [ -n "$(ss -Hltn "sport = :$port")" ] && break
+  sleep 0.05
+done
+timeout 60 nbdcopy "nbd://127.0.0.1:$port" "$TMP/tcp.back"
+check "socket activation on TCP: nbdcopy reads the plaintext" cmp -s "$TMP/tcp.back" "$TMP/v.plain"
+check "the daemon served the socket systemd passed" \
+  grep -q "listening on a socket passed by systemd" "$TMP/tcp.log"
+kill -TERM $activated
+wait $activated
+check "SIGTERM ends the TCP-activated daemon with status 0" test $? -eq 0
 check_fails_with "credential= without \$CREDENTIALS_DIRECTORY is a clear error" \
   "CREDENTIALS_DIRECTORY is not set" \
   env -u CREDENTIALS_DIRECTORY "$top_builddir/server/luks-nbd" --socket "$TMP/s2" --config "$TMP/exports.conf"
