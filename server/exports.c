@@ -347,13 +347,9 @@ export_parse (const char *text, int index, bool force_readonly,
       values[keep[i]] = NULL;
     }
   }
-  free (values[KEY_KEY_SLOT]);
-  free (values[KEY_QCOW2_CACHE_SIZE]);
-  free (values[KEY_PAYLOAD_BACKING]);
-  free (values[KEY_DISCARD]);
-  free (values[KEY_CREDENTIAL]);
-  free (values[KEY_LOCKING]);
-  free (values[KEY_READONLY]);
+  /* Everything not kept was only parsed (kept ones are NULL by now). */
+  for (size_t k = 0; k < N_KEYS; k++)
+    free (values[k]);
   if (r < 0) {
     export_free (e);
     return r;

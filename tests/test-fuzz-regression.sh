@@ -40,9 +40,9 @@ check "qcow2 image target (tables over an in-memory node): $runs mutants each, n
 
 # Export specs as users write them.
 mkdir "$TMP/spec"
-printf 'name=vm1,payload=/srv/vm1.qcow2,header=/etc/vm1.hdr,key-file=/run/k' > "$TMP/spec/1"
+printf 'name=vm1,payload=/srv/vm1.qcow2,header=/etc/vm1.hdr,key-file=/run/k,cache=none' > "$TMP/spec/1"
 printf 'name=a,,b,payload=nbd://h/x,passphrase-file=/p,key-slot=3,readonly=on,discard=off,qcow2-cache-size=4M' > "$TMP/spec/2"
-printf 'name=v,payload=p,credential=key,payload-format=qcow2,payload-backing=on,locking=off,backup-header=/b,description=d ,,x' > "$TMP/spec/3"
+printf 'name=v,payload=p,credential=key,payload-format=qcow2,payload-backing=on,locking=off,backup-header=/b,cache=writeback,description=d ,,x' > "$TMP/spec/3"
 CREDENTIALS_DIRECTORY=/nonexistent FUZZ_HOT=256 "$top_builddir/fuzz/fuzz-export-spec" "$runs" "$TMP"/spec/* > "$TMP/spec.out" 2>&1
 check "export spec target: $runs mutants each, no crash" test $? -eq 0
 
