@@ -58,6 +58,23 @@ static const char *const key_names[N_KEYS] = {
 #define QCOW2_CACHE_MIN (64 * 1024)
 #define QCOW2_CACHE_MAX (UINT64_C (1) << 30)
 
+/* A two-valued key: sets *out to whether the value is `yes` (leaves it
+ * alone when the key is absent). */
+static int
+parse_switch (const char *label, enum spec_key k, char *const *values,
+              const char *yes, const char *no, bool *out)
+{
+  const char *v = values[k];
+
+  if (!v)
+    return 0;
+  if (strcmp (v, yes) != 0 && strcmp (v, no) != 0)
+    return error_set (-EINVAL, "%s: %s=%s: expected %s or %s", label,
+                      key_names[k], v, yes, no);
+  *out = strcmp (v, yes) == 0;
+  return 0;
+}
+
 /* "128K", "4M", "1G" or plain bytes. */
 static int
 parse_size (const char *s, uint64_t *out)
@@ -195,15 +212,16 @@ export_parse (const char *text, int index, bool force_readonly,
                      "line; use key-file=, passphrase-file=, credential= or "
                      "the control socket",
                      label, item);
-    else if (k == N_KEYS)
-      r = error_set (
-        -EINVAL,
-        "%s: unknown key '%s' (expected name, payload, "
-        "header, key-file, passphrase-file, key-slot, readonly, "
-        "payload-format, description, qcow2-cache-size, "
-        "payload-backing, discard, credential, locking, backup-header, cache)",
-        label, item);
-    else if (values[k])
+    else if (k == N_KEYS) {
+      char known[512];
+      size_t len = 0;
+      /* The list comes from key_names, so it cannot fall behind. */
+      for (size_t i = 0; i < N_KEYS && len < sizeof known; i++)
+        len += (size_t) snprintf (known + len, sizeof known - len, "%s%s",
+                                  i ? ", " : "", key_names[i]);
+      r = error_set (-EINVAL, "%s: unknown key '%s' (expected %s)", label, item,
+                     known);
+    } else if (values[k])
       r = error_set (-EINVAL, "%s: key '%s' given twice", label, item);
     else if (!(values[k] = strdup (eq + 1)))
       r = error_set (-ENOMEM, "out of memory");
@@ -254,14 +272,10 @@ export_parse (const char *text, int index, bool force_readonly,
                      values[KEY_KEY_SLOT]);
     e->spec.key_slot = (int) slot;
   }
-  e->readonly = force_readonly;
-  if (r == 0 && values[KEY_READONLY]) {
-    if (strcmp (values[KEY_READONLY], "on") == 0)
-      e->readonly = true;
-    else if (strcmp (values[KEY_READONLY], "off") != 0)
-      r = error_set (-EINVAL, "%s: readonly=%s: expected on or off", label,
-                     values[KEY_READONLY]);
-  }
+  bool readonly = false, locking = true, writeback = true;
+  if (r == 0)
+    r = parse_switch (label, KEY_READONLY, values, "on", "off", &readonly);
+  e->readonly = force_readonly || readonly;
   if (r == 0 && values[KEY_PAYLOAD_FORMAT] &&
       strcmp (values[KEY_PAYLOAD_FORMAT], "auto") != 0 &&
       strcmp (values[KEY_PAYLOAD_FORMAT], "raw") != 0 &&
@@ -270,40 +284,24 @@ export_parse (const char *text, int index, bool force_readonly,
                    "%s: payload-format=%s: expected auto, raw or "
                    "qcow2",
                    label, values[KEY_PAYLOAD_FORMAT]);
-  if (r == 0 && values[KEY_LOCKING]) {
-    if (strcmp (values[KEY_LOCKING], "off") == 0)
-      e->spec.no_locking = true;
-    else if (strcmp (values[KEY_LOCKING], "on") != 0)
-      r = error_set (-EINVAL, "%s: locking=%s: expected on or off", label,
-                     values[KEY_LOCKING]);
-  }
-  if (r == 0 && values[KEY_CACHE]) {
-    if (strcmp (values[KEY_CACHE], "none") == 0)
-      e->spec.direct_io = true;
-    else if (strcmp (values[KEY_CACHE], "writeback") != 0)
-      r = error_set (-EINVAL, "%s: cache=%s: expected writeback or none", label,
-                     values[KEY_CACHE]);
-    if (r == 0 && e->spec.direct_io && values[KEY_PAYLOAD] &&
-        node_is_uri (values[KEY_PAYLOAD]))
-      r = error_set (-EINVAL,
-                     "%s: cache=none applies to files and block devices, "
-                     "not to NBD payloads",
-                     label);
-  }
-  if (r == 0 && values[KEY_DISCARD]) {
-    if (strcmp (values[KEY_DISCARD], "on") == 0)
-      e->discard = true;
-    else if (strcmp (values[KEY_DISCARD], "off") != 0)
-      r = error_set (-EINVAL, "%s: discard=%s: expected on or off", label,
-                     values[KEY_DISCARD]);
-  }
-  if (r == 0 && values[KEY_PAYLOAD_BACKING]) {
-    if (strcmp (values[KEY_PAYLOAD_BACKING], "on") == 0)
-      e->spec.payload_backing = true;
-    else if (strcmp (values[KEY_PAYLOAD_BACKING], "off") != 0)
-      r = error_set (-EINVAL, "%s: payload-backing=%s: expected on or off",
-                     label, values[KEY_PAYLOAD_BACKING]);
-  }
+  if (r == 0)
+    r = parse_switch (label, KEY_LOCKING, values, "on", "off", &locking);
+  e->spec.no_locking = !locking;
+  if (r == 0)
+    r =
+      parse_switch (label, KEY_CACHE, values, "writeback", "none", &writeback);
+  e->spec.direct_io = !writeback;
+  if (r == 0 && e->spec.direct_io && values[KEY_PAYLOAD] &&
+      node_is_uri (values[KEY_PAYLOAD]))
+    r = error_set (-EINVAL,
+                   "%s: cache=none applies to files and block devices, "
+                   "not to NBD payloads",
+                   label);
+  if (r == 0)
+    r = parse_switch (label, KEY_DISCARD, values, "on", "off", &e->discard);
+  if (r == 0)
+    r = parse_switch (label, KEY_PAYLOAD_BACKING, values, "on", "off",
+                      &e->spec.payload_backing);
   if (r == 0 && values[KEY_QCOW2_CACHE_SIZE]) {
     r = parse_size (values[KEY_QCOW2_CACHE_SIZE], &e->spec.qcow2_cache_bytes);
     if (r < 0 || e->spec.qcow2_cache_bytes < QCOW2_CACHE_MIN ||

@@ -26,6 +26,15 @@ check_fails_with () {
     not_ok "$d"; echo "#   exit $rc, stderr: $err"; echo "#   expected: $pat"
   fi
 }
+# tap_report FILE N WHAT: a Python client's PASS/FAIL lines (nbdtest.report)
+# as TAP, then one check that all N of them arrived.
+tap_report () {
+  local verdict desc
+  while read -r verdict desc; do
+    if [ "$verdict" = PASS ]; then ok "$desc"; else not_ok "$desc"; fi
+  done < "$1"
+  check "$3 reported all $2 checks" test "$(wc -l < "$1")" -eq "$2"
+}
 done_testing () { echo "1..$tap_n"; [ "$tap_failed" -eq 0 ]; }
 
 # need TOOL...: skip the whole test if a tool is missing (CI counts a

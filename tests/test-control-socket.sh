@@ -31,9 +31,6 @@ check "query-stats counts the bytes read from b" \
   python3 -c "import json,sys; s=json.load(open('$TMP/stats'))['stats']['b']; sys.exit(0 if s['bytes_read']==2097152 and s['bytes_written']==1048576 and s['requests']>0 else 1)"
 check "export-add with a wrong (empty) passphrase fails with exit 1" test "$(cat "$TMP/bad.rc" 2>/dev/null)" = 1
 check "and says why" grep -q "accepts this passphrase" "$TMP/bad.err"
-while read -r verdict desc; do
-  if [ "$verdict" = PASS ]; then ok "$desc"; else not_ok "$desc"; fi
-done < "$TMP/py.out"
-check "the client script reported all 6 checks" test "$(wc -l < "$TMP/py.out")" -eq 6
+tap_report "$TMP/py.out" 6 "the client script"
 check "the control socket is removed at exit" test ! -e "$TMP/ctl"
 done_testing

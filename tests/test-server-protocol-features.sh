@@ -16,10 +16,7 @@ luks_nbd --socket "$TMP/sock" --max-connections 3 --handshake-timeout 3 \
   --export "name=d,payload=$TMP/d.payload,header=$TMP/v.hdr,key-file=$TMP/v.key,discard=on" \
   --run "exec python3 $top_srcdir/tests/nbd_protocol_features.py $TMP/sock $((4 * M)) $((2 * M)) > $TMP/py.out"
 check "the feature script ran" test $? -eq 0
-while read -r verdict desc; do
-  if [ "$verdict" = PASS ]; then ok "$desc"; else not_ok "$desc"; fi
-done < "$TMP/py.out"
-check "the feature script reported all its checks" test "$(wc -l < "$TMP/py.out")" -eq 21
+tap_report "$TMP/py.out" 21 "the feature script"
 
 u="nbd+unix:///v?socket=$TMP/sock"
 luks_nbd --socket "$TMP/sock" --export "$(spec v)" --run "

@@ -10,10 +10,7 @@ make_luks2_volume v 8M --sector-size 4096
 luks_nbd --socket "$TMP/sock" --export "$(spec v)" \
   --run "exec python3 $top_srcdir/tests/nbd_sigterm.py $TMP/sock $TMP/v.plain $TMP/written > $TMP/py.out"
 rc=$?
-while read -r verdict desc; do
-  if [ "$verdict" = PASS ]; then ok "$desc"; else not_ok "$desc"; fi
-done < "$TMP/py.out"
-check "the client script reported both checks" test "$(wc -l < "$TMP/py.out")" -eq 2
+tap_report "$TMP/py.out" 2 "the client script"
 check "daemon exits 0 after SIGTERM" test "$rc" -eq 0
 luks_nbd --socket "$TMP/sock" --export "$(spec v)" --run "nbdcopy \"\$uri\" $TMP/after"
 check "the write acknowledged just before shutdown persisted" cmp -s -n 2097152 "$TMP/after" "$TMP/written"
@@ -21,10 +18,7 @@ check "the write acknowledged just before shutdown persisted" cmp -s -n 2097152 
 luks_nbd --socket "$TMP/sock" --export "$(spec v)" \
   --run "exec python3 $top_srcdir/tests/nbd_double_sigterm.py $TMP/sock $TMP/written2 > $TMP/py2.out"
 rc=$?
-while read -r verdict desc; do
-  if [ "$verdict" = PASS ]; then ok "$desc"; else not_ok "$desc"; fi
-done < "$TMP/py2.out"
-check "the double-SIGTERM script reported both checks" test "$(wc -l < "$TMP/py2.out")" -eq 2
+tap_report "$TMP/py2.out" 2 "the double-SIGTERM script"
 check "daemon exits 0 after a second SIGTERM" test "$rc" -eq 0
 luks_nbd --socket "$TMP/sock" --export "$(spec v)" --run "nbdcopy \"\$uri\" $TMP/after2"
 check "the write finished after the second SIGTERM persisted" \

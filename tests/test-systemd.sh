@@ -30,10 +30,7 @@ EOC
 timeout 300 python3 "$top_srcdir/tests/systemd_activation.py" "$TMP/sock" "$TMP/notify" \
   "$TMP/creds" "$TMP/v.plain" -- "$top_builddir/server/luks-nbd" --config "$TMP/exports.conf" > "$TMP/py.out"
 check "the activation script ran" test $? -eq 0
-while read -r verdict desc; do
-  if [ "$verdict" = PASS ]; then ok "$desc"; else not_ok "$desc"; fi
-done < "$TMP/py.out"
-check "the activation script reported all 8 checks" test "$(wc -l < "$TMP/py.out")" -eq 8
+tap_report "$TMP/py.out" 8 "the activation script"
 # TCP: systemd passes a listening TCP socket (luks-nbd@.socket with
 # ListenStream=PORT); libnbd reads the plaintext over it.
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
