@@ -61,7 +61,9 @@ bufpool_put (void *buf, size_t size)
 
   if (!buf)
     return;
-  if (idle_bytes + ((size_t) 1 << c) > IDLE_LIMIT) {
+  /* Larger than any class (TLS output over 32 MiB): not kept. */
+  if (size > (size_t) 1 << MAX_CLASS ||
+      idle_bytes + ((size_t) 1 << c) > IDLE_LIMIT) {
     free (buf);
     return;
   }

@@ -138,6 +138,8 @@ int tls_configure (enum tls_mode mode, const char *certs_dir,
 enum tls_mode tls_mode (void);
 void tls_global_free (void);
 int tls_start (struct conn *c); /* after the STARTTLS ack */
+/* tls_ciphers.c: the server's cipher order, the faster AEAD first. */
+const char *tls_cipher_order (void);
 void tls_free (struct conn *c);
 bool tls_active (const struct conn *c);
 void tls_alloc (struct conn *c, uv_buf_t *buf); /* room for ciphertext */

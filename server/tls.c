@@ -20,8 +20,9 @@
 #include "internal.h"
 
 #define CIPHER_READ_BYTES (64 * 1024)
-/* PSK needs the PSK key exchanges, which GnuTLS leaves out of NORMAL. */
-#define PSK_PRIORITY "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK"
+/* PSK needs the PSK key exchanges, which GnuTLS leaves out of NORMAL;
+ * both modes then take tls_cipher_order()'s ciphers. */
+#define PSK_KEY_EXCHANGES "+ECDHE-PSK:+DHE-PSK:+PSK"
 
 struct tls {
   gnutls_session_t session;
@@ -176,6 +177,7 @@ tls_configure (enum tls_mode m, const char *certs_dir, const char *psk_file,
     return r;
   }
   mode = m;
+  (void) tls_cipher_order (); /* measured now, not on the first client */
   return 0;
 }
 
@@ -191,6 +193,33 @@ tls_global_free (void)
   mode = TLS_OFF;
 }
 
+/* Makes room for `more` bytes of ciphertext.  Buffers come from the
+ * request buffer pool (warm, reused pages): growing a fresh heap buffer by
+ * doubling while a 256 KiB reply was encrypted copied it several times and
+ * faulted in new pages on every reply. */
+static int
+reserve (struct tls *t, size_t more)
+{
+  size_t cap = t->out_cap ? t->out_cap : 16384;
+  char *n;
+
+  if (t->out_len + more <= t->out_cap)
+    return 0;
+  while (cap < t->out_len + more)
+    cap *= 2;
+  n = bufpool_get (cap);
+  if (!n && cap > MAX_REQUEST_BYTES)
+    n = malloc (cap); /* over the pool's largest class */
+  if (!n)
+    return -ENOMEM;
+  if (t->out_len)
+    memcpy (n, t->out, t->out_len);
+  bufpool_put (t->out, t->out_cap);
+  t->out = n;
+  t->out_cap = cap;
+  return 0;
+}
+
 static ssize_t
 push (gnutls_transport_ptr_t ptr, const void *data, size_t len)
 {
@@ -198,17 +227,9 @@ push (gnutls_transport_ptr_t ptr, const void *data, size_t len)
 
   if (len == 0)
     return 0;
-  if (t->out_len + len > t->out_cap) {
-    size_t cap = t->out_cap ? t->out_cap : 16384;
-    while (cap < t->out_len + len)
-      cap *= 2;
-    char *n = realloc (t->out, cap);
-    if (!n) {
-      gnutls_transport_set_errno (t->session, ENOMEM);
-      return -1;
-    }
-    t->out = n;
-    t->out_cap = cap;
+  if (reserve (t, len) < 0) {
+    gnutls_transport_set_errno (t->session, ENOMEM);
+    return -1;
   }
   memcpy (t->out + t->out_len, data, len);
   t->out_len += len;
@@ -244,6 +265,7 @@ struct tls_write {
   uv_write_t *req; /* the caller's, completed with ours (or NULL) */
   uv_write_cb cb;
   char *data;
+  size_t cap; /* data's size, for the pool */
 };
 
 static void
@@ -251,7 +273,7 @@ after_tls_write (uv_write_t *w, int status)
 {
   struct tls_write *tw = w->data;
 
-  free (tw->data);
+  bufpool_put (tw->data, tw->cap);
   if (tw->cb)
     tw->cb (tw->req, status);
   free (tw);
@@ -275,12 +297,13 @@ tls_flush (struct conn *c, uv_write_t *req, uv_write_cb cb)
   tw->req = req;
   tw->cb = cb;
   tw->data = t->out;
+  tw->cap = t->out_cap;
   b = uv_buf_init (t->out, (unsigned) t->out_len);
   t->out = NULL;
   t->out_len = t->out_cap = 0;
   r = uv_write (&tw->w, &c->h.stream, &b, 1, after_tls_write);
   if (r < 0) {
-    free (tw->data);
+    bufpool_put (tw->data, tw->cap);
     free (tw);
   }
   return r;
@@ -301,11 +324,15 @@ tls_start (struct conn *c)
     goto fail;
   }
   if (psk_creds) {
-    r = gnutls_priority_set_direct (t->session, PSK_PRIORITY, NULL);
+    char prio[512];
+    snprintf (prio, sizeof prio, "NORMAL:%s:%s", PSK_KEY_EXCHANGES,
+              tls_cipher_order ());
+    r = gnutls_priority_set_direct (t->session, prio, NULL);
     if (r >= 0)
       r = gnutls_credentials_set (t->session, GNUTLS_CRD_PSK, psk_creds);
   } else {
-    r = gnutls_set_default_priority (t->session);
+    r = gnutls_set_default_priority_append (t->session, tls_cipher_order (),
+                                            NULL, 0);
     if (r >= 0)
       r =
         gnutls_credentials_set (t->session, GNUTLS_CRD_CERTIFICATE, x509_creds);
@@ -340,7 +367,7 @@ tls_free (struct conn *c)
   if (t->session)
     gnutls_deinit (t->session);
   free (t->in);
-  free (t->out);
+  bufpool_put (t->out, t->out_cap);
   free (t);
   c->tls = NULL;
 }
@@ -472,6 +499,13 @@ tls_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs, unsigned n,
 
   if (!t->handshake_done)
     return -ENOTCONN;
+  /* Room for all of it at once: each record of at most 16 KiB adds a
+   * header, a tag and padding, well under 256 bytes. */
+  size_t total = 0;
+  for (unsigned i = 0; i < n; i++)
+    total += bufs[i].len;
+  if (reserve (t, total + (total / 16384 + n + 1) * 256) < 0)
+    return -ENOMEM;
   for (unsigned i = 0; i < n; i++) {
     size_t off = 0;
     unsigned retries = 0;
