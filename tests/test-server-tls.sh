@@ -64,8 +64,10 @@ check "PSK: an unknown user is refused" test "$(cat "$TMP/bob.rc")" -ne 0
 check "--tls=on still serves plaintext clients" test "$(cat "$TMP/tcp-plain.size")" = 16777216
 # The server's cipher order puts the faster AEAD first; on a CPU with AES
 # instructions that is AES-GCM (GnuTLS's own order gave libnbd
-# ChaCha20-Poly1305 here, 17 times slower).
-if grep -qw aes /proc/cpuinfo; then
+# ChaCha20-Poly1305 here, 17 times slower).  Under a checker such as
+# valgrind the daemon runs on the checker's emulated CPU, where either may
+# be faster: there only the logging is checked.
+if grep -qw aes /proc/cpuinfo && [ -z "${LUKS_NBD_WRAPPER:-}" ]; then
   check "X.509: the session uses AES-GCM on a CPU with AES instructions" \
     grep -q "TLS (TLS1.[23])-.*(AES-[0-9]*-GCM)" "$TMP/x509.log"
   check "PSK: the session uses AES-GCM on a CPU with AES instructions" \
