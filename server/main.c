@@ -90,6 +90,7 @@ usage (FILE *f)
     "                      [,description=TEXT][,qcow2-cache-size=SIZE]\n"
     "                      [,payload-backing=on|off][,discard=on|off]\n"
     "                      [,locking=on|off][,backup-header=PATH|URI]\n"
+    "                      [,cache=writeback|none]\n"
     "                      [,credential=NAME]  ($CREDENTIALS_DIRECTORY/NAME)\n"
     "                      (',,' is a literal comma)\n"
     "  --socket PATH       listen on a unix socket (mode 0600)\n"

@@ -77,6 +77,13 @@ fails "an unknown --user" "--user nosuchuser: no such user" --user nosuchuser --
 
 luks_nbd --help > "$TMP/help"
 check "--help documents --export keys" grep -q "payload-format=auto|raw|qcow2" "$TMP/help"
+# Every key the parser knows (its unknown-key message lists them) is in --help.
+keys=$(luks_nbd --socket "$s" --export "name=v,payload=x,no-such-key=1" 2>&1 |
+  sed -n 's/.*(expected \(.*\))$/\1/p' | tr -d ',')
+missing=""
+for k in $keys; do grep -qE -- "(SPEC +|,|\|)$k=" "$TMP/help" || missing="$missing $k"; done
+check "--help names all $(echo $keys | wc -w) export keys (missing:${missing:- none})" \
+  test -n "$keys" -a -z "$missing"
 check_fails_with "no --export is an error" "no --export given" luks_nbd --socket "$s"
 # Secrets never reach the logs, at any verbosity: the passphrase, and the
 # volume key (as cryptsetup prints it, in hex) are absent from -vv output.
