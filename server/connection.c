@@ -192,6 +192,23 @@ alloc_cb (uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void tls_pump (struct conn *c);
 
+/* The in-flight limits, as conn_update_reading applies them.  Parsing
+ * stops at them too: one read can bring 64 KiB of request headers, and
+ * without this check 2,000 reads of up to 32 MiB each were all taken at
+ * once.  A write whose data is still arriving is always fed. */
+static bool
+over_limits (const struct conn *c)
+{
+  /* On TLS a reply's buffer is let go once it is encrypted, so the
+   * ciphertext still queued for the socket counts too: a client that
+   * never reads its replies cannot make us queue without bound. */
+  uint64_t queued = c->tls ? uv_stream_get_write_queue_size (&c->h.stream) : 0;
+
+  return !c->pending && !c->discard &&
+         (c->inflight >= MAX_INFLIGHT_REQUESTS ||
+          c->inflight_bytes + queued >= MAX_INFLIGHT_BYTES);
+}
+
 /* Feeds buffered input to the current phase until it needs more. */
 static void
 process_input (struct conn *c)
@@ -207,7 +224,7 @@ process_input (struct conn *c)
     if (n == 0)
       break;
     off += (size_t) n;
-    if (c->finishing || c->tls_starting)
+    if (c->finishing || c->tls_starting || over_limits (c))
       break;
   }
   memmove (c->in, c->in + off, c->in_len - off);
@@ -276,28 +293,36 @@ read_cb (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* Reads while the connection can take more: not finishing, below the
  * in-flight limits, and with room in the input buffer. */
-void
-conn_update_reading (struct conn *c)
+static bool
+wants_input (const struct conn *c)
 {
   /* A write's data or a refused write's bytes must be read whatever the
    * limits, or the request holding them would never finish. */
-  bool want =
-    !c->closing && (c->pending || c->discard ||
-                    (!c->finishing && c->inflight < MAX_INFLIGHT_REQUESTS &&
-                     c->inflight_bytes < MAX_INFLIGHT_BYTES));
+  return !c->closing &&
+         (c->pending || c->discard || (!c->finishing && !over_limits (c)));
+}
 
+void
+conn_update_reading (struct conn *c)
+{
+  bool want = wants_input (c);
+
+  /* Input buffered while over the limits may be parseable now.  This runs
+   * whether or not the socket is being read: parsing stops at the limits,
+   * and a client that sent everything at once sends nothing more to wake
+   * us up. */
+  if (want && c->in_len) {
+    process_input (c);
+    if (c->closing || c->finishing)
+      return;
+  }
+  if (want && c->tls) {
+    tls_pump (c);
+    if (c->closing || c->finishing)
+      return;
+  }
+  want = wants_input (c);
   if (want && !c->reading) {
-    /* Input buffered while paused may now be parseable. */
-    if (c->in_len) {
-      process_input (c);
-      if (c->closing || c->finishing)
-        return;
-    }
-    if (c->tls) {
-      tls_pump (c);
-      if (c->closing || c->finishing)
-        return;
-    }
     if (uv_read_start (&c->h.stream, alloc_cb, read_cb) == 0)
       c->reading = true;
   } else if (!want && c->reading) {

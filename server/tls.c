@@ -262,6 +262,7 @@ pull_timeout (gnutls_transport_ptr_t ptr, unsigned ms)
 
 struct tls_write {
   uv_write_t w;
+  struct conn *c;
   uv_write_t *req; /* the caller's, completed with ours (or NULL) */
   uv_write_cb cb;
   char *data;
@@ -273,10 +274,16 @@ after_tls_write (uv_write_t *w, int status)
 {
   struct tls_write *tw = w->data;
 
+  struct conn *c = tw->c;
+
   bufpool_put (tw->data, tw->cap);
   if (tw->cb)
     tw->cb (tw->req, status);
   free (tw);
+  /* Less ciphertext queued: reading may resume (see conn_update_reading).
+   * The connection outlives its handle's write callbacks. */
+  if (!c->closing)
+    conn_update_reading (c);
 }
 
 /* Writes out what GnuTLS pushed; req/cb (if any) complete with it. */
@@ -294,6 +301,7 @@ tls_flush (struct conn *c, uv_write_t *req, uv_write_cb cb)
   if (!tw)
     return -ENOMEM;
   tw->w.data = tw;
+  tw->c = c;
   tw->req = req;
   tw->cb = cb;
   tw->data = t->out;

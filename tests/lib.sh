@@ -26,6 +26,18 @@ check_fails_with () {
     not_ok "$d"; echo "#   exit $rc, stderr: $err"; echo "#   expected: $pat"
   fi
 }
+# rss_limit_mib: a bound for the daemon's peak RSS in the memory-bound
+# tests, with room for a sanitizer's own memory (ASan's 256 MiB quarantine
+# and shadow; TSan's shadow, several times the heap).
+rss_limit_mib () {
+  local libs
+  libs=$(ldd "$top_builddir/server/luks-nbd")
+  case $libs in
+    *libtsan*) echo 4000 ;;
+    *libasan*) echo 900 ;;
+    *) echo 400 ;;
+  esac
+}
 # tap_report FILE N WHAT: a Python client's PASS/FAIL lines (nbdtest.report)
 # as TAP, then one check that all N of them arrived.
 tap_report () {

@@ -1,0 +1,79 @@
+#!/usr/bin/python3
+"""A client that sends many large reads at once and reads no reply until
+the server has gone idle: the server's memory must stay bounded by its
+in-flight limits (128 requests, 128 MiB per connection), not grow with
+what the client asked for.  Then every reply must still arrive, right.
+Run as `luks-nbd --run "exec python3 ..."`: the daemon is our parent.
+argv: SOCKET PLAINTEXT LIMIT_MIB [CA_CERT (then STARTTLS first)]
+Prints PASS/FAIL lines that the calling script numbers."""
+import os
+import select
+import ssl
+import struct
+import sys
+
+from nbdtest import option, option_reply, raw_connect, recv_exact, report
+
+sock_path, plain_path, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ca_cert = sys.argv[4] if len(sys.argv) > 4 else None
+pid = os.getppid()
+plain = open(plain_path, "rb").read()
+MIB = 1 << 20
+COUNT, LENGTH = 300, 4 * MIB  # 1.2 GiB of replies asked for at once
+what = "TLS" if ca_cert else "plain"
+
+s = raw_connect(sock_path)
+if ca_cert:
+    option(s, 5)  # STARTTLS
+    assert option_reply(s)[0] == 1
+    ctx = ssl.create_default_context(cafile=ca_cert)
+    ctx.check_hostname = False
+    s = ctx.wrap_socket(s)
+option(s, 7, struct.pack(">I", 1) + b"v" + struct.pack(">H", 0))  # GO "v"
+while True:
+    typ, _ = option_reply(s)
+    if typ == 1:
+        break
+    assert typ == 3, f"reply type {typ}"
+
+offsets = [(i * MIB) % (len(plain) - LENGTH + 1) for i in range(COUNT)]
+s.sendall(b"".join(struct.pack(">IHHQQI", 0x25609513, 0, 0, i, off, LENGTH)
+                   for i, off in enumerate(offsets)))
+
+
+def cpu_ticks():
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def peak_rss_mib():
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    return -1
+
+
+# The server has taken all it will once its CPU time stops moving
+# (bounded: 60 s of 0.1 s samples).
+last, still = -1, 0
+for _ in range(600):
+    now = cpu_ticks()
+    still = still + 1 if now == last else 0
+    last = now
+    if still >= 5:
+        break
+    select.select([], [], [], 0.1)
+peak = peak_rss_mib()
+report(still >= 5, f"{what}: the server settles while the client reads nothing")
+report(0 < peak < limit,
+       f"{what}: peak RSS {peak} MiB with {COUNT * LENGTH // MIB} MiB of reads asked for")
+
+good = 0
+for _ in range(COUNT):
+    magic, err, handle = struct.unpack(">IIQ", recv_exact(s, 16))
+    data = recv_exact(s, LENGTH) if err == 0 else b""
+    good += (magic == 0x67446698 and err == 0 and
+             data == plain[offsets[handle]:offsets[handle] + LENGTH])
+report(good == COUNT, f"{what}: then all {COUNT} replies arrive, right ({good})")
