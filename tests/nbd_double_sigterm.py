@@ -13,19 +13,14 @@ import socket
 import struct
 import sys
 
-from nbdtest import option, option_reply, raw_connect, recv_exact, report
+from nbdtest import NBD_REQUEST_MAGIC, go, raw_connect, recv_exact, report
 
-NBD_REQUEST_MAGIC = 0x25609513
 sock_path, out_path = sys.argv[1:3]
 daemon = os.getppid()
 
 s = raw_connect(sock_path)
-option(s, 7, struct.pack(">I", 1) + b"v" + struct.pack(">H", 0))  # GO "v"
-while True:
-    typ, _ = option_reply(s)
-    if typ == 1:
-        break
-    assert typ == 3, f"reply type {typ}"
+typ = go(s)
+assert typ == 1, f"GO: reply type {typ}"
 
 data = os.urandom(65536)
 s.sendall(struct.pack(">IHHQQI", NBD_REQUEST_MAGIC, 0, 1, 5, 0, len(data))

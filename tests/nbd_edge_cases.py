@@ -15,7 +15,7 @@ import struct
 import sys
 
 import nbd
-from nbdtest import (NBD_REQUEST_MAGIC, errno_of, option, option_reply,
+from nbdtest import (NBD_REQUEST_MAGIC, errno_of, go, option, option_reply,
                      recv_exact, server_closed)
 from nbdtest import raw_connect as nbdtest_raw_connect
 
@@ -167,13 +167,9 @@ def raw_connect():
 
 def raw_go(name):
     s = raw_connect()
-    nm = name.encode()
-    option(s, 7, struct.pack(">I", len(nm)) + nm + struct.pack(">H", 0))
-    while True:
-        typ, _ = option_reply(s)
-        if typ == 1:
-            return s
-        assert typ == 3, f"reply type {typ}"
+    typ = go(s, name)
+    assert typ == 1, f"GO: reply type {typ}"
+    return s
 
 
 def request(s, typ, offset, length, flags=0, handle=7, data=b""):
@@ -231,9 +227,9 @@ h2.shutdown()
 # --max-connections 1100), each handshakes and reads its own block.
 many = [raw_connect() for _ in range(1000)]
 nm = b"rw"
-go = struct.pack(">I", len(nm)) + nm + struct.pack(">H", 0)
+go_option = struct.pack(">I", len(nm)) + nm + struct.pack(">H", 0)
 for c in many:
-    option(c, 7, go)
+    option(c, 7, go_option)
 for i, c in enumerate(many):
     while option_reply(c)[0] != 1:
         pass

@@ -12,7 +12,8 @@ import ssl
 import struct
 import sys
 
-from nbdtest import option, option_reply, raw_connect, recv_exact, report
+from nbdtest import (NBD_REQUEST_MAGIC, go, option, option_reply, raw_connect,
+                     recv_exact, report)
 
 sock_path, plain_path, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ca_cert = sys.argv[4] if len(sys.argv) > 4 else None
@@ -29,15 +30,11 @@ if ca_cert:
     ctx = ssl.create_default_context(cafile=ca_cert)
     ctx.check_hostname = False
     s = ctx.wrap_socket(s)
-option(s, 7, struct.pack(">I", 1) + b"v" + struct.pack(">H", 0))  # GO "v"
-while True:
-    typ, _ = option_reply(s)
-    if typ == 1:
-        break
-    assert typ == 3, f"reply type {typ}"
+typ = go(s)
+assert typ == 1, f"GO: reply type {typ}"
 
 offsets = [(i * MIB) % (len(plain) - LENGTH + 1) for i in range(COUNT)]
-s.sendall(b"".join(struct.pack(">IHHQQI", 0x25609513, 0, 0, i, off, LENGTH)
+s.sendall(b"".join(struct.pack(">IHHQQI", NBD_REQUEST_MAGIC, 0, 0, i, off, LENGTH)
                    for i, off in enumerate(offsets)))
 
 

@@ -7,7 +7,7 @@ import ssl
 import struct
 import sys
 
-from nbdtest import (option, option_reply, raw_connect, recv_exact, report,
+from nbdtest import (go, option, option_reply, raw_connect, recv_exact, report,
                      server_closed)
 
 mode, sock_path, ca_cert, plain_path = sys.argv[1:5]
@@ -26,15 +26,6 @@ def connect():
 
 def reply(s):
     return option_reply(s)
-
-
-def go(s, name="v"):
-    nm = name.encode()
-    option(s, OPT_GO, struct.pack(">I", len(nm)) + nm + struct.pack(">H", 0))
-    while True:
-        typ, _ = reply(s)
-        if typ != 3:  # NBD_REP_INFO
-            return typ
 
 
 def starttls(s):

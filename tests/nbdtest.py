@@ -58,6 +58,17 @@ def option_reply(s):
     return typ, recv_exact(s, ln)
 
 
+def go(s, name="v"):
+    """NBD_OPT_GO for export `name`; returns the final reply type
+    (NBD_REP_ACK = 1 on success), skipping NBD_REP_INFO replies."""
+    nm = name.encode()
+    option(s, 7, struct.pack(">I", len(nm)) + nm + struct.pack(">H", 0))
+    while True:
+        typ, _ = option_reply(s)
+        if typ != 3:
+            return typ
+
+
 def server_closed(s, seconds=10):
     """True if the server closes the connection (EOF or reset) within
     `seconds` and sends nothing first; a timeout is not a close."""
