@@ -316,7 +316,8 @@ conn_update_reading (struct conn *c)
     if (c->closing || c->finishing)
       return;
   }
-  if (want && c->tls) {
+  /* Only when something is buffered: this runs as every request ends. */
+  if (want && tls_has_input (c)) {
     tls_pump (c);
     if (c->closing || c->finishing)
       return;

@@ -142,6 +142,7 @@ int tls_start (struct conn *c); /* after the STARTTLS ack */
 const char *tls_cipher_order (void);
 void tls_free (struct conn *c);
 bool tls_active (const struct conn *c);
+bool tls_has_input (const struct conn *c);      /* buffered, no read needed */
 void tls_alloc (struct conn *c, uv_buf_t *buf); /* room for ciphertext */
 void tls_received (struct conn *c, size_t n);   /* n bytes landed there */
 int tls_feed (struct conn *c, const void *data, size_t len);

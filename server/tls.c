@@ -380,6 +380,18 @@ tls_free (struct conn *c)
   c->tls = NULL;
 }
 
+/* Whether tls_recv could yield anything without a new read: ciphertext
+ * stored but not pulled, or records GnuTLS decrypted but not handed out
+ * (and, before the handshake is done, always: it drives the handshake). */
+bool
+tls_has_input (const struct conn *c)
+{
+  const struct tls *t = c->tls;
+
+  return t && (!t->handshake_done || t->in_len > 0 ||
+               gnutls_record_check_pending (t->session) > 0);
+}
+
 bool
 tls_active (const struct conn *c)
 {
