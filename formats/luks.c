@@ -134,11 +134,15 @@ luks_flush (struct node *n)
   return node_flush (((struct luks_node *) n)->payload);
 }
 
-/* Zero plaintext is encrypted zeros, never zero ciphertext: write it. */
+/* Zero plaintext is encrypted zeros, never zero ciphertext: write it, a
+ * chunk at a time.  FUA must cover every chunk, not only the last (a
+ * remote payload's FUA covers only its own request): several chunks go
+ * without it and one flush of the payload follows them. */
 static int
 luks_zero (struct node *n, uint64_t count, uint64_t offset, int flags)
 {
   enum { CHUNK = 1024 * 1024 };
+  bool one = count <= CHUNK;
   char *zeros = calloc (1, CHUNK);
   int r = 0;
 
@@ -147,9 +151,11 @@ luks_zero (struct node *n, uint64_t count, uint64_t offset, int flags)
   for (uint64_t done = 0; r == 0 && done < count; done += CHUNK) {
     uint64_t len = count - done < CHUNK ? count - done : CHUNK;
     r = luks_pwrite (n, zeros, len, offset + done,
-                     done + len == count ? flags : 0);
+                     one ? flags : flags & ~NODE_FUA);
   }
   free (zeros);
+  if (r == 0 && !one && (flags & NODE_FUA))
+    r = luks_flush (n);
   return r;
 }
 

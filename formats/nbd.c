@@ -1,7 +1,14 @@
 /* luks-nbd: the nbd node: a remote export through libnbd, so ciphertext
  * (or a header) can live on any NBD server (nbdkit, qemu-nbd, rbd-nbd,
  * another luks-nbd).  Workers share a small pool of connections: one per
- * concurrent request when the server allows multi-conn, else one. */
+ * concurrent request when the server allows multi-conn, else one.
+ *
+ * Durability: NODE_FUA means every byte of the call is durable on return
+ * (every chunk carries FUA, or a flush follows when the server has no
+ * FUA); flush covers every write completed before it.  A connection that
+ * dies is dropped and made again on next use (bounded retries); if it
+ * died with writes not yet flushed, the next flush fails once with EIO,
+ * because those writes may never have reached stable storage. */
 #include <config.h>
 
 #include <errno.h>
@@ -9,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libnbd.h>
 
@@ -17,17 +25,28 @@
 
 #define NBD_POOL_MAX 8
 #define NBD_CHUNK_DEFAULT (32 * 1024 * 1024)
+/* Reconnecting a dropped connection: this many attempts, the delay
+ * doubling from the first, so a request waits at most ~0.7 s. */
+#define NBD_CONNECT_ATTEMPTS 4
+#define NBD_CONNECT_DELAY_MS 100
 
 struct nbd_node {
   struct node node;
   char *uri;
   pthread_mutex_t lock;
   pthread_cond_t idle_cond;
+  /* A slot's handle is NULL after its connection died (made again on
+   * next use); only the thread that holds the slot (busy) touches it. */
   struct nbd_handle *handles[NBD_POOL_MAX];
   bool busy[NBD_POOL_MAX];
   unsigned n_handles, max_handles;
   uint64_t chunk; /* largest request the server takes */
   bool can_fua;
+  /* Under lock: writes completed without FUA (a count), how many of them
+   * the last successful flush covered, and whether a connection died
+   * while some were not covered (reported by the next flush). */
+  uint64_t writes_done, writes_flushed;
+  bool writes_lost;
 };
 
 bool
@@ -65,6 +84,58 @@ connect_one (struct nbd_node *n, struct nbd_handle **out)
   return 0;
 }
 
+static void put_handle (struct nbd_node *n, unsigned slot);
+
+/* What came back after a reconnect must still be the disk we opened. */
+static bool
+same_export (struct nbd_node *n, struct nbd_handle *h)
+{
+  int64_t size = nbd_get_size (h);
+
+  if (size < 0 || (uint64_t) size != n->node.size) {
+    error_set (-EIO, "%s: the export is %lld bytes now, was %llu", n->uri,
+               (long long) size, (unsigned long long) n->node.size);
+    return false;
+  }
+  if (!n->node.readonly && nbd_is_read_only (h) == 1) {
+    error_set (-EROFS, "%s: the export is read-only now", n->uri);
+    return false;
+  }
+  return true;
+}
+
+/* A dropped connection made again: a few attempts with a growing delay,
+ * so a remote that restarts is found again, and one that is gone fails
+ * the request (EIO) instead of holding it. */
+static int
+reconnect (struct nbd_node *n, struct nbd_handle **out)
+{
+  long delay_ms = NBD_CONNECT_DELAY_MS;
+  int r = 0;
+
+  for (int attempt = 1; attempt <= NBD_CONNECT_ATTEMPTS; attempt++) {
+    r = connect_one (n, out);
+    if (r == 0 && !same_export (n, *out)) {
+      nbd_close (*out);
+      r = -EIO;
+      break; /* a different disk now: retrying will not help */
+    }
+    if (r == 0) {
+      node_log ("%s: reconnected (attempt %d)", n->uri, attempt);
+      return 0;
+    }
+    if (attempt < NBD_CONNECT_ATTEMPTS) {
+      struct timespec ts = { delay_ms / 1000, (delay_ms % 1000) * 1000000 };
+      nanosleep (&ts, NULL);
+      delay_ms *= 2;
+    }
+  }
+  node_log ("%s: reconnecting failed after %d attempts: %s", n->uri,
+            NBD_CONNECT_ATTEMPTS, error_message ());
+  return error_set (-EIO, "%s: the connection to the NBD server is lost",
+                    n->uri);
+}
+
 /* Takes an idle connection, opening another while the pool may grow. */
 static int
 get_handle (struct nbd_node *n, unsigned *slot)
@@ -78,6 +149,10 @@ get_handle (struct nbd_node *n, unsigned *slot)
         n->busy[i] = true;
         *slot = i;
         pthread_mutex_unlock (&n->lock);
+        if (!n->handles[i] && (r = reconnect (n, &n->handles[i])) < 0) {
+          put_handle (n, i);
+          return r;
+        }
         return 0;
       }
     if (n->n_handles < n->max_handles)
@@ -111,6 +186,68 @@ put_handle (struct nbd_node *n, unsigned slot)
   pthread_mutex_unlock (&n->lock);
 }
 
+/* After a failed command: a connection that died (the server went away,
+ * the socket broke) is closed and its slot emptied, so the next request
+ * connects again instead of failing on it for ever. */
+static int
+command_failed (struct nbd_node *n, unsigned slot, const char *what)
+{
+  struct nbd_handle *h = n->handles[slot];
+  int r = nbd_failure (n->uri, what);
+
+  if (nbd_aio_is_dead (h) != 1 && nbd_aio_is_closed (h) != 1)
+    return r;
+  node_log ("%s: the connection died (%s failed: %s); reconnecting on next "
+            "use",
+            n->uri, what, error_message ());
+  nbd_close (h);
+  n->handles[slot] = NULL;
+  pthread_mutex_lock (&n->lock);
+  if (n->writes_done != n->writes_flushed)
+    n->writes_lost = true;
+  pthread_mutex_unlock (&n->lock);
+  /* The caller sees EIO whatever errno libnbd had (ENOTCONN, EPIPE). */
+  return error_set (-EIO, "%s", error_message ());
+}
+
+/* Counts a write that completed without FUA: a later flush must cover it. */
+static void
+note_write (struct nbd_node *n)
+{
+  pthread_mutex_lock (&n->lock);
+  n->writes_done++;
+  pthread_mutex_unlock (&n->lock);
+}
+
+/* Flushes on the held connection.  With multi-conn (or a single
+ * connection) one flush covers the writes completed on every connection
+ * before it was sent.  Writes lost with a dead connection fail the first
+ * flush after (once: the client has then been told). */
+static int
+flush_on (struct nbd_node *n, unsigned slot)
+{
+  uint64_t covered;
+  bool lost;
+
+  pthread_mutex_lock (&n->lock);
+  covered = n->writes_done;
+  pthread_mutex_unlock (&n->lock);
+  if (nbd_flush (n->handles[slot], 0) < 0)
+    return command_failed (n, slot, "flush");
+  pthread_mutex_lock (&n->lock);
+  if (covered > n->writes_flushed)
+    n->writes_flushed = covered;
+  lost = n->writes_lost;
+  n->writes_lost = false;
+  pthread_mutex_unlock (&n->lock);
+  if (lost)
+    return error_set (-EIO,
+                      "%s: a connection to the NBD server died with writes "
+                      "not yet flushed: they may be lost",
+                      n->uri);
+  return 0;
+}
+
 static int
 nbd_io (struct node *node, bool write, void *buf, uint64_t count,
         uint64_t offset, int flags)
@@ -123,21 +260,23 @@ nbd_io (struct node *node, bool write, void *buf, uint64_t count,
   if (r < 0)
     return r;
   h = n->handles[slot];
+  /* FUA on every chunk, not only the last: the server's FUA covers only
+   * the bytes of its own request. */
+  uint32_t f =
+    write && (flags & NODE_FUA) && n->can_fua ? LIBNBD_CMD_FLAG_FUA : 0;
   while (count > 0 && r == 0) {
     uint64_t len = count < n->chunk ? count : n->chunk;
-    uint32_t f = write && (flags & NODE_FUA) && n->can_fua && len == count
-                   ? LIBNBD_CMD_FLAG_FUA
-                   : 0;
     if ((write ? nbd_pwrite (h, buf, len, offset, f)
                : nbd_pread (h, buf, len, offset, 0)) < 0)
-      r = nbd_failure (n->uri, write ? "write" : "read");
+      r = command_failed (n, slot, write ? "write" : "read");
     buf = (char *) buf + len;
     offset += len;
     count -= len;
   }
-  if (r == 0 && write && (flags & NODE_FUA) && !n->can_fua &&
-      nbd_flush (h, 0) < 0)
-    r = nbd_failure (n->uri, "flush");
+  if (r == 0 && write && !f)
+    note_write (n);
+  if (r == 0 && write && (flags & NODE_FUA) && !n->can_fua)
+    r = flush_on (n, slot); /* no FUA on the server: a flush instead */
   put_handle (n, slot);
   return r;
 }
@@ -165,9 +304,7 @@ nbd_node_flush (struct node *node)
 
   if (r < 0)
     return r;
-  /* With multi-conn (or a single connection) one flush covers all. */
-  if (nbd_flush (n->handles[slot], 0) < 0)
-    r = nbd_failure (n->uri, "flush");
+  r = flush_on (n, slot);
   put_handle (n, slot);
   return r;
 }
@@ -182,7 +319,9 @@ nbd_node_trim (struct node *node, uint64_t count, uint64_t offset)
   if (r < 0)
     return r;
   if (nbd_trim (n->handles[slot], count, offset, 0) < 0)
-    r = nbd_failure (n->uri, "trim");
+    r = command_failed (n, slot, "trim");
+  else
+    note_write (n);
   put_handle (n, slot);
   return r;
 }
@@ -196,9 +335,13 @@ nbd_node_zero (struct node *node, uint64_t count, uint64_t offset, int flags)
 
   if (r < 0)
     return r;
-  if (nbd_zero (n->handles[slot], count, offset,
-                (flags & NODE_FUA) && n->can_fua ? LIBNBD_CMD_FLAG_FUA : 0) < 0)
-    r = nbd_failure (n->uri, "zero");
+  uint32_t f = (flags & NODE_FUA) && n->can_fua ? LIBNBD_CMD_FLAG_FUA : 0;
+  if (nbd_zero (n->handles[slot], count, offset, f) < 0)
+    r = command_failed (n, slot, "zero");
+  else if (!f)
+    note_write (n);
+  if (r == 0 && (flags & NODE_FUA) && !f)
+    r = flush_on (n, slot); /* no FUA on the server: a flush instead */
   put_handle (n, slot);
   return r;
 }
@@ -249,7 +392,7 @@ nbd_node_extents (struct node *node, uint64_t count, uint64_t offset,
           n->handles[slot], len, c.pos,
           (nbd_extent_callback){ .callback = status_cb, .user_data = &c },
           0) < 0)
-      r = nbd_failure (n->uri, "block status");
+      r = command_failed (n, slot, "block status");
     else if (c.pos == before) { /* no progress: report the rest as data */
       r = extent_add (out, c.pos, c.end - c.pos, 0);
       c.pos = c.end;
@@ -264,10 +407,11 @@ nbd_node_close (struct node *node)
 {
   struct nbd_node *n = (struct nbd_node *) node;
 
-  for (unsigned i = 0; i < n->n_handles; i++) {
-    nbd_shutdown (n->handles[i], 0);
-    nbd_close (n->handles[i]);
-  }
+  for (unsigned i = 0; i < n->n_handles; i++)
+    if (n->handles[i]) {
+      nbd_shutdown (n->handles[i], 0);
+      nbd_close (n->handles[i]);
+    }
   pthread_mutex_destroy (&n->lock);
   pthread_cond_destroy (&n->idle_cond);
   free (n->uri);

@@ -2,10 +2,35 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "error.h"
 #include "node.h"
+
+static void (*log_hook) (const char *fmt, ...);
+
+void
+node_set_log_hook (void (*hook) (const char *fmt, ...))
+{
+  log_hook = hook;
+}
+
+void
+node_log (const char *fmt, ...)
+{
+  char line[1024];
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (line, sizeof line, fmt, ap);
+  va_end (ap);
+  if (log_hook)
+    log_hook ("%s", line);
+  else
+    fprintf (stderr, "luks-nbd: warning: %s\n", line);
+}
 
 void
 node_close (struct node *n)

@@ -79,6 +79,11 @@ node_flush (struct node *n)
 
 void node_close (struct node *n);
 
+/* Events a node reports on its own (an NBD connection lost and made
+ * again): to the hook the server sets, else to stderr.  Any thread. */
+void node_set_log_hook (void (*hook) (const char *fmt, ...));
+void node_log (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+
 /* The optional ops, or -ENOTSUP with a message when a node lacks them. */
 int node_trim (struct node *n, uint64_t count, uint64_t offset);
 int node_zero (struct node *n, uint64_t count, uint64_t offset, int flags);

@@ -393,6 +393,7 @@ main (int argc, char **argv)
     return 1;
   }
   log_set_verbose (verbose);
+  node_set_log_hook (log_warning); /* e.g. a remote payload reconnected */
   conn_set_limits (max_connections, handshake_timeout);
   if (n_specs == 0 && !control) {
     fprintf (stderr, "luks-nbd: no --export given\n");

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Proves that a FUA reply means every byte of the request is durable, and
+# that FLUSH covers every write before it, through every node on a remote
+# payload: luks -> raw -> nbd and luks -> qcow2 -> nbd (header remote
+# too), on a remote that takes at most 64 KiB per request (so the stack
+# splits).  nbdkit's
+# log filter records what reached the remote; nbd_durability.py checks
+# that each remote write had FUA or a completed flush after it before our
+# reply.  (The file node's FUA is fdatasync: test-faults.sh shows a FUA
+# write fails when fdatasync does.)
+. "$(dirname "$0")/lib.sh"
+need cryptsetup nbdkit qemu-img qemu-io python3
+python3 -c 'import nbd' 2>/dev/null || { echo "1..0 # SKIP python3-libnbd is not installed"; exit 0; }
+
+make_luks2_volume v 8M --sector-size 4096
+mkdir "$TMP/remote"
+mv "$TMP/v.payload" "$TMP/remote/payload"
+mv "$TMP/v.hdr" "$TMP/remote/hdr"
+offset=$(cryptsetup luksDump "$TMP/remote/hdr" | sed -n 's/^[[:space:]]*offset: *\([0-9]*\) \[bytes\].*/\1/p' | head -n1)
+# A qcow2 payload on the remote, ciphertext inside.
+printf 'qcow2 pass' > "$TMP/q.key"
+truncate -s 1M "$TMP/dummy"
+cryptsetup luksFormat --type luks2 --header "$TMP/remote/qhdr" --key-file "$TMP/q.key" \
+  --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --sector-size 4096 --batch-mode "$TMP/dummy"
+# Its clusters preallocated as zero clusters: a remote cannot grow, and
+# writing one turns it into data by an L2 update (metadata to persist).
+qemu-img create -q -f qcow2 -o cluster_size=65536,preallocation=metadata \
+  "$TMP/remote/q.qcow2" 16M
+qemu-io -f qcow2 -c 'write -z 0 16M' "$TMP/remote/q.qcow2" > /dev/null
+
+# The recording remote: nbdkit serving $TMP/remote on $TMP/r.sock,
+# logging to $TMP/r.log, taking at most 64 KiB per request.
+nbdkit -U "$TMP/r.sock" -P "$TMP/r.pid" --filter=log --filter=blocksize-policy \
+  file dir="$TMP/remote" logfile="$TMP/r.log" \
+  blocksize-minimum=1 blocksize-preferred=4096 blocksize-maximum=65536
+cleanup_hooks="kill \$(cat $TMP/r.pid) 2>/dev/null; $cleanup_hooks"
+
+: > "$TMP/results"
+cat > "$TMP/driver.sh" <<SH
+for kind in raw qcow2; do
+  PYTHONPATH=$top_srcdir/tests python3 $top_srcdir/tests/nbd_durability.py \
+    $TMP/sock \$kind \$kind $TMP/r.log $offset >> $TMP/results 2>> $TMP/driver.err
+done
+SH
+uri () { echo "nbd+unix:///$1?socket=$TMP/r.sock"; }
+luks_nbd --socket "$TMP/sock" \
+  --export "name=raw,payload=$(uri payload),payload-format=raw,header=$(uri hdr),key-file=$TMP/v.key" \
+  --export "name=qcow2,payload=$(uri q.qcow2),payload-format=qcow2,header=$(uri qhdr),key-file=$TMP/q.key" \
+  --run "sh $TMP/driver.sh" 2> "$TMP/daemon.log"
+check "luks-nbd served both exports over the remote" test $? -eq 0
+check "the remote advertised FUA (so FUA, not flush, is expected per write)" \
+  grep -q "Connect export=payload.* fua=[12]" "$TMP/r.log"
+tap_report "$TMP/results" 18 "nbd_durability.py (raw and qcow2 payloads)"
+pid=$(cat "$TMP/r.pid")
+kill "$pid"
+for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+qemu-img check -q "$TMP/remote/q.qcow2"
+check "qemu-img check of the remote qcow2 payload is clean" test $? -eq 0
+sed "s/^/# /" "$TMP/driver.err" "$TMP/daemon.log"
+done_testing
