@@ -12,6 +12,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +86,9 @@ connect_one (struct nbd_node *n, struct nbd_handle **out)
 }
 
 static void put_handle (struct nbd_node *n, unsigned slot);
+static void drop_connection (struct nbd_node *n, unsigned slot,
+                             const char *why);
+static bool closed_while_idle (struct nbd_handle *h);
 
 /* What came back after a reconnect must still be the disk we opened. */
 static bool
@@ -149,6 +153,8 @@ get_handle (struct nbd_node *n, unsigned *slot)
         n->busy[i] = true;
         *slot = i;
         pthread_mutex_unlock (&n->lock);
+        if (n->handles[i] && closed_while_idle (n->handles[i]))
+          drop_connection (n, i, "closed by the server while idle");
         if (!n->handles[i] && (r = reconnect (n, &n->handles[i])) < 0) {
           put_handle (n, i);
           return r;
@@ -186,28 +192,48 @@ put_handle (struct nbd_node *n, unsigned slot)
   pthread_mutex_unlock (&n->lock);
 }
 
-/* After a failed command: a connection that died (the server went away,
- * the socket broke) is closed and its slot emptied, so the next request
- * connects again instead of failing on it for ever. */
-static int
-command_failed (struct nbd_node *n, unsigned slot, const char *what)
+/* Closes a connection that died and empties its slot, so the next use
+ * connects again instead of failing on it for ever.  Writes completed
+ * but not yet flushed may have died with it: the next flush says so. */
+static void
+drop_connection (struct nbd_node *n, unsigned slot, const char *why)
 {
-  struct nbd_handle *h = n->handles[slot];
-  int r = nbd_failure (n->uri, what);
-
-  if (nbd_aio_is_dead (h) != 1 && nbd_aio_is_closed (h) != 1)
-    return r;
-  node_log ("%s: the connection died (%s failed: %s); reconnecting on next "
-            "use",
-            n->uri, what, error_message ());
-  nbd_close (h);
+  node_log ("%s: the connection died (%s); reconnecting on next use", n->uri,
+            why);
+  nbd_close (n->handles[slot]);
   n->handles[slot] = NULL;
   pthread_mutex_lock (&n->lock);
   if (n->writes_done != n->writes_flushed)
     n->writes_lost = true;
   pthread_mutex_unlock (&n->lock);
-  /* The caller sees EIO whatever errno libnbd had (ENOTCONN, EPIPE). */
-  return error_set (-EIO, "%s", error_message ());
+}
+
+/* An idle connection has nothing to read; one the server closed (it
+ * restarted, or went away) polls as hung up.  Checked before each use so
+ * that only requests in flight when a server goes away fail. */
+static bool
+closed_while_idle (struct nbd_handle *h)
+{
+  struct pollfd p = { .fd = nbd_aio_get_fd (h), .events = POLLRDHUP };
+
+  return p.fd < 0 || (poll (&p, 1, 0) == 1 &&
+                      (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
+}
+
+/* After a failed command: a dead connection is dropped, and the caller
+ * sees EIO whatever errno libnbd had (ENOTCONN, EPIPE). */
+static int
+command_failed (struct nbd_node *n, unsigned slot, const char *what)
+{
+  struct nbd_handle *h = n->handles[slot];
+  int r = nbd_failure (n->uri, what);
+  char why[512];
+
+  if (nbd_aio_is_dead (h) != 1 && nbd_aio_is_closed (h) != 1)
+    return r;
+  snprintf (why, sizeof why, "%s", error_message ());
+  drop_connection (n, slot, why);
+  return error_set (-EIO, "%s", why);
 }
 
 /* Counts a write that completed without FUA: a later flush must cover it. */
