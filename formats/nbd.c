@@ -85,10 +85,42 @@ connect_one (struct nbd_node *n, struct nbd_handle **out)
   return 0;
 }
 
-static void put_handle (struct nbd_node *n, unsigned slot);
-static void drop_connection (struct nbd_node *n, unsigned slot,
-                             const char *why);
-static bool closed_while_idle (struct nbd_handle *h);
+static void
+put_handle (struct nbd_node *n, unsigned slot)
+{
+  pthread_mutex_lock (&n->lock);
+  n->busy[slot] = false;
+  pthread_cond_signal (&n->idle_cond);
+  pthread_mutex_unlock (&n->lock);
+}
+
+/* Closes a connection that died and empties its slot, so the next use
+ * connects again instead of failing on it for ever.  Writes completed
+ * but not yet flushed may have died with it: the next flush says so. */
+static void
+drop_connection (struct nbd_node *n, unsigned slot, const char *why)
+{
+  node_log ("%s: the connection died (%s); reconnecting on next use", n->uri,
+            why);
+  nbd_close (n->handles[slot]);
+  n->handles[slot] = NULL;
+  pthread_mutex_lock (&n->lock);
+  if (n->writes_done != n->writes_flushed)
+    n->writes_lost = true;
+  pthread_mutex_unlock (&n->lock);
+}
+
+/* An idle connection has nothing to read; one the server closed (it
+ * restarted, or went away) polls as hung up.  Checked before each use so
+ * that only requests in flight when a server goes away fail. */
+static bool
+closed_while_idle (struct nbd_handle *h)
+{
+  struct pollfd p = { .fd = nbd_aio_get_fd (h), .events = POLLRDHUP };
+
+  return p.fd < 0 || (poll (&p, 1, 0) == 1 &&
+                      (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
+}
 
 /* What came back after a reconnect must still be the disk we opened. */
 static bool
@@ -181,43 +213,6 @@ get_handle (struct nbd_node *n, unsigned *slot)
   }
   *slot = i;
   return 0;
-}
-
-static void
-put_handle (struct nbd_node *n, unsigned slot)
-{
-  pthread_mutex_lock (&n->lock);
-  n->busy[slot] = false;
-  pthread_cond_signal (&n->idle_cond);
-  pthread_mutex_unlock (&n->lock);
-}
-
-/* Closes a connection that died and empties its slot, so the next use
- * connects again instead of failing on it for ever.  Writes completed
- * but not yet flushed may have died with it: the next flush says so. */
-static void
-drop_connection (struct nbd_node *n, unsigned slot, const char *why)
-{
-  node_log ("%s: the connection died (%s); reconnecting on next use", n->uri,
-            why);
-  nbd_close (n->handles[slot]);
-  n->handles[slot] = NULL;
-  pthread_mutex_lock (&n->lock);
-  if (n->writes_done != n->writes_flushed)
-    n->writes_lost = true;
-  pthread_mutex_unlock (&n->lock);
-}
-
-/* An idle connection has nothing to read; one the server closed (it
- * restarted, or went away) polls as hung up.  Checked before each use so
- * that only requests in flight when a server goes away fail. */
-static bool
-closed_while_idle (struct nbd_handle *h)
-{
-  struct pollfd p = { .fd = nbd_aio_get_fd (h), .events = POLLRDHUP };
-
-  return p.fd < 0 || (poll (&p, 1, 0) == 1 &&
-                      (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
 }
 
 /* After a failed command: a dead connection is dropped, and the caller

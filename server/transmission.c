@@ -332,7 +332,9 @@ do_part (uv_work_t *w)
     err = node_pread (r->node, buf, p->count, p->offset);
     break;
   case NBD_CMD_WRITE:
-    /* The request owns buf and never reads it again. */
+    /* The request owns buf and never reads it again.  Every part of a
+     * FUA request carries FUA (a node's FUA covers only its own bytes),
+     * so the reply, sent after the last part, covers the whole request. */
     err = node_pwrite (r->node, buf, p->count, p->offset,
                        NODE_MAY_CLOBBER |
                          ((r->flags & NBD_CMD_FLAG_FUA) ? NODE_FUA : 0));
