@@ -3,7 +3,7 @@
 # that FLUSH covers every write before it, through every node on a remote
 # payload: luks -> raw -> nbd and luks -> qcow2 -> nbd (header remote
 # too), on a remote that takes at most 64 KiB per request (so the stack
-# splits).  nbdkit's
+# splits), and on a remote without FUA (so flushes must stand in for it).  nbdkit's
 # log filter records what reached the remote; nbd_durability.py checks
 # that each remote write had FUA or a completed flush after it before our
 # reply.  (The file node's FUA is fdatasync: test-faults.sh shows a FUA
@@ -28,33 +28,47 @@ qemu-img create -q -f qcow2 -o cluster_size=65536,preallocation=metadata \
   "$TMP/remote/q.qcow2" 16M
 qemu-io -f qcow2 -c 'write -z 0 16M' "$TMP/remote/q.qcow2" > /dev/null
 
-# The recording remote: nbdkit serving $TMP/remote on $TMP/r.sock,
-# logging to $TMP/r.log, taking at most 64 KiB per request.
-nbdkit -U "$TMP/r.sock" -P "$TMP/r.pid" --filter=log --filter=blocksize-policy \
-  file dir="$TMP/remote" logfile="$TMP/r.log" \
-  blocksize-minimum=1 blocksize-preferred=4096 blocksize-maximum=65536
-cleanup_hooks="kill \$(cat $TMP/r.pid) 2>/dev/null; $cleanup_hooks"
+# remote NAME FILTER...: a recording remote serving a copy of $TMP/remote
+# ($TMP/remote-NAME) on $TMP/NAME.sock, logging to $TMP/NAME.log, taking at most 64 KiB per
+# request.  (--filter=fua alone is fuamode=none: no FUA advertised.)
+remote () {
+  local name=$1; shift
+  cp -a "$TMP/remote" "$TMP/remote-$name"
+  nbdkit -U "$TMP/$name.sock" -P "$TMP/$name.pid" --filter=log "$@" \
+    --filter=blocksize-policy file dir="$TMP/remote-$name" logfile="$TMP/$name.log" \
+    blocksize-minimum=1 blocksize-preferred=4096 blocksize-maximum=65536
+  cleanup_hooks="kill \$(cat $TMP/$name.pid) 2>/dev/null; $cleanup_hooks"
+}
+remote fua
+remote nofua --filter=fua
 
 : > "$TMP/results"
-cat > "$TMP/driver.sh" <<SH
+for r in fua nofua; do
+  cat > "$TMP/driver.sh" <<SH
 for kind in raw qcow2; do
   PYTHONPATH=$top_srcdir/tests python3 $top_srcdir/tests/nbd_durability.py \
-    $TMP/sock \$kind \$kind $TMP/r.log $offset >> $TMP/results 2>> $TMP/driver.err
+    $TMP/sock \$kind \$kind $TMP/$r.log $offset 2>> $TMP/driver.err |
+    sed 's/^\(PASS\|FAIL\) /&remote $r: /' >> $TMP/results
 done
 SH
-uri () { echo "nbd+unix:///$1?socket=$TMP/r.sock"; }
-luks_nbd --socket "$TMP/sock" \
-  --export "name=raw,payload=$(uri payload),payload-format=raw,header=$(uri hdr),key-file=$TMP/v.key" \
-  --export "name=qcow2,payload=$(uri q.qcow2),payload-format=qcow2,header=$(uri qhdr),key-file=$TMP/q.key" \
-  --run "sh $TMP/driver.sh" 2> "$TMP/daemon.log"
-check "luks-nbd served both exports over the remote" test $? -eq 0
-check "the remote advertised FUA (so FUA, not flush, is expected per write)" \
-  grep -q "Connect export=payload.* fua=[12]" "$TMP/r.log"
-tap_report "$TMP/results" 18 "nbd_durability.py (raw and qcow2 payloads)"
-pid=$(cat "$TMP/r.pid")
-kill "$pid"
-for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-qemu-img check -q "$TMP/remote/q.qcow2"
-check "qemu-img check of the remote qcow2 payload is clean" test $? -eq 0
+  uri () { echo "nbd+unix:///$1?socket=$TMP/$r.sock"; }
+  luks_nbd --socket "$TMP/sock" \
+    --export "name=raw,payload=$(uri payload),payload-format=raw,header=$(uri hdr),key-file=$TMP/v.key" \
+    --export "name=qcow2,payload=$(uri q.qcow2),payload-format=qcow2,header=$(uri qhdr),key-file=$TMP/q.key" \
+    --run "sh $TMP/driver.sh" 2>> "$TMP/daemon.log"
+  check "remote $r: luks-nbd served both exports" test $? -eq 0
+done
+check "the first remote advertised FUA" grep -q "Connect export=payload.* fua=[12]" "$TMP/fua.log"
+check "the second did not (FUA from us must become flushes)" \
+  grep -q "Connect export=payload.* fua=0" "$TMP/nofua.log"
+check "...and it received no FUA write" not grep -q "Write.* fua=1" "$TMP/nofua.log"
+tap_report "$TMP/results" 36 "nbd_durability.py (2 remotes, raw and qcow2 payloads)"
+for r in fua nofua; do
+  pid=$(cat "$TMP/$r.pid")
+  kill "$pid"
+  for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  qemu-img check -q "$TMP/remote-$r/q.qcow2"
+  check "remote $r: qemu-img check of the qcow2 payload is clean" test $? -eq 0
+done
 sed "s/^/# /" "$TMP/driver.err" "$TMP/daemon.log"
 done_testing
