@@ -4,8 +4,9 @@
  * concurrent request when the server allows multi-conn, else one.
  *
  * Durability: NODE_FUA means every byte of the call is durable on return
- * (every chunk carries FUA, or a flush follows when the server has no
- * FUA); flush covers every write completed before it.  A connection that
+ * (a request that fits one chunk carries FUA, otherwise or when the
+ * server has no FUA a flush follows); flush covers every write completed
+ * before it.  A connection that
  * dies is dropped and made again on next use (bounded retries); if it
  * died with writes not yet flushed, the next flush fails once with EIO,
  * because those writes may never have reached stable storage. */
@@ -281,10 +282,14 @@ nbd_io (struct node *node, bool write, void *buf, uint64_t count,
   if (r < 0)
     return r;
   h = n->handles[slot];
-  /* FUA on every chunk, not only the last: the server's FUA covers only
-   * the bytes of its own request. */
-  uint32_t f =
-    write && (flags & NODE_FUA) && n->can_fua ? LIBNBD_CMD_FLAG_FUA : 0;
+  /* The server's FUA covers only the bytes of its own request, so FUA on
+   * the last chunk alone would leave the others in its cache.  One chunk
+   * carries FUA; several go without it and one flush follows them (one
+   * sync on the server instead of one per chunk: 50 FUA writes of 1 MiB
+   * in 64 KiB chunks to nbdkit's file plugin took 0.37-0.63 s with FUA on
+   * every chunk, 0.18-0.42 s with a flush, as fast as e8be15f). */
+  bool fua = write && (flags & NODE_FUA);
+  uint32_t f = fua && n->can_fua && count <= n->chunk ? LIBNBD_CMD_FLAG_FUA : 0;
   while (count > 0 && r == 0) {
     uint64_t len = count < n->chunk ? count : n->chunk;
     if ((write ? nbd_pwrite (h, buf, len, offset, f)
@@ -296,8 +301,8 @@ nbd_io (struct node *node, bool write, void *buf, uint64_t count,
   }
   if (r == 0 && write && !f)
     note_write (n);
-  if (r == 0 && write && (flags & NODE_FUA) && !n->can_fua)
-    r = flush_on (n, slot); /* no FUA on the server: a flush instead */
+  if (r == 0 && fua && !f)
+    r = flush_on (n, slot);
   put_handle (n, slot);
   return r;
 }
