@@ -10,7 +10,11 @@
 
 struct node;
 
-#define NODE_FUA 1 /* pwrite: persist before returning */
+/* pwrite, zero: every byte of this call is on stable storage before it
+ * returns.  A node that splits the call must not pass FUA to only part of
+ * it: FUA on each piece, or a flush after them (docs/design.md,
+ * Durability).  flush: every write completed before it is durable. */
+#define NODE_FUA 1
 /* pwrite: the caller no longer needs the buffer's contents, so a node may
  * transform it in place (the luks node encrypts there: no copy). */
 #define NODE_MAY_CLOBBER 2
