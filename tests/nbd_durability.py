@@ -1,15 +1,17 @@
-"""FUA and FLUSH through luks-nbd, checked against what reached the remote.
+"""FUA and FLUSH through luks-nbd, checked against what reached the payload.
 
 Usage: nbd_durability.py SOCKET EXPORT KIND LOG DATA_OFFSET
-The export's payload is served by nbdkit with its log filter writing LOG;
-KIND is "raw" (ciphertext at DATA_OFFSET + plaintext offset on the remote)
-or "qcow2" (a qcow2 image on the remote, whose metadata must be durable
-too; its clusters are preallocated zero clusters, since a remote cannot
-grow and new clusters are taken past its end).  Requests are sent one at a time, so every remote command logged
-between sending one and its reply was made for it.
+LOG records the payload's writes and flushes: nbdkit's log filter for a
+remote payload, tests/fault-inject.so (FAULT_RECORD) for a file, in the
+same format.  KIND is "raw" (ciphertext at DATA_OFFSET + plaintext
+offset) or "qcow2" (a qcow2 image, whose metadata must be durable too; on
+a remote its clusters are preallocated zero clusters, since a remote
+cannot grow and new clusters are taken past its end).  Requests are sent
+one at a time, so every payload command logged between sending one and
+its reply was made for it.
 
-A remote write (Write, Zero, Trim) is durable before our reply if it
-carried FUA, or if a remote Flush started after it completed and itself
+A payload write (Write, Zero, Trim) is durable before our reply if it
+carried FUA, or if a Flush started after it completed and itself
 completed, all before the reply."""
 import re
 import sys
@@ -32,7 +34,7 @@ def log_lines():
 
 
 def window(fn):
-    """Runs fn (one request, to its reply); returns the remote's log lines
+    """Runs fn (one request, to its reply); returns the payload log lines
     written meanwhile."""
     mark = len(log_lines())
     fn()
@@ -64,7 +66,7 @@ def parse(lines):
 
 
 def not_durable(cmds):
-    """The remote writes in the window that were not durable before its
+    """The payload writes in the window that were not durable before its
     end (completed with FUA, or covered by a completed later flush)."""
     flushes = [c for c in cmds if c["kind"] == "Flush" and c["end"] is not None]
     bad = []
@@ -83,7 +85,7 @@ def writes(cmds):
 
 
 def covers(cmds, offset, count):
-    """True if the remote writes cover [offset, offset+count)."""
+    """True if the payload writes cover [offset, offset+count)."""
     pos, end = offset, offset + count
     for c in sorted(writes(cmds), key=lambda c: c["offset"]):
         if c["offset"] <= pos < c["offset"] + c["count"]:
@@ -99,12 +101,12 @@ def describe(bad):
 def check_durable(cmds, what, offset=None, count=None):
     bad = not_durable(cmds)
     report(writes(cmds) and not bad,
-           "%s %s: all %d remote writes durable before the reply%s"
+           "%s %s: all %d payload writes durable before the reply%s"
            % (kind, what, len(writes(cmds)),
               " (%d not: %s)" % (len(bad), describe(bad)) if bad else ""))
     if offset is not None and kind == "raw":
         report(covers(cmds, data_offset + offset, count),
-               "%s %s: the remote writes cover its %d ciphertext bytes"
+               "%s %s: the payload writes cover its %d ciphertext bytes"
                % (kind, what, count))
 
 
@@ -122,12 +124,12 @@ data = bytes((i * 7 + 3) % 251 for i in range(MiB))
 cmds = parse(window(lambda: h.pwrite(data, MiB, nbd.CMD_FLAG_FUA)))
 check_durable(cmds, "FUA write of 1 MiB", MiB, MiB)
 report(len(writes(cmds)) > 1,
-       "%s FUA write of 1 MiB: it reached the remote as %d writes (split)"
+       "%s FUA write of 1 MiB: it reached the payload as %d writes (split)"
        % (kind, len(writes(cmds))))
 if kind == "qcow2":
     report(any(c["count"] <= 8 for c in writes(cmds)),
-           "qcow2 FUA write of 1 MiB into preallocated zero clusters updated "
-           "metadata (L2 entries) on the remote")
+           "qcow2 FUA write of 1 MiB updated metadata (L2 or refcount "
+           "entries) in the same request")
 
 # Write-zeroes with FUA: luks writes encrypted zeros a MiB at a time.
 cmds = parse(window(lambda: h.zero(3 * MiB, 2 * MiB, nbd.CMD_FLAG_FUA)))
@@ -142,7 +144,7 @@ check_durable(cmds, "unaligned FUA write of 1000 bytes", 4096, 4096)
 lines = []
 lines += window(lambda: h.pwrite(data, 6 * MiB, 0))
 report(not_durable(parse(lines)),
-       "%s write without FUA: the checker sees remote writes not yet durable"
+       "%s write without FUA: the checker sees payload writes not yet durable"
        % kind)
 lines += window(lambda: h.flush())
 check_durable(parse(lines), "write then FLUSH")

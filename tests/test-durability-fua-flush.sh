@@ -3,11 +3,12 @@
 # that FLUSH covers every write before it, through every node on a remote
 # payload: luks -> raw -> nbd and luks -> qcow2 -> nbd (header remote
 # too), on a remote that takes at most 64 KiB per request (so the stack
-# splits), and on a remote without FUA (so flushes must stand in for it).  nbdkit's
+# splits), and on a remote without FUA (so flushes must stand in for it);
+# and on file payloads, luks -> raw -> file and luks -> qcow2 -> file.  nbdkit's
 # log filter records what reached the remote; nbd_durability.py checks
 # that each remote write had FUA or a completed flush after it before our
-# reply.  (The file node's FUA is fdatasync: test-faults.sh shows a FUA
-# write fails when fdatasync does.)
+# reply.  For files, tests/fault-inject.so records pwrite and fdatasync in
+# the same format.
 . "$(dirname "$0")/lib.sh"
 need cryptsetup nbdkit qemu-img qemu-io python3
 python3 -c 'import nbd' 2>/dev/null || { echo "1..0 # SKIP python3-libnbd is not installed"; exit 0; }
@@ -58,6 +59,29 @@ SH
     --run "sh $TMP/driver.sh" 2>> "$TMP/daemon.log"
   check "remote $r: luks-nbd served both exports" test $? -eq 0
 done
+# The file node: the same requests on local payloads, their pwrite and
+# fdatasync calls recorded by the LD_PRELOAD shim (fdatasync is the file
+# node's only way to durability).  The qcow2 image here grows, so its
+# writes allocate clusters: refcounts and L2 tables must be durable too.
+shim=$top_builddir/tests/fault-inject.so
+cp "$TMP/remote/payload" "$TMP/f-raw"
+qemu-img create -q -f qcow2 -o cluster_size=65536 "$TMP/f-qcow2" 16M
+for kind in raw qcow2; do
+  hdr=$([ $kind = raw ] && echo hdr || echo qhdr)
+  key=$([ $kind = raw ] && echo v.key || echo q.key)
+  : > "$TMP/f-$kind.log"
+  env LD_PRELOAD="$shim" ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
+    FAULT_PATH="$TMP/f-$kind" FAULT_RECORD="$TMP/f-$kind.log" \
+    "$top_builddir/server/luks-nbd" --socket "$TMP/fsock" \
+    --export "name=$kind,payload=$TMP/f-$kind,payload-format=$kind,header=$TMP/remote/$hdr,key-file=$TMP/$key" \
+    --run "PYTHONPATH=$top_srcdir/tests python3 $top_srcdir/tests/nbd_durability.py $TMP/fsock $kind $kind $TMP/f-$kind.log $offset 2>> $TMP/driver.err | sed 's/^\(PASS\|FAIL\) /\1 file: /' >> $TMP/file-results" \
+    2>> "$TMP/daemon.log"
+  check "file $kind payload: luks-nbd served it" test $? -eq 0
+done
+tap_report "$TMP/file-results" 18 "nbd_durability.py (file payloads, raw and qcow2)"
+qemu-img check -q "$TMP/f-qcow2"
+check "file payload: qemu-img check of the qcow2 payload is clean" test $? -eq 0
+
 check "the first remote advertised FUA" grep -q "Connect export=payload.* fua=[12]" "$TMP/fua.log"
 check "the second did not (FUA from us must become flushes)" \
   grep -q "Connect export=payload.* fua=0" "$TMP/nofua.log"
