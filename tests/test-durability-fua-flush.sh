@@ -90,7 +90,10 @@ tap_report "$TMP/results" 36 "nbd_durability.py (2 remotes, raw and qcow2 payloa
 for r in fua nofua; do
   pid=$(cat "$TMP/$r.pid")
   kill "$pid"
-  for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  for i in $(seq 100); do  # until gone (or a zombie not yet reaped)
+    kill -0 "$pid" 2>/dev/null && [ "$(cut -d' ' -f3 "/proc/$pid/stat" 2>/dev/null)" != Z ] || break
+    sleep 0.1
+  done
   qemu-img check -q "$TMP/remote-$r/q.qcow2"
   check "remote $r: qemu-img check of the qcow2 payload is clean" test $? -eq 0
 done

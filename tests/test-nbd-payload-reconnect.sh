@@ -23,7 +23,9 @@ if [ -s $TMP/r.pid ]; then
   pid=\$(cat $TMP/r.pid)
   kill -9 \$pid
   i=0
-  while kill -0 \$pid 2>/dev/null; do
+  # Gone, or a zombie that its new parent has not reaped yet.
+  while kill -0 \$pid 2>/dev/null &&
+        [ "\$(cut -d' ' -f3 /proc/\$pid/stat 2>/dev/null)" != Z ]; do
     i=\$((i + 1)); [ \$i -lt 200 ] || exit 1
     sleep 0.05
   done
