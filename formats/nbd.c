@@ -20,6 +20,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <libnbd.h>
 
 #include "error.h"
@@ -68,6 +72,37 @@ nbd_failure (const char *uri, const char *what)
   return error_set (e ? -e : -EIO, "%s: %s: %s", uri, what, nbd_get_error ());
 }
 
+/* A TCP peer that vanishes without a FIN (power loss, a network cut)
+ * would leave a request waiting for its reply for ever.  Keepalive probes
+ * an idle connection (one waiting for a reply is idle to TCP) from 10 s
+ * on, and TCP_USER_TIMEOUT (which also bounds keepalive) fails the socket
+ * once nothing has been acknowledged for 60 s: the request fails (EIO)
+ * and the next one reconnects.  Other sockets (unix, vsock) are left
+ * alone; failing to set an option only loses this bound. */
+#define NBD_KEEPALIVE_IDLE_S 10
+#define NBD_KEEPALIVE_INTERVAL_S 5
+#define NBD_KEEPALIVE_PROBES 4
+#define NBD_USER_TIMEOUT_MS 60000
+
+static void
+set_keepalive (struct nbd_handle *h)
+{
+  int fd = nbd_aio_get_fd (h), on = 1, idle = NBD_KEEPALIVE_IDLE_S;
+  int intvl = NBD_KEEPALIVE_INTERVAL_S, cnt = NBD_KEEPALIVE_PROBES;
+  unsigned timeout = NBD_USER_TIMEOUT_MS;
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+
+  if (fd < 0 || getsockname (fd, (struct sockaddr *) &ss, &len) < 0 ||
+      (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+    return;
+  setsockopt (fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  setsockopt (fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  setsockopt (fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  setsockopt (fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+  setsockopt (fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof timeout);
+}
+
 static int
 connect_one (struct nbd_node *n, struct nbd_handle **out)
 {
@@ -82,6 +117,7 @@ connect_one (struct nbd_node *n, struct nbd_handle **out)
     nbd_close (h);
     return r;
   }
+  set_keepalive (h);
   *out = h;
   return 0;
 }

@@ -5,7 +5,7 @@
 # in flight when the remote dies fails with EIO at once; with the remote
 # gone a request fails after bounded retries; writes not yet flushed when
 # the remote went away make the next flush fail (EIO) instead of lying;
-# each reconnect is logged.
+# each reconnect is logged; over TCP the connection has keepalive armed.
 . "$(dirname "$0")/lib.sh"
 need cryptsetup nbdkit python3
 python3 -c 'import nbd' 2>/dev/null || { echo "1..0 # SKIP python3-libnbd is not installed"; exit 0; }
@@ -48,5 +48,26 @@ check "luks-nbd served through the remote's restarts" test $? -eq 0
 tap_report "$TMP/results" 13 "nbd_reconnect.py"
 check "the reconnects are logged" grep -q "r.sock: reconnected" "$TMP/daemon.log"
 check "the lost connection is logged with its cause" grep -q "r.sock: the connection died" "$TMP/daemon.log"
+
+# Over TCP a remote that vanishes without closing (power loss, a cut
+# cable) must not hold requests for ever: the payload connection has
+# keepalive armed (timer 02 in /proc/net/tcp) so the kernel fails it.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+nbdkit -i 127.0.0.1 -p "$port" -P "$TMP/tcp.pid" file "$TMP/remote/payload"
+cleanup_hooks="kill \$(cat $TMP/tcp.pid) 2>/dev/null; $cleanup_hooks"
+cat > "$TMP/timers.py" <<'PY'
+import sys
+port = int(sys.argv[1])
+for line in open("/proc/net/tcp").read().splitlines()[1:]:
+    f = line.split()
+    if int(f[2].split(":")[1], 16) == port and f[3] == "01":  # ESTABLISHED
+        print(f[5].split(":")[0])
+PY
+luks_nbd --socket "$TMP/tsock" \
+  --export "name=v,payload=nbd://127.0.0.1:$port,payload-format=raw,header=$TMP/v.hdr,key-file=$TMP/v.key" \
+  --run "nbdinfo --size \"\$uri\" > /dev/null && python3 $TMP/timers.py $port > $TMP/timers"
+check "luks-nbd served a payload over TCP" test $? -eq 0
+check "its TCP connection to the remote has keepalive armed" \
+  test -s "$TMP/timers" -a "$(sort -u "$TMP/timers")" = 02
 sed 's/^/# /' "$TMP/daemon.log"
 done_testing
