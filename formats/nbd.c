@@ -17,6 +17,9 @@
 
 #define NBD_POOL_MAX 8
 #define NBD_CHUNK_DEFAULT (32 * 1024 * 1024)
+/* Block status round trips per extents call: the reply to our own client
+ * may cover less, and it asks again. */
+#define NBD_EXTENTS_MAX_CALLS 16
 
 struct nbd_node {
   struct node node;
@@ -28,6 +31,7 @@ struct nbd_node {
   unsigned n_handles, max_handles;
   uint64_t chunk; /* largest request the server takes */
   bool can_fua;
+  bool can_cache; /* the server takes NBD_CMD_CACHE */
 };
 
 bool
@@ -217,7 +221,9 @@ status_cb (void *opaque, const char *context, uint64_t offset,
 
   if (strcmp (context, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0)
     return 0;
-  for (size_t i = 0; i + 1 < n && c->pos < c->end && !c->err; i += 2) {
+  for (size_t i = 0;
+       i + 1 < n && c->pos < c->end && !c->err && !extent_list_full (c->out);
+       i += 2) {
     uint64_t len = entries[i] < c->end - c->pos ? entries[i] : c->end - c->pos;
     c->err = extent_add (c->out, c->pos, len, entries[i + 1] & 3);
     c->pos += len;
@@ -242,7 +248,10 @@ nbd_node_extents (struct node *node, uint64_t count, uint64_t offset,
     put_handle (n, slot);
     return extent_add (out, offset, count, 0);
   }
-  while (r == 0 && c.pos < c.end && !c.err) {
+  for (unsigned calls = 0;
+       r == 0 && c.pos < c.end && !c.err && !extent_list_full (out) &&
+       calls < NBD_EXTENTS_MAX_CALLS;
+       calls++) {
     uint64_t before = c.pos;
     uint64_t len = c.end - c.pos < n->chunk ? c.end - c.pos : n->chunk;
     if (nbd_block_status (
@@ -257,6 +266,31 @@ nbd_node_extents (struct node *node, uint64_t count, uint64_t offset,
   }
   put_handle (n, slot);
   return r < 0 ? r : c.err;
+}
+
+/* NBD_CMD_CACHE on the remote when it takes it; otherwise nothing (a read
+ * here would only move data we drop). */
+static int
+nbd_node_prefetch (struct node *node, uint64_t count, uint64_t offset)
+{
+  struct nbd_node *n = (struct nbd_node *) node;
+  unsigned slot;
+  int r;
+
+  if (!n->can_cache)
+    return 0;
+  r = get_handle (n, &slot);
+  if (r < 0)
+    return r;
+  while (count > 0 && r == 0) {
+    uint64_t len = count < n->chunk ? count : n->chunk;
+    if (nbd_cache (n->handles[slot], len, offset, 0) < 0)
+      r = nbd_failure (n->uri, "cache");
+    offset += len;
+    count -= len;
+  }
+  put_handle (n, slot);
+  return r;
 }
 
 static void
@@ -283,6 +317,7 @@ static const struct node_ops nbd_ops = {
   .trim = nbd_node_trim,
   .zero = nbd_node_zero,
   .extents = nbd_node_extents,
+  .prefetch = nbd_node_prefetch,
   .close = nbd_node_close,
 };
 
@@ -327,6 +362,7 @@ node_nbd_open (const char *uri, bool readonly, struct node **out)
    * made on another: keep to one connection. */
   n->max_handles = nbd_can_multi_conn (h) == 1 ? NBD_POOL_MAX : 1;
   n->can_fua = nbd_can_fua (h) == 1;
+  n->can_cache = nbd_can_cache (h) == 1;
   max = nbd_get_block_size (h, LIBNBD_SIZE_MAXIMUM);
   n->chunk =
     max > 0 && max < NBD_CHUNK_DEFAULT ? (uint64_t) max : NBD_CHUNK_DEFAULT;
