@@ -47,11 +47,13 @@ extent_list_full (const struct extent_list *l)
 }
 
 /* An empty list for a child node's extents that will be mapped into
- * `out`: no more extents than out can still take. */
+ * `out`: no more extents than out can still take (one if it is full,
+ * which may still merge into its last). */
 static inline struct extent_list
 extent_list_for_child (const struct extent_list *out)
 {
-  return (struct extent_list){ .max = out->max ? out->max - out->n : 0 };
+  size_t room = out->n < out->max ? out->max - out->n : 1;
+  return (struct extent_list){ .max = out->max ? room : 0 };
 }
 
 struct node_ops {
