@@ -336,11 +336,7 @@ do_part (uv_work_t *w)
     if (err == 0 && (r->flags & NBD_CMD_FLAG_FUA))
       err = node_flush (r->node);
     break;
-  case NBD_CMD_CACHE:
-    err = node_prefetch (
-      r->node, p->count < MAX_CACHE_BYTES ? p->count : MAX_CACHE_BYTES,
-      p->offset);
-    break;
+  case NBD_CMD_CACHE: err = node_prefetch (r->node, p->count, p->offset); break;
   case NBD_CMD_BLOCK_STATUS:
     err = node_extents (r->node, p->count, p->offset, &r->extents);
     break;
@@ -406,6 +402,17 @@ split (struct request *r)
   return i;
 }
 
+/* The work bounds of CACHE and BLOCK_STATUS (see MAX_CACHE_BYTES), set
+ * once the request is known to be valid. */
+static void
+bound_work (struct request *r)
+{
+  if (r->type == NBD_CMD_CACHE && r->count > MAX_CACHE_BYTES)
+    r->count = MAX_CACHE_BYTES; /* no payload, no buffer: only the range */
+  if (r->type == NBD_CMD_BLOCK_STATUS)
+    r->extents.max = r->flags & NBD_CMD_FLAG_REQ_ONE ? 1 : MAX_DESCRIPTORS;
+}
+
 static void
 dispatch (struct request *r)
 {
@@ -415,10 +422,9 @@ dispatch (struct request *r)
              (unsigned long long) r->conn->id, command_name (r->type), r->count,
              (unsigned long long) r->offset,
              (r->flags & NBD_CMD_FLAG_FUA) ? " (fua)" : "");
+  bound_work (r);
   n = split (r);
   r->parts_left = n;
-  if (r->type == NBD_CMD_BLOCK_STATUS)
-    r->extents.max = r->flags & NBD_CMD_FLAG_REQ_ONE ? 1 : MAX_DESCRIPTORS;
   for (unsigned i = 0; i < n; i++)
     if (uv_queue_work (server_loop, &r->parts[i].work, do_part, after_part) <
         0) {
