@@ -77,8 +77,11 @@ def connect(sock, export, structured):
         name, ctx = export.encode(), b"base:allocation"
         option(s, 10, struct.pack(">I", len(name)) + name +
                struct.pack(">II", 1, len(ctx)) + ctx)  # SET_META_CONTEXT
-        while option_reply(s)[0] != 1:
-            pass
+        while True:
+            typ = option_reply(s)[0]
+            assert typ in (1, 4), f"SET_META_CONTEXT: reply type {typ:#x}"
+            if typ == 1:
+                break
     typ = go(s, export)
     assert typ == 1, f"GO: reply type {typ}"
     return s
