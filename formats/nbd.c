@@ -277,8 +277,12 @@ nbd_node_prefetch (struct node *node, uint64_t count, uint64_t offset)
   unsigned slot;
   int r;
 
-  if (!n->can_cache)
+  /* Advice past the end (from a corrupt qcow2 entry above us) is
+   * ignored: the read that needs it reports the problem. */
+  if (!n->can_cache || offset >= node->size)
     return 0;
+  if (count > node->size - offset)
+    count = node->size - offset;
   r = get_handle (n, &slot);
   if (r < 0)
     return r;
