@@ -146,7 +146,7 @@ file_extents (struct node *n, uint64_t count, uint64_t offset,
   uint64_t end = offset + count, pos = offset;
   int r = 0;
 
-  while (r == 0 && pos < end) {
+  while (r == 0 && pos < end && !extent_list_full (out)) {
     off_t data = lseek (f->fd, (off_t) pos, SEEK_DATA);
     if (data < 0 && errno != ENXIO)
       return extent_add (out, pos, end - pos, 0); /* unknown: data */
@@ -160,6 +160,20 @@ file_extents (struct node *n, uint64_t count, uint64_t offset,
     pos = h;
   }
   return r;
+}
+
+/* Asks the kernel to read the range ahead (it bounds the readahead
+ * itself).  Under cache=none the payload's data bypasses the page cache,
+ * so warming it would only evict pages someone else uses. */
+static int
+file_prefetch (struct node *n, uint64_t count, uint64_t offset)
+{
+  struct file_node *f = (struct file_node *) n;
+
+  if (f->direct_fd < 0)
+    (void) posix_fadvise (f->fd, (off_t) offset, (off_t) count,
+                          POSIX_FADV_WILLNEED); /* advice: errors ignored */
+  return 0;
 }
 
 int
@@ -199,6 +213,7 @@ static const struct node_ops file_ops = {
   .trim = file_trim,
   .zero = file_zero,
   .extents = file_extents,
+  .prefetch = file_prefetch,
   .close = file_close,
 };
 

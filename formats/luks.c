@@ -181,7 +181,7 @@ luks_extents (struct node *n, uint64_t count, uint64_t offset,
               struct extent_list *out)
 {
   struct luks_node *l = (struct luks_node *) n;
-  struct extent_list child = { 0 };
+  struct extent_list child = extent_list_for_child (out);
   int r = node_extents (l->payload, count, l->data_offset + offset, &child);
 
   for (size_t i = 0; r == 0 && i < child.n; i++) {
@@ -209,6 +209,19 @@ luks_extents (struct node *n, uint64_t count, uint64_t offset,
   return r;
 }
 
+/* Warms the ciphertext of the whole sectors under the range; nothing is
+ * decrypted (the plaintext is never cached here, so decrypting it ahead
+ * would be work for nothing). */
+static int
+luks_prefetch (struct node *n, uint64_t count, uint64_t offset)
+{
+  struct luks_node *l = (struct luks_node *) n;
+  uint64_t start = offset / l->sector * l->sector;
+  uint64_t end = (offset + count + l->sector - 1) / l->sector * l->sector;
+
+  return node_prefetch (l->payload, end - start, l->data_offset + start);
+}
+
 static void
 luks_close (struct node *n)
 {
@@ -232,6 +245,7 @@ static const struct node_ops luks_ops = {
   .trim = luks_trim,
   .zero = luks_zero,
   .extents = luks_extents,
+  .prefetch = luks_prefetch,
   .close = luks_close,
 };
 

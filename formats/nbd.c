@@ -35,6 +35,9 @@
  * doubling from the first, so a request waits at most ~0.7 s. */
 #define NBD_CONNECT_ATTEMPTS 4
 #define NBD_CONNECT_DELAY_MS 100
+/* Block status round trips per extents call: the reply to our own client
+ * may cover less, and it asks again. */
+#define NBD_EXTENTS_MAX_CALLS 16
 
 struct nbd_node {
   struct node node;
@@ -53,6 +56,7 @@ struct nbd_node {
    * while some were not covered (reported by the next flush). */
   uint64_t writes_done, writes_flushed;
   bool writes_lost;
+  bool can_cache; /* the server takes NBD_CMD_CACHE */
 };
 
 bool
@@ -422,7 +426,9 @@ status_cb (void *opaque, const char *context, uint64_t offset,
 
   if (strcmp (context, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0)
     return 0;
-  for (size_t i = 0; i + 1 < n && c->pos < c->end && !c->err; i += 2) {
+  for (size_t i = 0;
+       i + 1 < n && c->pos < c->end && !c->err && !extent_list_full (c->out);
+       i += 2) {
     uint64_t len = entries[i] < c->end - c->pos ? entries[i] : c->end - c->pos;
     c->err = extent_add (c->out, c->pos, len, entries[i + 1] & 3);
     c->pos += len;
@@ -447,7 +453,10 @@ nbd_node_extents (struct node *node, uint64_t count, uint64_t offset,
     put_handle (n, slot);
     return extent_add (out, offset, count, 0);
   }
-  while (r == 0 && c.pos < c.end && !c.err) {
+  for (unsigned calls = 0;
+       r == 0 && c.pos < c.end && !c.err && !extent_list_full (out) &&
+       calls < NBD_EXTENTS_MAX_CALLS;
+       calls++) {
     uint64_t before = c.pos;
     uint64_t len = c.end - c.pos < n->chunk ? c.end - c.pos : n->chunk;
     if (nbd_block_status (
@@ -462,6 +471,35 @@ nbd_node_extents (struct node *node, uint64_t count, uint64_t offset,
   }
   put_handle (n, slot);
   return r < 0 ? r : c.err;
+}
+
+/* NBD_CMD_CACHE on the remote when it takes it; otherwise nothing (a read
+ * here would only move data we drop). */
+static int
+nbd_node_prefetch (struct node *node, uint64_t count, uint64_t offset)
+{
+  struct nbd_node *n = (struct nbd_node *) node;
+  unsigned slot;
+  int r;
+
+  /* Advice past the end (from a corrupt qcow2 entry above us) is
+   * ignored: the read that needs it reports the problem. */
+  if (!n->can_cache || offset >= node->size)
+    return 0;
+  if (count > node->size - offset)
+    count = node->size - offset;
+  r = get_handle (n, &slot);
+  if (r < 0)
+    return r;
+  while (count > 0 && r == 0) {
+    uint64_t len = count < n->chunk ? count : n->chunk;
+    if (nbd_cache (n->handles[slot], len, offset, 0) < 0)
+      r = nbd_failure (n->uri, "cache");
+    offset += len;
+    count -= len;
+  }
+  put_handle (n, slot);
+  return r;
 }
 
 static void
@@ -489,6 +527,7 @@ static const struct node_ops nbd_ops = {
   .trim = nbd_node_trim,
   .zero = nbd_node_zero,
   .extents = nbd_node_extents,
+  .prefetch = nbd_node_prefetch,
   .close = nbd_node_close,
 };
 
@@ -533,6 +572,7 @@ node_nbd_open (const char *uri, bool readonly, struct node **out)
    * made on another: keep to one connection. */
   n->max_handles = nbd_can_multi_conn (h) == 1 ? NBD_POOL_MAX : 1;
   n->can_fua = nbd_can_fua (h) == 1;
+  n->can_cache = nbd_can_cache (h) == 1;
   max = nbd_get_block_size (h, LIBNBD_SIZE_MAXIMUM);
   n->chunk =
     max > 0 && max < NBD_CHUNK_DEFAULT ? (uint64_t) max : NBD_CHUNK_DEFAULT;

@@ -67,6 +67,14 @@ node_extents (struct node *n, uint64_t count, uint64_t offset,
 }
 
 int
+node_prefetch (struct node *n, uint64_t count, uint64_t offset)
+{
+  if (!n->ops->prefetch)
+    return 0;
+  return n->ops->prefetch (n, count, offset);
+}
+
+int
 extent_add (struct extent_list *l, uint64_t offset, uint64_t length,
             uint32_t flags)
 {
@@ -77,6 +85,8 @@ extent_add (struct extent_list *l, uint64_t offset, uint64_t length,
     l->e[l->n - 1].length += length;
     return 0;
   }
+  if (extent_list_full (l))
+    return 0; /* dropped: the list ends before it */
   if (l->n == l->cap) {
     size_t cap = l->cap ? l->cap * 2 : 16;
     struct extent *e = realloc (l->e, cap * sizeof *e);

@@ -28,15 +28,37 @@ struct extent {
   uint32_t flags;
 };
 
+/* Extents describe a prefix of the range asked for: a node stops its walk
+ * when the list is full or its own work bound is spent, and the caller
+ * asks again from where the list ends (NBD allows a shorter reply). */
 struct extent_list {
   struct extent *e;
   size_t n, cap;
+  size_t max; /* at most this many extents (0: no limit) */
 };
 
-/* Appends, merging with the previous extent when the flags match. */
+/* Appends, merging with the previous extent when the flags match.  When
+ * the list is full a new extent is dropped (so the list stays one
+ * contiguous prefix); walkers check extent_list_full to stop early. */
 int extent_add (struct extent_list *l, uint64_t offset, uint64_t length,
                 uint32_t flags);
 void extent_list_free (struct extent_list *l);
+
+static inline bool
+extent_list_full (const struct extent_list *l)
+{
+  return l->max && l->n >= l->max;
+}
+
+/* An empty list for a child node's extents that will be mapped into
+ * `out`: no more extents than out can still take (one if it is full,
+ * which may still merge into its last). */
+static inline struct extent_list
+extent_list_for_child (const struct extent_list *out)
+{
+  size_t room = out->n < out->max ? out->max - out->n : 1;
+  return (struct extent_list){ .max = out->max ? room : 0 };
+}
 
 struct node_ops {
   const char *name; /* "file", "raw", "qcow2", "nbd", "luks" */
@@ -49,6 +71,11 @@ struct node_ops {
   int (*zero) (struct node *, uint64_t count, uint64_t offset, int flags);
   int (*extents) (struct node *, uint64_t count, uint64_t offset,
                   struct extent_list *out);
+  /* Optional (NULL: nothing to warm): make a later read of the range
+   * cheaper (page cache, qcow2 tables, the remote's cache) without
+   * transforming any data.  Work proportional to the range: the server
+   * bounds the range first. */
+  int (*prefetch) (struct node *, uint64_t count, uint64_t offset);
   void (*close) (struct node *);
 };
 
@@ -91,9 +118,12 @@ void node_log (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 /* The optional ops, or -ENOTSUP with a message when a node lacks them. */
 int node_trim (struct node *n, uint64_t count, uint64_t offset);
 int node_zero (struct node *n, uint64_t count, uint64_t offset, int flags);
-/* Without an extents op a node is all data. */
+/* Without an extents op a node is all data.  The list may cover only a
+ * prefix of the range (at least one byte of it on success). */
 int node_extents (struct node *n, uint64_t count, uint64_t offset,
                   struct extent_list *out);
+/* Without a prefetch op there is nothing to warm: success. */
+int node_prefetch (struct node *n, uint64_t count, uint64_t offset);
 
 /* file.c */
 int node_file_open (const char *path, bool readonly, struct node **out);

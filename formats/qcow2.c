@@ -232,39 +232,107 @@ qcow2_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
   return r;
 }
 
-/* Unallocated clusters are holes that read as zeros; zero clusters read
- * as zeros; everything else is data. */
+/* Unallocated clusters are holes that read as zeros (unless a backing
+ * file shows through); zero clusters read as zeros; everything else is
+ * data. */
+static uint32_t
+run_flags (const struct qcow2 *q, uint64_t entry)
+{
+  if (entry & QCOW2_OFLAG_COMPRESSED)
+    return 0;
+  if (!(entry & QCOW2_OFFSET_MASK) && !(entry & QCOW2_OFLAG_ZERO) && q->backing)
+    return 0; /* from the backing file: data as far as we know */
+  if (!(entry & QCOW2_OFFSET_MASK))
+    return EXTENT_HOLE | EXTENT_ZERO;
+  if (entry & QCOW2_OFLAG_ZERO)
+    return EXTENT_ZERO;
+  return 0;
+}
+
+/* One bounded walk over the map of [offset, offset+count): calls fn for
+ * each run (clipped to the range) outside the lock, in batches of
+ * qcow2_map_runs, until QCOW2_WALK_BUDGET entries were looked at, and
+ * stops early when fn says so.  Returns 0 or fn's / the map's error. */
+typedef int (*run_fn) (struct qcow2 *q, const struct qcow2_run *run,
+                       uint64_t offset, uint64_t len, void *opaque, bool *stop);
+
+static int
+walk (struct qcow2 *q, uint64_t count, uint64_t offset, run_fn fn, void *opaque)
+{
+  enum { RUNS = 256 };
+  struct qcow2_run runs[RUNS];
+  uint64_t end = offset + count, budget = QCOW2_WALK_BUDGET;
+  bool stop = false;
+  int r = 0;
+
+  while (r == 0 && !stop && offset < end && budget > 0) {
+    uint64_t vcluster = offset >> q->h.cluster_bits;
+    uint64_t last = (end - 1) >> q->h.cluster_bits, looked_at;
+    size_t n;
+    r = qcow2_map_runs (q, vcluster, last - vcluster + 1, runs, RUNS, &n,
+                        &looked_at);
+    budget -= looked_at < budget ? looked_at : budget;
+    for (size_t i = 0; r == 0 && !stop && i < n; i++) {
+      vcluster += runs[i].clusters;
+      uint64_t len = min_u64 (vcluster << q->h.cluster_bits, end) - offset;
+      r = fn (q, &runs[i], offset, len, opaque, &stop);
+      offset += len;
+    }
+  }
+  return r;
+}
+
+static int
+extent_of_run (struct qcow2 *q, const struct qcow2_run *run, uint64_t offset,
+               uint64_t len, void *opaque, bool *stop)
+{
+  struct extent_list *out = opaque;
+  int r = extent_add (out, offset, len, run_flags (q, run->entry));
+
+  *stop = extent_list_full (out);
+  return r;
+}
+
 static int
 qcow2_extents (struct node *n, uint64_t count, uint64_t offset,
                struct extent_list *out)
 {
-  struct qcow2 *q = (struct qcow2 *) n;
-  uint64_t end = offset + count;
-  int r = 0;
+  return walk ((struct qcow2 *) n, count, offset, extent_of_run, out);
+}
 
-  pthread_mutex_lock (&q->lock);
-  while (r == 0 && offset < end) {
-    uint64_t vcluster = offset >> q->h.cluster_bits;
-    uint64_t len =
-      min_u64 (((vcluster + 1) << q->h.cluster_bits) - offset, end - offset);
-    uint64_t entry;
-    uint32_t flags = 0;
-    r = qcow2_lookup (q, vcluster, &entry);
-    if (r == 0 && !(entry & QCOW2_OFLAG_COMPRESSED)) {
-      if (!(entry & QCOW2_OFFSET_MASK) && !(entry & QCOW2_OFLAG_ZERO) &&
-          q->backing)
-        flags = 0; /* from the backing file: data as far as we know */
-      else if (!(entry & QCOW2_OFFSET_MASK))
-        flags = EXTENT_HOLE | EXTENT_ZERO;
-      else if (entry & QCOW2_OFLAG_ZERO)
-        flags = EXTENT_ZERO;
-    }
-    if (r == 0)
-      r = extent_add (out, offset, len, flags);
-    offset += len;
+/* Warms what a read of the run would touch: its data clusters, its
+ * compressed bytes, or the backing file; zero clusters need nothing.
+ * Nothing is decompressed. */
+static int
+prefetch_run (struct qcow2 *q, const struct qcow2_run *run, uint64_t offset,
+              uint64_t len, void *opaque, bool *stop)
+{
+  uint64_t entry = run->entry, host = entry & QCOW2_OFFSET_MASK;
+  uint64_t in = offset & (q->h.cluster_size - 1), off, clen;
+
+  (void) opaque;
+  *stop = false;
+  if (entry & QCOW2_OFLAG_COMPRESSED) {
+    compressed_extent (q, entry, &off, &clen);
+    /* An invalid length is left for the read to report. */
+    return clen <= 2 * q->h.cluster_size ? node_prefetch (q->file, clen, off)
+                                         : 0;
   }
-  pthread_mutex_unlock (&q->lock);
-  return r;
+  if (entry & QCOW2_OFLAG_ZERO)
+    return 0;
+  if (host)
+    return node_prefetch (q->file, len, host + in);
+  if (q->backing && offset < q->backing->size)
+    return node_prefetch (q->backing, min_u64 (len, q->backing->size - offset),
+                          offset);
+  return 0;
+}
+
+/* NBD_CMD_CACHE: the walk itself loads the L2 tables into the cache. */
+static int
+qcow2_prefetch (struct node *n, uint64_t count, uint64_t offset)
+{
+  return walk ((struct qcow2 *) n, count, offset, prefetch_run, NULL);
 }
 
 static void
@@ -290,6 +358,7 @@ static const struct node_ops qcow2_ops = {
   .pwrite = qcow2_pwrite,
   .flush = qcow2_flush,
   .extents = qcow2_extents,
+  .prefetch = qcow2_prefetch,
   .close = qcow2_close,
 };
 

@@ -20,6 +20,11 @@
 #define QCOW2_DEFAULT_CACHE_BYTES (1024 * 1024)
 #define QCOW2_MAX_BACKING_NAME 1023
 #define QCOW2_MAX_BACKING_DEPTH 16
+/* Map walks (extents, prefetch): L2 entries looked at per hold of the
+ * lock, and per call of the node op (the caller asks again for the
+ * rest); an unallocated L2 table counts as one entry. */
+#define QCOW2_WALK_LOCKED 4096
+#define QCOW2_WALK_BUDGET 65536
 
 #define QCOW2_INCOMPAT_DIRTY (1u << 0)
 #define QCOW2_INCOMPAT_CORRUPT (1u << 1)
@@ -93,6 +98,21 @@ struct qcow2 {
 int qcow2_l2_get (struct qcow2 *q, uint64_t l2_offset, uint64_t **table);
 int qcow2_lookup (struct qcow2 *q, uint64_t vcluster, uint64_t *entry);
 int qcow2_set_l2_entry (struct qcow2 *q, uint64_t vcluster, uint64_t entry);
+
+/* A run of clusters of one kind: `entry` is its first cluster's L2 entry
+ * (0: unallocated); data runs are contiguous on disk, a compressed
+ * cluster is a run of its own. */
+struct qcow2_run {
+  uint64_t entry;
+  uint64_t clusters;
+};
+/* qcow2_map.c (takes the lock itself): the runs from vcluster on, at most
+ * max_runs of them and QCOW2_WALK_LOCKED entries looked at (an
+ * unallocated L2 table counts as one; *looked_at says how many), so they
+ * may cover less than `clusters` but cover at least one on success. */
+int qcow2_map_runs (struct qcow2 *q, uint64_t vcluster, uint64_t clusters,
+                    struct qcow2_run *runs, size_t max_runs, size_t *n_runs,
+                    uint64_t *looked_at);
 
 /* qcow2_refcount.c (lock held) */
 int qcow2_refcount_update (struct qcow2 *q, uint64_t host_offset, int delta);

@@ -1,6 +1,7 @@
 /* luks-nbd: qcow2 cluster map: L1 in memory, L2 tables through a cache
  * of fixed size (so memory does not grow with the disk), entry updates
- * written through to the file at once.  Callers hold q->lock. */
+ * written through to the file at once.  Callers hold q->lock, except
+ * for qcow2_map_runs, which takes it for one bounded batch. */
 #include <config.h>
 
 #include <errno.h>
@@ -46,6 +47,19 @@ qcow2_l2_get (struct qcow2 *q, uint64_t l2_offset, uint64_t **table)
   return 0;
 }
 
+/* A standard entry with reserved bits set is corruption. */
+static int
+check_entry (const struct qcow2 *q, uint64_t vcluster, uint64_t entry)
+{
+  if (!(entry & QCOW2_OFLAG_COMPRESSED) && (entry & QCOW2_L2_STANDARD_RESERVED))
+    return error_set (-EIO,
+                      "%s: qcow2 L2 entry for cluster %llu has reserved "
+                      "bits set (0x%016llx)",
+                      q->node.label, (unsigned long long) vcluster,
+                      (unsigned long long) entry);
+  return 0;
+}
+
 int
 qcow2_lookup (struct qcow2 *q, uint64_t vcluster, uint64_t *entry)
 {
@@ -65,14 +79,91 @@ qcow2_lookup (struct qcow2 *q, uint64_t vcluster, uint64_t *entry)
   if (r < 0)
     return r;
   *entry = table[vcluster % q->l2_entries];
-  if (!(*entry & QCOW2_OFLAG_COMPRESSED) &&
-      (*entry & QCOW2_L2_STANDARD_RESERVED))
-    return error_set (-EIO,
-                      "%s: qcow2 L2 entry for cluster %llu has reserved "
-                      "bits set (0x%016llx)",
-                      q->node.label, (unsigned long long) vcluster,
-                      (unsigned long long) *entry);
-  return 0;
+  return check_entry (q, vcluster, *entry);
+}
+
+/* What a run of clusters is, for qcow2_map_runs: runs merge only within
+ * one kind (and data only when contiguous on disk). */
+enum kind { UNALLOCATED, ZERO_UNALLOCATED, ZERO_ALLOCATED, COMPRESSED, DATA };
+
+static enum kind
+kind_of (uint64_t entry)
+{
+  if (entry & QCOW2_OFLAG_COMPRESSED)
+    return COMPRESSED;
+  if (entry & QCOW2_OFLAG_ZERO)
+    return entry & QCOW2_OFFSET_MASK ? ZERO_ALLOCATED : ZERO_UNALLOCATED;
+  return entry & QCOW2_OFFSET_MASK ? DATA : UNALLOCATED;
+}
+
+/* Appends one cluster's entry to the runs; false if it needs a new run
+ * and there is no room. */
+static bool
+add_to_runs (struct qcow2_run *runs, size_t *n, size_t max, uint64_t entry,
+             uint64_t clusters, uint64_t cluster_size)
+{
+  struct qcow2_run *last = *n ? &runs[*n - 1] : NULL;
+  enum kind k = kind_of (entry);
+
+  if (last && kind_of (last->entry) == k && k != COMPRESSED &&
+      (k != DATA ||
+       (last->entry & QCOW2_OFFSET_MASK) + last->clusters * cluster_size ==
+         (entry & QCOW2_OFFSET_MASK))) {
+    last->clusters += clusters;
+    return true;
+  }
+  if (*n == max)
+    return false;
+  runs[(*n)++] = (struct qcow2_run){ entry, clusters };
+  return true;
+}
+
+int
+qcow2_map_runs (struct qcow2 *q, uint64_t vcluster, uint64_t clusters,
+                struct qcow2_run *runs, size_t max_runs, size_t *n_runs,
+                uint64_t *looked_at)
+{
+  uint64_t end = vcluster + clusters, visited = 0;
+  int r = 0;
+
+  *n_runs = 0;
+  pthread_mutex_lock (&q->lock);
+  while (r == 0 && vcluster < end && visited < QCOW2_WALK_LOCKED) {
+    uint64_t l1_index = vcluster / q->l2_entries;
+    uint64_t in_table = vcluster % q->l2_entries;
+    uint64_t stop = end - vcluster < q->l2_entries - in_table
+                      ? end
+                      : vcluster + (q->l2_entries - in_table);
+    uint64_t l2_offset, *table;
+
+    if (l1_index >= q->h.l1_size) {
+      r = error_set (-EIO, "%s: qcow2 cluster %llu beyond the L1 table",
+                     q->node.label, (unsigned long long) vcluster);
+      break;
+    }
+    l2_offset = q->l1[l1_index] & QCOW2_OFFSET_MASK;
+    if (!l2_offset) { /* a whole table's range unallocated: one step */
+      if (!add_to_runs (runs, n_runs, max_runs, 0, stop - vcluster,
+                        q->h.cluster_size))
+        break;
+      visited++;
+      vcluster = stop;
+      continue;
+    }
+    r = qcow2_l2_get (q, l2_offset, &table);
+    for (; r == 0 && vcluster < stop && visited < QCOW2_WALK_LOCKED;
+         vcluster++, visited++) {
+      uint64_t entry = table[vcluster % q->l2_entries];
+      r = check_entry (q, vcluster, entry);
+      if (r == 0 &&
+          !add_to_runs (runs, n_runs, max_runs, entry, 1, q->h.cluster_size))
+        goto out;
+    }
+  }
+out:
+  pthread_mutex_unlock (&q->lock);
+  *looked_at = visited;
+  return r;
 }
 
 /* Writes one big-endian 64-bit table entry through to the file. */

@@ -56,7 +56,7 @@ raw_extents (struct node *n, uint64_t count, uint64_t offset,
              struct extent_list *out)
 {
   struct raw_node *r = (struct raw_node *) n;
-  struct extent_list child = { 0 };
+  struct extent_list child = extent_list_for_child (out);
   int err = node_extents (r->child, count, r->offset + offset, &child);
 
   for (size_t i = 0; err == 0 && i < child.n; i++)
@@ -64,6 +64,13 @@ raw_extents (struct node *n, uint64_t count, uint64_t offset,
                       child.e[i].flags);
   extent_list_free (&child);
   return err;
+}
+
+static int
+raw_prefetch (struct node *n, uint64_t count, uint64_t offset)
+{
+  struct raw_node *r = (struct raw_node *) n;
+  return node_prefetch (r->child, count, r->offset + offset);
 }
 
 static void
@@ -83,6 +90,7 @@ static const struct node_ops raw_ops = {
   .trim = raw_trim,
   .zero = raw_zero,
   .extents = raw_extents,
+  .prefetch = raw_prefetch,
   .close = raw_close,
 };
 

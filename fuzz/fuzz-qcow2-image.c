@@ -1,6 +1,6 @@
 /* Fuzz target: a whole qcow2 image (header, L1/L2 tables, refcounts,
  * compressed clusters) through the qcow2 node, over an in-memory node:
- * open, read and map parts of the disk, write two clusters (allocation and
+ * open, read, map and prefetch parts of the disk, write two clusters (allocation and
  * refcount updates), read them back.  A bad table must fail the request
  * (EIO), never crash. */
 #include <config.h>
@@ -35,6 +35,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
   }
   node_extents (q, vsize < (64u << 20) ? vsize : (64u << 20), 0, &l);
   extent_list_free (&l);
+  l.max = 4; /* a full list stops the walk (what BLOCK_STATUS does) */
+  node_extents (q, vsize / 2, vsize / 4, &l);
+  extent_list_free (&l);
+  node_prefetch (q, vsize < (32u << 20) ? vsize : (32u << 20), 0);
   memset (buf, 0x5a, sizeof buf);
   if (vsize >= 2 * sizeof buf) {
     node_pwrite (q, buf, 4096, 0, 0);

@@ -180,12 +180,16 @@ opt_info_go (struct conn *c, uint32_t option, const uint8_t *data, uint32_t len)
     info_string (c, option, NBD_INFO_NAME, e->name);
   if (want_desc && e->description)
     info_string (c, option, NBD_INFO_DESCRIPTION, e->description);
-  /* Sent even unasked: unaligned requests still work (read-modify-write),
-   * this only says what is efficient. */
-  uint32_t min = e->node->block_size;
+  /* Sent even unasked.  The minimum is 1: every node serves any byte
+   * range (the luks node by read-modify-write of its sectors), and a
+   * client that honours a larger minimum refuses the tail of a file whose
+   * size is not a multiple of it.  The sector size is what is efficient:
+   * the preferred size (as nbdkit's file plugin says for 4K disks). */
+  uint32_t sector = e->node->block_size;
   store_be16 (buf, NBD_INFO_BLOCK_SIZE);
-  store_be32 (buf + 2, min);
-  store_be32 (buf + 6, min > PREFERRED_BLOCK_SIZE ? min : PREFERRED_BLOCK_SIZE);
+  store_be32 (buf + 2, 1);
+  store_be32 (buf + 6,
+              sector > PREFERRED_BLOCK_SIZE ? sector : PREFERRED_BLOCK_SIZE);
   store_be32 (buf + 10, MAX_REQUEST_BYTES);
   reply (c, option, NBD_REP_INFO, buf, 14);
   reply (c, option, NBD_REP_ACK, NULL, 0);

@@ -20,6 +20,15 @@
 #define SPLIT_MAX_PARTS 8
 #define SPLIT_MIN_PART (256 * 1024)
 
+/* Per-request work bounds for the commands whose length does not bound
+ * their work by itself (no payload moves): a CACHE warms at most its
+ * first MAX_CACHE_BYTES (it is advice: the rest is still answered with
+ * success), and a BLOCK_STATUS reply carries at most MAX_DESCRIPTORS
+ * extents, which also stops the nodes' walk (each node bounds its own
+ * walk too; the client asks again for the rest). */
+#define MAX_CACHE_BYTES MAX_REQUEST_BYTES
+#define MAX_DESCRIPTORS 4096
+
 struct request;
 struct part {
   uv_work_t work; /* worker: node op on [offset, +count) */
@@ -204,7 +213,6 @@ chunk_header (uint8_t *buf, const struct request *r, uint16_t type,
 static size_t
 build_status (struct request *r)
 {
-  enum { MAX_DESCRIPTORS = 4096 };
   const struct extent_list *l = &r->extents;
   uint64_t end = r->offset + r->count;
   size_t n = 0, cap = l->n < MAX_DESCRIPTORS ? l->n : MAX_DESCRIPTORS;
@@ -299,25 +307,6 @@ send_reply (struct request *r)
   }
 }
 
-/* NBD_CMD_CACHE: read and drop, which warms the page cache and the qcow2
- * L2 cache below us. */
-static int
-prefetch (struct node *n, uint64_t count, uint64_t offset)
-{
-  enum { CHUNK = 1024 * 1024 };
-  char *buf = malloc (CHUNK);
-  int r = 0;
-
-  if (!buf)
-    return error_set (-ENOMEM, "out of memory");
-  for (uint64_t done = 0; r == 0 && done < count; done += CHUNK) {
-    uint64_t len = count - done < CHUNK ? count - done : CHUNK;
-    r = node_pread (n, buf, len, offset + done);
-  }
-  free (buf);
-  return r;
-}
-
 /* Worker thread: node ops only; no connection state. */
 static void
 do_part (uv_work_t *w)
@@ -349,7 +338,7 @@ do_part (uv_work_t *w)
     if (err == 0 && (r->flags & NBD_CMD_FLAG_FUA))
       err = node_flush (r->node);
     break;
-  case NBD_CMD_CACHE: err = prefetch (r->node, p->count, p->offset); break;
+  case NBD_CMD_CACHE: err = node_prefetch (r->node, p->count, p->offset); break;
   case NBD_CMD_BLOCK_STATUS:
     err = node_extents (r->node, p->count, p->offset, &r->extents);
     break;
@@ -415,6 +404,17 @@ split (struct request *r)
   return i;
 }
 
+/* The work bounds of CACHE and BLOCK_STATUS (see MAX_CACHE_BYTES), set
+ * once the request is known to be valid. */
+static void
+bound_work (struct request *r)
+{
+  if (r->type == NBD_CMD_CACHE && r->count > MAX_CACHE_BYTES)
+    r->count = MAX_CACHE_BYTES; /* no payload, no buffer: only the range */
+  if (r->type == NBD_CMD_BLOCK_STATUS)
+    r->extents.max = r->flags & NBD_CMD_FLAG_REQ_ONE ? 1 : MAX_DESCRIPTORS;
+}
+
 static void
 dispatch (struct request *r)
 {
@@ -424,6 +424,7 @@ dispatch (struct request *r)
              (unsigned long long) r->conn->id, command_name (r->type), r->count,
              (unsigned long long) r->offset,
              (r->flags & NBD_CMD_FLAG_FUA) ? " (fua)" : "");
+  bound_work (r);
   n = split (r);
   r->parts_left = n;
   for (unsigned i = 0; i < n; i++)

@@ -16,9 +16,19 @@ print_extents (struct node *n)
 {
   struct extent_list l = { 0 };
 
-  if (node_extents (n, n->size, 0, &l) < 0) {
-    fprintf (stderr, "stack-tool: extents: %s\n", error_message ());
-    return 1;
+  /* A node may describe only a prefix per call: ask again from its end. */
+  for (uint64_t pos = 0; pos < n->size;) {
+    if (node_extents (n, n->size - pos, pos, &l) < 0) {
+      fprintf (stderr, "stack-tool: extents: %s\n", error_message ());
+      return 1;
+    }
+    uint64_t end = l.n ? l.e[l.n - 1].offset + l.e[l.n - 1].length : 0;
+    if (end <= pos) {
+      fprintf (stderr, "stack-tool: extents made no progress at %llu\n",
+               (unsigned long long) pos);
+      return 1;
+    }
+    pos = end;
   }
   for (size_t i = 0; i < l.n; i++)
     printf ("%llu %llu %u\n", (unsigned long long) l.e[i].offset,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Proves what nbdinfo sees: export list with descriptions, sizes, the
-# read-only flag, and block sizes equal to the encryption sector.
+# read-only flag, and block sizes (minimum 1, the sector size preferred).
 . "$(dirname "$0")/lib.sh"
 need cryptsetup nbdinfo python3
 
@@ -23,8 +23,9 @@ check "size is the payload size (4 MiB)" test "$(field "$TMP/big.json" 0 export-
 check "the empty export name selects the first export" test "$(cat "$TMP/default.size")" = 4194304
 check "read-write export is not read-only" test "$(field "$TMP/big.json" 0 is_read_only)" = False
 check "readonly=on export is read-only" test "$(field "$TMP/small.json" 0 is_read_only)" = True
-check "minimum block size = 4096-byte sector" test "$(field "$TMP/big.json" 0 block_size_minimum)" = 4096
-check "minimum block size = 512-byte sector" test "$(field "$TMP/small.json" 0 block_size_minimum)" = 512
+check "minimum block size 1 (4096-byte sectors)" test "$(field "$TMP/big.json" 0 block_size_minimum)" = 1
+check "minimum block size 1 (512-byte sectors)" test "$(field "$TMP/small.json" 0 block_size_minimum)" = 1
+check "preferred block size = 4096-byte sector" test "$(field "$TMP/big.json" 0 block_size_preferred)" = 4096
 check "preferred block size >= 4096" test "$(field "$TMP/small.json" 0 block_size_preferred)" -ge 4096
 check "maximum block size 32 MiB" test "$(field "$TMP/big.json" 0 block_size_maximum)" = 33554432
 check "flush and FUA advertised" test "$(field "$TMP/big.json" 0 can_fua)" = True
