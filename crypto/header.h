@@ -16,6 +16,8 @@
 #define LUKS_SECTOR 512
 #define LUKS_STRIPES_MAX 4000 /* what cryptsetup and qemu write */
 #define LUKS_UUID_MAX 40
+/* SHA-256 of the metadata a header was parsed from (see meta_hash). */
+#define LUKS_META_HASH_BYTES 32
 
 enum keyslot_priority {
   PRIORITY_IGNORE = 0,
@@ -55,6 +57,10 @@ struct luks_header {
   uint8_t digest[LUKS_DIGEST_MAX];
   size_t digest_len;
   char warning[256];
+  /* SHA-256 of the very metadata bytes parsed (LUKS1: the phdr; LUKS2:
+   * the binary header and JSON of the copy used): a cached key is reused
+   * only with a header whose metadata hashes the same (unlock.c). */
+  uint8_t meta_hash[LUKS_META_HASH_BYTES];
 };
 
 /* luks1.c */

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <gcrypt.h>
+
 #include "byteorder.h"
 #include "checked.h"
 #include "error.h"
@@ -91,6 +93,9 @@ luks1_parse (const uint8_t *p, size_t len, struct luks_header *hdr)
   if (len < L1_PHDR_SIZE)
     return error_set (-EINVAL, "%s: LUKS1 header truncated", src);
   hdr->version = 1;
+  r = hash_buffer (GCRY_MD_SHA256, hdr->meta_hash, p, L1_PHDR_SIZE);
+  if (r < 0)
+    return r;
   if ((r = luks_field_string (name, p + L1_CIPHER_NAME, L1_STRING, src,
                               "cipherName")) < 0 ||
       (r = luks_field_string (mode, p + L1_CIPHER_MODE, L1_STRING, src,

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gcrypt.h>
+
 #include "byteorder.h"
 #include "error.h"
 #include "hash.h"
@@ -180,6 +182,9 @@ luks2_read (struct luks_header *hdr)
               primary.buf ? "primary" : "secondary");
 
   hdr->version = 2;
+  r = hash_buffer (GCRY_MD_SHA256, hdr->meta_hash, use->buf, use->hdr_size);
+  if (r < 0)
+    goto out;
   r = luks_field_string (hdr->uuid, use->buf + L2_UUID, LUKS_UUID_MAX, src,
                          "uuid");
   if (r < 0)

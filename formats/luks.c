@@ -29,6 +29,8 @@ struct luks_node {
   pthread_rwlock_t rmw; /* shared: aligned writes; exclusive: RMW */
   bool shared_key;      /* volume key reused from another export */
   char warning[512];
+  void (*on_close) (void *); /* see node_luks_on_close */
+  void *on_close_arg;
 };
 
 static int
@@ -209,6 +211,8 @@ luks_close (struct node *n)
   struct luks_node *l = (struct luks_node *) n;
 
   luks_volume_free (l->vol);
+  if (l->on_close)
+    l->on_close (l->on_close_arg);
   luks_header_free (l->hdr);
   if (l->header != l->payload)
     node_close (l->header);
@@ -259,6 +263,15 @@ node_luks_key_shared (const struct node *n)
   return ((const struct luks_node *) n)->shared_key;
 }
 
+void
+node_luks_on_close (struct node *n, void (*fn) (void *), void *arg)
+{
+  struct luks_node *l = (struct luks_node *) n;
+
+  l->on_close = fn;
+  l->on_close_arg = arg;
+}
+
 int
 node_luks_open (struct node *payload, struct node *header, const void *pass,
                 size_t passlen, int keyslot, const char *header_label,
@@ -285,11 +298,12 @@ node_luks_open (struct node *payload, struct node *header, const void *pass,
   luks_header_info (l->hdr, &info);
   if (info.warning)
     snprintf (l->warning, sizeof l->warning, "%s", info.warning);
-  /* The header is still read and checked; only the KDF is skipped. */
-  if (shared) {
-    l->vol = luks_volume_ref (shared);
-    l->shared_key = true;
-  } else if ((r = luks_unlock (l->hdr, pass, passlen, keyslot, &l->vol)) < 0)
+  /* The header is read and checked either way; a shared key is reused
+   * only if the header as it is now vouches for it (crypto/unlock.c),
+   * else this is a full unlock. */
+  r = luks_unlock_reuse (l->hdr, pass, passlen, keyslot, shared, &l->vol,
+                         &l->shared_key);
+  if (r < 0)
     goto fail;
   l->sector = info.sector_size;
   l->data_offset = info.payload_offset;

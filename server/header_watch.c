@@ -1,10 +1,16 @@
 /* luks-nbd: watching detached header files while serving (loop thread).
  *
- * The daemon validated the header and took the volume key at start and
- * never reads the header again, so an edited, replaced or deleted header
- * changes nothing for the running export.  It may still mean an
- * operator's mistake or an attack, so it is logged (once per export and
- * kind of change: a rewrite fires many events). */
+ * An export validated its header and took the volume key when it was
+ * opened and never reads the header again, so an edited, replaced or
+ * deleted header changes nothing for the running export.  But the key
+ * kept for other exports of that header must not outlive what the header
+ * vouches for: every change stops offering it (the next export on the
+ * header is checked against the header as it is then, and unlocks afresh
+ * if it differs; formats/stack.c and crypto/unlock.c check that anyway,
+ * this only drops the key early).  A change may mean an operator's
+ * mistake or an attack (a re-encryption or a revoked passphrase), so it
+ * is logged (once per export and kind of change: a rewrite fires many
+ * events). */
 #include <config.h>
 
 #include <stdlib.h>
@@ -31,16 +37,22 @@ on_header_event (uv_fs_event_t *h, const char *file, int events, int status)
                  uv_strerror (status));
     return;
   }
+  /* On every event: a key kept after the last one may be stale again. */
+  size_t dropped = node_stack_forget_header (w->path);
   if ((events & UV_RENAME) && !w->told_rename) {
     w->told_rename = true;
     log_warning ("export '%s': header %s was renamed or removed; serving on "
-                 "with the header validated at start",
-                 w->export_name, w->path);
+                 "with the key unlocked at start; its kept key is no longer "
+                 "offered to new exports (%zu dropped now)",
+                 w->export_name, w->path, dropped);
   } else if ((events & UV_CHANGE) && !w->told_change) {
     w->told_change = true;
     log_warning ("export '%s': header %s was modified; serving on with the "
-                 "header validated at start (restart to use the new one)",
-                 w->export_name, w->path);
+                 "key unlocked at start (if the volume was re-encrypted, "
+                 "remove and re-add the export); its kept key is no longer "
+                 "offered to new exports, which unlock with the header as it "
+                 "is then (%zu dropped now)",
+                 w->export_name, w->path, dropped);
   }
 }
 

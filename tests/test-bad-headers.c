@@ -386,6 +386,75 @@ expect_opens_with_warning (struct image *img, const char *name,
   luks_header_free (hdr);
 }
 
+/* Byte offset of keyslot 0's key material. */
+static size_t
+slot0_area (const struct image *img)
+{
+  if (load_be16 (img->buf + 6) == 1)
+    return (size_t) load_be32 (img->buf + 208 + 40) * 512;
+  const char *a = strstr ((char *) img->buf + 4096, "\"area\":{");
+  const char *o = a ? strstr (a, "\"offset\":\"") : NULL;
+  return o ? strtoul (o + 10, NULL, 10) : 0;
+}
+
+/* A key unlocked before is reused only while the header and passphrase
+ * vouch for it: same metadata, same keyslot bytes, same passphrase. */
+static void
+check_reuse (const struct image *good, int v, const struct image *key)
+{
+  struct image img = copy (good);
+  struct luks_header *hdr = NULL;
+  struct luks_volume *vol = NULL, *again = NULL;
+  bool reused = false;
+  int r;
+
+  if (try_open (&img, &hdr) < 0 ||
+      luks_unlock (hdr, key->buf, key->len, -1, &vol) < 0) {
+    printf ("Bail out! LUKS%d good header: %s\n", v, error_message ());
+    exit (1);
+  }
+  r = luks_unlock_reuse (hdr, key->buf, key->len, -1, vol, &again, &reused);
+  ok (r == 0 && reused && again == vol,
+      "LUKS%d unchanged header: the cached key is reused", v);
+  luks_volume_free (again);
+  r = luks_unlock_reuse (hdr, "wrong", 5, -1, vol, &again, &reused);
+  ok (r == -EPERM && !reused,
+      "LUKS%d another passphrase never gets the cached key", v);
+  luks_header_free (hdr);
+
+  /* Metadata edited (the uuid, or the LUKS2 label), key still valid:
+   * a full unlock, not the cached key. */
+  if (v == 1)
+    img.buf[168] ^= 1;
+  else {
+    uint64_t hs = load_be64 (img.buf + 8);
+    img.buf[24] = img.buf[hs + 24] = 'x';
+    luks2_rechecksum (img.buf);
+    luks2_rechecksum (img.buf + hs);
+  }
+  r = try_open (&img, &hdr);
+  if (r == 0)
+    r = luks_unlock_reuse (hdr, key->buf, key->len, -1, vol, &again, &reused);
+  ok (r == 0 && !reused && again != vol,
+      "LUKS%d edited metadata: unlocked afresh, not from the cache (%s)", v,
+      r ? error_message () : "");
+  luks_volume_free (again);
+  luks_header_free (hdr);
+  free (img.buf);
+
+  /* The keyslot's material changed under unchanged metadata: refused. */
+  img = copy (good);
+  img.buf[slot0_area (&img) + 100] ^= 1;
+  r = try_open (&img, &hdr);
+  if (r == 0)
+    r = luks_unlock_reuse (hdr, key->buf, key->len, -1, vol, &again, &reused);
+  ok (r == -EPERM && !reused,
+      "LUKS%d changed keyslot material: the cached key is refused", v);
+  luks_header_free (hdr);
+  free (img.buf);
+  luks_volume_free (vol);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -411,6 +480,9 @@ main (int argc, char **argv)
     luks_header_free (hdr);
     free (img.buf);
   }
+
+  check_reuse (&good[1], 1, &key);
+  check_reuse (&good[2], 2, &key);
 
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     const struct row *row = &rows[i];
