@@ -27,6 +27,9 @@ enum keyslot_priority {
 
 struct luks_keyslot {
   int id;
+  /* Field names for messages: "keyslots.0.kdf" / "keyslot 0". */
+  char kdf_field[40];
+  char iter_field[48]; /* "keyslots.0.kdf.iterations" */
   enum keyslot_priority priority;
   struct kdf_params kdf;
   size_t derived_bytes; /* key for the keyslot area cipher */
@@ -52,6 +55,7 @@ struct luks_header {
   /* The digest that verifies the volume key. */
   int digest_md;
   uint32_t digest_iterations;
+  char digest_field[40]; /* "mkDigestIterations", "digests.0.iterations" */
   uint8_t digest_salt[KDF_SALT_MAX];
   size_t digest_salt_len;
   uint8_t digest[LUKS_DIGEST_MAX];

@@ -275,7 +275,7 @@ parse_digest (const struct ctx *c, json_object *root, const char *seg_key,
 {
   struct luks_header *hdr = c->hdr;
   json_object *digests, *segs, *dig = NULL;
-  const char *type, *hash;
+  const char *type, *hash, *dig_key = NULL;
   int64_t iter;
   int r;
 
@@ -285,12 +285,13 @@ parse_digest (const struct ctx *c, json_object *root, const char *seg_key,
     return r;
   json_object_object_foreach (digests, key, val)
   {
-    (void) key;
     if (json_object_is_type (val, json_type_object) &&
         json_object_object_get_ex (val, "segments", &segs) &&
         json_object_is_type (segs, json_type_array) &&
-        array_has (segs, seg_key))
+        array_has (segs, seg_key)) {
       dig = val;
+      dig_key = key;
+    }
   }
   if (!dig)
     return error_set (-EINVAL, "%s: LUKS2 no digest covers segment %s", c->src,
@@ -303,8 +304,8 @@ parse_digest (const struct ctx *c, json_object *root, const char *seg_key,
   if ((r = get_typed (c, dig, "digests.N", "keyslots", json_type_array,
                       "an array", slots)) < 0 ||
       (r = get_string (c, dig, "digests.N", "hash", &hash)) < 0 ||
-      (r = get_int (c, dig, "digests.N", "iterations", 1,
-                    KDF_PBKDF2_MAX_ITERATIONS, &iter)) < 0 ||
+      (r = get_int (c, dig, "digests.N", "iterations", 0, UINT32_MAX, &iter)) <
+        0 ||
       (r = get_base64 (c, dig, "digests.N", "salt", hdr->digest_salt,
                        sizeof hdr->digest_salt, &hdr->digest_salt_len)) < 0 ||
       (r = get_base64 (c, dig, "digests.N", "digest", hdr->digest,
@@ -314,6 +315,8 @@ parse_digest (const struct ctx *c, json_object *root, const char *seg_key,
   if (hdr->digest_md < 0)
     return error_prefix (hdr->digest_md, "%s", c->src);
   hdr->digest_iterations = (uint32_t) iter;
+  snprintf (hdr->digest_field, sizeof hdr->digest_field,
+            "digests.%.16s.iterations", dig_key);
   return 0;
 }
 
@@ -332,8 +335,7 @@ parse_kdf (const struct ctx *c, json_object *kdf, const char *path,
   if (strcmp (type, "pbkdf2") == 0) {
     p->type = KDF_PBKDF2;
     if ((r = get_string (c, kdf, path, "hash", &hash)) < 0 ||
-        (r = get_int (c, kdf, path, "iterations", 1, KDF_PBKDF2_MAX_ITERATIONS,
-                      &v)) < 0)
+        (r = get_int (c, kdf, path, "iterations", 0, UINT32_MAX, &v)) < 0)
       return r;
     p->iterations = (uint32_t) v;
     p->md_algo = hash_lookup (hash, "kdf.hash");
@@ -341,22 +343,21 @@ parse_kdf (const struct ctx *c, json_object *kdf, const char *path,
       return error_prefix (p->md_algo, "%s: %s", c->src, path);
   } else if (strcmp (type, "argon2i") == 0 || strcmp (type, "argon2id") == 0) {
     p->type = type[6] == 'i' && type[7] == 'd' ? KDF_ARGON2ID : KDF_ARGON2I;
-    if ((r = get_int (c, kdf, path, "time", 1, KDF_ARGON2_MAX_TIME, &v)) < 0)
+    /* Only the type's range here: the bounds are checked with every
+     * other KDF's in one place (header.c). */
+    if ((r = get_int (c, kdf, path, "time", 0, UINT32_MAX, &v)) < 0)
       return r;
     p->iterations = (uint32_t) v;
-    if ((r = get_int (c, kdf, path, "memory", KDF_ARGON2_MIN_MEMORY_KIB,
-                      KDF_ARGON2_MAX_MEMORY_KIB, &v)) < 0)
+    if ((r = get_int (c, kdf, path, "memory", 0, UINT32_MAX, &v)) < 0)
       return r;
     p->memory_kib = (uint32_t) v;
-    if ((r = get_int (c, kdf, path, "cpus", 1, KDF_ARGON2_MAX_PARALLEL, &v)) <
-        0)
+    if ((r = get_int (c, kdf, path, "cpus", 0, UINT32_MAX, &v)) < 0)
       return r;
     p->parallel = (uint32_t) v;
   } else
     return error_set (-ENOTSUP, "%s: LUKS2 %s.type '%s' is not supported",
                       c->src, path, type);
-  r = kdf_check (p, c->src);
-  return r < 0 ? error_prefix (r, "%s", path) : 0;
+  return 0;
 }
 
 static int
@@ -441,6 +442,8 @@ parse_keyslot (const struct ctx *c, const char *key, json_object *js,
                       &kdf)) < 0)
     return r;
   snprintf (path, sizeof path, "keyslots.%.16s.kdf", key);
+  snprintf (ks->kdf_field, sizeof ks->kdf_field, "%s", path);
+  snprintf (ks->iter_field, sizeof ks->iter_field, "%s.iterations", path);
   return parse_kdf (c, kdf, path, &ks->kdf);
 }
 

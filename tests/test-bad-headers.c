@@ -119,7 +119,7 @@ luks2_edit_json (struct image *img, enum edit how, const char *from,
 
 struct row {
   const char *name;
-  int version;
+  int version; /* 1, 2, or 3: LUKS2 with nine keyslots */
   void (*luks1_edit) (unsigned char *phdr);
   enum edit how;
   const char *from, *to; /* LUKS2 JSON edit */
@@ -182,6 +182,21 @@ l1_mk_iter_0 (unsigned char *p)
   store_be32 (p + 164, 0);
 }
 static void
+l1_mk_iter_max (unsigned char *p)
+{
+  store_be32 (p + 164, 0xffffffff);
+}
+static void
+l1_mk_iter_above (unsigned char *p)
+{
+  store_be32 (p + 164, (1u << 22) + 1);
+}
+static void
+l1_iter_max (unsigned char *p)
+{
+  store_be32 (p + 208 + 4, 0xffffffff);
+}
+static void
 l1_active_garbage (unsigned char *p)
 {
   store_be32 (p + 208, 0x12345678);
@@ -234,12 +249,17 @@ static const struct row rows[] = {
   { "LUKS1 key size 4096", 1, l1_key_huge, 0, 0, 0,
     "key size 4096 bytes outside 1..512" },
   { "LUKS1 mkDigestIterations 0", 1, l1_mk_iter_0, 0, 0, 0,
-    "mkDigestIterations is 0" },
+    "hdr: mkDigestIterations 0 is below 1" },
+  { "LUKS1 mkDigestIterations 2^32-1 refused, never run", 1, l1_mk_iter_max, 0,
+    0, 0, "hdr: mkDigestIterations 4294967295 exceeds 4194304" },
+  { "LUKS1 mkDigestIterations just above the bound", 1, l1_mk_iter_above, 0, 0,
+    0, "hdr: mkDigestIterations 4194305 exceeds 4194304" },
   { "LUKS1 keyslot active garbage", 1, l1_active_garbage, 0, 0, 0,
     "keyslot 0: active field 0x12345678" },
   { "LUKS1 keyslot iterations 0", 1, l1_iter_0, 0, 0, 0,
-    "keyslot 0: "
-    "hdr: pbkdf2 iterations 0 outside" },
+    "hdr: keyslot 0 passwordIterations 0 is below 1" },
+  { "LUKS1 keyslot iterations 2^32-1 refused, never run", 1, l1_iter_max, 0, 0,
+    0, "hdr: keyslot 0 passwordIterations 4294967295 exceeds 134217728" },
   { "LUKS1 keyslot stripes 0", 1, l1_stripes_0, 0, 0, 0,
     "keyslot 0: stripes 0 outside 1..4000" },
   { "LUKS1 keyslot stripes 2^32-1", 1, l1_stripes_huge, 0, 0, 0,
@@ -288,18 +308,46 @@ static const struct row rows[] = {
   { "LUKS2 stripes 0", 2, 0, FIRST, "\"stripes\":4000", "\"stripes\":0",
     "stripes 0 outside 1..4000" },
   { "LUKS2 kdf iterations 0", 2, 0, FIRST, "\"iterations\":1000,\"salt\"",
-    "\"iterations\":0,\"salt\"", "keyslots.0.kdf.iterations 0 outside" },
+    "\"iterations\":0,\"salt\"",
+    "hdr: keyslots.0.kdf.iterations 0 is below 1" },
   { "LUKS2 pbkdf2 iterations 2^32-1 refused, never run", 2, 0, FIRST,
     "\"iterations\":1000,\"salt\"", "\"iterations\":4294967295,\"salt\"",
-    "keyslots.0.kdf.iterations 4294967295 outside 1..1073741824" },
+    "hdr: keyslots.0.kdf.iterations 4294967295 exceeds 134217728" },
+  { "LUKS2 pbkdf2 iterations 2^32 is not even a uint32", 2, 0, FIRST,
+    "\"iterations\":1000,\"salt\"", "\"iterations\":4294967296,\"salt\"",
+    "keyslots.0.kdf.iterations 4294967296 outside 0..4294967295" },
+  { "LUKS2 digest iterations 2^32-1 refused, never run", 2, 0, FIRST,
+    "\"segments\":[\"0\"],\"hash\":\"sha256\",\"iterations\":1000,",
+    "\"segments\":[\"0\"],\"hash\":\"sha256\",\"iterations\":4294967295,",
+    "hdr: digests.0.iterations 4294967295 exceeds 4194304" },
+  { "LUKS2 argon2 time 2^32-1", 2, 0, FIRST,
+    "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,",
+    "\"kdf\":{\"type\":\"argon2id\",\"time\":4294967295,\"memory\":8,"
+    "\"cpus\":1,",
+    "hdr: keyslots.0.kdf.time 4294967295 exceeds 1048576" },
+  { "LUKS2 argon2 time x memory above the bound", 2, 0, FIRST,
+    "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,",
+    "\"kdf\":{\"type\":\"argon2id\",\"time\":1000,\"memory\":4194304,"
+    "\"cpus\":4,",
+    "hdr: keyslots.0.kdf.time x memory 4194304000 KiB exceeds 33554432" },
+  { "LUKS2 argon2 memory 0", 2, 0, FIRST,
+    "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,",
+    "\"kdf\":{\"type\":\"argon2i\",\"time\":4,\"memory\":0,\"cpus\":1,",
+    "hdr: keyslots.0.kdf.memory 0 KiB is below 8" },
+  { "LUKS2 nine keyslots each at the pbkdf2 bound", 3, 0, ALL,
+    "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,",
+    "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":"
+    "134217728,",
+    "hdr: the keyslots' KDF costs add up to 9.00 times the bound for one "
+    "keyslot, more than 4" },
   { "LUKS2 argon2 memory above the cap", 2, 0, FIRST,
     "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,",
     "\"kdf\":{\"type\":\"argon2id\",\"time\":4,\"memory\":5000000,\"cpus\":1,",
-    "keyslots.0.kdf.memory 5000000 outside 8..4194304" },
+    "hdr: keyslots.0.kdf.memory 5000000 KiB exceeds 4194304" },
   { "LUKS2 argon2 cpus 64", 2, 0, FIRST,
     "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,",
     "\"kdf\":{\"type\":\"argon2id\",\"time\":4,\"memory\":65536,\"cpus\":64,",
-    "keyslots.0.kdf.cpus 64 outside 1..4" },
+    "hdr: keyslots.0.kdf.cpus 64 exceeds 4" },
   { "LUKS2 keyslot areas overlap", 2, 0, FIRST, "\"offset\":\"290816\"",
     "\"offset\":\"32768\"", "area overlaps keyslot 0" },
   { "LUKS2 keyslot area outside keyslots_size", 2, 0, FIRST,
@@ -458,11 +506,15 @@ check_reuse (const struct image *good, int v, const struct image *key)
 int
 main (int argc, char **argv)
 {
-  if (argc != 4 || luks_init () < 0) {
-    printf ("Bail out! usage: test-bad-headers LUKS1 LUKS2 KEYFILE\n");
+  if (argc != 5 || luks_init () < 0) {
+    printf ("Bail out! usage: test-bad-headers LUKS1 LUKS2 KEYFILE "
+            "LUKS2-9-SLOTS\n");
     return 1;
   }
-  struct image good[3] = { { 0 }, load (argv[1]), load (argv[2]) };
+  /* good[3]: LUKS2 with nine keyslots (version 3 in the table). */
+  struct image good[4] = {
+    { 0 }, load (argv[1]), load (argv[2]), load (argv[4])
+  };
   struct image key = load (argv[3]);
   struct luks_header *hdr;
 
@@ -529,6 +581,7 @@ main (int argc, char **argv)
   }
   free (good[1].buf);
   free (good[2].buf);
+  free (good[3].buf);
   free (key.buf);
   return tap_done ();
 }
