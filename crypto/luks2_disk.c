@@ -151,9 +151,19 @@ luks2_read (struct luks_header *hdr)
   int r;
 
   read_copy (hdr, 0, magic_1st, &primary);
-  if (primary.buf)
+  if (primary.buf) {
     read_copy (hdr, primary.hdr_size, magic_2nd, &secondary);
-  else {
+    /* Both copies have one size (the keyslots start after two of them):
+     * a secondary of another size would put its JSON over the keyslots. */
+    if (secondary.buf && secondary.hdr_size != primary.hdr_size) {
+      snprintf (secondary.why, sizeof secondary.why,
+                "hdr_size %llu differs from the primary's %llu",
+                (unsigned long long) secondary.hdr_size,
+                (unsigned long long) primary.hdr_size);
+      free (secondary.buf);
+      secondary.buf = NULL;
+    }
+  } else {
     /* Without a trustworthy hdr_size, try every allowed secondary offset. */
     memset (&secondary, 0, sizeof secondary);
     snprintf (secondary.why, sizeof secondary.why, "not found");

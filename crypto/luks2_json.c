@@ -20,6 +20,10 @@
 
 /* Real LUKS2 metadata nests 4 deep; anything deeper is hostile. */
 #define JSON_MAX_DEPTH 16
+/* Real metadata has a few hundred values (32 keyslots of ~20, tokens);
+ * json-c spends ~250 bytes per value, so a 4 MiB JSON area of "[[1]]"
+ * would cost the daemon ~400 MiB and seconds: count before parsing. */
+#define JSON_MAX_VALUES 16384
 #define SECTOR_SIZE_MIN 512
 #define SECTOR_SIZE_MAX 4096
 
@@ -314,6 +318,14 @@ parse_digest (const struct ctx *c, json_object *root, const char *seg_key,
   hdr->digest_md = hash_lookup (hash, "digests.N.hash");
   if (hdr->digest_md < 0)
     return error_prefix (hdr->digest_md, "%s", c->src);
+  /* cryptsetup stores the whole hash; a shorter digest would let a wrong
+   * passphrase through (1 in 256 for one byte) with a garbage key. */
+  if (hdr->digest_len != hash_length (hdr->digest_md))
+    return error_set (-EINVAL,
+                      "%s: LUKS2 digests.%.16s.digest is %zu bytes, not the "
+                      "%zu of its hash %s",
+                      c->src, dig_key, hdr->digest_len,
+                      hash_length (hdr->digest_md), hash);
   hdr->digest_iterations = (uint32_t) iter;
   snprintf (hdr->digest_field, sizeof hdr->digest_field,
             "digests.%.16s.iterations", dig_key);
@@ -377,8 +389,13 @@ parse_keyslot (const struct ctx *c, const char *key, json_object *js,
   snprintf (path, sizeof path, "keyslots.%.16s", key);
   snprintf (afp, sizeof afp, "%s.af", path);
   snprintf (areap, sizeof areap, "%s.area", path);
-  if (*end || end == key || id < 0 || id >= LUKS_KEYSLOTS_MAX)
-    return error_set (-EINVAL, "%s: LUKS2 keyslot id '%s' outside 0..%d",
+  /* Canonical decimal only ("1", never "01", " 1" or "+1"), so that two
+   * keys cannot name the same slot. */
+  if (*end || end == key || key[0] < '0' || key[0] > '9' ||
+      (key[0] == '0' && key[1]) || id < 0 || id >= LUKS_KEYSLOTS_MAX)
+    return error_set (-EINVAL,
+                      "%s: LUKS2 keyslot id '%.16s' is not a number 0..%d "
+                      "in canonical form",
                       c->src, key, LUKS_KEYSLOTS_MAX - 1);
   memset (ks, 0, sizeof *ks);
   ks->id = (int) id;
@@ -503,6 +520,28 @@ parse_keyslots (const struct ctx *c, json_object *root, json_object *bound)
   return 0;
 }
 
+/* An upper bound on the values in json: separators and openers outside
+ * strings, plus one. */
+static size_t
+count_values (const char *json)
+{
+  size_t n = 1;
+  bool in_string = false;
+
+  for (const char *p = json; *p; p++) {
+    if (in_string) {
+      if (*p == '\\' && p[1])
+        p++;
+      else if (*p == '"')
+        in_string = false;
+    } else if (*p == '"')
+      in_string = true;
+    else if (*p == ',' || *p == '[' || *p == '{')
+      n++;
+  }
+  return n;
+}
+
 int
 luks2_json_parse (const char *json, uint64_t json_size, uint64_t hdr_size,
                   struct luks_header *hdr)
@@ -517,6 +556,11 @@ luks2_json_parse (const char *json, uint64_t json_size, uint64_t hdr_size,
 
   if (!tok)
     return error_set (-ENOMEM, "out of memory");
+  if (count_values (json) > JSON_MAX_VALUES) {
+    r = error_set (-EINVAL, "%s: LUKS2 JSON has more than %d values", c.src,
+                   JSON_MAX_VALUES);
+    goto out;
+  }
   root = json_tokener_parse_ex (tok, json, (int) len);
   if (!root || json_tokener_get_error (tok) != json_tokener_success) {
     r = error_set (-EINVAL, "%s: LUKS2 JSON does not parse: %s", c.src,

@@ -74,7 +74,8 @@ luks2_rechecksum (unsigned char *hdr)
   gcry_md_hash_buffer (GCRY_MD_SHA256, hdr + 448, hdr, size);
 }
 
-enum edit { FIRST, ALL, WHOLE, APPEND, FILL };
+/* MANY: `from` becomes an array of 100000 ones (for the value count). */
+enum edit { FIRST, ALL, WHOLE, APPEND, FILL, MANY };
 
 /* Edits the JSON of both copies and fixes their checksums. */
 static void
@@ -97,6 +98,22 @@ luks2_edit_json (struct image *img, enum edit how, const char *from,
       strcat (out, to);
       break;
     case FILL: memset (out, 'a', area); break;
+    case MANY: {
+      char *hit = strstr (json, from), *o = out;
+      if (!hit || strlen (json) + 200010 > area)
+        break;
+      memcpy (o, json, (size_t) (hit - json));
+      o += hit - json;
+      *o++ = '[';
+      for (int i = 0; i < 100000; i++) {
+        if (i)
+          *o++ = ',';
+        *o++ = '1';
+      }
+      *o++ = ']';
+      strcpy (o, hit + strlen (from));
+      break;
+    }
     case FIRST:
     case ALL:
       for (char *hit; (hit = strstr (p, from));) {
@@ -371,6 +388,17 @@ static const struct row rows[] = {
   { "LUKS2 integrity segment", 2, 0, FIRST, "\"sector_size\":4096}",
     "\"sector_size\":4096,\"integrity\":{\"type\":\"hmac(sha256)\"}}",
     "integrity (dm-integrity) is not supported" },
+  { "LUKS2 JSON with 100000 values", 3, 0, MANY, "{}", 0,
+    "LUKS2 JSON has more than 16384 values" },
+  { "LUKS2 keyslot id '01' (two keys could name one slot)", 2, 0, FIRST,
+    "\"keyslots\":{", "\"keyslots\":{\"01\":{},",
+    "LUKS2 keyslot id '01' is not a number 0..31 in canonical form" },
+  { "LUKS2 keyslot id '+2'", 2, 0, FIRST, "\"keyslots\":{",
+    "\"keyslots\":{\"+2\":{},",
+    "LUKS2 keyslot id '+2' is not a number 0..31 in canonical form" },
+  { "LUKS2 digest of 1 byte (a wrong passphrase would pass 1 in 256)", 2, 0,
+    FIRST, "\"digest\":\"", "\"digest\":\"AA==\",\"x\":\"",
+    "LUKS2 digests.0.digest is 1 bytes, not the 32 of its hash sha256" },
   { "LUKS2 json_size disagrees", 2, 0, FIRST, "\"json_size\":\"12288\"",
     "\"json_size\":\"4096\"", "config.json_size 4096 does not match" },
 };
@@ -387,6 +415,9 @@ luks2_binary_edit (struct image *img, const char *name)
   else if (strcmp (name, "both") == 0) {
     img->buf[hdr_size - 1] ^= 1;
     img->buf[2 * hdr_size - 1] ^= 1;
+  } else if (strcmp (name, "secondary_size") == 0) {
+    store_be64 (img->buf + hdr_size + 8, 2 * hdr_size);
+    luks2_rechecksum (img->buf + hdr_size);
   } else if (strcmp (name, "hdr_size") == 0) {
     store_be64 (img->buf + 8, 12345);
     store_be64 (img->buf + hdr_size + 8, 12345);
@@ -566,6 +597,10 @@ main (int argc, char **argv)
       true },
     { "both", "LUKS2 both checksums bad",
       "both LUKS2 header copies are invalid", false },
+    { "secondary_size", "LUKS2 secondary of another (allowed) size",
+      "secondary header is invalid (hdr_size 32768 differs from the "
+      "primary's 16384); using the primary copy",
+      true },
     { "hdr_size", "LUKS2 hdr_size not allowed",
       "hdr_size 12345 is not an allowed size", false },
   };
