@@ -160,8 +160,9 @@ remember_key (const char *path, const struct stat *st, int key_slot,
 }
 
 /* After an open that was offered k: a node that reused the key becomes
- * one of k's users (the pin passes to it); otherwise the header no longer
- * vouches for k's key (or the open failed): k is not offered again. */
+ * one of k's users (the pin passes to it).  Otherwise the header no
+ * longer vouches for k's key (or the open failed, perhaps for that
+ * reason): k is not offered again. */
 static void
 settle_offer (struct shared_key *k, int r, struct node *luks)
 {
@@ -169,12 +170,10 @@ settle_offer (struct shared_key *k, int r, struct node *luks)
     node_luks_on_close (luks, release_key, k);
     return;
   }
-  if (r == 0) {
-    pthread_mutex_lock (&shared_keys_lock);
-    if (k->listed)
-      unlist (k);
-    pthread_mutex_unlock (&shared_keys_lock);
-  }
+  pthread_mutex_lock (&shared_keys_lock);
+  if (k->listed)
+    unlist (k);
+  pthread_mutex_unlock (&shared_keys_lock);
   release_key (k);
 }
 

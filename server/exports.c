@@ -357,11 +357,11 @@ export_parse (const char *text, int index, bool force_readonly,
   return 0;
 }
 
-/* Any thread (the one that closed the last export of the header). */
+/* Any thread (the one that closed the last export using the key). */
 static void
 log_key_wiped (const char *header)
 {
-  log_info ("no export uses header %s any more: its kept key is wiped", header);
+  log_info ("kept key for header %s wiped: no export uses it any more", header);
 }
 
 int
