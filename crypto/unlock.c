@@ -134,8 +134,11 @@ luks_unlock (const struct luks_header *hdr, const void *pass, size_t passlen,
       r = try_keyslot (hdr, ks, pass, passlen, key, vouch);
     }
   }
-  if (r == 0)
-    return volume_new (hdr, key, slot, vouch, out);
+  if (r == 0) {
+    r = volume_new (hdr, key, slot, vouch, out);
+    secmem_wipe (vouch, sizeof vouch); /* it hashes the passphrase too */
+    return r;
+  }
   secmem_free (key, hdr->key_bytes);
   if (keyslot >= 0 && !found)
     return error_set (-ENOENT, "%s: key slot %d is not active", hdr->src.name,
@@ -177,6 +180,7 @@ header_vouches (const struct luks_header *hdr, const void *pass, size_t passlen,
                      ks->area_offset) == 0 &&
       slot_vouch (hdr, ks, area, pass, passlen, vouch) == 0)
     same = secmem_memcmp (vouch, volume_vouch (vol), sizeof vouch) == 0;
+  secmem_wipe (vouch, sizeof vouch);
   free (area);
   return same;
 }
