@@ -63,6 +63,13 @@ int luks_unlock (const struct luks_header *hdr, const void *pass,
 int luks_unlock_reuse (const struct luks_header *hdr, const void *pass,
                        size_t passlen, int keyslot, struct luks_volume *cached,
                        struct luks_volume **out, bool *reused);
+/* 0 if hdr (read after vol was unlocked, perhaps from another version of
+ * the file) still vouches for vol: the same data segment (cipher, key
+ * size, sector size, offsets) and a digest that vol's key matches (one
+ * PBKDF2 run of the digest's cost).  -ESTALE with a message saying which
+ * differs, or another -errno. */
+int luks_volume_check (const struct luks_header *hdr,
+                       const struct luks_volume *vol);
 /* Volumes are reference-counted: ref for each extra user, free drops one
  * (the key is wiped with the last). */
 void luks_volume_free (struct luks_volume *vol);

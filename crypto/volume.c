@@ -81,6 +81,37 @@ luks_volume_free (struct luks_volume *v)
 }
 
 int
+luks_volume_check (const struct luks_header *hdr, const struct luks_volume *v)
+{
+  struct kdf_params dp = { .type = KDF_PBKDF2,
+                           .md_algo = hdr->digest_md,
+                           .iterations = hdr->digest_iterations,
+                           .salt_len = hdr->digest_salt_len };
+  uint8_t digest[LUKS_DIGEST_MAX];
+  int r;
+
+  if (strcmp (hdr->cipher.text, v->spec.text) != 0 ||
+      hdr->key_bytes != v->key_bytes || hdr->sector_size != v->sector_size ||
+      hdr->iv_tweak != v->iv_tweak ||
+      hdr->payload_offset != v->payload_offset ||
+      hdr->payload_size != v->payload_size)
+    return error_set (-ESTALE,
+                      "%s: its data segment (cipher, key size, sector size or "
+                      "offsets) is no longer the one this key was unlocked "
+                      "for",
+                      hdr->src.name);
+  memcpy (dp.salt, hdr->digest_salt, hdr->digest_salt_len);
+  r = kdf_derive (&dp, v->key, v->key_bytes, digest, hdr->digest_len);
+  if (r == 0 && secmem_memcmp (digest, hdr->digest, hdr->digest_len) != 0)
+    r = error_set (-ESTALE,
+                   "%s: its digest no longer matches this key (the volume "
+                   "key changed: re-encrypted?)",
+                   hdr->src.name);
+  secmem_wipe (digest, sizeof digest);
+  return r;
+}
+
+int
 volume_slot (const struct luks_volume *v)
 {
   return v->slot;

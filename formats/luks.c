@@ -29,6 +29,7 @@ struct luks_node {
   pthread_rwlock_t rmw; /* shared: aligned writes; exclusive: RMW */
   bool shared_key;      /* volume key reused from another export */
   char warning[512];
+  char *header_label;        /* for messages */
   void (*on_close) (void *); /* see node_luks_on_close */
   void *on_close_arg;
 };
@@ -218,6 +219,7 @@ luks_close (struct node *n)
     node_close (l->header);
   node_close (l->payload);
   pthread_rwlock_destroy (&l->rmw);
+  free (l->header_label);
   free (n->label);
   free (l);
 }
@@ -263,6 +265,24 @@ node_luks_key_shared (const struct node *n)
   return ((const struct luks_node *) n)->shared_key;
 }
 
+int
+node_luks_check_header (struct node *n)
+{
+  struct luks_node *l = (struct luks_node *) n;
+  struct luks_source src = { header_read, l->header, l->header->size,
+                             l->header_label };
+  struct luks_header *hdr;
+  int r;
+
+  /* The header node's fd: the file as it is now if edited in place. */
+  r = luks_header_open (&src, &hdr);
+  if (r < 0)
+    return r;
+  r = luks_volume_check (hdr, l->vol);
+  luks_header_free (hdr);
+  return r;
+}
+
 void
 node_luks_on_close (struct node *n, void (*fn) (void *), void *arg)
 {
@@ -291,7 +311,13 @@ node_luks_open (struct node *payload, struct node *header, const void *pass,
   r = luks_init ();
   if (r < 0)
     goto fail;
-  src = (struct luks_source){ header_read, header, header->size, header_label };
+  l->header_label = strdup (header_label);
+  if (!l->header_label) {
+    r = error_set (-ENOMEM, "out of memory");
+    goto fail;
+  }
+  src =
+    (struct luks_source){ header_read, header, header->size, l->header_label };
   r = luks_header_open (&src, &l->hdr);
   if (r < 0)
     goto fail;
@@ -343,6 +369,7 @@ fail:
   luks_volume_free (l->vol);
   luks_header_free (l->hdr);
   pthread_rwlock_destroy (&l->rmw);
+  free (l->header_label);
   free (l);
   return r;
 }

@@ -118,6 +118,11 @@ int node_luks_open (struct node *payload, struct node *header, const void *pass,
 struct luks_volume *node_luks_volume (struct node *luks);
 /* True if this export reuses the key another export unlocked. */
 bool node_luks_key_shared (const struct node *luks);
+/* Re-reads the header and checks that it still vouches for the key the
+ * node serves with (luks_volume_check): 0, -ESTALE with a message saying
+ * why not, or another -errno (unreadable, invalid).  Runs a PBKDF2 of the
+ * digest's cost: call it off the loop. */
+int node_luks_check_header (struct node *luks);
 /* fn(arg) runs when the node closes, after it let go of its key. */
 void node_luks_on_close (struct node *luks, void (*fn) (void *), void *arg);
 

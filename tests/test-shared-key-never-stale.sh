@@ -6,7 +6,9 @@
 #    serves the new plaintext (never the old key's garbage);
 #  - luksAddKey + luksRemoveKey revokes a passphrase: export-add with the
 #    revoked passphrase is refused, naming the header;
-#  - a kept key is wiped with the last export using it (the log says so).
+#  - a kept key is wiped with the last export using it (the log says so);
+#  - running exports are told whether the edited header still vouches for
+#    their own key.
 . "$(dirname "$0")/lib.sh"
 need cryptsetup nbdcopy
 
@@ -48,6 +50,11 @@ ctl export-add "name=d,payload=$TMP/v.payload,header=$TMP/v.hdr,$ro" \
   --passphrase-stdin < "$TMP/new.key" > "$TMP/d.add" 2>&1
 nbdcopy "nbd+unix:///d?socket=$TMP/sock" "$TMP/d.out"
 wait_log "header $TMP/v.hdr was modified" || echo no-watch-line
+# The header watch re-reads the header once it settles and checks each
+# running export's own key against it.
+wait_log "export 'a': header $TMP/v.hdr no longer vouches" || echo no-recheck-a
+wait_log "export 'b': header $TMP/v.hdr, re-read after the change, still vouches" \
+  || echo no-recheck-b
 
 # 3. Export w's key is shared by e; the kept key goes with the last of
 #    them.  (export-remove closes an export without clients before the
@@ -80,6 +87,10 @@ check "and the error names the header" grep -q 'no key slot in .*v\.hdr accepts 
 check "the new passphrase opens it" cmp -s "$TMP/d.out" "$TMP/v.plain"
 check "the header watch says the kept key for v.hdr was dropped" \
   grep -q "header $TMP/v.hdr was modified.*kept key" "$TMP/log"
+check "running export a is told its key no longer matches the re-encrypted header" \
+  grep -q "export 'a': header $TMP/v.hdr no longer vouches for the key this export serves with (.*digest no longer matches" "$TMP/log"
+check "export b (unlocked after the re-encryption) is told the edited header still vouches for its key" \
+  grep -q "export 'b': header $TMP/v.hdr, re-read after the change, still vouches" "$TMP/log"
 check "export e shared w's key" grep -q "export 'e': header .* sharing its key" "$TMP/log"
 check "w's kept key stays while export e still uses it" test "$(cat "$TMP/w.wiped1")" = 0
 check "and is wiped with e, the last export using it" \
