@@ -78,6 +78,36 @@ luks_check_keyslot_area (const struct luks_header *hdr,
   return 0;
 }
 
+/* The one place every KDF cost of a header is bounded (kdf.h), before
+ * any KDF runs: the digest, each keyslot, and all keyslots together. */
+static int
+check_kdf_costs (const struct luks_header *hdr)
+{
+  struct kdf_params dp = { .type = KDF_PBKDF2,
+                           .md_algo = hdr->digest_md,
+                           .iterations = hdr->digest_iterations,
+                           .salt_len = hdr->digest_salt_len };
+  uint64_t total = 0;
+  int r = kdf_check (&dp, KDF_DIGEST_MAX_ITERATIONS, hdr->src.name,
+                     hdr->digest_field, hdr->digest_field);
+
+  for (int i = 0; r == 0 && i < hdr->nslots; i++) {
+    const struct luks_keyslot *ks = &hdr->slots[i];
+    r = kdf_check (&ks->kdf, KDF_PBKDF2_MAX_ITERATIONS, hdr->src.name,
+                   ks->iter_field, ks->kdf_field);
+    total += kdf_cost_ppm (&ks->kdf);
+  }
+  if (r == 0 && total > KDF_MAX_TOTAL_SLOTS * UINT64_C (1000000))
+    r = error_set (-EINVAL,
+                   "%s: the keyslots' KDF costs add up to %llu.%02llu times "
+                   "the bound for one keyslot, more than %d (a passphrase "
+                   "that opens none tries them all)",
+                   hdr->src.name, (unsigned long long) total / 1000000,
+                   (unsigned long long) total % 1000000 / 10000,
+                   KDF_MAX_TOTAL_SLOTS);
+  return r;
+}
+
 int
 luks_header_open (const struct luks_source *src, struct luks_header **out)
 {
@@ -108,6 +138,8 @@ luks_header_open (const struct luks_source *src, struct luks_header **out)
      * can tell; luks2_read says "bad magic" if neither is there. */
     r = luks2_read (hdr);
   }
+  if (r == 0)
+    r = check_kdf_costs (hdr);
   if (r < 0) {
     free (hdr);
     return r;

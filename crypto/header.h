@@ -16,6 +16,8 @@
 #define LUKS_SECTOR 512
 #define LUKS_STRIPES_MAX 4000 /* what cryptsetup and qemu write */
 #define LUKS_UUID_MAX 40
+/* SHA-256 of the metadata a header was parsed from (see meta_hash). */
+#define LUKS_META_HASH_BYTES 32
 
 enum keyslot_priority {
   PRIORITY_IGNORE = 0,
@@ -25,6 +27,9 @@ enum keyslot_priority {
 
 struct luks_keyslot {
   int id;
+  /* Field names for messages: "keyslots.0.kdf" / "keyslot 0". */
+  char kdf_field[40];
+  char iter_field[48]; /* "keyslots.0.kdf.iterations" */
   enum keyslot_priority priority;
   struct kdf_params kdf;
   size_t derived_bytes; /* key for the keyslot area cipher */
@@ -50,11 +55,16 @@ struct luks_header {
   /* The digest that verifies the volume key. */
   int digest_md;
   uint32_t digest_iterations;
+  char digest_field[40]; /* "mkDigestIterations", "digests.0.iterations" */
   uint8_t digest_salt[KDF_SALT_MAX];
   size_t digest_salt_len;
   uint8_t digest[LUKS_DIGEST_MAX];
   size_t digest_len;
   char warning[256];
+  /* SHA-256 of the very metadata bytes parsed (LUKS1: the phdr; LUKS2:
+   * the binary header and JSON of the copy used): a cached key is reused
+   * only with a header whose metadata hashes the same (unlock.c). */
+  uint8_t meta_hash[LUKS_META_HASH_BYTES];
 };
 
 /* luks1.c */

@@ -8,38 +8,61 @@
 #include "error.h"
 #include "kdf.h"
 
-int
-kdf_check (const struct kdf_params *p, const char *what)
+static int
+check_range (uint64_t v, uint64_t min, uint64_t max, const char *src,
+             const char *field, const char *sub, const char *unit)
 {
+  if (v < min)
+    return error_set (-EINVAL, "%s: %s%s %llu%s is below %llu", src, field, sub,
+                      (unsigned long long) v, unit, (unsigned long long) min);
+  if (v > max)
+    return error_set (-EINVAL, "%s: %s%s %llu%s exceeds %llu", src, field, sub,
+                      (unsigned long long) v, unit, (unsigned long long) max);
+  return 0;
+}
+
+int
+kdf_check (const struct kdf_params *p, uint32_t max_iterations, const char *src,
+           const char *iter_field, const char *kdf_field)
+{
+  int r;
+
   switch (p->type) {
   case KDF_PBKDF2:
-    if (p->iterations == 0 || p->iterations > KDF_PBKDF2_MAX_ITERATIONS)
-      return error_set (-EINVAL, "%s: pbkdf2 iterations %u outside 1..%u", what,
-                        p->iterations, KDF_PBKDF2_MAX_ITERATIONS);
+    r = check_range (p->iterations, 1, max_iterations, src, iter_field, "", "");
     break;
   case KDF_ARGON2I:
   case KDF_ARGON2ID:
-    if (p->iterations == 0 || p->iterations > KDF_ARGON2_MAX_TIME)
-      return error_set (-EINVAL, "%s: argon2 time %u outside 1..%u", what,
-                        p->iterations, KDF_ARGON2_MAX_TIME);
-    if (p->memory_kib < KDF_ARGON2_MIN_MEMORY_KIB ||
-        p->memory_kib > KDF_ARGON2_MAX_MEMORY_KIB)
-      return error_set (-EINVAL, "%s: argon2 memory %u KiB outside %u..%u",
-                        what, p->memory_kib, KDF_ARGON2_MIN_MEMORY_KIB,
-                        KDF_ARGON2_MAX_MEMORY_KIB);
-    if (p->parallel == 0 || p->parallel > KDF_ARGON2_MAX_PARALLEL)
-      return error_set (-EINVAL, "%s: argon2 cpus %u outside 1..%u", what,
-                        p->parallel, KDF_ARGON2_MAX_PARALLEL);
+    if ((r = check_range (p->iterations, 1, KDF_ARGON2_MAX_TIME, src, kdf_field,
+                          ".time", "")) < 0 ||
+        (r = check_range (p->memory_kib, KDF_ARGON2_MIN_MEMORY_KIB,
+                          KDF_ARGON2_MAX_MEMORY_KIB, src, kdf_field, ".memory",
+                          " KiB")) < 0 ||
+        (r = check_range (p->parallel, 1, KDF_ARGON2_MAX_PARALLEL, src,
+                          kdf_field, ".cpus", "")) < 0 ||
+        (r = check_range ((uint64_t) p->iterations * p->memory_kib, 0,
+                          KDF_ARGON2_MAX_WORK_KIB, src, kdf_field,
+                          ".time x memory", " KiB")) < 0)
+      break;
     /* Argon2 needs at least 8 KiB per lane. */
     if (p->memory_kib < 8 * p->parallel)
-      return error_set (-EINVAL, "%s: argon2 memory %u KiB below 8 KiB per cpu",
-                        what, p->memory_kib);
+      r = error_set (-EINVAL, "%s: %s.memory %u KiB is below 8 KiB per cpu",
+                     src, kdf_field, p->memory_kib);
     break;
-  default: return error_set (-ENOTSUP, "%s: unknown kdf", what);
+  default: r = error_set (-ENOTSUP, "%s: %s: unknown kdf", src, kdf_field);
   }
-  if (p->salt_len == 0)
-    return error_set (-EINVAL, "%s: empty kdf salt", what);
-  return 0;
+  if (r == 0 && p->salt_len == 0)
+    r = error_set (-EINVAL, "%s: %s: empty kdf salt", src, kdf_field);
+  return r;
+}
+
+uint64_t
+kdf_cost_ppm (const struct kdf_params *p)
+{
+  if (p->type == KDF_PBKDF2)
+    return (uint64_t) p->iterations * 1000000 / KDF_PBKDF2_MAX_ITERATIONS;
+  return (uint64_t) p->iterations * p->memory_kib * 1000000 /
+         KDF_ARGON2_MAX_WORK_KIB;
 }
 
 int

@@ -53,6 +53,23 @@ void luks_header_info (const struct luks_header *hdr,
  * -EPERM "no key slot in NAME accepts this passphrase" on failure. */
 int luks_unlock (const struct luks_header *hdr, const void *pass,
                  size_t passlen, int keyslot, struct luks_volume **out);
+/* luks_unlock, offered a key unlocked earlier from a header that may be
+ * this one (the same file, read before).  The key is reused (a new
+ * reference, *reused true, no KDF run) only if this header's metadata and
+ * the keyslot that opened it are byte for byte those it was unlocked from,
+ * and the passphrase is the one that opened it -- the header as it is now
+ * vouches for it; otherwise the passphrase is tried as luks_unlock does.
+ * cached may be NULL. */
+int luks_unlock_reuse (const struct luks_header *hdr, const void *pass,
+                       size_t passlen, int keyslot, struct luks_volume *cached,
+                       struct luks_volume **out, bool *reused);
+/* 0 if hdr (read after vol was unlocked, perhaps from another version of
+ * the file) still vouches for vol: the same data segment (cipher, key
+ * size, sector size, offsets) and a digest that vol's key matches (one
+ * PBKDF2 run of the digest's cost).  -ESTALE with a message saying which
+ * differs, or another -errno. */
+int luks_volume_check (const struct luks_header *hdr,
+                       const struct luks_volume *vol);
 /* Volumes are reference-counted: ref for each extra user, free drops one
  * (the key is wiped with the last). */
 void luks_volume_free (struct luks_volume *vol);

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <gcrypt.h>
+
 #include "byteorder.h"
 #include "checked.h"
 #include "error.h"
@@ -60,9 +62,9 @@ parse_keyslot (const uint8_t *ks_disk, int i, int md, struct luks_header *hdr)
   ks->kdf.iterations = load_be32 (ks_disk + 4);
   memcpy (ks->kdf.salt, ks_disk + 8, L1_SALT_SIZE);
   ks->kdf.salt_len = L1_SALT_SIZE;
-  r = kdf_check (&ks->kdf, hdr->src.name);
-  if (r < 0)
-    return error_prefix (r, "%s", field);
+  snprintf (ks->kdf_field, sizeof ks->kdf_field, "%s", field);
+  snprintf (ks->iter_field, sizeof ks->iter_field, "%s passwordIterations",
+            field);
   ks->af_md = md;
   ks->stripes = load_be32 (ks_disk + 44);
   ks->area_offset = (uint64_t) load_be32 (ks_disk + 40) * LUKS_SECTOR;
@@ -91,6 +93,9 @@ luks1_parse (const uint8_t *p, size_t len, struct luks_header *hdr)
   if (len < L1_PHDR_SIZE)
     return error_set (-EINVAL, "%s: LUKS1 header truncated", src);
   hdr->version = 1;
+  r = hash_buffer (GCRY_MD_SHA256, hdr->meta_hash, p, L1_PHDR_SIZE);
+  if (r < 0)
+    return r;
   if ((r = luks_field_string (name, p + L1_CIPHER_NAME, L1_STRING, src,
                               "cipherName")) < 0 ||
       (r = luks_field_string (mode, p + L1_CIPHER_MODE, L1_STRING, src,
@@ -116,8 +121,7 @@ luks1_parse (const uint8_t *p, size_t len, struct luks_header *hdr)
 
   hdr->digest_md = md;
   hdr->digest_iterations = load_be32 (p + L1_MK_DIGEST_ITER);
-  if (hdr->digest_iterations == 0)
-    return error_set (-EINVAL, "%s: mkDigestIterations is 0", src);
+  snprintf (hdr->digest_field, sizeof hdr->digest_field, "mkDigestIterations");
   memcpy (hdr->digest, p + L1_MK_DIGEST, L1_DIGEST_SIZE);
   hdr->digest_len = L1_DIGEST_SIZE;
   memcpy (hdr->digest_salt, p + L1_MK_DIGEST_SALT, L1_SALT_SIZE);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gcrypt.h>
+
 #include "byteorder.h"
 #include "error.h"
 #include "hash.h"
@@ -149,9 +151,19 @@ luks2_read (struct luks_header *hdr)
   int r;
 
   read_copy (hdr, 0, magic_1st, &primary);
-  if (primary.buf)
+  if (primary.buf) {
     read_copy (hdr, primary.hdr_size, magic_2nd, &secondary);
-  else {
+    /* Both copies have one size (the keyslots start after two of them):
+     * a secondary of another size would put its JSON over the keyslots. */
+    if (secondary.buf && secondary.hdr_size != primary.hdr_size) {
+      snprintf (secondary.why, sizeof secondary.why,
+                "hdr_size %llu differs from the primary's %llu",
+                (unsigned long long) secondary.hdr_size,
+                (unsigned long long) primary.hdr_size);
+      free (secondary.buf);
+      secondary.buf = NULL;
+    }
+  } else {
     /* Without a trustworthy hdr_size, try every allowed secondary offset. */
     memset (&secondary, 0, sizeof secondary);
     snprintf (secondary.why, sizeof secondary.why, "not found");
@@ -180,6 +192,9 @@ luks2_read (struct luks_header *hdr)
               primary.buf ? "primary" : "secondary");
 
   hdr->version = 2;
+  r = hash_buffer (GCRY_MD_SHA256, hdr->meta_hash, use->buf, use->hdr_size);
+  if (r < 0)
+    goto out;
   r = luks_field_string (hdr->uuid, use->buf + L2_UUID, LUKS_UUID_MAX, src,
                          "uuid");
   if (r < 0)

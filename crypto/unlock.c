@@ -4,23 +4,61 @@
 #include <config.h>
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include <gcrypt.h>
+
 #include "afsplit.h"
+#include "byteorder.h"
 #include "error.h"
+#include "hash.h"
 #include "secmem.h"
 #include "volume.h"
+
+/* Bytes of a keyslot's area that hold its key material. */
+static size_t
+area_bytes (const struct luks_header *hdr, const struct luks_keyslot *ks)
+{
+  size_t af_bytes = hdr->key_bytes * ks->stripes;
+  return (af_bytes + LUKS_SECTOR - 1) / LUKS_SECTOR * LUKS_SECTOR;
+}
+
+/* What vouches for a key: SHA-256 over the header's metadata hash, the
+ * keyslot id, the hash of that keyslot's (encrypted) area bytes and the
+ * hash of the passphrase.  The same passphrase over the same bytes always
+ * yields the same key, so a header and passphrase with the same vouch
+ * open to the same key without a KDF run. */
+static int
+slot_vouch (const struct luks_header *hdr, const struct luks_keyslot *ks,
+            const uint8_t *area, const void *pass, size_t passlen,
+            uint8_t out[LUKS_META_HASH_BYTES])
+{
+  enum { H = LUKS_META_HASH_BYTES };
+  uint8_t buf[3 * H + 4];
+  int r;
+
+  memcpy (buf, hdr->meta_hash, H);
+  store_be32 (buf + H, (uint32_t) ks->id);
+  r = hash_buffer (GCRY_MD_SHA256, buf + H + 4, area, area_bytes (hdr, ks));
+  if (r == 0)
+    r = hash_buffer (GCRY_MD_SHA256, buf + 2 * H + 4, pass, passlen);
+  if (r == 0)
+    r = hash_buffer (GCRY_MD_SHA256, out, buf, sizeof buf);
+  secmem_wipe (buf, sizeof buf);
+  return r;
+}
 
 /* 0 and the volume key in `key` if the passphrase opens this slot, -EPERM
  * if not, another -errno on real errors. */
 static int
 try_keyslot (const struct luks_header *hdr, const struct luks_keyslot *ks,
-             const void *pass, size_t passlen, uint8_t *key)
+             const void *pass, size_t passlen, uint8_t *key,
+             uint8_t vouch[LUKS_META_HASH_BYTES])
 {
-  size_t af_bytes = hdr->key_bytes * ks->stripes;
-  size_t area_bytes = (af_bytes + LUKS_SECTOR - 1) / LUKS_SECTOR * LUKS_SECTOR;
+  size_t area_len = area_bytes (hdr, ks);
   uint8_t *derived = secmem_alloc (ks->derived_bytes);
-  uint8_t *material = secmem_alloc (area_bytes);
+  uint8_t *material = secmem_alloc (area_len);
   uint8_t digest[LUKS_DIGEST_MAX];
   struct kdf_params dp = { .type = KDF_PBKDF2 };
   struct cipher_ctx *ctx = NULL;
@@ -31,17 +69,21 @@ try_keyslot (const struct luks_header *hdr, const struct luks_keyslot *ks,
   r = kdf_derive (&ks->kdf, pass, passlen, derived, ks->derived_bytes);
   if (r < 0)
     goto out;
-  r = hdr->src.read (hdr->src.opaque, material, area_bytes, ks->area_offset);
+  r = hdr->src.read (hdr->src.opaque, material, area_len, ks->area_offset);
   if (r < 0) {
     r = error_prefix (r, "%s: reading keyslot %d", hdr->src.name, ks->id);
     goto out;
   }
+  /* From the very bytes that are decrypted below. */
+  r = slot_vouch (hdr, ks, material, pass, passlen, vouch);
+  if (r < 0)
+    goto out;
   /* Key material is always en/decrypted in 512-byte sectors from IV 0. */
   r = cipher_ctx_new (&ks->area_cipher, derived, &ctx);
   if (r < 0)
     goto out;
-  r = cipher_ctx_crypt (ctx, CRYPT_DECRYPT, material, area_bytes, LUKS_SECTOR,
-                        0, 1);
+  r = cipher_ctx_crypt (ctx, CRYPT_DECRYPT, material, area_len, LUKS_SECTOR, 0,
+                        1);
   if (r < 0)
     goto out;
   r = af_merge (ks->af_md, material, hdr->key_bytes, ks->stripes, key);
@@ -59,7 +101,7 @@ try_keyslot (const struct luks_header *hdr, const struct luks_keyslot *ks,
 out:
   cipher_ctx_free (ctx);
   secmem_free (derived, ks->derived_bytes);
-  secmem_free (material, area_bytes);
+  secmem_free (material, area_len);
   secmem_wipe (digest, sizeof digest);
   if (r != 0)
     secmem_wipe (key, hdr->key_bytes);
@@ -71,8 +113,9 @@ luks_unlock (const struct luks_header *hdr, const void *pass, size_t passlen,
              int keyslot, struct luks_volume **out)
 {
   uint8_t *key = secmem_alloc (hdr->key_bytes);
+  uint8_t vouch[LUKS_META_HASH_BYTES];
   bool found = false;
-  int r = -EPERM;
+  int r = -EPERM, slot = -1;
 
   if (!key)
     return -ENOMEM;
@@ -87,11 +130,15 @@ luks_unlock (const struct luks_header *hdr, const void *pass, size_t passlen,
       if (keyslot >= 0 && prio != PRIORITY_HIGH)
         continue; /* the named slot is tried once */
       found = true;
-      r = try_keyslot (hdr, ks, pass, passlen, key);
+      slot = ks->id;
+      r = try_keyslot (hdr, ks, pass, passlen, key, vouch);
     }
   }
-  if (r == 0)
-    return volume_new (hdr, key, out);
+  if (r == 0) {
+    r = volume_new (hdr, key, slot, vouch, out);
+    secmem_wipe (vouch, sizeof vouch); /* it hashes the passphrase too */
+    return r;
+  }
   secmem_free (key, hdr->key_bytes);
   if (keyslot >= 0 && !found)
     return error_set (-ENOENT, "%s: key slot %d is not active", hdr->src.name,
@@ -106,4 +153,47 @@ luks_unlock (const struct luks_header *hdr, const void *pass, size_t passlen,
                       hdr->src.name);
   }
   return r;
+}
+
+/* True if hdr, as read now, vouches for vol exactly as the header that
+ * unlocked it did: same metadata, and the keyslot that opened it still
+ * there with the same bytes.  Anything else (a re-encryption, a removed
+ * or changed keyslot, any edit at all) is "no": the caller unlocks
+ * afresh. */
+static bool
+header_vouches (const struct luks_header *hdr, const void *pass, size_t passlen,
+                int keyslot, const struct luks_volume *vol)
+{
+  const struct luks_keyslot *ks = NULL;
+  uint8_t vouch[LUKS_META_HASH_BYTES];
+  uint8_t *area;
+  bool same = false;
+
+  if (keyslot >= 0 && keyslot != volume_slot (vol))
+    return false;
+  for (int i = 0; i < hdr->nslots && !ks; i++)
+    if (hdr->slots[i].id == volume_slot (vol))
+      ks = &hdr->slots[i];
+  if (!ks || !(area = malloc (area_bytes (hdr, ks))))
+    return false;
+  if (hdr->src.read (hdr->src.opaque, area, area_bytes (hdr, ks),
+                     ks->area_offset) == 0 &&
+      slot_vouch (hdr, ks, area, pass, passlen, vouch) == 0)
+    same = secmem_memcmp (vouch, volume_vouch (vol), sizeof vouch) == 0;
+  secmem_wipe (vouch, sizeof vouch);
+  free (area);
+  return same;
+}
+
+int
+luks_unlock_reuse (const struct luks_header *hdr, const void *pass,
+                   size_t passlen, int keyslot, struct luks_volume *cached,
+                   struct luks_volume **out, bool *reused)
+{
+  *reused = cached && header_vouches (hdr, pass, passlen, keyslot, cached);
+  if (*reused) {
+    *out = luks_volume_ref (cached);
+    return 0;
+  }
+  return luks_unlock (hdr, pass, passlen, keyslot, out);
 }

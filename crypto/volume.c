@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <gcrypt.h>
 
@@ -22,14 +23,16 @@ struct luks_volume {
   unsigned iv_shift; /* IVs count 512-byte units (dm-crypt) */
   uint64_t iv_tweak;
   uint64_t payload_offset, payload_size;
-  unsigned refs;           /* exports sharing this key (atomic) */
-  pthread_mutex_t lock;    /* protects idle */
-  struct cipher_ctx *idle; /* contexts not in use by any thread */
+  int slot;                            /* the keyslot that opened it */
+  uint8_t vouch[LUKS_META_HASH_BYTES]; /* see volume_new */
+  unsigned refs;                       /* exports sharing this key (atomic) */
+  pthread_mutex_t lock;                /* protects idle */
+  struct cipher_ctx *idle;             /* contexts not in use by any thread */
 };
 
 int
-volume_new (const struct luks_header *hdr, uint8_t *key,
-            struct luks_volume **out)
+volume_new (const struct luks_header *hdr, uint8_t *key, int slot,
+            const uint8_t vouch[LUKS_META_HASH_BYTES], struct luks_volume **out)
 {
   struct luks_volume *v = calloc (1, sizeof *v);
   struct cipher_ctx *ctx;
@@ -48,6 +51,8 @@ volume_new (const struct luks_header *hdr, uint8_t *key,
   v->iv_tweak = hdr->iv_tweak;
   v->payload_offset = hdr->payload_offset;
   v->payload_size = hdr->payload_size;
+  v->slot = slot;
+  memcpy (v->vouch, vouch, sizeof v->vouch);
   pthread_mutex_init (&v->lock, NULL);
   /* Key one context now, so that a key the cipher refuses fails here. */
   r = cipher_ctx_new (&v->spec, v->key, &ctx);
@@ -73,6 +78,49 @@ luks_volume_free (struct luks_volume *v)
   secmem_free (v->key, v->key_bytes);
   pthread_mutex_destroy (&v->lock);
   free (v);
+}
+
+int
+luks_volume_check (const struct luks_header *hdr, const struct luks_volume *v)
+{
+  struct kdf_params dp = { .type = KDF_PBKDF2,
+                           .md_algo = hdr->digest_md,
+                           .iterations = hdr->digest_iterations,
+                           .salt_len = hdr->digest_salt_len };
+  uint8_t digest[LUKS_DIGEST_MAX];
+  int r;
+
+  if (strcmp (hdr->cipher.text, v->spec.text) != 0 ||
+      hdr->key_bytes != v->key_bytes || hdr->sector_size != v->sector_size ||
+      hdr->iv_tweak != v->iv_tweak ||
+      hdr->payload_offset != v->payload_offset ||
+      hdr->payload_size != v->payload_size)
+    return error_set (-ESTALE,
+                      "%s: its data segment (cipher, key size, sector size or "
+                      "offsets) is no longer the one this key was unlocked "
+                      "for",
+                      hdr->src.name);
+  memcpy (dp.salt, hdr->digest_salt, hdr->digest_salt_len);
+  r = kdf_derive (&dp, v->key, v->key_bytes, digest, hdr->digest_len);
+  if (r == 0 && secmem_memcmp (digest, hdr->digest, hdr->digest_len) != 0)
+    r = error_set (-ESTALE,
+                   "%s: its digest no longer matches this key (the volume "
+                   "key changed: re-encrypted?)",
+                   hdr->src.name);
+  secmem_wipe (digest, sizeof digest);
+  return r;
+}
+
+int
+volume_slot (const struct luks_volume *v)
+{
+  return v->slot;
+}
+
+const uint8_t *
+volume_vouch (const struct luks_volume *v)
+{
+  return v->vouch;
 }
 
 struct luks_volume *

@@ -4,8 +4,15 @@
 
 #include "header.h"
 
-/* Takes ownership of key (secure memory, hdr->key_bytes long). */
-int volume_new (const struct luks_header *hdr, uint8_t *key,
+/* Takes ownership of key (secure memory, hdr->key_bytes long), which
+ * keyslot `slot` opened; `vouch` fingerprints the header metadata and that
+ * keyslot's bytes as they were read (unlock.c). */
+int volume_new (const struct luks_header *hdr, uint8_t *key, int slot,
+                const uint8_t vouch[LUKS_META_HASH_BYTES],
                 struct luks_volume **out);
+
+/* What volume_new was given, for checking a reuse against a header. */
+int volume_slot (const struct luks_volume *vol);
+const uint8_t *volume_vouch (const struct luks_volume *vol);
 
 #endif

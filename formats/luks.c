@@ -29,6 +29,9 @@ struct luks_node {
   pthread_rwlock_t rmw; /* shared: aligned writes; exclusive: RMW */
   bool shared_key;      /* volume key reused from another export */
   char warning[512];
+  char *header_label;        /* for messages */
+  void (*on_close) (void *); /* see node_luks_on_close */
+  void *on_close_arg;
 };
 
 static int
@@ -228,11 +231,14 @@ luks_close (struct node *n)
   struct luks_node *l = (struct luks_node *) n;
 
   luks_volume_free (l->vol);
+  if (l->on_close)
+    l->on_close (l->on_close_arg);
   luks_header_free (l->hdr);
   if (l->header != l->payload)
     node_close (l->header);
   node_close (l->payload);
   pthread_rwlock_destroy (&l->rmw);
+  free (l->header_label);
   free (n->label);
   free (l);
 }
@@ -280,6 +286,33 @@ node_luks_key_shared (const struct node *n)
 }
 
 int
+node_luks_check_header (struct node *n)
+{
+  struct luks_node *l = (struct luks_node *) n;
+  struct luks_source src = { header_read, l->header, l->header->size,
+                             l->header_label };
+  struct luks_header *hdr;
+  int r;
+
+  /* The header node's fd: the file as it is now if edited in place. */
+  r = luks_header_open (&src, &hdr);
+  if (r < 0)
+    return r;
+  r = luks_volume_check (hdr, l->vol);
+  luks_header_free (hdr);
+  return r;
+}
+
+void
+node_luks_on_close (struct node *n, void (*fn) (void *), void *arg)
+{
+  struct luks_node *l = (struct luks_node *) n;
+
+  l->on_close = fn;
+  l->on_close_arg = arg;
+}
+
+int
 node_luks_open (struct node *payload, struct node *header, const void *pass,
                 size_t passlen, int keyslot, const char *header_label,
                 struct luks_volume *shared, struct node **out)
@@ -298,18 +331,25 @@ node_luks_open (struct node *payload, struct node *header, const void *pass,
   r = luks_init ();
   if (r < 0)
     goto fail;
-  src = (struct luks_source){ header_read, header, header->size, header_label };
+  l->header_label = strdup (header_label);
+  if (!l->header_label) {
+    r = error_set (-ENOMEM, "out of memory");
+    goto fail;
+  }
+  src =
+    (struct luks_source){ header_read, header, header->size, l->header_label };
   r = luks_header_open (&src, &l->hdr);
   if (r < 0)
     goto fail;
   luks_header_info (l->hdr, &info);
   if (info.warning)
     snprintf (l->warning, sizeof l->warning, "%s", info.warning);
-  /* The header is still read and checked; only the KDF is skipped. */
-  if (shared) {
-    l->vol = luks_volume_ref (shared);
-    l->shared_key = true;
-  } else if ((r = luks_unlock (l->hdr, pass, passlen, keyslot, &l->vol)) < 0)
+  /* The header is read and checked either way; a shared key is reused
+   * only if the header as it is now vouches for it (crypto/unlock.c),
+   * else this is a full unlock. */
+  r = luks_unlock_reuse (l->hdr, pass, passlen, keyslot, shared, &l->vol,
+                         &l->shared_key);
+  if (r < 0)
     goto fail;
   l->sector = info.sector_size;
   l->data_offset = info.payload_offset;
@@ -349,6 +389,7 @@ fail:
   luks_volume_free (l->vol);
   luks_header_free (l->hdr);
   pthread_rwlock_destroy (&l->rmw);
+  free (l->header_label);
   free (l);
   return r;
 }

@@ -147,7 +147,9 @@ int node_qcow2_open (struct node *file, uint64_t cache_bytes,
 
 /* luks.c: plaintext view of payload, unlocked with the header read from
  * `header` (which may be the payload itself for an attached header).
- * Takes ownership of both children (once each if they are the same). */
+ * Takes ownership of both children (once each if they are the same).
+ * `shared` is a key unlocked before from what may be the same header:
+ * only an offer, taken if the header as read now vouches for it. */
 struct luks_volume;
 int node_luks_open (struct node *payload, struct node *header, const void *pass,
                     size_t passlen, int keyslot, const char *header_label,
@@ -155,8 +157,23 @@ int node_luks_open (struct node *payload, struct node *header, const void *pass,
 struct luks_volume *node_luks_volume (struct node *luks);
 /* True if this export reuses the key another export unlocked. */
 bool node_luks_key_shared (const struct node *luks);
-/* Drops the keys kept for sharing (at exit). */
+/* Re-reads the header and checks that it still vouches for the key the
+ * node serves with (luks_volume_check): 0, -ESTALE with a message saying
+ * why not, or another -errno (unreadable, invalid).  Runs a PBKDF2 of the
+ * digest's cost: call it off the loop. */
+int node_luks_check_header (struct node *luks);
+/* fn(arg) runs when the node closes, after it let go of its key. */
+void node_luks_on_close (struct node *luks, void (*fn) (void *), void *arg);
+
+/* stack.c: the keys kept for sharing between exports of one header.
+ * Stops offering every kept key (at exit). */
 void node_stack_forget_keys (void);
+/* Stops offering the keys kept for the header file at `path` (it
+ * changed); exports using them keep them.  Returns how many. */
+size_t node_stack_forget_header (const char *path);
+/* fn(header path) runs (on the thread that closed the last export using
+ * it) when a kept key is wiped because no export uses it any more. */
+void node_stack_on_key_wiped (void (*fn) (const char *header));
 
 /* Messages a node wants logged once at open (e.g. a bad header copy). */
 const char *node_luks_warning (const struct node *luks);

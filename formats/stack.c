@@ -44,9 +44,21 @@ payload_format (struct node *file, const char *want, const char **format)
 
 /* Unlocked keys kept for other exports naming the same header file (by
  * device and inode) with the same key slot choice and the very same
- * passphrase: one KDF run for all of them.  Loop thread at start-up only
- * (exports are opened before anything is served). */
+ * passphrase: one KDF run for all of them.  A kept key is only offered:
+ * crypto/ reuses it only if the header as it is now vouches for it.
+ *
+ * An entry lives while a luks node uses its key (`users`, plus a pin
+ * while an open is deciding) and is wiped with the last.  It is unlisted
+ * -- never offered again, while its users keep their key -- when a fresh
+ * unlock of its header replaces it, when the header changes
+ * (node_stack_forget_header) and at exit.  Exports are opened on the loop
+ * thread and in worker threads (control socket) and closed on any of
+ * them: the lock covers the list and every entry's users and listed. */
 struct shared_key {
+  struct shared_key *next; /* while listed */
+  bool listed;
+  unsigned users;
+  char *path; /* the header as the spec names it */
   dev_t dev;
   ino_t ino;
   int key_slot;
@@ -54,57 +66,144 @@ struct shared_key {
   struct luks_volume *vol; /* one reference held here */
 };
 static struct shared_key *shared_keys;
-static size_t n_shared_keys;
-/* Exports added on the control socket are opened in worker threads. */
 static pthread_mutex_t shared_keys_lock = PTHREAD_MUTEX_INITIALIZER;
+static void (*key_wiped_cb) (const char *header); /* under the lock */
 
-/* Returns a new reference (the caller's), or NULL. */
-static struct luks_volume *
-find_shared_key (const struct stat *st, int key_slot, const uint8_t *fp)
+void
+node_stack_on_key_wiped (void (*fn) (const char *header))
 {
-  struct luks_volume *v = NULL;
-
   pthread_mutex_lock (&shared_keys_lock);
-  for (size_t i = 0; i < n_shared_keys && !v; i++) {
-    struct shared_key *k = &shared_keys[i];
-    if (k->dev == st->st_dev && k->ino == st->st_ino &&
-        k->key_slot == key_slot && luks_fingerprint_equal (k->fingerprint, fp))
-      v = luks_volume_ref (k->vol);
-  }
+  key_wiped_cb = fn;
   pthread_mutex_unlock (&shared_keys_lock);
-  return v;
 }
 
+/* Lock held. */
 static void
-remember_key (const struct stat *st, int key_slot, const uint8_t *fp,
-              struct luks_volume *vol)
+unlist (struct shared_key *k)
 {
-  struct shared_key *n;
+  for (struct shared_key **p = &shared_keys; *p; p = &(*p)->next)
+    if (*p == k) {
+      *p = k->next;
+      break;
+    }
+  k->listed = false;
+  k->next = NULL;
+}
+
+/* Drops one user (a node closing, or an open's pin); the last wipes. */
+static void
+release_key (void *opaque)
+{
+  struct shared_key *k = opaque;
+  void (*cb) (const char *) = NULL;
+  bool last;
 
   pthread_mutex_lock (&shared_keys_lock);
-  n = realloc (shared_keys, (n_shared_keys + 1) * sizeof *n);
-  if (!n) {
-    pthread_mutex_unlock (&shared_keys_lock);
-    return; /* only an optimisation: the next export runs its own KDF */
-  }
-  shared_keys = n;
-  n[n_shared_keys].dev = st->st_dev;
-  n[n_shared_keys].ino = st->st_ino;
-  n[n_shared_keys].key_slot = key_slot;
-  memcpy (n[n_shared_keys].fingerprint, fp, LUKS_FINGERPRINT_BYTES);
-  n[n_shared_keys].vol = luks_volume_ref (vol);
-  n_shared_keys++;
+  last = --k->users == 0;
+  if (last && k->listed)
+    unlist (k);
+  if (last)
+    cb = key_wiped_cb;
   pthread_mutex_unlock (&shared_keys_lock);
+  if (!last)
+    return;
+  if (cb)
+    cb (k->path);
+  luks_volume_free (k->vol);
+  free (k->path);
+  free (k);
+}
+
+/* The listed entry for this header, slot and passphrase, pinned (one
+ * more user, for release_key), or NULL. */
+static struct shared_key *
+find_shared_key (const struct stat *st, int key_slot, const uint8_t *fp)
+{
+  struct shared_key *k;
+
+  pthread_mutex_lock (&shared_keys_lock);
+  for (k = shared_keys; k; k = k->next)
+    if (k->dev == st->st_dev && k->ino == st->st_ino &&
+        k->key_slot == key_slot && luks_fingerprint_equal (k->fingerprint, fp))
+      break;
+  if (k)
+    k->users++;
+  pthread_mutex_unlock (&shared_keys_lock);
+  return k;
+}
+
+/* Keeps the key of a luks node freshly unlocked, for the next exports;
+ * the node is its first user.  Only an optimisation: on failure the next
+ * export runs its own KDF. */
+static void
+remember_key (const char *path, const struct stat *st, int key_slot,
+              const uint8_t *fp, struct node *luks)
+{
+  struct shared_key *k = calloc (1, sizeof *k);
+
+  if (!k || !(k->path = strdup (path))) {
+    free (k);
+    return;
+  }
+  k->dev = st->st_dev;
+  k->ino = st->st_ino;
+  k->key_slot = key_slot;
+  memcpy (k->fingerprint, fp, LUKS_FINGERPRINT_BYTES);
+  k->vol = luks_volume_ref (node_luks_volume (luks));
+  k->users = 1;
+  k->listed = true;
+  pthread_mutex_lock (&shared_keys_lock);
+  k->next = shared_keys;
+  shared_keys = k;
+  pthread_mutex_unlock (&shared_keys_lock);
+  node_luks_on_close (luks, release_key, k);
+}
+
+/* After an open that was offered k: a node that reused the key becomes
+ * one of k's users (the pin passes to it).  Otherwise the header no
+ * longer vouches for k's key (or the open failed, perhaps for that
+ * reason): k is not offered again. */
+static void
+settle_offer (struct shared_key *k, int r, struct node *luks)
+{
+  if (r == 0 && node_luks_key_shared (luks)) {
+    node_luks_on_close (luks, release_key, k);
+    return;
+  }
+  pthread_mutex_lock (&shared_keys_lock);
+  if (k->listed)
+    unlist (k);
+  pthread_mutex_unlock (&shared_keys_lock);
+  release_key (k);
+}
+
+size_t
+node_stack_forget_header (const char *path)
+{
+  struct stat st;
+  bool have_st = stat (path, &st) == 0;
+  size_t n = 0;
+
+  pthread_mutex_lock (&shared_keys_lock);
+  for (struct shared_key *k = shared_keys, *next; k; k = next) {
+    next = k->next;
+    if (strcmp (k->path, path) == 0 ||
+        (have_st && k->dev == st.st_dev && k->ino == st.st_ino)) {
+      unlist (k);
+      n++;
+    }
+  }
+  pthread_mutex_unlock (&shared_keys_lock);
+  return n;
 }
 
 void
 node_stack_forget_keys (void)
 {
-  for (size_t i = 0; i < n_shared_keys; i++)
-    luks_volume_free (shared_keys[i].vol);
-  free (shared_keys);
-  shared_keys = NULL;
-  n_shared_keys = 0;
+  pthread_mutex_lock (&shared_keys_lock);
+  while (shared_keys)
+    unlist (shared_keys);
+  pthread_mutex_unlock (&shared_keys_lock);
 }
 
 /* Headers are only read: never written, locked shared. */
@@ -182,20 +281,21 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
   } else
     header = payload;
   uint8_t fp[LUKS_FINGERPRINT_BYTES];
-  struct luks_volume *shared = NULL;
+  struct shared_key *offer = NULL;
   struct stat hst;
   bool can_share = spec->header && !node_is_uri (spec->header) &&
                    stat (spec->header, &hst) == 0 &&
                    luks_passphrase_fingerprint (pass, passlen, fp) == 0;
   if (header) {
-    shared = can_share ? find_shared_key (&hst, spec->key_slot, fp) : NULL;
-    r =
-      node_luks_open (payload, header, pass, passlen, spec->key_slot,
-                      spec->header ? spec->header : spec->payload, shared, out);
-    luks_volume_free (shared); /* the node holds its own reference */
+    offer = can_share ? find_shared_key (&hst, spec->key_slot, fp) : NULL;
+    r = node_luks_open (payload, header, pass, passlen, spec->key_slot,
+                        spec->header ? spec->header : spec->payload,
+                        offer ? offer->vol : NULL, out);
+    if (offer)
+      settle_offer (offer, r, r == 0 ? *out : NULL);
+    if (r == 0 && can_share && !node_luks_key_shared (*out))
+      remember_key (spec->header, &hst, spec->key_slot, fp, *out);
   }
-  if (r == 0 && can_share && !node_luks_key_shared (*out))
-    remember_key (&hst, spec->key_slot, fp, node_luks_volume (*out));
   /* The backup header, when the header is missing or fails its checks (a
    * wrong passphrase is no reason: the backup has the same keyslots). */
   if (r < 0 && r != -EPERM && spec->backup_header) {

@@ -357,19 +357,29 @@ export_parse (const char *text, int index, bool force_readonly,
   return 0;
 }
 
+/* Any thread (the one that closed the last export using the key). */
+static void
+log_key_wiped (const char *header)
+{
+  log_info ("kept key for header %s wiped: no export uses it any more", header);
+}
+
 int
 export_open (struct export *e)
 {
   const char *format = "raw";
-  int r = node_stack_open (&e->spec, &e->node, &format);
+  int r;
+
+  node_stack_on_key_wiped (log_key_wiped);
+  r = node_stack_open (&e->spec, &e->node, &format);
 
   if (r < 0)
     return error_prefix (r, "export '%s'", e->name);
   if (node_luks_warning (e->node))
     log_warning ("export '%s': %s", e->name, node_luks_warning (e->node));
   if (node_luks_key_shared (e->node))
-    log_info ("export '%s': header %s already unlocked with this passphrase; "
-              "sharing its key (no second KDF run)",
+    log_info ("export '%s': header %s already unlocked with this passphrase "
+              "and unchanged since; sharing its key (no second KDF run)",
               e->name, e->spec.header);
   log_info ("export '%s': %s payload %s, header %s, %llu bytes, %u-byte "
             "sectors%s",

@@ -61,7 +61,9 @@ struct export *exports_get (size_t i);
 void exports_close_all (void); /* flush and close */
 
 /* header_watch.c: logs edits, renames and removals of detached header
- * files while serving (nothing is re-read). */
+ * files while serving, drops the keys kept for them, and re-reads an
+ * edited header (in the pool) to say whether it still vouches for the
+ * export's key.  Serving never uses the re-read header. */
 void header_watch_start (uv_loop_t *loop, const struct export *e);
 void header_watch_stop (const char *export_name);
 void header_watch_stop_all (void);

@@ -74,7 +74,8 @@ luks2_rechecksum (unsigned char *hdr)
   gcry_md_hash_buffer (GCRY_MD_SHA256, hdr + 448, hdr, size);
 }
 
-enum edit { FIRST, ALL, WHOLE, APPEND, FILL };
+/* MANY: `from` becomes an array of 100000 ones (for the value count). */
+enum edit { FIRST, ALL, WHOLE, APPEND, FILL, MANY };
 
 /* Edits the JSON of both copies and fixes their checksums. */
 static void
@@ -97,6 +98,22 @@ luks2_edit_json (struct image *img, enum edit how, const char *from,
       strcat (out, to);
       break;
     case FILL: memset (out, 'a', area); break;
+    case MANY: {
+      char *hit = strstr (json, from), *o = out;
+      if (!hit || strlen (json) + 200010 > area)
+        break;
+      memcpy (o, json, (size_t) (hit - json));
+      o += hit - json;
+      *o++ = '[';
+      for (int i = 0; i < 100000; i++) {
+        if (i)
+          *o++ = ',';
+        *o++ = '1';
+      }
+      *o++ = ']';
+      strcpy (o, hit + strlen (from));
+      break;
+    }
     case FIRST:
     case ALL:
       for (char *hit; (hit = strstr (p, from));) {
@@ -119,7 +136,7 @@ luks2_edit_json (struct image *img, enum edit how, const char *from,
 
 struct row {
   const char *name;
-  int version;
+  int version; /* 1, 2, or 3: LUKS2 with nine keyslots */
   void (*luks1_edit) (unsigned char *phdr);
   enum edit how;
   const char *from, *to; /* LUKS2 JSON edit */
@@ -182,6 +199,21 @@ l1_mk_iter_0 (unsigned char *p)
   store_be32 (p + 164, 0);
 }
 static void
+l1_mk_iter_max (unsigned char *p)
+{
+  store_be32 (p + 164, 0xffffffff);
+}
+static void
+l1_mk_iter_above (unsigned char *p)
+{
+  store_be32 (p + 164, (1u << 22) + 1);
+}
+static void
+l1_iter_max (unsigned char *p)
+{
+  store_be32 (p + 208 + 4, 0xffffffff);
+}
+static void
 l1_active_garbage (unsigned char *p)
 {
   store_be32 (p + 208, 0x12345678);
@@ -234,12 +266,17 @@ static const struct row rows[] = {
   { "LUKS1 key size 4096", 1, l1_key_huge, 0, 0, 0,
     "key size 4096 bytes outside 1..512" },
   { "LUKS1 mkDigestIterations 0", 1, l1_mk_iter_0, 0, 0, 0,
-    "mkDigestIterations is 0" },
+    "hdr: mkDigestIterations 0 is below 1" },
+  { "LUKS1 mkDigestIterations 2^32-1 refused, never run", 1, l1_mk_iter_max, 0,
+    0, 0, "hdr: mkDigestIterations 4294967295 exceeds 4194304" },
+  { "LUKS1 mkDigestIterations just above the bound", 1, l1_mk_iter_above, 0, 0,
+    0, "hdr: mkDigestIterations 4194305 exceeds 4194304" },
   { "LUKS1 keyslot active garbage", 1, l1_active_garbage, 0, 0, 0,
     "keyslot 0: active field 0x12345678" },
   { "LUKS1 keyslot iterations 0", 1, l1_iter_0, 0, 0, 0,
-    "keyslot 0: "
-    "hdr: pbkdf2 iterations 0 outside" },
+    "hdr: keyslot 0 passwordIterations 0 is below 1" },
+  { "LUKS1 keyslot iterations 2^32-1 refused, never run", 1, l1_iter_max, 0, 0,
+    0, "hdr: keyslot 0 passwordIterations 4294967295 exceeds 134217728" },
   { "LUKS1 keyslot stripes 0", 1, l1_stripes_0, 0, 0, 0,
     "keyslot 0: stripes 0 outside 1..4000" },
   { "LUKS1 keyslot stripes 2^32-1", 1, l1_stripes_huge, 0, 0, 0,
@@ -288,18 +325,46 @@ static const struct row rows[] = {
   { "LUKS2 stripes 0", 2, 0, FIRST, "\"stripes\":4000", "\"stripes\":0",
     "stripes 0 outside 1..4000" },
   { "LUKS2 kdf iterations 0", 2, 0, FIRST, "\"iterations\":1000,\"salt\"",
-    "\"iterations\":0,\"salt\"", "keyslots.0.kdf.iterations 0 outside" },
+    "\"iterations\":0,\"salt\"",
+    "hdr: keyslots.0.kdf.iterations 0 is below 1" },
   { "LUKS2 pbkdf2 iterations 2^32-1 refused, never run", 2, 0, FIRST,
     "\"iterations\":1000,\"salt\"", "\"iterations\":4294967295,\"salt\"",
-    "keyslots.0.kdf.iterations 4294967295 outside 1..1073741824" },
+    "hdr: keyslots.0.kdf.iterations 4294967295 exceeds 134217728" },
+  { "LUKS2 pbkdf2 iterations 2^32 is not even a uint32", 2, 0, FIRST,
+    "\"iterations\":1000,\"salt\"", "\"iterations\":4294967296,\"salt\"",
+    "keyslots.0.kdf.iterations 4294967296 outside 0..4294967295" },
+  { "LUKS2 digest iterations 2^32-1 refused, never run", 2, 0, FIRST,
+    "\"segments\":[\"0\"],\"hash\":\"sha256\",\"iterations\":1000,",
+    "\"segments\":[\"0\"],\"hash\":\"sha256\",\"iterations\":4294967295,",
+    "hdr: digests.0.iterations 4294967295 exceeds 4194304" },
+  { "LUKS2 argon2 time 2^32-1", 2, 0, FIRST,
+    "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,",
+    "\"kdf\":{\"type\":\"argon2id\",\"time\":4294967295,\"memory\":8,"
+    "\"cpus\":1,",
+    "hdr: keyslots.0.kdf.time 4294967295 exceeds 1048576" },
+  { "LUKS2 argon2 time x memory above the bound", 2, 0, FIRST,
+    "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,",
+    "\"kdf\":{\"type\":\"argon2id\",\"time\":1000,\"memory\":4194304,"
+    "\"cpus\":4,",
+    "hdr: keyslots.0.kdf.time x memory 4194304000 KiB exceeds 33554432" },
+  { "LUKS2 argon2 memory 0", 2, 0, FIRST,
+    "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,",
+    "\"kdf\":{\"type\":\"argon2i\",\"time\":4,\"memory\":0,\"cpus\":1,",
+    "hdr: keyslots.0.kdf.memory 0 KiB is below 8" },
+  { "LUKS2 nine keyslots each at the pbkdf2 bound", 3, 0, ALL,
+    "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,",
+    "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":"
+    "134217728,",
+    "hdr: the keyslots' KDF costs add up to 9.00 times the bound for one "
+    "keyslot, more than 4" },
   { "LUKS2 argon2 memory above the cap", 2, 0, FIRST,
     "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,",
     "\"kdf\":{\"type\":\"argon2id\",\"time\":4,\"memory\":5000000,\"cpus\":1,",
-    "keyslots.0.kdf.memory 5000000 outside 8..4194304" },
+    "hdr: keyslots.0.kdf.memory 5000000 KiB exceeds 4194304" },
   { "LUKS2 argon2 cpus 64", 2, 0, FIRST,
     "\"kdf\":{\"type\":\"pbkdf2\",\"hash\":\"sha256\",\"iterations\":1000,",
     "\"kdf\":{\"type\":\"argon2id\",\"time\":4,\"memory\":65536,\"cpus\":64,",
-    "keyslots.0.kdf.cpus 64 outside 1..4" },
+    "hdr: keyslots.0.kdf.cpus 64 exceeds 4" },
   { "LUKS2 keyslot areas overlap", 2, 0, FIRST, "\"offset\":\"290816\"",
     "\"offset\":\"32768\"", "area overlaps keyslot 0" },
   { "LUKS2 keyslot area outside keyslots_size", 2, 0, FIRST,
@@ -323,6 +388,17 @@ static const struct row rows[] = {
   { "LUKS2 integrity segment", 2, 0, FIRST, "\"sector_size\":4096}",
     "\"sector_size\":4096,\"integrity\":{\"type\":\"hmac(sha256)\"}}",
     "integrity (dm-integrity) is not supported" },
+  { "LUKS2 JSON with 100000 values", 3, 0, MANY, "{}", 0,
+    "LUKS2 JSON has more than 16384 values" },
+  /* Slot 1 renamed everywhere ("1" is only its key and in the digest's
+   * list): e8be15f read either as slot 1. */
+  { "LUKS2 keyslot id '01' (two keys could name one slot)", 2, 0, ALL, "\"1\"",
+    "\"01\"", "LUKS2 keyslot id '01' is not a number 0..31 in canonical form" },
+  { "LUKS2 keyslot id '+1'", 2, 0, ALL, "\"1\"", "\"+1\"",
+    "LUKS2 keyslot id '+1' is not a number 0..31 in canonical form" },
+  { "LUKS2 digest of 1 byte (a wrong passphrase would pass 1 in 256)", 2, 0,
+    FIRST, "\"digest\":\"", "\"digest\":\"AA==\",\"x\":\"",
+    "LUKS2 digests.0.digest is 1 bytes, not the 32 of its hash sha256" },
   { "LUKS2 json_size disagrees", 2, 0, FIRST, "\"json_size\":\"12288\"",
     "\"json_size\":\"4096\"", "config.json_size 4096 does not match" },
 };
@@ -339,6 +415,9 @@ luks2_binary_edit (struct image *img, const char *name)
   else if (strcmp (name, "both") == 0) {
     img->buf[hdr_size - 1] ^= 1;
     img->buf[2 * hdr_size - 1] ^= 1;
+  } else if (strcmp (name, "secondary_size") == 0) {
+    store_be64 (img->buf + hdr_size + 8, 2 * hdr_size);
+    luks2_rechecksum (img->buf + hdr_size);
   } else if (strcmp (name, "hdr_size") == 0) {
     store_be64 (img->buf + 8, 12345);
     store_be64 (img->buf + hdr_size + 8, 12345);
@@ -386,14 +465,87 @@ expect_opens_with_warning (struct image *img, const char *name,
   luks_header_free (hdr);
 }
 
+/* Byte offset of keyslot 0's key material. */
+static size_t
+slot0_area (const struct image *img)
+{
+  if (load_be16 (img->buf + 6) == 1)
+    return (size_t) load_be32 (img->buf + 208 + 40) * 512;
+  const char *a = strstr ((char *) img->buf + 4096, "\"area\":{");
+  const char *o = a ? strstr (a, "\"offset\":\"") : NULL;
+  return o ? strtoul (o + 10, NULL, 10) : 0;
+}
+
+/* A key unlocked before is reused only while the header and passphrase
+ * vouch for it: same metadata, same keyslot bytes, same passphrase. */
+static void
+check_reuse (const struct image *good, int v, const struct image *key)
+{
+  struct image img = copy (good);
+  struct luks_header *hdr = NULL;
+  struct luks_volume *vol = NULL, *again = NULL;
+  bool reused = false;
+  int r;
+
+  if (try_open (&img, &hdr) < 0 ||
+      luks_unlock (hdr, key->buf, key->len, -1, &vol) < 0) {
+    printf ("Bail out! LUKS%d good header: %s\n", v, error_message ());
+    exit (1);
+  }
+  r = luks_unlock_reuse (hdr, key->buf, key->len, -1, vol, &again, &reused);
+  ok (r == 0 && reused && again == vol,
+      "LUKS%d unchanged header: the cached key is reused", v);
+  luks_volume_free (again);
+  r = luks_unlock_reuse (hdr, "wrong", 5, -1, vol, &again, &reused);
+  ok (r == -EPERM && !reused,
+      "LUKS%d another passphrase never gets the cached key", v);
+  luks_header_free (hdr);
+
+  /* Metadata edited (the uuid, or the LUKS2 label), key still valid:
+   * a full unlock, not the cached key. */
+  if (v == 1)
+    img.buf[168] ^= 1;
+  else {
+    uint64_t hs = load_be64 (img.buf + 8);
+    img.buf[24] = img.buf[hs + 24] = 'x';
+    luks2_rechecksum (img.buf);
+    luks2_rechecksum (img.buf + hs);
+  }
+  r = try_open (&img, &hdr);
+  if (r == 0)
+    r = luks_unlock_reuse (hdr, key->buf, key->len, -1, vol, &again, &reused);
+  ok (r == 0 && !reused && again != vol,
+      "LUKS%d edited metadata: unlocked afresh, not from the cache (%s)", v,
+      r ? error_message () : "");
+  luks_volume_free (again);
+  luks_header_free (hdr);
+  free (img.buf);
+
+  /* The keyslot's material changed under unchanged metadata: refused. */
+  img = copy (good);
+  img.buf[slot0_area (&img) + 100] ^= 1;
+  r = try_open (&img, &hdr);
+  if (r == 0)
+    r = luks_unlock_reuse (hdr, key->buf, key->len, -1, vol, &again, &reused);
+  ok (r == -EPERM && !reused,
+      "LUKS%d changed keyslot material: the cached key is refused", v);
+  luks_header_free (hdr);
+  free (img.buf);
+  luks_volume_free (vol);
+}
+
 int
 main (int argc, char **argv)
 {
-  if (argc != 4 || luks_init () < 0) {
-    printf ("Bail out! usage: test-bad-headers LUKS1 LUKS2 KEYFILE\n");
+  if (argc != 5 || luks_init () < 0) {
+    printf ("Bail out! usage: test-bad-headers LUKS1 LUKS2 KEYFILE "
+            "LUKS2-9-SLOTS\n");
     return 1;
   }
-  struct image good[3] = { { 0 }, load (argv[1]), load (argv[2]) };
+  /* good[3]: LUKS2 with nine keyslots (version 3 in the table). */
+  struct image good[4] = {
+    { 0 }, load (argv[1]), load (argv[2]), load (argv[4])
+  };
   struct image key = load (argv[3]);
   struct luks_header *hdr;
 
@@ -411,6 +563,9 @@ main (int argc, char **argv)
     luks_header_free (hdr);
     free (img.buf);
   }
+
+  check_reuse (&good[1], 1, &key);
+  check_reuse (&good[2], 2, &key);
 
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     const struct row *row = &rows[i];
@@ -442,6 +597,10 @@ main (int argc, char **argv)
       true },
     { "both", "LUKS2 both checksums bad",
       "both LUKS2 header copies are invalid", false },
+    { "secondary_size", "LUKS2 secondary of another (allowed) size",
+      "secondary header is invalid (hdr_size 32768 differs from the "
+      "primary's 16384); using the primary copy",
+      true },
     { "hdr_size", "LUKS2 hdr_size not allowed",
       "hdr_size 12345 is not an allowed size", false },
   };
@@ -457,6 +616,7 @@ main (int argc, char **argv)
   }
   free (good[1].buf);
   free (good[2].buf);
+  free (good[3].buf);
   free (key.buf);
   return tap_done ();
 }

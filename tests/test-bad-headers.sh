@@ -12,4 +12,12 @@ cryptsetup luksFormat --type luks1 --header "$TMP/h1" --key-file "$TMP/key" \
 cryptsetup luksFormat --type luks2 --header "$TMP/h2" --key-file "$TMP/key" \
   --sector-size 4096 --cipher aes-xts-plain64 --key-size 512 $fast "$TMP/data"
 cryptsetup luksAddKey --header "$TMP/h2" --key-file "$TMP/key" $fast "$TMP/data" "$TMP/key2"
-exec "$top_builddir/tests/test-bad-headers" "$TMP/h1" "$TMP/h2" "$TMP/key"
+# Nine keyslots, for the bound on all keyslots' KDF costs together, and
+# 1 MiB of metadata, for the bound on JSON values.
+cryptsetup luksFormat --type luks2 --header "$TMP/h9" --key-file "$TMP/key" $fast \
+  --luks2-metadata-size 1024k "$TMP/data"
+for i in 1 2 3 4 5 6 7 8; do
+  printf 'pass %s' $i > "$TMP/k$i"
+  cryptsetup luksAddKey --header "$TMP/h9" --key-file "$TMP/key" $fast "$TMP/data" "$TMP/k$i"
+done
+exec "$top_builddir/tests/test-bad-headers" "$TMP/h1" "$TMP/h2" "$TMP/key" "$TMP/h9"
