@@ -2,6 +2,7 @@
  * listens), the loop, and orderly shutdown on SIGTERM/SIGINT. */
 #include <config.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -11,7 +12,11 @@
 #include <grp.h>
 #include <malloc.h>
 #include <pwd.h>
+#include <netinet/in.h>
+#include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -166,22 +171,102 @@ on_run_exit (uv_process_t *p, int64_t status, int signum)
   stop_serving ();
 }
 
-/* --run: the command sees $uri and $unixsocket, as under nbdkit --run. */
+/* prefix and then s, percent-encoding what a URI query value may not hold. */
+static char *
+uri_quote (const char *prefix, const char *s)
+{
+  size_t pl = strlen (prefix), n = pl;
+  char *out = malloc (pl + 3 * strlen (s) + 1);
+
+  if (!out)
+    return NULL;
+  memcpy (out, prefix, pl);
+  for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+        (*p >= '0' && *p <= '9') || strchr ("-._~/", *p))
+      out[n++] = (char) *p;
+    else
+      n += (size_t) sprintf (out + n, "%%%02X", *p);
+  out[n] = '\0';
+  return out;
+}
+
+/* $uri (and $unixsocket) for a socket systemd passed us: its own address,
+ * with a wildcard TCP address replaced by loopback. */
 static int
-start_run (const char *cmd, const char *socket_path, const char *tcp)
+passed_socket_uri (int fd, char **uri, char **sock)
+{
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  char host[INET6_ADDRSTRLEN];
+
+  if (getsockname (fd, (struct sockaddr *) &ss, &len) < 0)
+    return error_set (-errno, "--run: passed fd %d: %s", fd, strerror (errno));
+  if (ss.ss_family == AF_UNIX) {
+    struct sockaddr_un *sa = (struct sockaddr_un *) &ss;
+    size_t pl = len - offsetof (struct sockaddr_un, sun_path);
+    if (len <= offsetof (struct sockaddr_un, sun_path) || !sa->sun_path[0] ||
+        pl >= sizeof sa->sun_path)
+      return error_set (-EINVAL,
+                        "--run: the socket systemd passed is an abstract or "
+                        "unnamed unix socket, which no NBD URI can name");
+    sa->sun_path[pl] = '\0';
+    *uri = uri_quote ("nbd+unix:///?socket=", sa->sun_path);
+    *sock = strdup (sa->sun_path);
+  } else if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+    bool v6 = ss.ss_family == AF_INET6;
+    struct sockaddr_in *in = (struct sockaddr_in *) &ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
+    if (v6 && IN6_IS_ADDR_UNSPECIFIED (&in6->sin6_addr))
+      in6->sin6_addr = in6addr_loopback;
+    if (!v6 && in->sin_addr.s_addr == htonl (INADDR_ANY))
+      in->sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    inet_ntop (ss.ss_family, v6 ? (void *) &in6->sin6_addr : &in->sin_addr,
+               host, sizeof host);
+    if (asprintf (uri, v6 ? "nbd://[%s]:%u/" : "nbd://%s:%u/", host,
+                  ntohs (v6 ? in6->sin6_port : in->sin_port)) < 0)
+      *uri = NULL;
+  } else
+    return error_set (-EAFNOSUPPORT,
+                      "--run: the socket systemd passed is neither a unix nor "
+                      "a TCP socket");
+  if (!*uri || (ss.ss_family == AF_UNIX && !*sock))
+    return error_set (-ENOMEM, "out of memory");
+  return 0;
+}
+
+/* --run: the command sees $uri and $unixsocket, as under nbdkit --run.
+ * The first --socket, else the first --listen, else the first socket
+ * systemd passed (passed_fd, or -1). */
+static int
+start_run (const char *cmd, const char *socket_path, const char *tcp,
+           int passed_fd)
 {
   char *uri = NULL, *sock = NULL;
   char *args[] = { "/bin/sh", "-c", (char *) cmd, NULL };
   uv_process_options_t o = { 0 };
-  int r;
+  int r = 0;
 
   if (socket_path) {
-    if (asprintf (&uri, "nbd+unix:///?socket=%s", socket_path) < 0 ||
-        asprintf (&sock, "%s", socket_path) < 0)
-      return error_set (-ENOMEM, "out of memory");
-  } else if (asprintf (&uri, "nbd://%s%s/", tcp[0] == ':' ? "localhost" : "",
-                       tcp) < 0)
-    return error_set (-ENOMEM, "out of memory");
+    uri = uri_quote ("nbd+unix:///?socket=", socket_path);
+    sock = strdup (socket_path);
+    if (!uri || !sock)
+      r = error_set (-ENOMEM, "out of memory");
+  } else if (tcp) {
+    if (asprintf (&uri, "nbd://%s%s/", tcp[0] == ':' ? "localhost" : "", tcp) <
+        0) {
+      uri = NULL;
+      r = error_set (-ENOMEM, "out of memory");
+    }
+  } else if (passed_fd >= 0)
+    r = passed_socket_uri (passed_fd, &uri, &sock);
+  else
+    r = error_set (-EINVAL, "--run: no socket to give the command");
+  if (r < 0) {
+    free (uri);
+    free (sock);
+    return r;
+  }
   setenv ("uri", uri, 1);
   if (sock)
     setenv ("unixsocket", sock, 1);
@@ -499,7 +584,7 @@ main (int argc, char **argv)
     systemd_start_watchdog (server_loop);
   }
   if (run && start_run (run, n_sockets ? sockets[0] : NULL,
-                        n_tcp ? tcp[0] : NULL) < 0) {
+                        n_tcp ? tcp[0] : NULL, passed_fds ? 3 : -1) < 0) {
     log_error ("%s", error_message ());
     run_status = 1;
     stop_serving ();
