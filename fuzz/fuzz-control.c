@@ -75,6 +75,7 @@ ensure_export (void)
       !(e->node = mem_node_new (zeros, EXPORT_BYTES, 0, "fuzz-export")))
     abort ();
   free (zeros);
+  e->spec_strings[0] = e->name; /* export_free frees it there */
   e->refs = 1;
   if (exports_add (e) < 0)
     abort ();

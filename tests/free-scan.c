@@ -5,7 +5,6 @@
  * realloc is done as malloc + copy + free, so a block that realloc would
  * have moved is scanned too.  Nothing here allocates. */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -13,21 +12,19 @@
 #include <string.h>
 #include <unistd.h>
 
-static void (*real_free) (void *);
-static void *(*real_malloc) (size_t);
-static size_t (*real_usable) (void *);
-static __thread int resolving;
+/* The allocator under us: ASan's when the daemon is built with it (its
+ * interceptor, found without dlsym, which allocates and frees itself
+ * while ASan starts), else glibc's. */
+extern void __interceptor_free (void *) __attribute__ ((weak));
+extern void __libc_free (void *);
 
 static void
-resolve (void)
+real_free (void *p)
 {
-  if (real_free || resolving)
-    return;
-  resolving = 1;
-  real_malloc = (void *(*) (size_t)) dlsym (RTLD_NEXT, "malloc");
-  real_usable = (size_t (*) (void *)) dlsym (RTLD_NEXT, "malloc_usable_size");
-  real_free = (void (*) (void *)) dlsym (RTLD_NEXT, "free");
-  resolving = 0;
+  if (__interceptor_free)
+    __interceptor_free (p);
+  else
+    __libc_free (p);
 }
 
 static void
@@ -37,9 +34,9 @@ scan (void *p)
   const char *report = getenv ("FREE_SCAN_REPORT");
   size_t n;
 
-  if (!p || !secret || !*secret || !report || !real_usable)
+  if (!p || !secret || !*secret || !report)
     return;
-  n = real_usable (p);
+  n = malloc_usable_size (p);
   if (memmem (p, n, secret, strlen (secret))) {
     char line[96];
     int fd = open (report, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
@@ -56,9 +53,6 @@ scan (void *p)
 void
 free (void *p)
 {
-  resolve ();
-  if (!real_free)
-    return; /* dlsym's own frees while resolving: leaked, harmless */
   scan (p);
   real_free (p);
 }
@@ -68,19 +62,16 @@ realloc (void *old, size_t size)
 {
   void *n;
 
-  resolve ();
-  if (!real_malloc)
-    return NULL;
   if (!old)
-    return real_malloc (size);
+    return malloc (size);
   if (size == 0) {
     free (old);
     return NULL;
   }
-  n = real_malloc (size);
+  n = malloc (size);
   if (!n)
     return NULL;
-  size_t have = real_usable (old);
+  size_t have = malloc_usable_size (old);
   memcpy (n, old, have < size ? have : size);
   free (old);
   return n;
