@@ -30,6 +30,9 @@
 #define CONTROL_LINE_MAX (64 * 1024)
 /* Replies a client has not read yet: beyond this, its lines wait. */
 #define CONTROL_OUTPUT_MAX (1024 * 1024)
+/* Unlocks (KDF runs, up to a GiB of Argon2 memory each) in the pool at
+ * once, from all clients: NBD requests share the pool. */
+#define CONTROL_ADDS_MAX 2
 /* luks-nbd ctl --passphrase-stdin: longer input is refused, not cut. */
 #define CONTROL_PASSPHRASE_MAX 8192
 
@@ -47,6 +50,7 @@ struct ctl_conn {
 };
 
 static struct ctl_conn *ctl_conns;
+static unsigned adds_in_flight;
 
 struct ctl_add {
   uv_work_t work;
@@ -241,6 +245,7 @@ add_done (uv_work_t *w, int status)
 {
   struct ctl_add *a = w->data;
 
+  adds_in_flight--;
   /* SIGTERM came while the key was derived: the registry is closing. */
   if (a->r == 0 && server_stopping ()) {
     a->r = -ECANCELED;
@@ -276,11 +281,14 @@ cmd_export_add (struct ctl_conn *cc, const struct ctl_request *req)
   char *spec = NULL;
   int r = ctl_member_get (req, "passphrase", CTL_STRING, false, &pass);
 
+  if (r >= 0 && adds_in_flight >= CONTROL_ADDS_MAX)
+    r = error_set (-EBUSY,
+                   "%u unlocks are running already; retry when one is done",
+                   adds_in_flight);
   if (r >= 0)
     r = spec_text (req, &spec);
   if (r >= 0)
-    r =
-      export_parse (spec, (int) exports_count () + 1, false, pass != NULL, &e);
+    r = export_parse (spec, "export-add", false, pass != NULL, &e);
   free (spec);
   if (r >= 0 && exports_find (e->name, strlen (e->name)) && e->name[0])
     r = error_set (-EEXIST, "export '%s' exists already", e->name);
@@ -298,6 +306,8 @@ cmd_export_add (struct ctl_conn *cc, const struct ctl_request *req)
   a->work.data = a;
   cc->refs++;
   r = uv_queue_work (uv_default_loop (), &a->work, add_work, add_done);
+  if (r == 0)
+    adds_in_flight++;
   if (r < 0) {
     cc->refs--;
     export_free (e);
@@ -710,7 +720,12 @@ control_client (int argc, char **argv)
     explicit_bzero (req, sizeof req);
     return rc;
   }
-  snprintf (sa.sun_path, sizeof sa.sun_path, "%s", path);
+  if (strlen (path) >= sizeof sa.sun_path) { /* not cut to another path */
+    explicit_bzero (req, sizeof req);
+    fprintf (stderr, "luks-nbd ctl: %s: path too long\n", path);
+    return 1;
+  }
+  memcpy (sa.sun_path, path, strlen (path));
   fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0 || connect (fd, (struct sockaddr *) &sa, sizeof sa) < 0) {
     explicit_bzero (req, sizeof req);

@@ -18,6 +18,7 @@
 #define MAX_INFLIGHT_REQUESTS 128            /* per connection, then pause */
 #define MAX_INFLIGHT_BYTES (128 * 1024 * 1024)
 #define INPUT_BUFFER_BYTES (64 * 1024)
+#define NBD_STRING_MAX 4096 /* export names and descriptions */
 
 /* log.c */
 void log_set_verbose (int level);
@@ -44,8 +45,9 @@ struct export
   unsigned connections; /* clients serving it now */
   uint64_t total_connections, requests, errors, bytes_read, bytes_written;
 };
-/* Parses one --export value; errors name the export and the key. */
-int export_parse (const char *text, int index, bool force_readonly,
+/* Parses one --export value; errors name the export and the key, or
+ * origin ("--export #2", "--config FILE line 7") before the name is known. */
+int export_parse (const char *text, const char *origin, bool force_readonly,
                   bool inline_passphrase, struct export **out);
 /* Takes a copy of a passphrase given on the control socket. */
 int export_set_passphrase (struct export *e, const char *pass, size_t len);

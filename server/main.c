@@ -19,6 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "byteorder.h"
 #include "error.h"
 #include "internal.h"
 
@@ -27,18 +28,29 @@
 
 uv_loop_t *server_loop;
 
-/* Every export spec, from --export and --config (reachable until exit). */
-static char **specs;
+/* Every export spec, from --export and --config, and where it came from
+ * for messages (reachable until exit). */
+static struct spec_text {
+  char *text;
+  char *origin;
+} * specs;
 static size_t n_specs;
 
 static int
-add_spec (const char *text)
+add_spec (const char *text, const char *origin)
 {
-  char **n = realloc (specs, (n_specs + 1) * sizeof *n);
+  struct spec_text *n = realloc (specs, (n_specs + 1) * sizeof *n);
 
-  if (!n || !(n[n_specs] = strdup (text)))
+  if (!n)
     return error_set (-ENOMEM, "out of memory");
   specs = n;
+  n[n_specs].text = strdup (text);
+  n[n_specs].origin = strdup (origin);
+  if (!n[n_specs].text || !n[n_specs].origin) {
+    free (n[n_specs].text);
+    free (n[n_specs].origin);
+    return error_set (-ENOMEM, "out of memory");
+  }
   n_specs++;
   return 0;
 }
@@ -46,9 +58,9 @@ add_spec (const char *text)
 /* --config FILE: one export spec per line (the --export syntax); blank
  * lines and lines starting with # are ignored. */
 static int
-config_line (void *opaque, char *line, size_t len, int lineno)
+config_line (void *path, char *line, size_t len, int lineno)
 {
-  char *p = line, *e = line + len;
+  char *p = line, *e = line + len, origin[300];
 
   while (p < e && (*p == ' ' || *p == '\t'))
     p++;
@@ -57,13 +69,15 @@ config_line (void *opaque, char *line, size_t len, int lineno)
   *e = '\0';
   if (*p == '\0' || *p == '#')
     return 0;
-  return add_spec (p);
+  snprintf (origin, sizeof origin, "--config %.256s line %d",
+            (const char *) path, lineno);
+  return add_spec (p, origin);
 }
 
 static int
 read_config (const char *path)
 {
-  return lines_read (path, "--config", config_line, NULL);
+  return lines_read (path, "--config", config_line, (void *) path);
 }
 
 static bool stopping;
@@ -219,12 +233,13 @@ passed_socket_uri (int fd, char **uri, char **sock)
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
     if (v6 && IN6_IS_ADDR_UNSPECIFIED (&in6->sin6_addr))
       in6->sin6_addr = in6addr_loopback;
-    if (!v6 && in->sin_addr.s_addr == htonl (INADDR_ANY))
-      in->sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    if (!v6 && load_be32 ((uint8_t *) &in->sin_addr) == INADDR_ANY)
+      store_be32 ((uint8_t *) &in->sin_addr, INADDR_LOOPBACK);
     inet_ntop (ss.ss_family, v6 ? (void *) &in6->sin6_addr : &in->sin_addr,
                host, sizeof host);
-    if (asprintf (uri, v6 ? "nbd://[%s]:%u/" : "nbd://%s:%u/", host,
-                  ntohs (v6 ? in6->sin6_port : in->sin_port)) < 0)
+    if (asprintf (
+          uri, v6 ? "nbd://[%s]:%u/" : "nbd://%s:%u/", host,
+          load_be16 ((uint8_t *) (v6 ? &in6->sin6_port : &in->sin_port))) < 0)
       *uri = NULL;
   } else
     return error_set (-EAFNOSUPPORT,
@@ -233,6 +248,33 @@ passed_socket_uri (int fd, char **uri, char **sock)
   if (!*uri || (ss.ss_family == AF_UNIX && !*sock))
     return error_set (-ENOMEM, "out of memory");
   return 0;
+}
+
+/* The --run command's environment: ours without what systemd gave the
+ * daemon alone: with NOTIFY_SOCKET the command could say READY=1 or
+ * STOPPING=1 for us (systemd takes notifications from any process of the
+ * service under NotifyAccess=all), and the watchdog is ours to feed.
+ * (LISTEN_* are gone already: systemd_listen_fds.)  The array is freed by
+ * the caller, the strings are environ's. */
+static char **
+run_environment (void)
+{
+  static const char *const drop[] = { "NOTIFY_SOCKET=", "WATCHDOG_USEC=",
+                                      "WATCHDOG_PID=" };
+  extern char **environ;
+  size_t n = 0, k = 0;
+
+  while (environ[n])
+    n++;
+  char **env = calloc (n + 1, sizeof *env);
+  for (size_t i = 0; env && i < n; i++) {
+    bool keep = true;
+    for (size_t d = 0; d < sizeof drop / sizeof drop[0]; d++)
+      keep = keep && strncmp (environ[i], drop[d], strlen (drop[d])) != 0;
+    if (keep)
+      env[k++] = environ[i];
+  }
+  return env;
 }
 
 /* --run: the command sees $uri and $unixsocket, as under nbdkit --run.
@@ -282,7 +324,11 @@ start_run (const char *cmd, const char *socket_path, const char *tcp,
     { .flags = UV_INHERIT_FD, .data.fd = 2 },
   };
   o.stdio = stdio;
+  o.env = run_environment ();
+  if (!o.env)
+    return error_set (-ENOMEM, "out of memory");
   r = uv_spawn (server_loop, &run_process, &o);
+  free (o.env);
   if (r < 0)
     return error_set (r, "--run: %s", uv_strerror (r));
   return 0;
@@ -400,10 +446,14 @@ main (int argc, char **argv)
     switch (c) {
     case OPT_SOCKET: sockets[n_sockets++] = optarg; break;
     case OPT_LISTEN: tcp[n_tcp++] = optarg; break;
-    case OPT_EXPORT:
-      if (add_spec (optarg) < 0)
+    case OPT_EXPORT: {
+      static unsigned n_export_options;
+      char origin[32];
+      snprintf (origin, sizeof origin, "--export #%u", ++n_export_options);
+      if (add_spec (optarg, origin) < 0)
         return 1;
       break;
+    }
     case OPT_CONFIG:
       if (read_config (optarg) < 0) {
         fprintf (stderr, "luks-nbd: %s\n", error_message ());
@@ -517,7 +567,7 @@ main (int argc, char **argv)
    * exists only once the daemon can serve. */
   for (size_t i = 0; i < n_specs; i++) {
     struct export *e;
-    if (export_parse (specs[i], (int) i + 1, readonly, false, &e) < 0)
+    if (export_parse (specs[i].text, specs[i].origin, readonly, false, &e) < 0)
       return fail (error_message ());
     if (exports_add (e) < 0) {
       export_free (e);

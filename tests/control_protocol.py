@@ -126,6 +126,27 @@ ok(c.returncode == 0 and b'"ok":true' in c.stdout,
 r = call(b'{"cmd":"export-remove","name":"s2"}')
 ok(r is not None and r["ok"], f"and it is removed again ({r})")
 
+# Three export-adds in one write: the first two unlock in the pool, the
+# third is refused at once (two unlocks at a time, so KDFs cannot take
+# every pool thread from the NBD clients).
+s = connect()
+s.sendall(b"".join(json.dumps({"cmd": "export-add", "spec": spec.replace("NAME", n),
+                               "passphrase": passphrase}).encode() + b"\n"
+                   for n in ("b1", "b2", "b3")))
+data = b""
+while data.count(b"\n") < 3:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+s.close()
+replies = [json.loads(x) for x in data.splitlines()]
+ok(len(replies) == 3 and sorted(r.get("name", "") for r in replies if r["ok"]) == ["b1", "b2"]
+   and any("2 unlocks are running already" in r.get("error", "") for r in replies),
+   f"a third export-add while two unlock is refused, the two succeed ({replies})")
+for n in ("b1", "b2"):
+    call(json.dumps({"cmd": "export-remove", "name": n}).encode())
+
 # 2. Members of the wrong type, and other malformed requests: each gets a
 # clear error naming the member and the type, and the daemon lives on.
 bad = [
@@ -151,6 +172,8 @@ bad = [
     (b'{"cmd":"export-list"', "expected ',' or '}'"),
     (b'{"cmd":"\\ud800"}', 'surrogate'),
     (b'{}', 'member "cmd" (a string without NUL bytes) is required'),
+    (b'{"cmd":"export-add","spec":"name=x,payload=/x,key-file=/k","passphrase":"p"}',
+     'a passphrase is given, and so is key-file=: give one'),
 ]
 for line, want in bad:
     r = call(line)

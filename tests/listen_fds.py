@@ -2,8 +2,9 @@
 """Socket activation, emulated as systemd does it, without waiting for a
 first client (systemd-socket-activate does wait).
 argv: ADDRESS -- COMMAND...
-ADDRESS is a unix socket path, @NAME for an abstract unix socket, or
-HOST:PORT for TCP (PORT 0: any free port).  Makes the listening socket,
+ADDRESS is a unix socket path, @NAME for an abstract unix socket,
+HOST:PORT for TCP (PORT 0: any free port), or "connected" for one end of
+a connected socket pair (what a unit with Accept=yes passes).  Makes the listening socket,
 passes it as fd 3 with LISTEN_FDS=1 and LISTEN_PID set to the command's
 pid, runs the command and exits with its status."""
 import os
@@ -12,7 +13,9 @@ import sys
 
 address = sys.argv[1]
 cmd = sys.argv[sys.argv.index("--") + 1:]
-if address.startswith("/"):
+if address == "connected":
+    s, peer = socket.socketpair()
+elif address.startswith("/"):
     s = socket.socket(socket.AF_UNIX)
     s.bind(address)
 elif address.startswith("@"):
@@ -23,7 +26,8 @@ else:
     host = host.strip("[]")
     s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     s.bind((host, int(port)))
-s.listen(16)
+if address != "connected":
+    s.listen(16)
 pid = os.fork()
 if pid == 0:
     if s.fileno() != 3:

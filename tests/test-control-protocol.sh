@@ -27,7 +27,7 @@ timeout 300 python3 "$top_srcdir/tests/control_protocol.py" requests "$TMP/ctl" 
   "name=NAME,payload=$TMP/s.payload,header=$TMP/s.hdr,locking=off" "$LN" -- \
   --socket "$TMP/sock" --control "$TMP/ctl" --export "$(spec a)" > "$TMP/requests.out"
 check "the request script ran" test $? -eq 0
-tap_report "$TMP/requests.out" 27 "the request script"
+tap_report "$TMP/requests.out" 29 "the request script"
 check "no block the daemon freed held the inline passphrase ($(cat "$TMP/daemon.scan" 2>/dev/null | wc -l) did)" \
   test ! -s "$TMP/daemon.scan"
 check "no block luks-nbd ctl freed held the passphrase ($(cat "$TMP/client.scan" 2>/dev/null | wc -l) did)" \
