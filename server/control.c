@@ -33,8 +33,12 @@
 /* Unlocks (KDF runs, up to a GiB of Argon2 memory each) in the pool at
  * once, from all clients: NBD requests share the pool. */
 #define CONTROL_ADDS_MAX 2
+/* Clients at once: each holds a line buffer and a file descriptor. */
+#define CONTROL_CLIENTS_MAX 32
 /* luks-nbd ctl --passphrase-stdin: longer input is refused, not cut. */
 #define CONTROL_PASSPHRASE_MAX 8192
+/* luks-nbd ctl: the longest reply it reads. */
+#define CONTROL_REPLY_MAX (64 * 1024 * 1024)
 
 static uv_pipe_t *control_pipe;
 
@@ -50,6 +54,7 @@ struct ctl_conn {
 };
 
 static struct ctl_conn *ctl_conns;
+static unsigned n_ctl_conns;
 static unsigned adds_in_flight;
 
 struct ctl_add {
@@ -85,6 +90,7 @@ ctl_close (struct ctl_conn *cc)
   if (cc->closed)
     return;
   cc->closed = true;
+  n_ctl_conns--;
   if (cc->prev)
     cc->prev->next = cc->next;
   else
@@ -529,8 +535,19 @@ ctl_start (struct ctl_conn *cc)
   if (ctl_conns)
     ctl_conns->prev = cc;
   ctl_conns = cc;
+  if (++n_ctl_conns > CONTROL_CLIENTS_MAX) {
+    static const char busy[] =
+      "{\"ok\":false,\"error\":\"too many control clients\"}\n";
+    uv_buf_t b = uv_buf_init ((char *) busy, sizeof busy - 1);
+    log_warning ("control: more than %d clients; refusing one",
+                 CONTROL_CLIENTS_MAX);
+    uv_try_write ((uv_stream_t *) &cc->pipe, &b, 1);
+    ctl_close (cc);
+    return error_set (-EMFILE, "more than %d control clients",
+                      CONTROL_CLIENTS_MAX);
+  }
   ctl_process (cc);
-  return cc->closed ? -EIO : 0;
+  return cc->closed ? error_set (-EIO, "control client closed at once") : 0;
 }
 
 static void
@@ -699,12 +716,41 @@ build_request (int argc, char **argv, int i, char *line, size_t cap,
   return 0;
 }
 
+/* The reply line, however long (export-list of many exports), up to a
+ * bound; NUL terminated, newline kept.  NULL if none came. */
+static char *
+read_reply (int fd)
+{
+  size_t cap = 4096, got = 0;
+  char *line = malloc (cap), *n;
+
+  while (line) {
+    if (got == cap - 1) {
+      if (cap >= CONTROL_REPLY_MAX || !(n = realloc (line, cap * 2)))
+        break;
+      line = n;
+      cap *= 2;
+    }
+    ssize_t r = read (fd, line + got, cap - 1 - got);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
+    line[got + (size_t) r] = '\0';
+    if (memchr (line + got, '\n', (size_t) r))
+      return line;
+    got += (size_t) r;
+  }
+  free (line);
+  return NULL;
+}
+
 int
 control_client (int argc, char **argv)
 {
   struct sockaddr_un sa = { .sun_family = AF_UNIX };
-  char req[CONTROL_LINE_MAX], line[CONTROL_LINE_MAX];
-  size_t reqlen = 0, got = 0;
+  char req[CONTROL_LINE_MAX];
+  size_t reqlen = 0;
   const char *path = NULL;
   json_object *reply;
   int i = 1, fd, rc;
@@ -734,26 +780,20 @@ control_client (int argc, char **argv)
   }
   bool sent = write (fd, req, reqlen) == (ssize_t) reqlen;
   explicit_bzero (req, sizeof req);
-  while (sent && got < sizeof line - 1) {
-    ssize_t n = read (fd, line + got, sizeof line - 1 - got);
-    if (n <= 0)
-      break;
-    got += (size_t) n;
-    if (memchr (line, '\n', got))
-      break;
-  }
+  char *line = sent ? read_reply (fd) : NULL;
   close (fd);
-  line[got] = '\0';
-  reply = json_tokener_parse (line);
+  reply = line ? json_tokener_parse (line) : NULL;
   json_object *ok;
   if (!reply || !json_object_object_get_ex (reply, "ok", &ok) ||
       !json_object_is_type (ok, json_type_boolean)) {
     fprintf (stderr, "luks-nbd ctl: no reply from %s\n", path);
     json_object_put (reply);
+    free (line);
     return 1;
   }
   rc = json_object_get_boolean (ok) ? 0 : 1;
   fputs (line, rc ? stderr : stdout);
   json_object_put (reply);
+  free (line);
   return rc;
 }

@@ -22,7 +22,7 @@ static const char *const type_names[] = {
   [CTL_BOOLEAN] = "a boolean",
   [CTL_NUMBER] = "a number",
   [CTL_STRING] = "a string",
-  [CTL_TEXT] = "a string without NUL bytes",
+  [CTL_TEXT] = "a UTF-8 string without NUL bytes",
 };
 
 struct cursor {
@@ -289,6 +289,40 @@ ctl_request_parse (char *line, size_t len, struct ctl_request *req)
   return 0;
 }
 
+/* Well-formed UTF-8: no overlong forms, surrogates or code points past
+ * U+10FFFF (names go into NBD replies, which require UTF-8, and into our
+ * JSON replies). */
+static bool
+utf8_valid (const unsigned char *s, size_t n)
+{
+  for (size_t i = 0; i < n;) {
+    unsigned c = s[i], need, cp, min;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    if (c >= 0xc2 && c <= 0xdf)
+      need = 1, cp = c & 0x1f, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+      need = 2, cp = c & 0x0f, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+      need = 3, cp = c & 0x07, min = 0x10000;
+    else
+      return false;
+    if (n - i <= need)
+      return false;
+    for (unsigned k = 1; k <= need; k++) {
+      if ((s[i + k] & 0xc0) != 0x80)
+        return false;
+      cp = (cp << 6) | (s[i + k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += need + 1;
+  }
+  return true;
+}
+
 int
 ctl_member_get (const struct ctl_request *req, const char *key,
                 enum ctl_type type, bool required,
@@ -307,6 +341,9 @@ ctl_member_get (const struct ctl_request *req, const char *key,
   if (type == CTL_TEXT && m->type == CTL_STRING &&
       memchr (m->text, '\0', m->len))
     return error_set (-EINVAL, "member \"%s\" contains a NUL byte", key);
+  if (type == CTL_TEXT && m->type == CTL_STRING &&
+      !utf8_valid ((const unsigned char *) m->text, m->len))
+    return error_set (-EINVAL, "member \"%s\" is not valid UTF-8", key);
   if (m->type != type && !(type == CTL_TEXT && m->type == CTL_STRING))
     return error_set (-EINVAL, "member \"%s\" must be %s, not %s", key,
                       type_names[type], type_names[m->type]);

@@ -210,7 +210,7 @@ int control_client (int argc, char **argv); /* luks-nbd ctl ... */
 enum ctl_type { CTL_NULL, CTL_BOOLEAN, CTL_NUMBER, CTL_STRING, CTL_TEXT };
 struct ctl_member {
   const char *key;
-  enum ctl_type type; /* never CTL_TEXT: that is a string without NULs */
+  enum ctl_type type; /* never CTL_TEXT: a UTF-8 string without NULs */
   const char *text;   /* string (decoded, NUL terminated) or number text */
   size_t len;
   bool boolean;

@@ -10,6 +10,7 @@ SCAN_CLIENT_REPORT (where the daemon and `luks-nbd ctl` report a freed
 block that still holds the passphrase).
 Starts the daemon itself, with the scanner preloaded; prints PASS/FAIL
 lines that the calling script numbers."""
+import atexit
 import json
 import os
 import select
@@ -64,6 +65,8 @@ def call(line):
 
 
 daemon = subprocess.Popen([binary] + args, env=preloaded(os.environ["SCAN_REPORT"]))
+# Never leave it behind, whatever fails here.
+atexit.register(lambda: daemon.poll() is None and daemon.kill())
 # Until the control socket accepts (bounded; select is the clock).
 up = False
 for _ in range(1200):
@@ -99,13 +102,28 @@ if mode == "idle":
     half.sendall(b'{"cmd":"export-')
     r = call(b'{"cmd":"export-list"}')  # both are accepted by now
     ok(r is not None and r["ok"], "a third client is served beside the idle ones")
-    stop("with two idle control clients")
+    # 32 clients at most: 30 more idle ones, then one too many.
+    more = [connect() for _ in range(30)]
+    r = call(b'{"cmd":"export-list"}')
+    ok(r is not None and not r["ok"] and "too many control clients" in r["error"],
+       f"a 33rd client is refused ({r})")
+    more.pop().close()
+    r = None
+    for _ in range(100):  # until the daemon has seen the close (bounded)
+        r = call(b'{"cmd":"export-list"}')
+        if r is not None and r["ok"]:
+            break
+        select.select([], [], [], 0.05)
+    ok(r is not None and r["ok"], f"once one leaves, a new client is served ({r})")
+    stop("with 32 idle control clients")
     idle.settimeout(5)
     try:
         closed = idle.recv(1) == b""
     except OSError:
         closed = False
     ok(closed, "the idle client's connection was closed")
+    for c in more:
+        c.close()
     sys.exit(0)
 
 # 1. An inline passphrase (with a quote, so its JSON has an escape).
@@ -150,18 +168,18 @@ for n in ("b1", "b2"):
 # 2. Members of the wrong type, and other malformed requests: each gets a
 # clear error naming the member and the type, and the daemon lives on.
 bad = [
-    (b'{"cmd":null}', 'member "cmd" must be a string'),
-    (b'{"cmd":"export-remove","name":null}', 'member "name" must be a string'),
-    (b'{"cmd":"export-add","spec":null}', 'member "spec" must be a string'),
-    (b'{"cmd":"export-add","name":null,"payload":"/x"}', 'member "name" must be a string'),
+    (b'{"cmd":null}', 'member "cmd" must be a UTF-8 string'),
+    (b'{"cmd":"export-remove","name":null}', 'member "name" must be a UTF-8 string'),
+    (b'{"cmd":"export-add","spec":null}', 'member "spec" must be a UTF-8 string'),
+    (b'{"cmd":"export-add","name":null,"payload":"/x"}', 'member "name" must be a UTF-8 string'),
     (b'{"cmd":"export-add","name":"x","payload":"/x","readonly":true}',
-     'member "readonly" must be a string'),
-    (b'{"cmd":17}', 'member "cmd" must be a string'),
+     'member "readonly" must be a UTF-8 string'),
+    (b'{"cmd":17}', 'member "cmd" must be a UTF-8 string'),
     (b'{"cmd":["export-list"]}', 'not objects or arrays'),
     (b'{"cmd":"export-remove","name":"a","force":"false"}',
      'member "force" must be a boolean'),
     (b'{"cmd":"export-remove","name":"a\\u0000b"}', 'member "name" contains a NUL byte'),
-    (b'{"cmd":"export-remove"}', 'member "name" (a string without NUL bytes) is required'),
+    (b'{"cmd":"export-remove"}', 'member "name" (a UTF-8 string without NUL bytes) is required'),
     (b'{"cmd":"export-remove","nmae":"a"}', 'unknown member "nmae"'),
     (b'{"cmd":"export-list","cmd":"query-stats"}', 'member "cmd" is given twice'),
     (b'{"cmd":"export-add","spec":"name=x,payload=/x","readonly":"on"}',
@@ -171,14 +189,16 @@ bad = [
     (b'[1]', 'expected one JSON object'),
     (b'{"cmd":"export-list"', "expected ',' or '}'"),
     (b'{"cmd":"\\ud800"}', 'surrogate'),
-    (b'{}', 'member "cmd" (a string without NUL bytes) is required'),
+    (b'{}', 'member "cmd" (a UTF-8 string without NUL bytes) is required'),
+    (b'{"cmd":"export-remove","name":"\xff"}', 'member "name" is not valid UTF-8'),
+    (b'{"cmd":"export-remove","name":"\xc0\xaf"}', 'member "name" is not valid UTF-8'),
     (b'{"cmd":"export-add","spec":"name=x,payload=/x,key-file=/k","passphrase":"p"}',
      'a passphrase is given, and so is key-file=: give one'),
 ]
 for line, want in bad:
     r = call(line)
     ok(r is not None and not r["ok"] and want in r["error"],
-       f"{line.decode()!r}: a clear error ({r})")
+       f"{line.decode(errors='backslashreplace')!r}: a clear error ({r})")
 r = call(b'{"cmd":"export-list"}')
 ok(r is not None and r["ok"] and [e["name"] for e in r["exports"]] == ["a"],
    f"after every bad line the daemon still serves export 'a' ({r})")

@@ -27,7 +27,7 @@ timeout 300 python3 "$top_srcdir/tests/control_protocol.py" requests "$TMP/ctl" 
   "name=NAME,payload=$TMP/s.payload,header=$TMP/s.hdr,locking=off" "$LN" -- \
   --socket "$TMP/sock" --control "$TMP/ctl" --export "$(spec a)" > "$TMP/requests.out"
 check "the request script ran" test $? -eq 0
-tap_report "$TMP/requests.out" 29 "the request script"
+tap_report "$TMP/requests.out" 31 "the request script"
 check "no block the daemon freed held the inline passphrase ($(cat "$TMP/daemon.scan" 2>/dev/null | wc -l) did)" \
   test ! -s "$TMP/daemon.scan"
 check "no block luks-nbd ctl freed held the passphrase ($(cat "$TMP/client.scan" 2>/dev/null | wc -l) did)" \
@@ -40,7 +40,7 @@ check "the scanner finds a secret in a freed block" test -s "$TMP/self.scan"
 timeout 300 python3 "$top_srcdir/tests/control_protocol.py" idle "$TMP/ctl" "" "$LN" -- \
   --socket "$TMP/sock" --control "$TMP/ctl" --export "$(spec a)" > "$TMP/idle.out"
 check "the idle-client script ran" test $? -eq 0
-tap_report "$TMP/idle.out" 4 "the idle-client script"
+tap_report "$TMP/idle.out" 6 "the idle-client script"
 
 # The control fuzz target: the lines above as seeds, and mutants of them.
 mkdir "$TMP/seeds"
