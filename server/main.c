@@ -600,6 +600,10 @@ main (int argc, char **argv)
       listen_close_all ();
       return fail (error_message ());
     }
+  if (passed_fds && (n_sockets || n_tcp))
+    log_warning ("--socket and --listen are ignored: serving the %d "
+                 "socket(s) systemd passed",
+                 passed_fds);
   if (passed_fds)
     n_sockets = n_tcp = 0;
   for (size_t i = 0; i < n_sockets; i++)

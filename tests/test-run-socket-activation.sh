@@ -27,6 +27,10 @@ check "the command read the plaintext over TCP" cmp -s "$TMP/out" "$TMP/v.plain"
 check "\$uri is loopback with the passed port" test "$(sed -n 1p "$TMP/env")" = "nbd://127.0.0.1:$port/"
 check "\$unixsocket is not set for TCP" test "$(sed -n 2p "$TMP/env")" = unset
 
+rm -f "$TMP/out"
+activate "$TMP/passed" -- "$LN" --socket "$TMP/ignored" --export "$(spec v)" --run "$copy" 2> "$TMP/err"
+check "with --socket too, \$uri is the passed socket" test "$(sed -n 2p "$TMP/env")" = "$TMP/passed"
+check "and a warning says --socket is ignored" grep -q "socket and --listen are ignored" "$TMP/err"
 check_fails_with "an abstract unix socket: a clear error" "abstract or unnamed unix socket" \
   activate "@luks-nbd-test-$$" -- "$LN" --export "$(spec v)" --run "$copy"
 done_testing
