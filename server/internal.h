@@ -197,7 +197,8 @@ void conn_unref (struct conn *c);
 void conn_update_reading (struct conn *c);
 
 /* control.c: --control PATH, JSON lines (export-add, export-remove,
- * export-list, query-stats). */
+ * export-list, query-stats); control_client.c: luks-nbd ctl. */
+#define CONTROL_LINE_MAX (64 * 1024) /* longer request lines are refused */
 int control_listen (uv_loop_t *loop, const char *path);
 /* Serves a connected unix stream socket fd (the control fuzz target). */
 int control_open_fd (uv_loop_t *loop, int fd);
