@@ -165,6 +165,30 @@ ok(len(replies) == 3 and sorted(r.get("name", "") for r in replies if r["ok"]) =
 for n in ("b1", "b2"):
     call(json.dumps({"cmd": "export-remove", "name": n}).encode())
 
+def rss_kib():
+    with open(f"/proc/{daemon.pid}/status") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith("VmRSS:"))
+
+
+# A client that sends requests and never reads the replies: the daemon
+# stops reading it once 1 MiB of replies wait, so its memory stays put
+# (8 MiB of export-list lines would queue some 40 MiB of replies).
+before = rss_kib()
+greedy = connect()
+greedy.settimeout(3)  # no progress for 3 s: the daemon stopped reading
+lines = b'{"cmd":"export-list"}\n' * (8 * 1024 * 1024 // 22)
+sent = 0
+try:
+    while sent < len(lines):
+        sent += greedy.send(lines[sent:sent + 65536])
+except socket.timeout:
+    pass
+grown = rss_kib() - before
+limit = int(os.environ.get("RSS_GROWTH_LIMIT_KIB", "16384"))
+ok(sent < len(lines) and grown < limit,
+   f"a client that reads no replies is not read further ({sent} of {len(lines)} bytes taken, RSS +{grown} KiB)")
+greedy.close()
+
 # 2. Members of the wrong type, and other malformed requests: each gets a
 # clear error naming the member and the type, and the daemon lives on.
 bad = [
@@ -199,6 +223,8 @@ for line, want in bad:
     r = call(line)
     ok(r is not None and not r["ok"] and want in r["error"],
        f"{line.decode(errors='backslashreplace')!r}: a clear error ({r})")
+
+
 r = call(b'{"cmd":"export-list"}')
 ok(r is not None and r["ok"] and [e["name"] for e in r["exports"]] == ["a"],
    f"after every bad line the daemon still serves export 'a' ({r})")
