@@ -7,7 +7,7 @@
 # refused with a clear error, at cryptsetup's limits (8 MiB key files,
 # 512-character passphrases), instead of being cut.
 . "$(dirname "$0")/lib.sh"
-need cryptsetup nbdcopy mkfifo
+need cryptsetup nbdcopy nbdinfo mkfifo
 make_luks2_volume v 1M --sector-size 4096
 cryptsetup luksFormat --type luks1 --header "$TMP/l1.hdr" --key-file "$TMP/v.key" \
   --pbkdf-force-iterations 1000 --batch-mode "$TMP/v.payload" > /dev/null
