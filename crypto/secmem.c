@@ -12,8 +12,12 @@
 #include "secmem.h"
 
 /* Room for a few volume keys, a 4000-stripe AF buffer of a 512-bit key
- * (256000 bytes) and passphrases; the pool grows on demand beyond it. */
-enum { SECMEM_POOL_BYTES = 1024 * 1024 };
+ * (256000 bytes) and passphrases; the pool grows on demand beyond it.
+ * libgcrypt never makes an expansion pool larger than the size set here,
+ * so it must hold the largest single secret: a key file of up to 8 MiB,
+ * cryptsetup's limit (formats/keyfile.c).  Expansion pools are not
+ * locked, and their pages are touched only when used. */
+enum { SECMEM_POOL_BYTES = 1024 * 1024, SECMEM_EXPAND_BYTES = 9 * 1024 * 1024 };
 
 #define GCRYPT_MIN_VERSION "1.10.0" /* first with Argon2 */
 
@@ -34,7 +38,7 @@ do_init (void)
   gcry_control (GCRYCTL_DISABLE_SECMEM_WARN);
   gcry_control (GCRYCTL_SUSPEND_SECMEM_WARN);
   /* Auto-expansion must be set before the pool exists. */
-  gcry_control (GCRYCTL_AUTO_EXPAND_SECMEM, SECMEM_POOL_BYTES);
+  gcry_control (GCRYCTL_AUTO_EXPAND_SECMEM, SECMEM_EXPAND_BYTES);
   if (gcry_control (GCRYCTL_INIT_SECMEM, SECMEM_POOL_BYTES, 0) != 0) {
     init_result =
       error_set (-ENOMEM, "cannot initialise libgcrypt secure memory");

@@ -18,7 +18,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     return 0;
   memcpy (text, data, size);
   text[size] = '\0';
-  if (export_parse (text, 1, false, false, &e) == 0)
+  if (export_parse (text, "--export #1", false, false, &e) == 0)
     export_free (e);
   free (text);
   return 0;

@@ -5,17 +5,19 @@
  *   {"cmd":"export-remove","name":"vm2","force":false}
  *   {"cmd":"export-list"}
  *   {"cmd":"query-stats"}
- * Replies: {"ok":true,...} or {"ok":false,"error":"..."}.  Unlocking runs
- * in the thread pool, so the loop keeps serving while a KDF runs.  An
- * inline passphrase goes to secure memory and its JSON copy is wiped. */
+ * Replies: {"ok":true,...} or {"ok":false,"error":"..."}.  Requests are
+ * parsed in place by control_request.c (never by json-c, whose buffers
+ * would keep an inline passphrase) and every member is read through its
+ * typed accessor; the line is wiped, the passphrase goes to secure
+ * memory.  Unlocking runs in the thread pool, so the loop keeps serving
+ * while a KDF runs.  A client that does not read its replies stops
+ * being read; shutdown closes every client. */
 #include <config.h>
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -23,17 +25,30 @@
 #include "error.h"
 #include "internal.h"
 
-#define CONTROL_LINE_MAX (64 * 1024)
+/* Replies a client has not read yet: beyond this, its lines wait. */
+#define CONTROL_OUTPUT_MAX (1024 * 1024)
+/* Unlocks (KDF runs, up to a GiB of Argon2 memory each) in the pool at
+ * once, from all clients: NBD requests share the pool. */
+#define CONTROL_ADDS_MAX 2
+/* Clients at once: each holds a line buffer and a file descriptor. */
+#define CONTROL_CLIENTS_MAX 32
 
 static uv_pipe_t *control_pipe;
 
+/* Loop thread only. */
 struct ctl_conn {
   uv_pipe_t pipe;
-  char buf[CONTROL_LINE_MAX];
+  struct ctl_conn *prev, *next; /* every open client, for shutdown */
+  char buf[CONTROL_LINE_MAX];   /* wiped: lines may hold a passphrase */
   size_t len;
   unsigned refs; /* the handle's + one per export-add in the pool */
   bool closed;
+  bool reading;
 };
+
+static struct ctl_conn *ctl_conns;
+static unsigned n_ctl_conns;
+static unsigned adds_in_flight;
 
 struct ctl_add {
   uv_work_t work;
@@ -43,11 +58,17 @@ struct ctl_add {
   char error[1024];
 };
 
+static void ctl_process (struct ctl_conn *cc);
+static void ctl_alloc (uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void ctl_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
 static void
 ctl_unref (struct ctl_conn *cc)
 {
-  if (--cc->refs == 0)
+  if (--cc->refs == 0) {
+    explicit_bzero (cc->buf, sizeof cc->buf);
     free (cc);
+  }
 }
 
 static void
@@ -59,16 +80,34 @@ ctl_on_close (uv_handle_t *h)
 static void
 ctl_close (struct ctl_conn *cc)
 {
-  if (!cc->closed) {
-    cc->closed = true;
-    uv_close ((uv_handle_t *) &cc->pipe, ctl_on_close);
-  }
+  if (cc->closed)
+    return;
+  cc->closed = true;
+  n_ctl_conns--;
+  if (cc->prev)
+    cc->prev->next = cc->next;
+  else
+    ctl_conns = cc->next;
+  if (cc->next)
+    cc->next->prev = cc->prev;
+  uv_close ((uv_handle_t *) &cc->pipe, ctl_on_close);
+}
+
+static size_t
+ctl_output_bytes (struct ctl_conn *cc)
+{
+  return uv_stream_get_write_queue_size ((uv_stream_t *) &cc->pipe);
 }
 
 static void
 after_send (uv_write_t *w, int status)
 {
+  struct ctl_conn *cc = w->handle->data;
+
   free (w);
+  /* Lines held back while the client was not reading its replies. */
+  if (!cc->closed && !cc->reading && ctl_output_bytes (cc) < CONTROL_OUTPUT_MAX)
+    ctl_process (cc);
 }
 
 /* Sends obj as one line and drops the reference to it. */
@@ -97,10 +136,17 @@ static void
 ctl_error (struct ctl_conn *cc, const char *msg)
 {
   json_object *o = json_object_new_object ();
+  char shown[512];
+  size_t i;
 
   json_object_object_add (o, "ok", json_object_new_boolean (0));
   json_object_object_add (o, "error", json_object_new_string (msg));
-  log_info ("control: %s", msg);
+  /* Names in messages come from the client: no control characters (a
+   * forged log line) reach the log. */
+  for (i = 0; msg[i] && i < sizeof shown - 1; i++)
+    shown[i] = (unsigned char) msg[i] < 0x20 || msg[i] == 0x7f ? '?' : msg[i];
+  shown[i] = '\0';
+  log_info ("control: %s", shown);
   ctl_reply (cc, o);
 }
 
@@ -113,40 +159,74 @@ ctl_ok (void)
   return o;
 }
 
-/* The --export syntax from JSON members (values' commas doubled). */
-static char *
-spec_from_members (json_object *req)
+/* Appends "key=value" (value's commas doubled) to the spec being built. */
+static int
+spec_append (char **spec, size_t *len, const char *key, const char *v)
 {
-  size_t cap = 1024, len = 0;
-  char *spec = malloc (cap);
+  size_t need = *len + strlen (key) + 2 * strlen (v) + 3;
+  char *n = realloc (*spec, need);
 
-  if (!spec)
-    return NULL;
-  spec[0] = '\0';
-  json_object_object_foreach (req, key, val)
-  {
-    if (!strcmp (key, "cmd") || !strcmp (key, "passphrase") ||
-        !strcmp (key, "spec"))
-      continue;
-    const char *v = json_object_get_string (val);
-    size_t need = len + strlen (key) + 2 * strlen (v) + 3;
-    if (need > cap) {
-      char *n = realloc (spec, cap = need * 2);
-      if (!n) {
-        free (spec);
-        return NULL;
-      }
-      spec = n;
-    }
-    len += (size_t) sprintf (spec + len, "%s%s=", len ? "," : "", key);
-    for (const char *p = v; *p; p++) {
-      spec[len++] = *p;
-      if (*p == ',')
-        spec[len++] = ',';
-    }
-    spec[len] = '\0';
+  if (!n)
+    return error_set (-ENOMEM, "out of memory");
+  *spec = n;
+  *len += (size_t) sprintf (n + *len, "%s%s=", *len ? "," : "", key);
+  for (const char *p = v; *p; p++) {
+    n[(*len)++] = *p;
+    if (*p == ',')
+      n[(*len)++] = ',';
   }
-  return spec;
+  n[*len] = '\0';
+  return 0;
+}
+
+/* The --export syntax from JSON members: every member but cmd and
+ * passphrase is an export key with a string value. */
+static int
+spec_from_members (const struct ctl_request *req, char **out)
+{
+  size_t len = 0;
+  char *spec = NULL;
+  int r = 0;
+
+  for (size_t i = 0; r >= 0 && i < req->n; i++) {
+    const char *key = req->m[i].key;
+    const struct ctl_member *m;
+    if (!strcmp (key, "cmd") || !strcmp (key, "passphrase"))
+      continue;
+    if (!key[0] || strpbrk (key, ",="))
+      r = error_set (-EINVAL, "member \"%s\" is not an export key", key);
+    else if ((r = ctl_member_get (req, key, CTL_TEXT, true, &m)) >= 0)
+      r = spec_append (&spec, &len, key, m->text);
+  }
+  if (r >= 0 && !spec)
+    r = error_set (-EINVAL, "give \"spec\" or the export's keys as members");
+  if (r < 0) {
+    free (spec);
+    return r;
+  }
+  *out = spec;
+  return 0;
+}
+
+/* "spec" or the keys as members, not both: a member beside "spec" would
+ * be silently ignored otherwise. */
+static int
+spec_text (const struct ctl_request *req, char **out)
+{
+  const struct ctl_member *spec;
+  int r = ctl_member_get (req, "spec", CTL_TEXT, false, &spec);
+
+  if (r <= 0)
+    return r < 0 ? r : spec_from_members (req, out);
+  for (size_t i = 0; i < req->n; i++)
+    if (strcmp (req->m[i].key, "cmd") && strcmp (req->m[i].key, "spec") &&
+        strcmp (req->m[i].key, "passphrase"))
+      return error_set (-EINVAL,
+                        "member \"%s\" beside \"spec\" (give the spec or "
+                        "its keys as members, not both)",
+                        req->m[i].key);
+  *out = strdup (spec->text);
+  return *out ? 0 : error_set (-ENOMEM, "out of memory");
 }
 
 static void
@@ -164,6 +244,13 @@ add_done (uv_work_t *w, int status)
 {
   struct ctl_add *a = w->data;
 
+  adds_in_flight--;
+  /* SIGTERM came while the key was derived: the registry is closing. */
+  if (a->r == 0 && server_stopping ()) {
+    a->r = -ECANCELED;
+    snprintf (a->error, sizeof a->error, "export '%s': the daemon is stopping",
+              a->e->name);
+  }
   if (a->r == 0 && exports_add (a->e) < 0) {
     a->r = -EEXIST;
     snprintf (a->error, sizeof a->error, "%s", error_message ());
@@ -184,89 +271,84 @@ add_done (uv_work_t *w, int status)
   free (a);
 }
 
-static void
-cmd_export_add (struct ctl_conn *cc, json_object *req)
+/* Parses and checks the export now; unlocks it in the pool. */
+static int
+cmd_export_add (struct ctl_conn *cc, const struct ctl_request *req)
 {
-  json_object *spec_obj, *pass_obj;
-  bool has_pass = json_object_object_get_ex (req, "passphrase", &pass_obj) &&
-                  json_object_is_type (pass_obj, json_type_string);
-  char *spec = json_object_object_get_ex (req, "spec", &spec_obj)
-                 ? strdup (json_object_get_string (spec_obj))
-                 : spec_from_members (req);
-  struct ctl_add *a = calloc (1, sizeof *a);
+  const struct ctl_member *pass;
   struct export *e = NULL;
+  char *spec = NULL;
+  int r = ctl_member_get (req, "passphrase", CTL_STRING, false, &pass);
 
-  if (!spec || !a) {
-    free (spec);
-    free (a);
-    ctl_error (cc, "out of memory");
-    return;
-  }
-  int r = export_parse (spec, (int) exports_count () + 1, false, has_pass, &e);
+  if (r >= 0 && adds_in_flight >= CONTROL_ADDS_MAX)
+    r = error_set (-EBUSY,
+                   "%u unlocks are running already; retry when one is done",
+                   adds_in_flight);
+  if (r >= 0)
+    r = spec_text (req, &spec);
+  if (r >= 0)
+    r = export_parse (spec, "export-add", false, pass != NULL, &e);
   free (spec);
-  if (r == 0 && exports_find (e->name, strlen (e->name)) && e->name[0])
+  if (r >= 0 && exports_find (e->name, strlen (e->name)) && e->name[0])
     r = error_set (-EEXIST, "export '%s' exists already", e->name);
-  if (r == 0 && has_pass)
-    r = export_set_passphrase (e, json_object_get_string (pass_obj),
-                               (size_t) json_object_get_string_len (pass_obj));
+  if (r >= 0 && pass)
+    r = export_set_passphrase (e, pass->text, pass->len);
+  struct ctl_add *a = r < 0 ? NULL : calloc (1, sizeof *a);
+  if (r >= 0 && !a)
+    r = error_set (-ENOMEM, "out of memory");
   if (r < 0) {
     export_free (e);
-    free (a);
-    ctl_error (cc, error_message ());
-    return;
+    return r;
   }
   a->cc = cc;
   a->e = e;
   a->work.data = a;
   cc->refs++;
-  if (uv_queue_work (uv_default_loop (), &a->work, add_work, add_done) < 0) {
+  r = uv_queue_work (uv_default_loop (), &a->work, add_work, add_done);
+  if (r == 0)
+    adds_in_flight++;
+  if (r < 0) {
     cc->refs--;
     export_free (e);
     free (a);
-    ctl_error (cc, "cannot queue the unlock");
+    return error_set (r, "cannot queue the unlock: %s", uv_strerror (r));
   }
+  return 0;
 }
 
-static void
-cmd_export_remove (struct ctl_conn *cc, json_object *req)
+static int
+cmd_export_remove (struct ctl_conn *cc, const struct ctl_request *req)
 {
-  json_object *name, *force;
+  const struct ctl_member *name, *force;
   struct export *e;
-  char msg[512];
+  int r = ctl_member_get (req, "name", CTL_TEXT, true, &name);
 
-  if (!json_object_object_get_ex (req, "name", &name)) {
-    ctl_error (cc, "export-remove needs \"name\"");
-    return;
-  }
-  const char *n = json_object_get_string (name);
-  e = exports_find (n, strlen (n));
-  if (!e || !n[0]) {
-    snprintf (msg, sizeof msg, "no export '%s'", n);
-    ctl_error (cc, msg);
-    return;
-  }
-  bool f = json_object_object_get_ex (req, "force", &force) &&
-           json_object_get_boolean (force);
-  if (e->connections && !f) {
-    snprintf (msg, sizeof msg,
-              "export '%s' has %u connected client(s); use \"force\":true "
-              "to drain them",
-              n, e->connections);
-    ctl_error (cc, msg);
-    return;
-  }
+  if (r >= 0)
+    r = ctl_member_get (req, "force", CTL_BOOLEAN, false, &force);
+  if (r < 0)
+    return r;
+  const char *n = name->text;
+  e = n[0] ? exports_find (n, name->len) : NULL; /* "" is not a name here */
+  if (!e)
+    return error_set (-ENOENT, "no export '%s'", n);
+  if (e->connections && !(force && force->boolean))
+    return error_set (-EBUSY,
+                      "export '%s' has %u connected client(s); use "
+                      "\"force\":true to drain them",
+                      n, e->connections);
   json_object *o = ctl_ok ();
   json_object_object_add (o, "name", json_object_new_string (n));
   json_object_object_add (o, "drained",
                           json_object_new_int ((int) conn_drain_export (e)));
-  log_info ("control: export '%s' removed", n);
-  ctl_reply (cc, o); /* before the unref: the name lives in e */
+  log_info ("control: export '%s' removed", e->name);
+  ctl_reply (cc, o);
   header_watch_stop (e->name);
   exports_remove (e);
+  return 0;
 }
 
 static void
-cmd_export_list (struct ctl_conn *cc, bool stats)
+export_list (struct ctl_conn *cc, bool stats)
 {
   json_object *o = ctl_ok ();
   json_object *list =
@@ -307,49 +389,112 @@ cmd_export_list (struct ctl_conn *cc, bool stats)
   ctl_reply (cc, o);
 }
 
-/* Wipes every string member called "passphrase" in place. */
-static void
-wipe_passphrase (json_object *req)
+static int
+cmd_export_list (struct ctl_conn *cc, const struct ctl_request *req)
 {
-  json_object *p;
-
-  if (json_object_object_get_ex (req, "passphrase", &p) &&
-      json_object_is_type (p, json_type_string))
-    memset ((char *) json_object_get_string (p), 0,
-            (size_t) json_object_get_string_len (p));
+  export_list (cc, false);
+  return 0;
 }
 
+static int
+cmd_query_stats (struct ctl_conn *cc, const struct ctl_request *req)
+{
+  export_list (cc, true);
+  return 0;
+}
+
+/* The commands: one entry each, with the members they take besides
+ * "cmd" (export-add takes the export's keys, checked by its parser). */
+static const struct ctl_command {
+  const char *name;
+  int (*run) (struct ctl_conn *cc, const struct ctl_request *req);
+  bool any_members;
+  const char *members[3];
+} commands[] = {
+  { "export-add", cmd_export_add, true, { NULL } },
+  { "export-remove", cmd_export_remove, false, { "name", "force", NULL } },
+  { "export-list", cmd_export_list, false, { NULL } },
+  { "query-stats", cmd_query_stats, false, { NULL } },
+};
+
+static int
+check_members (const struct ctl_command *c, const struct ctl_request *req)
+{
+  for (size_t i = 0; !c->any_members && i < req->n; i++) {
+    const char *key = req->m[i].key;
+    bool known = !strcmp (key, "cmd");
+    for (size_t k = 0; !known && c->members[k]; k++)
+      known = !strcmp (key, c->members[k]);
+    if (!known)
+      return error_set (-EINVAL, "unknown member \"%s\"", key);
+  }
+  return 0;
+}
+
+static int
+ctl_dispatch (struct ctl_conn *cc, const struct ctl_request *req)
+{
+  const struct ctl_member *cmd;
+  int r = ctl_member_get (req, "cmd", CTL_TEXT, true, &cmd);
+
+  if (r < 0)
+    return r;
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (!strcmp (cmd->text, commands[i].name)) {
+      r = check_members (&commands[i], req);
+      if (r >= 0)
+        r = commands[i].run (cc, req);
+      return r < 0 ? error_prefix (r, "%s", commands[i].name) : 0;
+    }
+  return error_set (-EINVAL, "unknown cmd (expected export-add, "
+                             "export-remove, export-list, query-stats)");
+}
+
+/* One request line; it is parsed in place and wiped afterwards (it may
+ * hold a passphrase, and no copy of it is made elsewhere). */
 static void
 ctl_line (struct ctl_conn *cc, char *line, size_t len)
 {
-  json_tokener *tok = json_tokener_new_ex (8);
-  json_object *req = tok ? json_tokener_parse_ex (tok, line, (int) len) : NULL;
-  json_object *cmd;
+  struct ctl_request req;
+  int r = ctl_request_parse (line, len, &req);
 
-  if (!req || json_tokener_get_error (tok) != json_tokener_success ||
-      !json_object_is_type (req, json_type_object) ||
-      !json_object_object_get_ex (req, "cmd", &cmd))
-    ctl_error (cc, "expected one JSON object with \"cmd\" per line");
-  else {
-    const char *c = json_object_get_string (cmd);
-    if (!strcmp (c, "export-add"))
-      cmd_export_add (cc, req);
-    else if (!strcmp (c, "export-remove"))
-      cmd_export_remove (cc, req);
-    else if (!strcmp (c, "export-list"))
-      cmd_export_list (cc, false);
-    else if (!strcmp (c, "query-stats"))
-      cmd_export_list (cc, true);
-    else
-      ctl_error (cc, "unknown cmd (expected export-add, export-remove, "
-                     "export-list, query-stats)");
+  if (r >= 0)
+    r = ctl_dispatch (cc, &req);
+  if (r < 0)
+    ctl_error (cc, error_message ());
+  explicit_bzero (line, len);
+}
+
+/* Runs the complete lines buffered, while the client reads its replies;
+ * reads more once it does. */
+static void
+ctl_process (struct ctl_conn *cc)
+{
+  char *nl;
+
+  while (!cc->closed && ctl_output_bytes (cc) < CONTROL_OUTPUT_MAX &&
+         (nl = memchr (cc->buf, '\n', cc->len))) {
+    size_t n = (size_t) (nl - cc->buf);
+    ctl_line (cc, cc->buf, n);
+    memmove (cc->buf, nl + 1, cc->len - n - 1);
+    cc->len -= n + 1;
+    /* The moved tail's old copy. */
+    explicit_bzero (cc->buf + cc->len, n + 1);
   }
-  if (req)
-    wipe_passphrase (req);
-  memset (line, 0, len); /* the raw line may hold a passphrase too */
-  json_object_put (req);
-  if (tok)
-    json_tokener_free (tok);
+  if (cc->closed)
+    return;
+  bool want = ctl_output_bytes (cc) < CONTROL_OUTPUT_MAX;
+  if (want && cc->len == sizeof cc->buf) {
+    ctl_error (cc, "line too long");
+    ctl_close (cc);
+  } else if (want != cc->reading) {
+    int r = want
+              ? uv_read_start ((uv_stream_t *) &cc->pipe, ctl_alloc, ctl_read)
+              : uv_read_stop ((uv_stream_t *) &cc->pipe);
+    if (r < 0)
+      ctl_close (cc);
+    cc->reading = want;
+  }
 }
 
 static void
@@ -364,23 +509,38 @@ static void
 ctl_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
   struct ctl_conn *cc = s->data;
-  char *nl;
 
   if (nread < 0) {
     ctl_close (cc);
     return;
   }
   cc->len += (size_t) nread;
-  while (!cc->closed && (nl = memchr (cc->buf, '\n', cc->len))) {
-    size_t n = (size_t) (nl - cc->buf);
-    ctl_line (cc, cc->buf, n);
-    memmove (cc->buf, nl + 1, cc->len - n - 1);
-    cc->len -= n + 1;
-  }
-  if (cc->len == sizeof cc->buf) {
-    ctl_error (cc, "line too long");
+  ctl_process (cc);
+}
+
+/* A new client: cc->pipe is initialised; starts reading it. */
+static int
+ctl_start (struct ctl_conn *cc)
+{
+  cc->pipe.data = cc;
+  cc->refs = 1;
+  cc->next = ctl_conns;
+  if (ctl_conns)
+    ctl_conns->prev = cc;
+  ctl_conns = cc;
+  if (++n_ctl_conns > CONTROL_CLIENTS_MAX) {
+    static const char busy[] =
+      "{\"ok\":false,\"error\":\"too many control clients\"}\n";
+    uv_buf_t b = uv_buf_init ((char *) busy, sizeof busy - 1);
+    log_warning ("control: more than %d clients; refusing one",
+                 CONTROL_CLIENTS_MAX);
+    uv_try_write ((uv_stream_t *) &cc->pipe, &b, 1);
     ctl_close (cc);
+    return error_set (-EMFILE, "more than %d control clients",
+                      CONTROL_CLIENTS_MAX);
   }
+  ctl_process (cc);
+  return cc->closed ? error_set (-EIO, "control client closed at once") : 0;
 }
 
 static void
@@ -393,11 +553,34 @@ ctl_accept (uv_stream_t *server, int status)
     return;
   }
   uv_pipe_init (server->loop, &cc->pipe, 0);
-  cc->pipe.data = cc;
-  cc->refs = 1;
-  if (uv_accept (server, (uv_stream_t *) &cc->pipe) < 0 ||
-      uv_read_start ((uv_stream_t *) &cc->pipe, ctl_alloc, ctl_read) < 0)
-    ctl_close (cc);
+  if (uv_accept (server, (uv_stream_t *) &cc->pipe) < 0) {
+    cc->pipe.data = cc;
+    cc->refs = 1;
+    cc->closed = true;
+    uv_close ((uv_handle_t *) &cc->pipe, ctl_on_close);
+    return;
+  }
+  ctl_start (cc);
+}
+
+int
+control_open_fd (uv_loop_t *loop, int fd)
+{
+  struct ctl_conn *cc = calloc (1, sizeof *cc);
+  int r;
+
+  if (!cc)
+    return error_set (-ENOMEM, "out of memory");
+  uv_pipe_init (loop, &cc->pipe, 0);
+  r = uv_pipe_open (&cc->pipe, fd);
+  if (r < 0) {
+    cc->pipe.data = cc;
+    cc->refs = 1;
+    cc->closed = true;
+    uv_close ((uv_handle_t *) &cc->pipe, ctl_on_close);
+    return error_set (r, "control fd %d: %s", fd, uv_strerror (r));
+  }
+  return ctl_start (cc);
 }
 
 int
@@ -420,90 +603,7 @@ control_close (void)
     uv_close ((uv_handle_t *) control_pipe, (uv_close_cb) free);
     control_pipe = NULL;
   }
-}
-
-/* luks-nbd ctl --control PATH CMD [ARGS]: one request, prints the reply. */
-static int
-ctl_usage (void)
-{
-  fprintf (stderr,
-           "usage: luks-nbd ctl --control PATH export-list | query-stats |\n"
-           "         export-remove NAME [--force] |\n"
-           "         export-add SPEC [--passphrase-stdin]\n");
-  return 2;
-}
-
-int
-control_client (int argc, char **argv)
-{
-  struct sockaddr_un sa = { .sun_family = AF_UNIX };
-  json_object *req = json_object_new_object (), *reply;
-  char pass[4096], line[CONTROL_LINE_MAX];
-  size_t passlen = 0, got = 0;
-  const char *path = NULL;
-  int i = 1, fd, rc;
-
-  if (argc > 2 && !strcmp (argv[1], "--control")) {
-    path = argv[2];
-    i = 3;
-  }
-  if (!path || i >= argc)
-    return ctl_usage ();
-  const char *cmd = argv[i++];
-  json_object_object_add (req, "cmd", json_object_new_string (cmd));
-  if (!strcmp (cmd, "export-remove") && i < argc) {
-    json_object_object_add (req, "name", json_object_new_string (argv[i++]));
-    if (i < argc && !strcmp (argv[i], "--force"))
-      json_object_object_add (req, "force", json_object_new_boolean (1)), i++;
-  } else if (!strcmp (cmd, "export-add") && i < argc) {
-    json_object_object_add (req, "spec", json_object_new_string (argv[i++]));
-    if (i < argc && !strcmp (argv[i], "--passphrase-stdin")) {
-      /* The passphrase never touches argv: stdin, one trailing newline
-       * stripped, as passphrase-file= does. */
-      passlen = fread (pass, 1, sizeof pass, stdin);
-      if (passlen && pass[passlen - 1] == '\n')
-        passlen--;
-      json_object_object_add (req, "passphrase",
-                              json_object_new_string_len (pass, (int) passlen));
-      memset (pass, 0, sizeof pass);
-      i++;
-    }
-  } else if (strcmp (cmd, "export-list") && strcmp (cmd, "query-stats"))
-    return ctl_usage ();
-  if (i != argc)
-    return ctl_usage ();
-
-  snprintf (sa.sun_path, sizeof sa.sun_path, "%s", path);
-  fd = socket (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0 || connect (fd, (struct sockaddr *) &sa, sizeof sa) < 0) {
-    fprintf (stderr, "luks-nbd ctl: %s: %s\n", path, strerror (errno));
-    return 1;
-  }
-  const char *text =
-    json_object_to_json_string_ext (req, JSON_C_TO_STRING_PLAIN);
-  size_t tl = strlen (text);
-  bool sent = write (fd, text, tl) == (ssize_t) tl && write (fd, "\n", 1) == 1;
-  wipe_passphrase (req);
-  json_object_put (req);
-  while (sent && got < sizeof line - 1) {
-    ssize_t n = read (fd, line + got, sizeof line - 1 - got);
-    if (n <= 0)
-      break;
-    got += (size_t) n;
-    if (memchr (line, '\n', got))
-      break;
-  }
-  close (fd);
-  line[got] = '\0';
-  reply = json_tokener_parse (line);
-  json_object *ok;
-  if (!reply || !json_object_object_get_ex (reply, "ok", &ok)) {
-    fprintf (stderr, "luks-nbd ctl: no reply from %s\n", path);
-    json_object_put (reply);
-    return 1;
-  }
-  rc = json_object_get_boolean (ok) ? 0 : 1;
-  fputs (line, rc ? stderr : stdout);
-  json_object_put (reply);
-  return rc;
+  /* Idle clients would keep the loop, and so the daemon, alive. */
+  while (ctl_conns)
+    ctl_close (ctl_conns);
 }

@@ -83,7 +83,8 @@ parse_size (const char *s, uint64_t *out)
   unsigned long long v = strtoull (s, &end, 10);
   int shift = 0;
 
-  if (end == s)
+  /* strtoull would take a sign ("-1" wraps) and leading blanks. */
+  if (end == s || *s < '0' || *s > '9')
     return -EINVAL;
   switch (*end) {
   case 'k':
@@ -105,6 +106,56 @@ parse_size (const char *s, uint64_t *out)
   if (*end || v > (UINT64_MAX >> shift))
     return -EINVAL;
   *out = (uint64_t) v << shift;
+  return 0;
+}
+
+/* name= and description= reach logs and NBD replies: at most 4096 bytes
+ * (the NBD limit for strings), no control characters (a forged log line,
+ * a confused terminal). */
+static int
+check_text (const char *label, enum spec_key k, const char *v)
+{
+  if (!v)
+    return 0;
+  if (strlen (v) > NBD_STRING_MAX)
+    return error_set (-EINVAL, "%s: %s= is longer than %d bytes", label,
+                      key_names[k], NBD_STRING_MAX);
+  for (const unsigned char *p = (const unsigned char *) v; *p; p++)
+    if (*p < 0x20 || *p == 0x7f)
+      return error_set (-EINVAL, "%s: %s= holds a control character (0x%02x)",
+                        label, key_names[k], *p);
+  return 0;
+}
+
+/* credential=NAME: $CREDENTIALS_DIRECTORY/NAME, read as a key file. */
+static int
+credential_path (const char *label, char *const *values, char **out)
+{
+  const char *dir = getenv ("CREDENTIALS_DIRECTORY");
+  const char *name = values[KEY_CREDENTIAL];
+
+  if (values[KEY_KEY_FILE] || values[KEY_PASSPHRASE_FILE])
+    return error_set (-EINVAL,
+                      "%s: credential= replaces key-file= and "
+                      "passphrase-file=",
+                      label);
+  if (!dir)
+    return error_set (-EINVAL,
+                      "%s: credential=%s: $CREDENTIALS_DIRECTORY is "
+                      "not set (use LoadCredential= in the unit)",
+                      label, name);
+  /* An empty or relative directory would read from / or the cwd. */
+  if (dir[0] != '/')
+    return error_set (-EINVAL,
+                      "%s: credential=%s: $CREDENTIALS_DIRECTORY=%s is not "
+                      "an absolute path",
+                      label, name, dir);
+  if (!name[0] || strchr (name, '/') || !strcmp (name, ".") ||
+      !strcmp (name, ".."))
+    return error_set (-EINVAL, "%s: credential=%s: a name, not a path", label,
+                      name);
+  if (asprintf (out, "%s/%s", dir, name) < 0)
+    return error_set (-ENOMEM, "out of memory");
   return 0;
 }
 
@@ -178,19 +229,19 @@ export_unref (struct export *e)
 }
 
 int
-export_parse (const char *text, int index, bool force_readonly,
+export_parse (const char *text, const char *origin, bool force_readonly,
               bool inline_passphrase, struct export **out)
 {
   struct export *e = calloc (1, sizeof *e);
   char *values[N_KEYS] = { 0 };
-  char label[64];
+  char label[320];
   const char *p = text;
   char *item;
   int r = 0;
 
   if (!e)
     return error_set (-ENOMEM, "out of memory");
-  snprintf (label, sizeof label, "--export #%d", index);
+  snprintf (label, sizeof label, "%s", origin);
   while (r == 0 && (item = next_item (&p))) {
     char *eq = strchr (item, '=');
     int k;
@@ -225,8 +276,12 @@ export_parse (const char *text, int index, bool force_readonly,
       r = error_set (-EINVAL, "%s: key '%s' given twice", label, item);
     else if (!(values[k] = strdup (eq + 1)))
       r = error_set (-ENOMEM, "out of memory");
-    if (k == KEY_NAME && r == 0)
+    if (k == KEY_NAME && r == 0) {
       snprintf (label, sizeof label, "export '%.40s'", values[k]);
+      for (char *c = label; *c; c++) /* check_text refuses these later */
+        if ((unsigned char) *c < 0x20 || *c == 0x7f)
+          *c = '?';
+    }
     free (item);
   }
 
@@ -235,26 +290,25 @@ export_parse (const char *text, int index, bool force_readonly,
     r = error_set (-EINVAL, "%s: name= is required", label);
   if (r == 0 && !values[KEY_PAYLOAD])
     r = error_set (-EINVAL, "%s: payload= is required", label);
-  /* credential=NAME: a systemd credential, read as a key file. */
-  if (r == 0 && values[KEY_CREDENTIAL]) {
-    const char *dir = getenv ("CREDENTIALS_DIRECTORY");
-    if (values[KEY_KEY_FILE] || values[KEY_PASSPHRASE_FILE])
-      r = error_set (-EINVAL,
-                     "%s: credential= replaces key-file= and "
-                     "passphrase-file=",
-                     label);
-    else if (!dir)
-      r = error_set (-EINVAL,
-                     "%s: credential=%s: $CREDENTIALS_DIRECTORY is "
-                     "not set (use LoadCredential= in the unit)",
-                     label, values[KEY_CREDENTIAL]);
-    else if (strchr (values[KEY_CREDENTIAL], '/'))
-      r = error_set (-EINVAL, "%s: credential=%s: a name, not a path", label,
-                     values[KEY_CREDENTIAL]);
-    else if (asprintf (&values[KEY_KEY_FILE], "%s/%s", dir,
-                       values[KEY_CREDENTIAL]) < 0)
-      r = error_set (-ENOMEM, "out of memory");
-  }
+  if (r == 0 && values[KEY_NAME] && !values[KEY_NAME][0])
+    r = error_set (-EINVAL,
+                   "%s: name= is empty (a client asking for the default "
+                   "export \"\" gets the first export)",
+                   label);
+  if (r == 0)
+    r = check_text (label, KEY_NAME, values[KEY_NAME]);
+  if (r == 0)
+    r = check_text (label, KEY_DESCRIPTION, values[KEY_DESCRIPTION]);
+  if (r == 0 && inline_passphrase &&
+      (values[KEY_KEY_FILE] || values[KEY_PASSPHRASE_FILE] ||
+       values[KEY_CREDENTIAL]))
+    r = error_set (-EINVAL,
+                   "%s: a passphrase is given, and so is %s=: give one", label,
+                   values[KEY_KEY_FILE]          ? "key-file"
+                   : values[KEY_PASSPHRASE_FILE] ? "passphrase-file"
+                                                 : "credential");
+  if (r == 0 && values[KEY_CREDENTIAL])
+    r = credential_path (label, values, &values[KEY_KEY_FILE]);
   if (r == 0 && !values[KEY_KEY_FILE] && !values[KEY_PASSPHRASE_FILE] &&
       !inline_passphrase)
     r = error_set (-EINVAL, "%s: key-file= or passphrase-file= is required",
@@ -262,12 +316,11 @@ export_parse (const char *text, int index, bool force_readonly,
   if (r == 0 && values[KEY_KEY_FILE] && values[KEY_PASSPHRASE_FILE])
     r = error_set (-EINVAL, "%s: give key-file= or passphrase-file=, not both",
                    label);
-  if (r == 0 && values[KEY_NAME] && strlen (values[KEY_NAME]) > 4096)
-    r = error_set (-EINVAL, "%s: name= is longer than 4096 bytes", label);
   if (r == 0 && values[KEY_KEY_SLOT]) {
     char *end;
     long slot = strtol (values[KEY_KEY_SLOT], &end, 10);
-    if (*end || end == values[KEY_KEY_SLOT] || slot < 0 || slot > 31)
+    if (*end || end == values[KEY_KEY_SLOT] || slot < 0 || slot > 31 ||
+        *values[KEY_KEY_SLOT] < '0' || *values[KEY_KEY_SLOT] > '9')
       r = error_set (-EINVAL, "%s: key-slot=%s: expected 0..31", label,
                      values[KEY_KEY_SLOT]);
     e->spec.key_slot = (int) slot;

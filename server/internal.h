@@ -18,6 +18,7 @@
 #define MAX_INFLIGHT_REQUESTS 128            /* per connection, then pause */
 #define MAX_INFLIGHT_BYTES (128 * 1024 * 1024)
 #define INPUT_BUFFER_BYTES (64 * 1024)
+#define NBD_STRING_MAX 4096 /* export names and descriptions */
 
 /* log.c */
 void log_set_verbose (int level);
@@ -44,8 +45,9 @@ struct export
   unsigned connections; /* clients serving it now */
   uint64_t total_connections, requests, errors, bytes_read, bytes_written;
 };
-/* Parses one --export value; errors name the export and the key. */
-int export_parse (const char *text, int index, bool force_readonly,
+/* Parses one --export value; errors name the export and the key, or
+ * origin ("--export #2", "--config FILE line 7") before the name is known. */
+int export_parse (const char *text, const char *origin, bool force_readonly,
                   bool inline_passphrase, struct export **out);
 /* Takes a copy of a passphrase given on the control socket. */
 int export_set_passphrase (struct export *e, const char *pass, size_t len);
@@ -197,10 +199,38 @@ void conn_unref (struct conn *c);
 void conn_update_reading (struct conn *c);
 
 /* control.c: --control PATH, JSON lines (export-add, export-remove,
- * export-list, query-stats). */
+ * export-list, query-stats); control_client.c: luks-nbd ctl. */
+#define CONTROL_LINE_MAX (64 * 1024) /* longer request lines are refused */
 int control_listen (uv_loop_t *loop, const char *path);
-void control_close (void);
+/* Serves a connected unix stream socket fd (the control fuzz target). */
+int control_open_fd (uv_loop_t *loop, int fd);
+void control_close (void);                  /* the listener and every client */
 int control_client (int argc, char **argv); /* luks-nbd ctl ... */
+
+/* control_request.c: one request line, a flat JSON object, parsed in
+ * place (strings point into the line, which the caller wipes). */
+#define CTL_MEMBERS_MAX 32
+enum ctl_type { CTL_NULL, CTL_BOOLEAN, CTL_NUMBER, CTL_STRING, CTL_TEXT };
+struct ctl_member {
+  const char *key;
+  enum ctl_type type; /* never CTL_TEXT: a UTF-8 string without NULs */
+  const char *text;   /* string (decoded, NUL terminated) or number text */
+  size_t len;
+  bool boolean;
+};
+struct ctl_request {
+  size_t n;
+  struct ctl_member m[CTL_MEMBERS_MAX];
+};
+int ctl_request_parse (char *line, size_t len, struct ctl_request *req);
+/* The one accessor: 1 and *out if key is there with the type, 0 if it is
+ * absent and not required, else -EINVAL naming member and type. */
+int ctl_member_get (const struct ctl_request *req, const char *key,
+                    enum ctl_type type, bool required,
+                    const struct ctl_member **out);
+/* s as a JSON string literal into out (cap bytes); returns the length it
+ * needs, which may be more than cap (then out holds a prefix). */
+size_t ctl_json_string (char *out, size_t cap, const char *s, size_t len);
 
 /* systemd.c */
 int systemd_listen_fds (void); /* sockets passed to us, or 0 */

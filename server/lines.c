@@ -26,7 +26,12 @@ lines_read (const char *path, const char *option, lines_fn *fn, void *opaque)
     while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
       len--;
     line[len] = '\0';
-    r = fn (opaque, line, (size_t) len, lineno);
+    /* A NUL would silently cut the line short (",readonly=on" lost). */
+    if (memchr (line, '\0', (size_t) len))
+      r = error_set (-EINVAL, "%s %s: line %d holds a NUL byte", option, path,
+                     lineno);
+    else
+      r = fn (opaque, line, (size_t) len, lineno);
   }
   if (r == 0 && ferror (f))
     r = error_set (-EIO, "%s %s: read error at line %d", option, path, lineno);

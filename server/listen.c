@@ -175,8 +175,18 @@ listen_fd (uv_loop_t *loop, int fd)
   uv_stream_t *s;
   int r;
 
+  int listening = 0;
+  socklen_t ll = sizeof listening;
+
   if (getsockname (fd, (struct sockaddr *) &ss, &len) < 0)
     return error_set (-errno, "passed fd %d: %s", fd, strerror (errno));
+  /* Accept=yes passes a connection, not a listener. */
+  if (getsockopt (fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &ll) < 0 ||
+      !listening)
+    return error_set (-EINVAL,
+                      "passed fd %d: not a listening socket (the .socket "
+                      "unit must have Accept=no)",
+                      fd);
   if (ss.ss_family == AF_UNIX) {
     uv_pipe_t *p = calloc (1, sizeof *p);
     if (!p)

@@ -2,6 +2,7 @@
  * listens), the loop, and orderly shutdown on SIGTERM/SIGINT. */
 #include <config.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -11,9 +12,14 @@
 #include <grp.h>
 #include <malloc.h>
 #include <pwd.h>
+#include <netinet/in.h>
+#include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include "byteorder.h"
 #include "error.h"
 #include "internal.h"
 
@@ -22,18 +28,29 @@
 
 uv_loop_t *server_loop;
 
-/* Every export spec, from --export and --config (reachable until exit). */
-static char **specs;
+/* Every export spec, from --export and --config, and where it came from
+ * for messages (reachable until exit). */
+static struct spec_text {
+  char *text;
+  char *origin;
+} * specs;
 static size_t n_specs;
 
 static int
-add_spec (const char *text)
+add_spec (const char *text, const char *origin)
 {
-  char **n = realloc (specs, (n_specs + 1) * sizeof *n);
+  struct spec_text *n = realloc (specs, (n_specs + 1) * sizeof *n);
 
-  if (!n || !(n[n_specs] = strdup (text)))
+  if (!n)
     return error_set (-ENOMEM, "out of memory");
   specs = n;
+  n[n_specs].text = strdup (text);
+  n[n_specs].origin = strdup (origin);
+  if (!n[n_specs].text || !n[n_specs].origin) {
+    free (n[n_specs].text);
+    free (n[n_specs].origin);
+    return error_set (-ENOMEM, "out of memory");
+  }
   n_specs++;
   return 0;
 }
@@ -41,9 +58,9 @@ add_spec (const char *text)
 /* --config FILE: one export spec per line (the --export syntax); blank
  * lines and lines starting with # are ignored. */
 static int
-config_line (void *opaque, char *line, size_t len, int lineno)
+config_line (void *path, char *line, size_t len, int lineno)
 {
-  char *p = line, *e = line + len;
+  char *p = line, *e = line + len, origin[300];
 
   while (p < e && (*p == ' ' || *p == '\t'))
     p++;
@@ -52,13 +69,15 @@ config_line (void *opaque, char *line, size_t len, int lineno)
   *e = '\0';
   if (*p == '\0' || *p == '#')
     return 0;
-  return add_spec (p);
+  snprintf (origin, sizeof origin, "--config %.256s line %d",
+            (const char *) path, lineno);
+  return add_spec (p, origin);
 }
 
 static int
 read_config (const char *path)
 {
-  return lines_read (path, "--config", config_line, NULL);
+  return lines_read (path, "--config", config_line, (void *) path);
 }
 
 static bool stopping;
@@ -166,22 +185,130 @@ on_run_exit (uv_process_t *p, int64_t status, int signum)
   stop_serving ();
 }
 
-/* --run: the command sees $uri and $unixsocket, as under nbdkit --run. */
+/* prefix and then s, percent-encoding what a URI query value may not hold. */
+static char *
+uri_quote (const char *prefix, const char *s)
+{
+  size_t pl = strlen (prefix), n = pl;
+  char *out = malloc (pl + 3 * strlen (s) + 1);
+
+  if (!out)
+    return NULL;
+  memcpy (out, prefix, pl);
+  for (const unsigned char *p = (const unsigned char *) s; *p; p++)
+    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+        (*p >= '0' && *p <= '9') || strchr ("-._~/", *p))
+      out[n++] = (char) *p;
+    else
+      n += (size_t) sprintf (out + n, "%%%02X", *p);
+  out[n] = '\0';
+  return out;
+}
+
+/* $uri (and $unixsocket) for a socket systemd passed us: its own address,
+ * with a wildcard TCP address replaced by loopback. */
 static int
-start_run (const char *cmd, const char *socket_path, const char *tcp)
+passed_socket_uri (int fd, char **uri, char **sock)
+{
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  char host[INET6_ADDRSTRLEN];
+
+  if (getsockname (fd, (struct sockaddr *) &ss, &len) < 0)
+    return error_set (-errno, "--run: passed fd %d: %s", fd, strerror (errno));
+  if (ss.ss_family == AF_UNIX) {
+    struct sockaddr_un *sa = (struct sockaddr_un *) &ss;
+    size_t pl = len - offsetof (struct sockaddr_un, sun_path);
+    if (len <= offsetof (struct sockaddr_un, sun_path) || !sa->sun_path[0] ||
+        pl >= sizeof sa->sun_path)
+      return error_set (-EINVAL,
+                        "--run: the socket systemd passed is an abstract or "
+                        "unnamed unix socket, which no NBD URI can name");
+    sa->sun_path[pl] = '\0';
+    *uri = uri_quote ("nbd+unix:///?socket=", sa->sun_path);
+    *sock = strdup (sa->sun_path);
+  } else if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+    bool v6 = ss.ss_family == AF_INET6;
+    struct sockaddr_in *in = (struct sockaddr_in *) &ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
+    if (v6 && IN6_IS_ADDR_UNSPECIFIED (&in6->sin6_addr))
+      in6->sin6_addr = in6addr_loopback;
+    if (!v6 && load_be32 ((uint8_t *) &in->sin_addr) == INADDR_ANY)
+      store_be32 ((uint8_t *) &in->sin_addr, INADDR_LOOPBACK);
+    inet_ntop (ss.ss_family, v6 ? (void *) &in6->sin6_addr : &in->sin_addr,
+               host, sizeof host);
+    if (asprintf (
+          uri, v6 ? "nbd://[%s]:%u/" : "nbd://%s:%u/", host,
+          load_be16 ((uint8_t *) (v6 ? &in6->sin6_port : &in->sin_port))) < 0)
+      *uri = NULL;
+  } else
+    return error_set (-EAFNOSUPPORT,
+                      "--run: the socket systemd passed is neither a unix nor "
+                      "a TCP socket");
+  if (!*uri || (ss.ss_family == AF_UNIX && !*sock))
+    return error_set (-ENOMEM, "out of memory");
+  return 0;
+}
+
+/* The --run command's environment: ours without what systemd gave the
+ * daemon alone: with NOTIFY_SOCKET the command could say READY=1 or
+ * STOPPING=1 for us (systemd takes notifications from any process of the
+ * service under NotifyAccess=all), and the watchdog is ours to feed.
+ * (LISTEN_* are gone already: systemd_listen_fds.)  The array is freed by
+ * the caller, the strings are environ's. */
+static char **
+run_environment (void)
+{
+  static const char *const drop[] = { "NOTIFY_SOCKET=", "WATCHDOG_USEC=",
+                                      "WATCHDOG_PID=" };
+  extern char **environ;
+  size_t n = 0, k = 0;
+
+  while (environ[n])
+    n++;
+  char **env = calloc (n + 1, sizeof *env);
+  for (size_t i = 0; env && i < n; i++) {
+    bool keep = true;
+    for (size_t d = 0; d < sizeof drop / sizeof drop[0]; d++)
+      keep = keep && strncmp (environ[i], drop[d], strlen (drop[d])) != 0;
+    if (keep)
+      env[k++] = environ[i];
+  }
+  return env;
+}
+
+/* --run: the command sees $uri and $unixsocket, as under nbdkit --run.
+ * The first --socket, else the first --listen, else the first socket
+ * systemd passed (passed_fd, or -1). */
+static int
+start_run (const char *cmd, const char *socket_path, const char *tcp,
+           int passed_fd)
 {
   char *uri = NULL, *sock = NULL;
   char *args[] = { "/bin/sh", "-c", (char *) cmd, NULL };
   uv_process_options_t o = { 0 };
-  int r;
+  int r = 0;
 
   if (socket_path) {
-    if (asprintf (&uri, "nbd+unix:///?socket=%s", socket_path) < 0 ||
-        asprintf (&sock, "%s", socket_path) < 0)
-      return error_set (-ENOMEM, "out of memory");
-  } else if (asprintf (&uri, "nbd://%s%s/", tcp[0] == ':' ? "localhost" : "",
-                       tcp) < 0)
-    return error_set (-ENOMEM, "out of memory");
+    uri = uri_quote ("nbd+unix:///?socket=", socket_path);
+    sock = strdup (socket_path);
+    if (!uri || !sock)
+      r = error_set (-ENOMEM, "out of memory");
+  } else if (tcp) {
+    if (asprintf (&uri, "nbd://%s%s/", tcp[0] == ':' ? "localhost" : "", tcp) <
+        0) {
+      uri = NULL;
+      r = error_set (-ENOMEM, "out of memory");
+    }
+  } else if (passed_fd >= 0)
+    r = passed_socket_uri (passed_fd, &uri, &sock);
+  else
+    r = error_set (-EINVAL, "--run: no socket to give the command");
+  if (r < 0) {
+    free (uri);
+    free (sock);
+    return r;
+  }
   setenv ("uri", uri, 1);
   if (sock)
     setenv ("unixsocket", sock, 1);
@@ -197,7 +324,11 @@ start_run (const char *cmd, const char *socket_path, const char *tcp)
     { .flags = UV_INHERIT_FD, .data.fd = 2 },
   };
   o.stdio = stdio;
+  o.env = run_environment ();
+  if (!o.env)
+    return error_set (-ENOMEM, "out of memory");
   r = uv_spawn (server_loop, &run_process, &o);
+  free (o.env);
   if (r < 0)
     return error_set (r, "--run: %s", uv_strerror (r));
   return 0;
@@ -315,10 +446,14 @@ main (int argc, char **argv)
     switch (c) {
     case OPT_SOCKET: sockets[n_sockets++] = optarg; break;
     case OPT_LISTEN: tcp[n_tcp++] = optarg; break;
-    case OPT_EXPORT:
-      if (add_spec (optarg) < 0)
+    case OPT_EXPORT: {
+      static unsigned n_export_options;
+      char origin[32];
+      snprintf (origin, sizeof origin, "--export #%u", ++n_export_options);
+      if (add_spec (optarg, origin) < 0)
         return 1;
       break;
+    }
     case OPT_CONFIG:
       if (read_config (optarg) < 0) {
         fprintf (stderr, "luks-nbd: %s\n", error_message ());
@@ -433,7 +568,7 @@ main (int argc, char **argv)
    * exists only once the daemon can serve. */
   for (size_t i = 0; i < n_specs; i++) {
     struct export *e;
-    if (export_parse (specs[i], (int) i + 1, readonly, false, &e) < 0)
+    if (export_parse (specs[i].text, specs[i].origin, readonly, false, &e) < 0)
       return fail (error_message ());
     if (exports_add (e) < 0) {
       export_free (e);
@@ -466,6 +601,10 @@ main (int argc, char **argv)
       listen_close_all ();
       return fail (error_message ());
     }
+  if (passed_fds && (n_sockets || n_tcp))
+    log_warning ("--socket and --listen are ignored: serving the %d "
+                 "socket(s) systemd passed",
+                 passed_fds);
   if (passed_fds)
     n_sockets = n_tcp = 0;
   for (size_t i = 0; i < n_sockets; i++)
@@ -500,7 +639,7 @@ main (int argc, char **argv)
     systemd_start_watchdog (server_loop);
   }
   if (run && start_run (run, n_sockets ? sockets[0] : NULL,
-                        n_tcp ? tcp[0] : NULL) < 0) {
+                        n_tcp ? tcp[0] : NULL, passed_fds ? 3 : -1) < 0) {
     log_error ("%s", error_message ());
     run_status = 1;
     stop_serving ();
