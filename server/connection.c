@@ -163,7 +163,7 @@ after_send (uv_write_t *w, int status)
   struct send_req *s = (struct send_req *) w;
   struct conn *c = s->c; /* it outlives its handle's write callbacks */
 
-  c->output_bytes -= s->len;
+  c->output_bytes -= sizeof *s + s->len;
   free (s);
   conn_wake (c); /* output budget freed */
 }
@@ -211,7 +211,7 @@ conn_send (struct conn *c, const void *data, size_t len)
     conn_close (c);
     return r;
   }
-  c->output_bytes += len;
+  c->output_bytes += sizeof *s + len; /* what it holds until written */
   return 0;
 }
 

@@ -266,8 +266,8 @@ struct tls_write {
   uv_write_t *req; /* the caller's, completed with ours (or NULL) */
   uv_write_cb cb;
   char *data;
-  size_t cap; /* data's size, for the pool */
-  size_t len; /* ciphertext bytes, counted in c->output_bytes */
+  size_t cap;  /* data's size, for the pool */
+  size_t held; /* counted in c->output_bytes until written */
 };
 
 static void
@@ -277,7 +277,7 @@ after_tls_write (uv_write_t *w, int status)
 
   struct conn *c = tw->c; /* it outlives its handle's write callbacks */
 
-  c->output_bytes -= tw->len;
+  c->output_bytes -= tw->held;
   bufpool_put (tw->data, tw->cap);
   if (tw->cb)
     tw->cb (tw->req, status);
@@ -305,7 +305,9 @@ tls_flush (struct conn *c, uv_write_t *req, uv_write_cb cb)
   tw->cb = cb;
   tw->data = t->out;
   tw->cap = t->out_cap;
-  tw->len = t->out_len;
+  /* What it holds, not what it says: an option reply of 40 bytes
+   * sits in a 16 KiB buffer until the client reads it. */
+  tw->held = sizeof *tw + t->out_cap;
   b = uv_buf_init (t->out, (unsigned) t->out_len);
   t->out = NULL;
   t->out_len = t->out_cap = 0;
@@ -315,7 +317,7 @@ tls_flush (struct conn *c, uv_write_t *req, uv_write_cb cb)
     free (tw);
     return r;
   }
-  c->output_bytes += tw->len; /* the gate counts it (connection.c) */
+  c->output_bytes += tw->held; /* the gate counts it (connection.c) */
   return 0;
 }
 
