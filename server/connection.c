@@ -67,11 +67,12 @@ on_close (uv_handle_t *h)
 
 /* The connection's one timer.  Before transmission it is the handshake
  * timeout: a client that has not chosen an export in time is dropped, so
- * idle handshakes cannot exhaust the connection limit.  While FINISHING
- * it ticks every timeout period, and a client that took none of its
- * queued output since the last tick is dropped: it would otherwise hold
- * shutdown (and its buffers) for as long as it likes.  Requests still
- * running on our side keep the connection (nothing is queued for it). */
+ * idle handshakes cannot exhaust the connection limit.  Once a serving
+ * connection finishes (FINISHING, then SHUTTING_DOWN) it ticks every
+ * timeout period, and a client that took none of its queued output
+ * since the last tick is dropped: it would otherwise hold shutdown (and
+ * its buffers) for as long as it likes.  Requests still running on our
+ * side keep the connection (nothing is queued for it then). */
 static void
 on_timer (uv_timer_t *t)
 {
