@@ -1,7 +1,9 @@
 /* luks-nbd: client connections on the loop thread: accepting, reading
  * into the input buffer (or straight into a write request's buffer),
- * handing input to the handshake or transmission parser, sending, and
- * closing once every request in flight has let go. */
+ * handing input to the handshake or transmission parser through one
+ * gate (may_parse) that holds every connection to its budgets, sending,
+ * and closing once every request in flight has let go.  A connection's
+ * life is struct conn's state (internal.h). */
 #include <config.h>
 
 #include <errno.h>
@@ -13,7 +15,7 @@
 
 static struct conn *all_conns;
 static size_t n_conns;
-static size_t n_live; /* connections not yet closing: the limit counts these */
+static size_t n_live; /* connections not yet closed: the limit counts these */
 static uint64_t next_id = 1;
 static unsigned max_connections = 100;
 static unsigned handshake_ms = 10000;
@@ -63,26 +65,43 @@ on_close (uv_handle_t *h)
   conn_unref (h->data);
 }
 
-/* A client that has not reached transmission in time is dropped, so idle
- * handshakes cannot exhaust the connection limit. */
+/* The connection's one timer.  Before transmission it is the handshake
+ * timeout: a client that has not chosen an export in time is dropped, so
+ * idle handshakes cannot exhaust the connection limit.  Once a serving
+ * connection finishes (FINISHING, then SHUTTING_DOWN) it ticks every
+ * timeout period, and a client that took none of its queued output
+ * since the last tick is dropped: it would otherwise hold shutdown (and
+ * its buffers) for as long as it likes.  Requests still running on our
+ * side keep the connection (nothing is queued for it then). */
 static void
-on_handshake_timeout (uv_timer_t *t)
+on_timer (uv_timer_t *t)
 {
   struct conn *c = t->data;
+  size_t queued = uv_stream_get_write_queue_size (&c->h.stream);
 
-  log_info ("connection %llu: no export chosen within the handshake "
-            "timeout; closing",
-            (unsigned long long) c->id);
+  if (c->state < CONN_TRANSMISSION || !c->exp) {
+    log_info ("connection %llu: no export chosen within the handshake "
+              "timeout; closing",
+              (unsigned long long) c->id);
+    conn_close (c);
+    return;
+  }
+  if (queued == 0 || queued < c->drain_queued) {
+    c->drain_queued = queued;
+    return;
+  }
+  log_info ("connection %llu: the client took none of its last %zu bytes "
+            "in %u ms; closing",
+            (unsigned long long) c->id, queued, handshake_ms);
   conn_close (c);
 }
 
 void
 conn_close (struct conn *c)
 {
-  if (c->closing)
+  if (conn_closed (c))
     return;
-  c->closing = true;
-  c->finishing = true;
+  c->state = CONN_CLOSED;
   n_live--;
   if (c->exp)
     c->exp->connections--;
@@ -90,7 +109,7 @@ conn_close (struct conn *c)
     uv_read_stop (&c->h.stream);
   c->reading = false;
   uv_close ((uv_handle_t *) &c->h, on_close);
-  uv_close ((uv_handle_t *) &c->handshake_timer, on_close);
+  uv_close ((uv_handle_t *) &c->timer, on_close);
   transmission_drop_pending (c);
 }
 
@@ -100,47 +119,70 @@ on_shutdown (uv_shutdown_t *req, int status)
   conn_close (req->data);
 }
 
-/* Stops reading; once every reply is written, shuts the socket down and
- * closes it.  Called again as requests finish. */
-void
-conn_finish (struct conn *c)
+/* FINISHING and every request done: close_notify (TLS), then shut the
+ * socket down once every byte queued is written, then close. */
+static void
+begin_shutdown (struct conn *c)
 {
-  c->finishing = true;
-  /* A write whose header arrived is in flight: keep reading its data
-   * (conn_update_reading does), serve it, then stop. */
-  conn_update_reading (c);
-  if (c->closing || c->shutting_down || c->inflight > 0)
-    return;
   tls_bye (c);
   c->shutdown_req.data = c;
   if (uv_shutdown (&c->shutdown_req, &c->h.stream, on_shutdown) < 0)
     conn_close (c);
   else
-    c->shutting_down = true; /* on_shutdown closes the handle */
+    c->state = CONN_SHUTTING_DOWN; /* on_shutdown closes the handle */
+}
+
+/* No new requests: the replies of those in flight still go out (and the
+ * data of a write whose header arrived is still read), then the
+ * connection shuts down.  Runs from parsers (DISC, ABORT) too, so the
+ * rest happens from the loop (conn_wake). */
+void
+conn_finish (struct conn *c)
+{
+  bool serving = c->state == CONN_TRANSMISSION;
+
+  if (conn_finishing (c))
+    return;
+  c->state = CONN_FINISHING;
+  if (serving && handshake_ms) {
+    c->drain_queued = SIZE_MAX;
+    uv_timer_start (&c->timer, on_timer, handshake_ms, handshake_ms);
+  }
+  conn_wake (c);
 }
 
 struct send_req {
   uv_write_t w;
+  struct conn *c;
+  size_t len;
   char data[];
 };
 
 static void
 after_send (uv_write_t *w, int status)
 {
-  free (w);
+  struct send_req *s = (struct send_req *) w;
+  struct conn *c = s->c; /* it outlives its handle's write callbacks */
+
+  c->output_bytes -= sizeof *s + s->len;
+  free (s);
+  conn_wake (c); /* output budget freed */
 }
 
 int
 conn_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs, unsigned n,
             uv_write_cb cb)
 {
-  if (c->closing)
+  if (conn_closed (c))
     return -ESHUTDOWN;
   if (c->tls)
     return tls_write (c, req, bufs, n, cb);
   return uv_write (req, &c->h.stream, bufs, n, cb);
 }
 
+/* A copy of data goes out; it counts against the output budget until
+ * written, so a client that sends options and reads no reply stops being
+ * read (may_parse) instead of growing our write queue. */
 int
 conn_send (struct conn *c, const void *data, size_t len)
 {
@@ -148,7 +190,7 @@ conn_send (struct conn *c, const void *data, size_t len)
   uv_buf_t b;
   int r;
 
-  if (c->closing)
+  if (conn_closed (c))
     return -ESHUTDOWN;
   if (c->tls) { /* encrypting copies it anyway */
     b = uv_buf_init ((char *) data, (unsigned) len);
@@ -160,14 +202,18 @@ conn_send (struct conn *c, const void *data, size_t len)
   s = malloc (sizeof *s + len);
   if (!s)
     return -ENOMEM;
+  s->c = c;
+  s->len = len;
   memcpy (s->data, data, len);
   b = uv_buf_init (s->data, (unsigned) len);
   r = uv_write (&s->w, &c->h.stream, &b, 1, after_send);
   if (r < 0) {
     free (s);
     conn_close (c);
+    return r;
   }
-  return r;
+  c->output_bytes += sizeof *s + len; /* what it holds until written */
+  return 0;
 }
 
 static void
@@ -176,89 +222,134 @@ alloc_cb (uv_handle_t *h, size_t suggested, uv_buf_t *buf)
   struct conn *c = h->data;
 
   if (c->tls) { /* ciphertext: decrypted into c->in later */
-    c->direct = false;
     tls_alloc (c, buf);
     return;
   }
   /* A write's payload goes straight into its request buffer. */
-  if (c->in_len == 0 && transmission_direct_buffer (c, buf)) {
-    c->direct = true;
+  if (c->in_len == 0 && transmission_direct_buffer (c, buf))
     return;
-  }
-  c->direct = false;
   buf->base = (char *) c->in + c->in_len;
   buf->len = INPUT_BUFFER_BYTES - c->in_len;
 }
 
-static void tls_pump (struct conn *c);
-
-/* The in-flight limits, as conn_update_reading applies them.  Parsing
- * stops at them too: one read can bring 64 KiB of request headers, and
- * without this check 2,000 reads of up to 32 MiB each were all taken at
- * once.  A write whose data is still arriving is always fed. */
+/* The gate: the one place that decides whether more input may be
+ * parsed, in every state, checked before each parse (plaintext, each
+ * TLS record, and resuming once budget is freed) and by the reading
+ * switch.  A connection holds at most MAX_INFLIGHT_REQUESTS requests and
+ * MAX_INFLIGHT_BYTES of request buffers and queued output together;
+ * before transmission, MAX_HANDSHAKE_OUTPUT_BYTES of queued output.
+ * Output counts whether it is option replies, ciphertext (a reply's
+ * buffer is let go once encrypted) or plaintext replies (their buffers
+ * are in inflight_bytes until written). */
 static bool
-over_limits (const struct conn *c)
+may_parse (const struct conn *c)
 {
-  /* On TLS a reply's buffer is let go once it is encrypted, so the
-   * ciphertext still queued for the socket counts too: a client that
-   * never reads its replies cannot make us queue without bound. */
-  uint64_t queued = c->tls ? uv_stream_get_write_queue_size (&c->h.stream) : 0;
+  uint64_t budget = c->state < CONN_TRANSMISSION ? MAX_HANDSHAKE_OUTPUT_BYTES
+                                                 : MAX_INFLIGHT_BYTES;
 
-  return !c->pending && !c->discard &&
-         (c->inflight >= MAX_INFLIGHT_REQUESTS ||
-          c->inflight_bytes + queued >= MAX_INFLIGHT_BYTES);
+  if (c->state >= CONN_SHUTTING_DOWN)
+    return false;
+  /* The data of a write whose header was taken (or the bytes of a
+   * refused one) is fed whatever the budgets: the request holding them
+   * could not finish otherwise.  Its buffer is already counted. */
+  if (c->pending || c->discard)
+    return true;
+  return c->state != CONN_FINISHING && c->inflight < MAX_INFLIGHT_REQUESTS &&
+         c->inflight_bytes + c->output_bytes < budget;
 }
 
-/* Feeds buffered input to the current phase until it needs more. */
+/* Feeds buffered input to the current state's parser while the gate
+ * allows it. */
 static void
-process_input (struct conn *c)
+parse_buffered (struct conn *c)
 {
   size_t off = 0;
 
-  while (!c->closing && off < c->in_len) {
-    ssize_t n = c->phase == PHASE_TRANSMISSION
+  while (off < c->in_len && c->state != CONN_STARTTLS && may_parse (c)) {
+    ssize_t n = c->state >= CONN_TRANSMISSION
                   ? transmission_input (c, c->in + off, c->in_len - off)
                   : handshake_input (c, c->in + off, c->in_len - off);
-    if (n < 0 || c->closing)
+    if (n < 0 || conn_closed (c)) {
+      c->in_len = 0; /* closed or finishing: the rest is never parsed */
       return;
+    }
     if (n == 0)
       break;
     off += (size_t) n;
-    if (c->finishing || c->tls_starting || over_limits (c))
-      break;
   }
   memmove (c->in, c->in + off, c->in_len - off);
   c->in_len -= off;
-  if (c->tls_starting && !c->closing) {
+  if (c->state == CONN_STARTTLS && c->in_len) {
     /* Whatever followed STARTTLS is the client's first TLS record. */
-    c->tls_starting = false;
     if (tls_feed (c, c->in, c->in_len) < 0) {
       conn_close (c);
       return;
     }
     c->in_len = 0;
-    tls_pump (c);
   }
 }
 
-/* Decrypts buffered ciphertext into c->in and parses it, until GnuTLS
- * needs more ciphertext or the parser cannot take more. */
+/* Decrypts buffered ciphertext into c->in, one record at a time, and
+ * parses it, while the gate allows and GnuTLS has something: a client
+ * that puts each request in its own record is held to the same budget as
+ * one that sends them in one. */
 static void
 tls_pump (struct conn *c)
 {
-  /* A finishing connection still takes the data of a write in flight. */
-  while (!c->closing && c->tls && (!c->finishing || c->pending || c->discard) &&
-         c->in_len < INPUT_BUFFER_BYTES) {
+  while (c->tls && tls_has_input (c) && c->in_len < INPUT_BUFFER_BYTES &&
+         may_parse (c)) {
     ssize_t n = tls_recv (c, c->in + c->in_len, INPUT_BUFFER_BYTES - c->in_len);
     if (n < 0) {
       conn_close (c);
       return;
     }
+    if (c->state == CONN_STARTTLS && tls_handshake_done (c))
+      c->state = CONN_OPTIONS;
     if (n == 0)
       return;
     c->in_len += (size_t) n;
-    process_input (c);
+    parse_buffered (c);
+    if (conn_closed (c))
+      return;
   }
+}
+
+static void read_cb (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Reads while the gate is open. */
+static void
+update_reading (struct conn *c)
+{
+  bool want = may_parse (c);
+
+  if (want && !c->reading) {
+    if (uv_read_start (&c->h.stream, alloc_cb, read_cb) == 0)
+      c->reading = true;
+  } else if (!want && c->reading) {
+    uv_read_stop (&c->h.stream);
+    c->reading = false;
+  }
+}
+
+/* Everything a connection does with its input, in one order: parse what
+ * is buffered, then what TLS holds, shut down once FINISHING has nothing
+ * left in flight, and read again only if the gate is open.  Runs from
+ * read_cb and from the loop (conn_wake), never inside a parser or a
+ * request's completion. */
+static void
+conn_run (struct conn *c)
+{
+  if (conn_closed (c))
+    return;
+  parse_buffered (c);
+  if (!conn_closed (c))
+    tls_pump (c);
+  if (conn_closed (c))
+    return;
+  if (c->state == CONN_FINISHING && c->inflight == 0)
+    begin_shutdown (c);
+  if (!conn_closed (c))
+    update_reading (c);
 }
 
 static void
@@ -277,59 +368,71 @@ read_cb (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
   }
   if (nread == 0)
     return;
-  if (c->tls) {
+  if (c->tls)
     tls_received (c, (size_t) nread);
-    tls_pump (c);
-  } else if (c->direct) {
-    c->direct = false;
-    transmission_direct_filled (c, (size_t) nread);
-  } else {
+  else if (buf->base == (char *) c->in + c->in_len)
     c->in_len += (size_t) nread;
-    process_input (c);
-  }
-  if (!c->closing)
-    conn_update_reading (c);
+  else /* alloc_cb handed out a write request's buffer */
+    transmission_direct_filled (c, (size_t) nread);
+  conn_run (c);
 }
 
-/* Reads while the connection can take more: not finishing, below the
- * in-flight limits, and with room in the input buffer. */
-static bool
-wants_input (const struct conn *c)
+/* Connections to run again from the loop's idle phase.  An active idle
+ * handle also keeps the loop from blocking in poll, so whatever phase
+ * wakes a connection, it runs within one loop iteration. */
+static uv_idle_t wake_idle;
+static bool wake_ready;
+static struct conn *woken;
+
+static void
+on_wake (uv_idle_t *h)
 {
-  /* A write's data or a refused write's bytes must be read whatever the
-   * limits, or the request holding them would never finish. */
-  return !c->closing &&
-         (c->pending || c->discard || (!c->finishing && !over_limits (c)));
+  struct conn *list = woken; /* what is woken while these run waits */
+
+  woken = NULL;
+  uv_idle_stop (h);
+  while (list) {
+    struct conn *c = list;
+    list = c->next_woken;
+    c->next_woken = NULL;
+    c->woken = false;
+    conn_run (c);
+    conn_unref (c);
+  }
+  if (woken)
+    uv_idle_start (h, on_wake);
+}
+
+/* Whether a run could change anything: input waits (in c->in or in
+ * TLS), reading is off (the gate was shut), or the connection drains.
+ * A reading connection with nothing buffered just goes on reading:
+ * that is most completions, which then cost nothing. */
+static bool
+needs_run (const struct conn *c)
+{
+  return !c->reading || c->in_len || c->state == CONN_FINISHING ||
+         (c->tls && tls_handshake_done (c) && tls_has_input (c));
 }
 
 void
-conn_update_reading (struct conn *c)
+conn_wake (struct conn *c)
 {
-  bool want = wants_input (c);
-
-  /* Input buffered while over the limits may be parseable now.  This runs
-   * whether or not the socket is being read: parsing stops at the limits,
-   * and a client that sent everything at once sends nothing more to wake
-   * us up. */
-  if (want && c->in_len) {
-    process_input (c);
-    if (c->closing || c->finishing)
+  if (c->woken || conn_closed (c) || !needs_run (c))
+    return;
+  if (!wake_ready) {
+    if (uv_idle_init (c->h.stream.loop, &wake_idle) < 0) {
+      log_error ("connection %llu: cannot schedule it; closing",
+                 (unsigned long long) c->id);
+      conn_close (c);
       return;
+    }
+    wake_ready = true;
   }
-  /* Only when something is buffered: this runs as every request ends. */
-  if (want && tls_has_input (c)) {
-    tls_pump (c);
-    if (c->closing || c->finishing)
-      return;
-  }
-  want = wants_input (c);
-  if (want && !c->reading) {
-    if (uv_read_start (&c->h.stream, alloc_cb, read_cb) == 0)
-      c->reading = true;
-  } else if (!want && c->reading) {
-    uv_read_stop (&c->h.stream);
-    c->reading = false;
-  }
+  conn_ref (c);
+  c->woken = true;
+  c->next_woken = woken;
+  woken = c;
+  uv_idle_start (&wake_idle, on_wake);
 }
 
 /* A new connection on loop, its stream initialised as a pipe or TCP
@@ -355,8 +458,8 @@ conn_new (uv_loop_t *loop, bool tcp)
   c->h.stream.data = c;
   c->id = next_id++;
   c->refs = 2; /* the stream's and the handshake timer's */
-  uv_timer_init (loop, &c->handshake_timer);
-  c->handshake_timer.data = c;
+  uv_timer_init (loop, &c->timer);
+  c->timer.data = c;
   c->next = all_conns;
   if (all_conns)
     all_conns->prev = c;
@@ -383,9 +486,9 @@ conn_start (struct conn *c)
     return;
   }
   if (handshake_ms)
-    uv_timer_start (&c->handshake_timer, on_handshake_timeout, handshake_ms, 0);
+    uv_timer_start (&c->timer, on_timer, handshake_ms, 0);
   handshake_start (c);
-  conn_update_reading (c);
+  conn_run (c);
 }
 
 void
@@ -431,7 +534,7 @@ conn_drain_export (const struct export *e)
 
   for (struct conn *c = all_conns, *next; c; c = next) {
     next = c->next;
-    if (c->exp == e && !c->closing) {
+    if (c->exp == e && !conn_closed (c)) {
       conn_finish (c);
       n++;
     }
@@ -444,7 +547,9 @@ conn_shutdown_all (void)
 {
   for (struct conn *c = all_conns, *next; c; c = next) {
     next = c->next;
-    if (c->phase != PHASE_TRANSMISSION)
+    /* Before transmission nothing is owed: GREETING, OPTIONS and
+     * STARTTLS (mid TLS handshake) close at once. */
+    if (c->state < CONN_TRANSMISSION)
       conn_close (c);
     else
       conn_finish (c);

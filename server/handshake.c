@@ -38,7 +38,7 @@ handshake_start (struct conn *c)
   store_be64 (hello, NBD_MAGIC);
   store_be64 (hello + 8, NBD_IHAVEOPT);
   store_be16 (hello + 16, NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES);
-  c->phase = PHASE_CLIENT_FLAGS;
+  c->state = CONN_GREETING;
   conn_send (c, hello, sizeof hello);
 }
 
@@ -78,8 +78,8 @@ enter_transmission (struct conn *c, struct export *e)
   export_ref (e);
   e->connections++;
   e->total_connections++;
-  c->phase = PHASE_TRANSMISSION;
-  uv_timer_stop (&c->handshake_timer);
+  c->state = CONN_TRANSMISSION;
+  uv_timer_stop (&c->timer);
   log_info ("connection %llu: serving export '%s'", (unsigned long long) c->id,
             e->name);
 }
@@ -290,7 +290,8 @@ opt_starttls (struct conn *c, uint32_t len)
     conn_close (c);
     return;
   }
-  c->tls_starting = true;
+  /* The parser stops here; what follows is ciphertext (connection.c). */
+  c->state = CONN_STARTTLS;
 }
 
 /* With --tls=require only STARTTLS and ABORT are served in plaintext. */
@@ -346,7 +347,7 @@ handle_option (struct conn *c, uint32_t option, const uint8_t *data,
 ssize_t
 handshake_input (struct conn *c, const uint8_t *in, size_t len)
 {
-  if (c->phase == PHASE_CLIENT_FLAGS) {
+  if (c->state == CONN_GREETING) {
     if (len < 4)
       return 0;
     uint32_t flags = load_be32 (in);
@@ -358,7 +359,7 @@ handshake_input (struct conn *c, const uint8_t *in, size_t len)
       return -1;
     }
     c->no_zeroes = flags & NBD_FLAG_NO_ZEROES;
-    c->phase = PHASE_OPTIONS;
+    c->state = CONN_OPTIONS;
     return 4;
   }
   if (len < NBD_OPTION_HEADER_SIZE)
@@ -378,5 +379,5 @@ handshake_input (struct conn *c, const uint8_t *in, size_t len)
   if (len < NBD_OPTION_HEADER_SIZE + (size_t) optlen)
     return 0;
   handle_option (c, option, in + NBD_OPTION_HEADER_SIZE, optlen);
-  return c->closing ? -1 : (ssize_t) (NBD_OPTION_HEADER_SIZE + optlen);
+  return conn_closed (c) ? -1 : (ssize_t) (NBD_OPTION_HEADER_SIZE + optlen);
 }

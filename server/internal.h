@@ -15,8 +15,15 @@
 /* Limits. */
 #define MAX_REQUEST_BYTES (32 * 1024 * 1024) /* NBD_INFO_BLOCK_SIZE maximum */
 #define MAX_OPTION_BYTES (16 * 1024)         /* longer options are refused */
-#define MAX_INFLIGHT_REQUESTS 128            /* per connection, then pause */
+/* Per-connection budgets, checked by one gate (connection.c's may_parse)
+ * before any input is parsed, in every state; docs/security.md has the
+ * table and the test of each. */
+#define MAX_INFLIGHT_REQUESTS 128 /* per connection, then pause */
+/* Request buffers plus output queued for the socket (replies, ciphertext). */
 #define MAX_INFLIGHT_BYTES (128 * 1024 * 1024)
+/* Before transmission only option replies and the TLS handshake are
+ * queued: a client that reads them needs far less than this. */
+#define MAX_HANDSHAKE_OUTPUT_BYTES (256 * 1024)
 #define INPUT_BUFFER_BYTES (64 * 1024)
 #define NBD_STRING_MAX 4096 /* export names and descriptions */
 
@@ -102,6 +109,9 @@ int conn_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs,
                 unsigned n, uv_write_cb cb);
 void conn_close (struct conn *c);
 void conn_finish (struct conn *c); /* flush replies, then close */
+/* Budget freed or state changed: parse and read again from the loop
+ * (never from the completion path that calls this). */
+void conn_wake (struct conn *c);
 void conn_shutdown_all (void);
 unsigned conn_drain_export (const struct export *e); /* finish its clients */
 size_t conn_count (void);
@@ -146,7 +156,8 @@ int tls_start (struct conn *c); /* after the STARTTLS ack */
 const char *tls_cipher_order (void);
 void tls_free (struct conn *c);
 bool tls_active (const struct conn *c);
-bool tls_has_input (const struct conn *c);      /* buffered, no read needed */
+bool tls_has_input (const struct conn *c); /* buffered, no read needed */
+bool tls_handshake_done (const struct conn *c);
 void tls_alloc (struct conn *c, uv_buf_t *buf); /* room for ciphertext */
 void tls_received (struct conn *c, size_t n);   /* n bytes landed there */
 int tls_feed (struct conn *c, const void *data, size_t len);
@@ -158,8 +169,19 @@ int tls_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs,
                unsigned n, uv_write_cb cb);
 void tls_bye (struct conn *c); /* close_notify before shutdown */
 
-/* Connection state shared by the files above (loop thread only). */
-enum conn_phase { PHASE_CLIENT_FLAGS, PHASE_OPTIONS, PHASE_TRANSMISSION };
+/* Connection state shared by the files above (loop thread only).
+ * A connection's life, in order: it only moves forward, except that
+ * STARTTLS returns to OPTIONS once the TLS handshake is done. */
+enum conn_state {
+  CONN_GREETING,      /* waiting for the client's flags */
+  CONN_OPTIONS,       /* option haggling, in plaintext or over TLS */
+  CONN_STARTTLS,      /* STARTTLS acknowledged: the TLS handshake runs */
+  CONN_TRANSMISSION,  /* serving requests */
+  CONN_FINISHING,     /* no new requests; replies drain (a write's data
+                       * still arrives), then SHUTTING_DOWN */
+  CONN_SHUTTING_DOWN, /* uv_shutdown issued; on_shutdown closes */
+  CONN_CLOSED,        /* uv_close called: nothing more is read or sent */
+};
 struct request;
 struct conn {
   union {
@@ -170,33 +192,44 @@ struct conn {
   uv_shutdown_t shutdown_req;
   struct conn *prev, *next; /* all connections */
   uint64_t id;
-  enum conn_phase phase;
+  enum conn_state state;
   bool no_zeroes;
   bool structured;      /* NBD_OPT_STRUCTURED_REPLY negotiated */
   bool base_allocation; /* base:allocation selected (SET_META_CONTEXT) */
-  uv_timer_t handshake_timer;
-  bool closing;       /* uv_close called or about to be */
-  bool finishing;     /* no more requests: DISC or shutdown */
-  bool shutting_down; /* uv_shutdown issued; on_shutdown closes */
-  bool reading;
-  bool direct;       /* last alloc handed out a request buffer */
-  struct tls *tls;   /* after STARTTLS: every byte goes through it */
-  bool tls_starting; /* STARTTLS acknowledged: the rest is ciphertext */
+  /* Handshake timeout, then (after SIGTERM) the deadline to drain. */
+  uv_timer_t timer;
+  size_t drain_queued; /* FINISHING: output queued at the last tick */
+  bool reading;        /* uv_read_start in effect (I/O, not lifecycle) */
+  struct tls *tls;     /* after STARTTLS: every byte goes through it */
   struct export *exp;
   uint8_t *in; /* unparsed input */
   size_t in_len;
   struct request *pending; /* write waiting for its data */
   uint64_t discard;        /* bytes of a refused write to skip */
   unsigned inflight;       /* requests not yet replied */
-  uint64_t inflight_bytes;
-  unsigned refs; /* handle + each request in flight */
+  uint64_t inflight_bytes; /* their buffers, until their reply is out */
+  uint64_t output_bytes;   /* queued for the socket, owned by no request:
+                            * option replies, TLS ciphertext */
+  unsigned refs;           /* handle + each request in flight */
   struct queued_reply *replies, **replies_tail; /* reply_queue.c */
   struct conn *next_waiting;                    /* reply_queue.c */
   bool queued;                                  /* on reply_queue.c's list */
+  struct conn *next_woken; /* connection.c's list for conn_wake */
+  bool woken;
 };
 void conn_ref (struct conn *c);
 void conn_unref (struct conn *c);
-void conn_update_reading (struct conn *c);
+static inline bool
+conn_closed (const struct conn *c)
+{
+  return c->state == CONN_CLOSED;
+}
+/* Takes no new request: DISC, ABORT, SIGTERM, export removal, or closed. */
+static inline bool
+conn_finishing (const struct conn *c)
+{
+  return c->state >= CONN_FINISHING;
+}
 
 /* control.c: --control PATH, JSON lines (export-add, export-remove,
  * export-list, query-stats); control_client.c: luks-nbd ctl. */

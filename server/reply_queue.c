@@ -82,17 +82,17 @@ flush_conn (struct conn *c)
     int r = -ESHUTDOWN;
 
     first->write.data = first;
-    if (!c->closing && tls_active (c)) {
+    if (!conn_closed (c) && tls_active (c)) {
       /* Encrypting copies the replies into ciphertext queued in order
        * behind them: their buffers are free now, not once the socket has
-       * taken the bytes (conn_update_reading counts the queued
-       * ciphertext instead). */
+       * taken the bytes (the gate counts the queued ciphertext
+       * instead: c->output_bytes). */
       r = conn_write (c, NULL, bufs, n, NULL);
       if (r == 0) {
         complete (first, 0);
         continue;
       }
-    } else if (!c->closing)
+    } else if (!conn_closed (c))
       r = conn_write (c, &first->write, bufs, n, after_batch);
     if (r < 0) {
       /* Not written, so not acknowledged: the client sees the close. */

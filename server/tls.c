@@ -266,7 +266,8 @@ struct tls_write {
   uv_write_t *req; /* the caller's, completed with ours (or NULL) */
   uv_write_cb cb;
   char *data;
-  size_t cap; /* data's size, for the pool */
+  size_t cap;  /* data's size, for the pool */
+  size_t held; /* counted in c->output_bytes until written */
 };
 
 static void
@@ -274,16 +275,14 @@ after_tls_write (uv_write_t *w, int status)
 {
   struct tls_write *tw = w->data;
 
-  struct conn *c = tw->c;
+  struct conn *c = tw->c; /* it outlives its handle's write callbacks */
 
+  c->output_bytes -= tw->held;
   bufpool_put (tw->data, tw->cap);
   if (tw->cb)
     tw->cb (tw->req, status);
   free (tw);
-  /* Less ciphertext queued: reading may resume (see conn_update_reading).
-   * The connection outlives its handle's write callbacks. */
-  if (!c->closing)
-    conn_update_reading (c);
+  conn_wake (c); /* output budget freed: parsing may resume */
 }
 
 /* Writes out what GnuTLS pushed; req/cb (if any) complete with it. */
@@ -306,6 +305,9 @@ tls_flush (struct conn *c, uv_write_t *req, uv_write_cb cb)
   tw->cb = cb;
   tw->data = t->out;
   tw->cap = t->out_cap;
+  /* What it holds, not what it says: an option reply of 40 bytes
+   * sits in a 16 KiB buffer until the client reads it. */
+  tw->held = sizeof *tw + t->out_cap;
   b = uv_buf_init (t->out, (unsigned) t->out_len);
   t->out = NULL;
   t->out_len = t->out_cap = 0;
@@ -313,8 +315,10 @@ tls_flush (struct conn *c, uv_write_t *req, uv_write_cb cb)
   if (r < 0) {
     bufpool_put (tw->data, tw->cap);
     free (tw);
+    return r;
   }
-  return r;
+  c->output_bytes += tw->held; /* the gate counts it (connection.c) */
+  return 0;
 }
 
 int
@@ -390,6 +394,12 @@ tls_has_input (const struct conn *c)
 
   return t && (!t->handshake_done || t->in_len > 0 ||
                gnutls_record_check_pending (t->session) > 0);
+}
+
+bool
+tls_handshake_done (const struct conn *c)
+{
+  return c->tls && c->tls->handshake_done;
 }
 
 bool

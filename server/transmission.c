@@ -180,10 +180,9 @@ request_free (struct request *r)
   free (r->status);
   extent_list_free (&r->extents);
   free (r);
-  if (c->finishing)
-    conn_finish (c);
-  else
-    conn_update_reading (c);
+  /* Budget freed: parsing resumes from the loop, not from inside this
+   * completion (which may run inside a reply flush or a close). */
+  conn_wake (c);
   conn_unref (c);
 }
 
@@ -257,7 +256,7 @@ send_reply (struct request *r)
   uv_buf_t *bufs = r->out.bufs;
   unsigned n = 1;
 
-  if (c->closing) {
+  if (conn_closed (c)) {
     request_free (r);
     return;
   }

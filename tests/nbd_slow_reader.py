@@ -4,7 +4,8 @@ the server has gone idle: the server's memory must stay bounded by its
 in-flight limits (128 requests, 128 MiB per connection), not grow with
 what the client asked for.  Then every reply must still arrive, right.
 Run as `luks-nbd --run "exec python3 ..."`: the daemon is our parent.
-argv: SOCKET PLAINTEXT LIMIT_MIB [CA_CERT (then STARTTLS first)]
+argv: SOCKET PLAINTEXT LIMIT_MIB [CA_CERT (then STARTTLS first)
+      [COUNT LENGTH_MIB (then each request in its own TLS record)]]
 Prints PASS/FAIL lines that the calling script numbers."""
 import os
 import select
@@ -21,7 +22,10 @@ pid = os.getppid()
 plain = open(plain_path, "rb").read()
 MIB = 1 << 20
 COUNT, LENGTH = 300, 4 * MIB  # 1.2 GiB of replies asked for at once
-what = "TLS" if ca_cert else "plain"
+records = len(sys.argv) > 6
+if records:
+    COUNT, LENGTH = int(sys.argv[5]), int(sys.argv[6]) * MIB
+what = "TLS, a record per request" if records else "TLS" if ca_cert else "plain"
 
 s = raw_connect(sock_path)
 if ca_cert:
@@ -34,8 +38,13 @@ typ = go(s)
 assert typ == 1, f"GO: reply type {typ}"
 
 offsets = [(i * MIB) % (len(plain) - LENGTH + 1) for i in range(COUNT)]
-s.sendall(b"".join(struct.pack(">IHHQQI", NBD_REQUEST_MAGIC, 0, 0, i, off, LENGTH)
-                   for i, off in enumerate(offsets)))
+requests = [struct.pack(">IHHQQI", NBD_REQUEST_MAGIC, 0, 0, i, off, LENGTH)
+            for i, off in enumerate(offsets)]
+if records:  # each send is one TLS record, which the server decrypts alone
+    for r in requests:
+        s.sendall(r)
+else:
+    s.sendall(b"".join(requests))
 
 
 def cpu_ticks():

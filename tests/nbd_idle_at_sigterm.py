@@ -1,0 +1,85 @@
+#!/usr/bin/python3
+"""Starts the daemon, leaves one client in the state CASE names, sends
+SIGTERM and checks that the daemon exits 0 within BOUND seconds (it
+closes every connection: none may hold shutdown).
+argv: CASE SOCKET CA_CERT BOUND -- DAEMON ARGV...
+CASE: handshake (greeted, sends nothing), transmission (after GO, idle),
+starttls (STARTTLS acknowledged, no TLS handshake sent), tls-transmission
+(GO over TLS, idle), nonreader (64 reads of 1 MiB sent, no reply read).
+Prints PASS/FAIL lines that the calling script numbers."""
+import os
+import select
+import ssl
+import struct
+import subprocess
+import sys
+import time
+
+from nbdtest import (NBD_REQUEST_MAGIC, go, option, option_reply, raw_connect,
+                     report)
+
+case, sock_path, ca_cert, bound = sys.argv[1:5]
+bound = float(bound)
+cmd = sys.argv[sys.argv.index("--") + 1:]
+OPT_STARTTLS, REP_ACK = 5, 1
+MIB = 1 << 20
+
+daemon = subprocess.Popen(cmd)
+s = None
+for _ in range(600):  # the socket appears once the daemon serves (60 s)
+    try:
+        s = raw_connect(sock_path)
+        break
+    except (FileNotFoundError, ConnectionRefusedError):
+        select.select([], [], [], 0.1)
+assert s is not None, "the daemon never listened"
+
+
+def starttls(sock):
+    option(sock, OPT_STARTTLS)
+    assert option_reply(sock)[0] == REP_ACK
+    ctx = ssl.create_default_context(cafile=ca_cert)
+    ctx.check_hostname = False
+    return ctx.wrap_socket(sock)
+
+
+def cpu_ticks():
+    with open(f"/proc/{daemon.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+if case == "transmission":
+    assert go(s) == REP_ACK
+elif case == "starttls":
+    option(s, OPT_STARTTLS)
+    assert option_reply(s)[0] == REP_ACK
+elif case == "tls-transmission":
+    s = starttls(s)
+    assert go(s) == REP_ACK
+elif case == "nonreader":
+    assert go(s) == REP_ACK
+    s.sendall(b"".join(struct.pack(">IHHQQI", NBD_REQUEST_MAGIC, 0, 0, i,
+                                   0, MIB) for i in range(64)))
+    # Served all it can once its CPU time stops moving (bounded: 60 s).
+    last, still = -1, 0
+    for _ in range(600):
+        now = cpu_ticks()
+        still = still + 1 if now == last else 0
+        last = now
+        if still >= 5:
+            break
+        select.select([], [], [], 0.1)
+
+start = time.monotonic()
+daemon.terminate()
+try:
+    rc = daemon.wait(timeout=bound)
+except subprocess.TimeoutExpired:
+    rc = None
+    daemon.kill()
+    daemon.wait()
+took = time.monotonic() - start
+report(rc == 0, f"{case} client: the daemon exits 0 within {bound:g} s of "
+       f"SIGTERM (exit {rc}, {took:.1f} s)")
+s.close()
