@@ -3,6 +3,7 @@
  * is, so compressed clusters cannot be made through the luks stack).
  *   qcow2-tool read IMAGE OUT          whole virtual disk to OUT
  *   qcow2-tool write IMAGE OFFSET DATA DATA's bytes at OFFSET
+ *   qcow2-tool trim IMAGE OFFSET LENGTH discard, then flush
  *   qcow2-tool open-rw IMAGE           just open read-write */
 #include <config.h>
 
@@ -69,6 +70,11 @@ main (int argc, char **argv)
       return die ("write");
     free (buf);
     close (fd);
+  } else if (strcmp (argv[1], "trim") == 0 && argc == 5) {
+    if (node_trim (q, strtoull (argv[4], NULL, 0),
+                   strtoull (argv[3], NULL, 0)) < 0 ||
+        node_flush (q) < 0)
+      return die ("trim");
   } else if (strcmp (argv[1], "open-rw") != 0)
     return 2;
   node_close (q);
