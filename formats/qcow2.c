@@ -130,12 +130,14 @@ static int
 write_new_cluster (struct qcow2 *q, uint64_t vcluster, uint64_t entry,
                    const uint8_t *data, uint64_t in, uint64_t len)
 {
-  uint8_t *cl = calloc (1, q->h.cluster_size);
+  void *p = NULL;
   uint64_t host;
   int r = 0;
 
-  if (!cl)
+  /* Page-aligned, so cache=none writes it with O_DIRECT as it is. */
+  if (posix_memalign (&p, 4096, q->h.cluster_size) != 0)
     return error_set (-ENOMEM, "out of memory");
+  uint8_t *cl = memset (p, 0, q->h.cluster_size);
   if (entry & QCOW2_OFLAG_COMPRESSED)
     r = read_compressed (q, entry, cl);
   else if (!entry && q->backing) /* copy-on-write from the backing */
