@@ -133,6 +133,10 @@ find_free (struct qcow2 *q, uint64_t *cluster)
   while (r == 0 && !*cluster && q->free_hint < end) {
     uint64_t index = q->free_hint / per_block;
     uint64_t first = q->free_hint, last = (index + 1) * per_block;
+    if (index >= q->reftable_entries) { /* past what the table covers */
+      q->free_hint = end;
+      break;
+    }
     uint64_t at = q->reftable[index] & QCOW2_OFFSET_MASK;
     if (last > end)
       last = end;
