@@ -119,4 +119,13 @@ check "backing chain: the rest reads as before" cmp -s -i $((4 * C)) "$TMP/o.bef
 qemu-img check -q "$TMP/over.qcow2"
 check "backing chain: qemu-img check of the overlay is clean" test $? -eq 0
 check "backing chain: the base is never written" cmp -s "$TMP/base.qcow2" "$TMP/base.orig"
+
+# The search for a free cluster stops where the refcount table ends: a
+# file longer than the table covers (512-byte clusters: one table
+# cluster covers 8 MiB) is refused cleanly, never read past the table.
+qemu-img create -q -f qcow2 -o cluster_size=512 "$TMP/short.qcow2" 16M
+truncate -s 9M "$TMP/short.qcow2"
+head -c 262144 /dev/urandom > "$TMP/256k"
+check_fails_with "a file longer than its refcount table: allocation fails cleanly" \
+  "refcount table is full" "$top_builddir/tests/qcow2-tool" write "$TMP/short.qcow2" 0 "$TMP/256k"
 done_testing
