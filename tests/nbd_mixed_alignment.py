@@ -4,7 +4,7 @@ payload can take with O_DIRECT (whole sectors from the request buffer)
 run together with ones that luks-nbd bounces (write zeroes, partial
 sectors: read-modify-write, unaligned reads), all in flight at once on
 disjoint bytes, round after round over the same ranges, against a model.
-argv: SOCKET EXPORT SPAN ROUNDS SEED [MODEL_OUT]
+argv: SOCKET EXPORT SPAN ROUNDS SEED MODEL_OUT LABEL
 Prints PASS/FAIL lines that the calling script numbers; writes the
 expected disk contents to MODEL_OUT for a later independent read."""
 import random
@@ -15,7 +15,7 @@ from nbdtest import errno_of, report
 
 sock, name = sys.argv[1], sys.argv[2]
 span, rounds, seed = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-model_out = sys.argv[6] if len(sys.argv) > 6 else None
+model_out, label = sys.argv[6], sys.argv[7]
 rng = random.Random(seed)
 P = 4096
 h = nbd.NBD()
@@ -81,11 +81,10 @@ for r in range(rounds):
         bad = [i for i in range(0, span, 512) if got[i:i + 512] != expect[i:i + 512]]
         errors.append(f"round {r}: {len(bad)} sectors read back wrong, first {bad[:4]}")
 
-report(not errors, f"{rounds} rounds of mixed direct and bounced I/O on the same pages "
+report(not errors, f"{label}: {rounds} rounds of mixed direct and bounced I/O on the same pages "
        f"read back as written {errors[:3]}")
-report(not bad_reads, f"partial-sector reads in flight with neighbouring writes "
+report(not bad_reads, f"{label}: partial-sector reads in flight with neighbouring writes "
        f"saw the data ({len(bad_reads)} wrong, first {bad_reads[:3]})")
-report(errno_of(h.flush) == 0, "a flush after it all succeeds")
+report(errno_of(h.flush) == 0, f"{label}: a flush after it all succeeds")
 h.shutdown()
-if model_out:
-    open(model_out, "wb").write(expect)
+open(model_out, "wb").write(expect)

@@ -24,7 +24,7 @@ fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV
 # then the payload read back by a second daemon with cache=writeback.
 mixed () {
   luks_nbd --socket "$TMP/sock" --export "name=d,payload=$1,header=$TMP/d.hdr,key-file=$TMP/d.key,cache=none" \
-    --run "exec python3 $top_srcdir/tests/nbd_mixed_alignment.py $TMP/sock d $SPAN 12 $3 $TMP/model > $TMP/mixed.out"
+    --run "exec python3 $top_srcdir/tests/nbd_mixed_alignment.py $TMP/sock d $SPAN 12 $3 $TMP/model '$2' > $TMP/mixed.out"
   check "$2: the mixed-alignment client ran" test $? -eq 0
   tap_report "$TMP/mixed.out" 3 "$2: the mixed-alignment client"
   luks_nbd --socket "$TMP/sock" --export "name=d,payload=$1,header=$TMP/d.hdr,key-file=$TMP/d.key,cache=writeback" \
@@ -41,7 +41,7 @@ mixed "$TMP/d.payload" "file" 1
 # (the second daemon used the page cache: measure the first run alone)
 drop_cache "$TMP/d.payload"
 luks_nbd --socket "$TMP/sock" --export "$(spec d cache=none)" \
-  --run "exec python3 $top_srcdir/tests/nbd_mixed_alignment.py $TMP/sock d $SPAN 3 2 > /dev/null"
+  --run "exec python3 $top_srcdir/tests/nbd_mixed_alignment.py $TMP/sock d $SPAN 3 2 $TMP/model2 file > /dev/null"
 res=$(resident "$TMP/d.payload")
 check "file: bounced transfers stayed out of the page cache too ($res bytes resident)" \
   test "$res" -eq 0
