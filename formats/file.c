@@ -95,7 +95,8 @@ direct_read_blocks (struct file_node *f, char *bounce, uint64_t len,
 #define BOUNCE_CHUNK (1024 * 1024)
 
 /* One window of a bounced transfer: [offset, offset+n) of the caller's
- * within whole blocks [start, end).  The rmw lock is held (writes). */
+ * within whole blocks [start, end).  Writes hold the rmw lock:
+ * exclusive if a block is partial, else shared. */
 static int
 bounce_window (struct file_node *f, bool write, char *p, uint64_t n,
                uint64_t offset, char *bounce)
@@ -116,15 +117,16 @@ bounce_window (struct file_node *f, bool write, char *p, uint64_t n,
     r = direct_read_blocks (f, bounce, a, start, 0);
   if (r == 0 && (offset + n) % a && (end - a > start || offset == start))
     r = direct_read_blocks (f, bounce + (end - a - start), a, end - a, 0);
-  if (r == 0 && (eof = lseek (f->direct_fd, 0, SEEK_END)) < 0)
+  /* A partial last block may lie past a regular file's end: the file
+   * must end where the write (or the file) ended, not at the block's. */
+  if (r == 0 && (offset + n) % a &&
+      (eof = lseek (f->direct_fd, 0, SEEK_END)) < 0)
     r = error_set (-errno, "%s: %s", f->node.label, strerror (errno));
   if (r < 0)
     return r;
   memcpy (bounce + (offset - start), p, n);
   r = fd_io (&f->node, f->direct_fd, true, bounce, end - start, start);
-  /* Whole blocks may have grown a regular file past what was written:
-   * it ends where the write (or the file) ended. */
-  if (r == 0 && end > (uint64_t) eof &&
+  if (r == 0 && (offset + n) % a && end > (uint64_t) eof &&
       ftruncate (f->fd,
                  (off_t) (offset + n > (uint64_t) eof ? offset + n
                                                       : (uint64_t) eof)) < 0)
@@ -154,8 +156,12 @@ bounced_io (struct file_node *f, bool write, char *p, uint64_t count,
                       (count < BOUNCE_CHUNK ? count : BOUNCE_CHUNK) + 2 * a) !=
       0)
     return error_set (-ENOMEM, "out of memory");
-  if (write)
+  /* Only partial blocks are read-modify-written; a misaligned buffer
+   * alone is copied and written like any direct write. */
+  if (write && (offset % a || count % a))
     pthread_rwlock_wrlock (&f->rmw);
+  else if (write)
+    pthread_rwlock_rdlock (&f->rmw);
   while (r == 0 && count > 0) {
     uint64_t lead = offset % a;
     uint64_t n = count < BOUNCE_CHUNK - lead ? count : BOUNCE_CHUNK - lead;
