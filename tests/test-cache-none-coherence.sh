@@ -69,6 +69,21 @@ check "qcow2 payload: its metadata stayed out of the page cache too ($res bytes 
 qemu-img check -q "$TMP/q.qcow2"
 check "qcow2 payload: qemu-img check is clean" test $? -eq 0
 
+# Partial blocks through the file node itself: patched in place, and a
+# write past a file's unaligned end leaves the file ending where the
+# write did (not at the block's end).
+head -c 1000 /dev/urandom > "$TMP/f"
+cp "$TMP/f" "$TMP/f.expect"
+for w in "3 10" "300 700" "1000 100"; do
+  set -- $w
+  head -c "$2" /dev/urandom > "$TMP/piece"
+  "$top_builddir/tests/qcow2-tool" direct-write "$TMP/f" "$1" "$TMP/piece" ||
+    echo "direct-write $1 $2 failed" >&2
+  dd if="$TMP/piece" of="$TMP/f.expect" bs=1 seek="$1" conv=notrunc status=none
+done
+check "file node, cache=none: partial-block writes land, the file ends at 1100" \
+  cmp "$TMP/f" "$TMP/f.expect"
+
 # A block device: nothing serialises buffered and direct writes there.
 if [ "$(id -u)" = 0 ] && command -v losetup >/dev/null; then
   cp "$TMP/d.orig" "$TMP/d.blk"
