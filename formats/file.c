@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,11 +18,16 @@
 struct file_node {
   struct node node;
   int fd;
-  /* cache=none: a second descriptor with O_DIRECT for the transfers its
-   * alignment rules allow (the payload's data), the first one for the
-   * rest (qcow2 metadata, partial sectors).  -1 otherwise. */
+  /* cache=none: a second descriptor with O_DIRECT that every transfer
+   * uses (the first one serves flushes, fallocate and SEEK_DATA); -1
+   * otherwise. */
   int direct_fd;
   unsigned dio_mem_align, dio_offset_align;
+  /* cache=none: a transfer O_DIRECT cannot take as it is (a partial
+   * block, an unaligned buffer) is read-modify-written through an aligned
+   * bounce buffer, holding this exclusive; direct writes hold it shared,
+   * so none lands between such a read and its write. */
+  pthread_rwlock_t rmw;
   /* After a failed fdatasync the kernel may have dropped the dirty pages
    * and cleared the error: a later fdatasync could succeed although
    * writes were lost.  So one failure fails every later flush. */
@@ -29,25 +35,23 @@ struct file_node {
 };
 
 /* Direct I/O needs the buffer, offset and length aligned as the file
- * system says; anything else goes through the page cache, which the
- * kernel keeps coherent with direct transfers to the same file. */
+ * system says. */
 static bool
-use_direct (const struct file_node *f, const void *buf, uint64_t count,
-            uint64_t offset)
+dio_aligned (const struct file_node *f, const void *buf, uint64_t count,
+             uint64_t offset)
 {
-  return f->direct_fd >= 0 && (uintptr_t) buf % f->dio_mem_align == 0 &&
+  return (uintptr_t) buf % f->dio_mem_align == 0 &&
          offset % f->dio_offset_align == 0 && count % f->dio_offset_align == 0;
 }
 
 /* One loop for both directions: retries short transfers and EINTR. */
 static int
-file_io (struct node *n, bool write, void *buf, uint64_t count, uint64_t offset)
+fd_io (struct node *n, int fd, bool write, void *buf, uint64_t count,
+       uint64_t offset)
 {
-  struct file_node *f = (struct file_node *) n;
   char *p = buf;
 
   while (count > 0) {
-    int fd = use_direct (f, p, count, offset) ? f->direct_fd : f->fd;
     ssize_t r = write ? pwrite (fd, p, count, (off_t) offset)
                       : pread (fd, p, count, (off_t) offset);
     if (r < 0 && errno == EINTR)
@@ -64,6 +68,130 @@ file_io (struct node *n, bool write, void *buf, uint64_t count, uint64_t offset)
     offset += (uint64_t) r;
   }
   return 0;
+}
+
+/* Reads whole blocks [start, start+len) with O_DIRECT.  What lies past
+ * the end of the file reads as zeros; `need` bytes must exist. */
+static int
+direct_read_blocks (struct file_node *f, char *bounce, uint64_t len,
+                    uint64_t start, uint64_t need)
+{
+  ssize_t r;
+
+  do
+    r = pread (f->direct_fd, bounce, len, (off_t) start);
+  while (r < 0 && errno == EINTR);
+  if (r < 0)
+    return error_set (-errno, "%s: read at %llu: %s", f->node.label,
+                      (unsigned long long) start, strerror (errno));
+  if ((uint64_t) r < need)
+    return error_set (-EIO, "%s: unexpected end of file at %llu", f->node.label,
+                      (unsigned long long) (start + r));
+  memset (bounce + r, 0, len - (uint64_t) r);
+  return 0;
+}
+
+/* Bounce buffers hold at most this much of a transfer at a time. */
+#define BOUNCE_CHUNK (1024 * 1024)
+
+/* One window of a bounced transfer: [offset, offset+n) of the caller's
+ * within whole blocks [start, end).  Writes hold the rmw lock:
+ * exclusive if a block is partial, else shared. */
+static int
+bounce_window (struct file_node *f, bool write, char *p, uint64_t n,
+               uint64_t offset, char *bounce)
+{
+  uint64_t a = f->dio_offset_align;
+  uint64_t start = offset / a * a, end = (offset + n + a - 1) / a * a;
+  off_t eof = 0;
+  int r = 0;
+
+  if (!write) {
+    r = direct_read_blocks (f, bounce, end - start, start, offset + n - start);
+    if (r == 0)
+      memcpy (p, bounce + (offset - start), n);
+    return r;
+  }
+  /* Only a partial first or last block needs its old contents. */
+  if (offset != start)
+    r = direct_read_blocks (f, bounce, a, start, 0);
+  if (r == 0 && (offset + n) % a && (end - a > start || offset == start))
+    r = direct_read_blocks (f, bounce + (end - a - start), a, end - a, 0);
+  /* A partial last block may lie past a regular file's end: the file
+   * must end where the write (or the file) ended, not at the block's. */
+  if (r == 0 && (offset + n) % a &&
+      (eof = lseek (f->direct_fd, 0, SEEK_END)) < 0)
+    r = error_set (-errno, "%s: %s", f->node.label, strerror (errno));
+  if (r < 0)
+    return r;
+  memcpy (bounce + (offset - start), p, n);
+  r = fd_io (&f->node, f->direct_fd, true, bounce, end - start, start);
+  if (r == 0 && (offset + n) % a && end > (uint64_t) eof &&
+      ftruncate (f->fd,
+                 (off_t) (offset + n > (uint64_t) eof ? offset + n
+                                                      : (uint64_t) eof)) < 0)
+    r = error_set (-errno, "%s: truncating to the written end: %s",
+                   f->node.label, strerror (errno));
+  return r;
+}
+
+/* cache=none never uses the page cache, not even for what O_DIRECT
+ * cannot take: a buffered write racing a direct one within the same page
+ * leaves a dirty page the kernel cannot invalidate ("Page cache
+ * invalidation failure on direct I/O"), whose writeback later undoes the
+ * direct write (seen on a block device, where nothing serialises the two:
+ * tests/test-cache-none-coherence.sh).  Such transfers are bounced
+ * through aligned memory, still with O_DIRECT. */
+static int
+bounced_io (struct file_node *f, bool write, char *p, uint64_t count,
+            uint64_t offset)
+{
+  uint64_t a = f->dio_offset_align;
+  size_t align =
+    f->dio_mem_align < sizeof (void *) ? sizeof (void *) : f->dio_mem_align;
+  void *bounce = NULL;
+  int r = 0;
+
+  if (posix_memalign (&bounce, align,
+                      (count < BOUNCE_CHUNK ? count : BOUNCE_CHUNK) + 2 * a) !=
+      0)
+    return error_set (-ENOMEM, "out of memory");
+  /* Only partial blocks are read-modify-written; a misaligned buffer
+   * alone is copied and written like any direct write. */
+  if (write && (offset % a || count % a))
+    pthread_rwlock_wrlock (&f->rmw);
+  else if (write)
+    pthread_rwlock_rdlock (&f->rmw);
+  while (r == 0 && count > 0) {
+    uint64_t lead = offset % a;
+    uint64_t n = count < BOUNCE_CHUNK - lead ? count : BOUNCE_CHUNK - lead;
+    r = bounce_window (f, write, p, n, offset, bounce);
+    p += n;
+    offset += n;
+    count -= n;
+  }
+  if (write)
+    pthread_rwlock_unlock (&f->rmw);
+  free (bounce);
+  return r;
+}
+
+static int
+file_io (struct node *n, bool write, void *buf, uint64_t count, uint64_t offset)
+{
+  struct file_node *f = (struct file_node *) n;
+  int r;
+
+  if (f->direct_fd < 0)
+    return fd_io (n, f->fd, write, buf, count, offset);
+  if (!dio_aligned (f, buf, count, offset))
+    return bounced_io (f, write, buf, count, offset);
+  if (!write)
+    return fd_io (n, f->direct_fd, false, buf, count, offset);
+  pthread_rwlock_rdlock (&f->rmw);
+  r = fd_io (n, f->direct_fd, true, buf, count, offset);
+  pthread_rwlock_unlock (&f->rmw);
+  return r;
 }
 
 static int
@@ -103,13 +231,28 @@ file_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
   return r;
 }
 
+/* fallocate, excluding cache=none read-modify-writes, which could
+ * otherwise write back what it just punched or zeroed. */
+static int
+file_fallocate (struct file_node *f, int mode, uint64_t count, uint64_t offset)
+{
+  int r;
+
+  if (f->direct_fd >= 0)
+    pthread_rwlock_wrlock (&f->rmw);
+  r = fallocate (f->fd, mode, (off_t) offset, (off_t) count);
+  if (f->direct_fd >= 0)
+    pthread_rwlock_unlock (&f->rmw);
+  return r;
+}
+
 static int
 file_trim (struct node *n, uint64_t count, uint64_t offset)
 {
   struct file_node *f = (struct file_node *) n;
 
-  if (fallocate (f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                 (off_t) offset, (off_t) count) < 0)
+  if (file_fallocate (f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, count,
+                      offset) < 0)
     return error_set (errno == EOPNOTSUPP ? -ENOTSUP : -errno,
                       "%s: punching a hole: %s", n->label, strerror (errno));
   return 0;
@@ -121,10 +264,10 @@ file_zero (struct node *n, uint64_t count, uint64_t offset, int flags)
   struct file_node *f = (struct file_node *) n;
   int r = 0;
 
-  if (fallocate (f->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
-                 (off_t) offset, (off_t) count) < 0 &&
-      fallocate (f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                 (off_t) offset, (off_t) count) < 0) {
+  if (file_fallocate (f, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, count,
+                      offset) < 0 &&
+      file_fallocate (f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, count,
+                      offset) < 0) {
     /* No fallocate here: write the zeros. */
     static const char zeros[65536];
     for (uint64_t done = 0; r == 0 && done < count; done += sizeof zeros) {
@@ -201,6 +344,7 @@ file_close (struct node *n)
   close (f->fd);
   if (f->direct_fd >= 0)
     close (f->direct_fd);
+  pthread_rwlock_destroy (&f->rmw);
   free (n->label);
   free (f);
 }
@@ -216,6 +360,20 @@ static const struct node_ops file_ops = {
   .prefetch = file_prefetch,
   .close = file_close,
 };
+
+/* Writer-preferring: a stream of direct writes must not starve the
+ * occasional read-modify-write. */
+static void
+init_rmw_lock (struct file_node *f)
+{
+  pthread_rwlockattr_t a;
+
+  pthread_rwlockattr_init (&a);
+  pthread_rwlockattr_setkind_np (&a,
+                                 PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init (&f->rmw, &a);
+  pthread_rwlockattr_destroy (&a);
+}
 
 int
 node_file_open (const char *path, bool readonly, struct node **out)
@@ -244,6 +402,7 @@ node_file_open (const char *path, bool readonly, struct node **out)
   }
   f->fd = fd;
   f->direct_fd = -1;
+  init_rmw_lock (f);
   f->node.ops = &file_ops;
   f->node.size = (uint64_t) end;
   f->node.block_size = 1;

@@ -28,19 +28,6 @@ min_u64 (uint64_t a, uint64_t b)
 static int read_backing (struct qcow2 *q, uint8_t *out, uint64_t len,
                          uint64_t offset);
 
-/* Compressed entry: host offset and byte length of the deflated data. */
-static void
-compressed_extent (const struct qcow2 *q, uint64_t entry, uint64_t *offset,
-                   uint64_t *len)
-{
-  unsigned x = 62 - (q->h.cluster_bits - 8);
-  uint64_t sectors =
-    ((entry & ~QCOW2_OFLAG_COPIED & ~QCOW2_OFLAG_COMPRESSED) >> x) + 1;
-
-  *offset = entry & ((UINT64_C (1) << x) - 1);
-  *len = sectors * 512 - (*offset & 511);
-}
-
 /* Reads a whole compressed cluster into out (cluster_size bytes). */
 static int
 read_compressed (struct qcow2 *q, uint64_t entry, uint8_t *out)
@@ -49,7 +36,7 @@ read_compressed (struct qcow2 *q, uint64_t entry, uint8_t *out)
   uint8_t *in;
   int r;
 
-  compressed_extent (q, entry, &off, &len);
+  qcow2_compressed_extent (q, entry, &off, &len);
   if (len > 2 * q->h.cluster_size ||
       off + len > q->next_free + q->h.cluster_size)
     return error_set (-EIO, "%s: qcow2 compressed cluster at %llu is invalid",
@@ -85,6 +72,7 @@ qcow2_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
   uint8_t *out = buf;
   int r = 0;
 
+  pthread_rwlock_rdlock (&q->io_lock);
   while (count > 0 && r == 0) {
     uint64_t vcluster = offset >> q->h.cluster_bits;
     uint64_t in = offset & (q->h.cluster_size - 1);
@@ -131,6 +119,7 @@ qcow2_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
     offset += len;
     count -= len;
   }
+  pthread_rwlock_unlock (&q->io_lock);
   return r;
 }
 
@@ -141,12 +130,14 @@ static int
 write_new_cluster (struct qcow2 *q, uint64_t vcluster, uint64_t entry,
                    const uint8_t *data, uint64_t in, uint64_t len)
 {
-  uint8_t *cl = calloc (1, q->h.cluster_size);
+  void *p = NULL;
   uint64_t host;
   int r = 0;
 
-  if (!cl)
+  /* Page-aligned, so cache=none writes it with O_DIRECT as it is. */
+  if (posix_memalign (&p, 4096, q->h.cluster_size) != 0)
     return error_set (-ENOMEM, "out of memory");
+  uint8_t *cl = memset (p, 0, q->h.cluster_size);
   if (entry & QCOW2_OFLAG_COMPRESSED)
     r = read_compressed (q, entry, cl);
   else if (!entry && q->backing) /* copy-on-write from the backing */
@@ -167,16 +158,17 @@ write_new_cluster (struct qcow2 *q, uint64_t vcluster, uint64_t entry,
     q->needs_sync = true;
     r = qcow2_set_l2_entry (q, vcluster, host | QCOW2_OFLAG_COPIED);
   }
-  if (r == 0 && (entry & QCOW2_OFLAG_COMPRESSED)) {
-    uint64_t off, clen;
-    compressed_extent (q, entry, &off, &clen);
-    uint64_t first = off & ~(q->h.cluster_size - 1);
-    uint64_t last = (off + clen - 1) & ~(q->h.cluster_size - 1);
-    for (uint64_t c = first; r == 0 && c <= last; c += q->h.cluster_size)
-      r = qcow2_refcount_update (q, c, -1);
-  } else if (r == 0 && (entry & QCOW2_OFFSET_MASK) &&
-             !(entry & QCOW2_OFLAG_COPIED) && !(entry & QCOW2_OFLAG_ZERO))
-    r = qcow2_refcount_update (q, entry & QCOW2_OFFSET_MASK, -1);
+  /* The old data's references go only once the new entry is durable: a
+   * crash in between leaks them (qemu-img check -r leaks repairs that),
+   * but never leaves the old entry on a cluster counted as free. */
+  if (r == 0 &&
+      ((entry & QCOW2_OFLAG_COMPRESSED) ||
+       ((entry & QCOW2_OFFSET_MASK) && !(entry & QCOW2_OFLAG_COPIED) &&
+        !(entry & QCOW2_OFLAG_ZERO)))) {
+    r = qcow2_barrier (q);
+    if (r == 0)
+      r = qcow2_free_entry (q, entry);
+  }
 out:
   free (cl);
   return r;
@@ -203,6 +195,7 @@ qcow2_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
   const uint8_t *data = buf;
   int r = 0;
 
+  pthread_rwlock_rdlock (&q->io_lock);
   while (count > 0 && r == 0) {
     uint64_t vcluster = offset >> q->h.cluster_bits;
     uint64_t in = offset & (q->h.cluster_size - 1);
@@ -227,6 +220,7 @@ qcow2_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
     offset += len;
     count -= len;
   }
+  pthread_rwlock_unlock (&q->io_lock);
   if (r == 0 && (flags & NODE_FUA))
     r = qcow2_flush (n);
   return r;
@@ -348,6 +342,7 @@ qcow2_close (struct node *n)
   node_close (q->backing);
   node_close (q->file);
   pthread_mutex_destroy (&q->lock);
+  pthread_rwlock_destroy (&q->io_lock);
   free (n->label);
   free (q);
 }
@@ -357,6 +352,7 @@ static const struct node_ops qcow2_ops = {
   .pread = qcow2_pread,
   .pwrite = qcow2_pwrite,
   .flush = qcow2_flush,
+  .trim = qcow2_discard,
   .extents = qcow2_extents,
   .prefetch = qcow2_prefetch,
   .close = qcow2_close,
@@ -490,6 +486,19 @@ read_backing (struct qcow2 *q, uint8_t *out, uint64_t len, uint64_t offset)
   return have ? node_pread (q->backing, out, have, offset) : 0;
 }
 
+/* Writer-preferring, so a discard is not starved by a stream of I/O. */
+static void
+init_io_lock (struct qcow2 *q)
+{
+  pthread_rwlockattr_t a;
+
+  pthread_rwlockattr_init (&a);
+  pthread_rwlockattr_setkind_np (&a,
+                                 PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init (&q->io_lock, &a);
+  pthread_rwlockattr_destroy (&a);
+}
+
 int
 node_qcow2_open (struct node *file, uint64_t cache_bytes, bool allow_backing,
                  struct node **out)
@@ -512,6 +521,7 @@ qcow2_open_depth (struct node *file, uint64_t cache_bytes, bool allow_backing,
     return error_set (-ENOMEM, "out of memory");
   }
   pthread_mutex_init (&q->lock, NULL);
+  init_io_lock (q);
   q->file = file;
   q->node.label = strdup (file->label);
   r = node_pread (file, head, head_len, 0);
@@ -571,6 +581,7 @@ fail:
   free (q->l1);
   free (q->reftable);
   pthread_mutex_destroy (&q->lock);
+  pthread_rwlock_destroy (&q->io_lock);
   free (q->node.label);
   free (q);
   return r;

@@ -81,6 +81,11 @@ struct qcow2 {
   struct node *file;
   struct qcow2_header h;
   bool writable;
+  /* Data transfers outside `lock` (to clusters looked up under it) hold
+   * io_lock shared; a discard, which frees clusters for reuse, holds it
+   * exclusive, so no transfer lands in a cluster freed under it.  Taken
+   * before `lock`. */
+  pthread_rwlock_t io_lock;
   pthread_mutex_t lock; /* L1, L2 cache, refcounts, allocation */
   uint64_t *l1;         /* host order */
   uint64_t l2_entries;  /* per table */
@@ -90,6 +95,7 @@ struct qcow2 {
   uint64_t *reftable; /* host order */
   uint64_t reftable_entries;
   uint64_t next_free;   /* first cluster past the end of the file */
+  uint64_t free_hint;   /* no cluster below this one has refcount 0 */
   struct node *backing; /* read-only; NULL without a backing file */
   bool needs_sync;      /* metadata written since the last flush */
 };
@@ -98,6 +104,15 @@ struct qcow2 {
 int qcow2_l2_get (struct qcow2 *q, uint64_t l2_offset, uint64_t **table);
 int qcow2_lookup (struct qcow2 *q, uint64_t vcluster, uint64_t *entry);
 int qcow2_set_l2_entry (struct qcow2 *q, uint64_t vcluster, uint64_t entry);
+/* Writes table[first, first+n) of the L2 table at l2_offset in one go. */
+int qcow2_write_l2_entries (struct qcow2 *q, uint64_t l2_offset,
+                            const uint64_t *table, uint64_t first, uint64_t n);
+/* Makes what was written so far durable before what follows (no-op if
+ * nothing was). */
+int qcow2_barrier (struct qcow2 *q);
+/* A compressed entry's host byte offset and length. */
+void qcow2_compressed_extent (const struct qcow2 *q, uint64_t entry,
+                              uint64_t *offset, uint64_t *len);
 
 /* A run of clusters of one kind: `entry` is its first cluster's L2 entry
  * (0: unallocated); data runs are contiguous on disk, a compressed
@@ -117,6 +132,13 @@ int qcow2_map_runs (struct qcow2 *q, uint64_t vcluster, uint64_t clusters,
 /* qcow2_refcount.c (lock held) */
 int qcow2_refcount_update (struct qcow2 *q, uint64_t host_offset, int delta);
 int qcow2_alloc_cluster (struct qcow2 *q, uint64_t *host_offset);
+/* Drops the references an L2 entry held (normal or compressed data).
+ * Only once the entry no longer points there on disk (after a barrier):
+ * a crash must never leave an L2 entry on a cluster with refcount 0. */
+int qcow2_free_entry (struct qcow2 *q, uint64_t entry);
+
+/* qcow2_discard.c: the node's trim op (takes the locks itself). */
+int qcow2_discard (struct node *n, uint64_t count, uint64_t offset);
 
 /* qcow2_compress.c */
 int qcow2_decompress (enum qcow2_compression type, const void *in,

@@ -176,10 +176,24 @@ write_entry (struct qcow2 *q, uint64_t offset, uint64_t value)
   return node_pwrite (q->file, be, sizeof be, offset, 0);
 }
 
+/* Compressed entry: host offset and byte length of the deflated data. */
+void
+qcow2_compressed_extent (const struct qcow2 *q, uint64_t entry,
+                         uint64_t *offset, uint64_t *len)
+{
+  unsigned x = 62 - (q->h.cluster_bits - 8);
+  uint64_t sectors =
+    ((entry & ~QCOW2_OFLAG_COPIED & ~QCOW2_OFLAG_COMPRESSED) >> x) + 1;
+
+  *offset = entry & ((UINT64_C (1) << x) - 1);
+  *len = sectors * 512 - (*offset & 511);
+}
+
 /* Persists what newly allocated clusters hold before anything points at
- * them: data and refcounts reach the disk before L2, L2 before L1. */
-static int
-barrier (struct qcow2 *q)
+ * them: data and refcounts reach the disk before L2, L2 before L1; and
+ * an L2 entry's change before the refcounts it drops. */
+int
+qcow2_barrier (struct qcow2 *q)
 {
   if (!q->needs_sync)
     return 0;
@@ -205,7 +219,7 @@ qcow2_set_l2_entry (struct qcow2 *q, uint64_t vcluster, uint64_t entry)
       r = node_pwrite (q->file, zero, q->h.cluster_size, l2_offset, 0);
     free (zero);
     if (r == 0)
-      r = barrier (q);
+      r = qcow2_barrier (q);
     if (r == 0)
       r = write_entry (q, q->h.l1_offset + l1_index * 8,
                        l2_offset | QCOW2_OFLAG_COPIED);
@@ -216,7 +230,7 @@ qcow2_set_l2_entry (struct qcow2 *q, uint64_t vcluster, uint64_t entry)
   }
   r = qcow2_l2_get (q, l2_offset, &table);
   if (r == 0)
-    r = barrier (q);
+    r = qcow2_barrier (q);
   if (r == 0)
     r = write_entry (q, l2_offset + (vcluster % q->l2_entries) * 8, entry);
   if (r < 0)
@@ -224,4 +238,22 @@ qcow2_set_l2_entry (struct qcow2 *q, uint64_t vcluster, uint64_t entry)
   table[vcluster % q->l2_entries] = entry;
   q->needs_sync = true;
   return 0;
+}
+
+int
+qcow2_write_l2_entries (struct qcow2 *q, uint64_t l2_offset,
+                        const uint64_t *table, uint64_t first, uint64_t n)
+{
+  uint8_t *be = malloc (n * 8);
+  int r;
+
+  if (!be)
+    return error_set (-ENOMEM, "out of memory");
+  for (uint64_t i = 0; i < n; i++)
+    store_be64 (be + i * 8, table[first + i]);
+  r = node_pwrite (q->file, be, n * 8, l2_offset + first * 8, 0);
+  free (be);
+  if (r == 0)
+    q->needs_sync = true;
+  return r;
 }

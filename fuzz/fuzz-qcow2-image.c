@@ -1,8 +1,9 @@
 /* Fuzz target: a whole qcow2 image (header, L1/L2 tables, refcounts,
  * compressed clusters) through the qcow2 node, over an in-memory node:
- * open, read, map and prefetch parts of the disk, write two clusters (allocation and
- * refcount updates), read them back.  A bad table must fail the request
- * (EIO), never crash. */
+ * open, read, map and prefetch parts of the disk, write two clusters
+ * (allocation and refcount updates), read them back, discard them
+ * (freeing) and write again (reusing freed clusters).  A bad table must
+ * fail the request (EIO), never crash. */
 #include <config.h>
 
 #include <string.h>
@@ -44,6 +45,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     node_pwrite (q, buf, 4096, 0, 0);
     node_pwrite (q, buf, sizeof buf, vsize - sizeof buf, NODE_FUA);
     node_pread (q, buf, 4096, 0);
+    node_trim (q, 2 * sizeof buf, 0);
+    node_pwrite (q, buf, sizeof buf, sizeof buf, 0);
   }
   node_close (q);
   return 0;

@@ -3,6 +3,9 @@
  * is, so compressed clusters cannot be made through the luks stack).
  *   qcow2-tool read IMAGE OUT          whole virtual disk to OUT
  *   qcow2-tool write IMAGE OFFSET DATA DATA's bytes at OFFSET
+ *   qcow2-tool trim IMAGE OFFSET LENGTH discard, then flush
+ *   qcow2-tool direct-write FILE OFFSET DATA  no qcow2: DATA's bytes at
+ *     OFFSET of FILE through a cache=none (O_DIRECT) file node
  *   qcow2-tool open-rw IMAGE           just open read-write */
 #include <config.h>
 
@@ -23,6 +26,39 @@ die (const char *what)
   return 1;
 }
 
+/* Reads FILE whole into a new buffer; its size in *len. */
+static char *
+slurp (const char *path, size_t *len)
+{
+  struct stat st;
+  int fd = open (path, O_RDONLY);
+  char *buf = NULL;
+
+  if (fd >= 0 && fstat (fd, &st) == 0 &&
+      (buf = malloc ((size_t) st.st_size + 1)) &&
+      read (fd, buf, (size_t) st.st_size) != st.st_size) {
+    free (buf);
+    buf = NULL;
+  }
+  if (fd >= 0)
+    close (fd);
+  *len = buf ? (size_t) st.st_size : 0;
+  return buf;
+}
+
+static int
+direct_write (struct node *file, int argc, char **argv)
+{
+  size_t len;
+  char *buf = argc == 5 ? slurp (argv[4], &len) : NULL;
+  int r = buf && node_file_set_direct (file) == 0 &&
+          node_pwrite (file, buf, len, strtoull (argv[3], NULL, 0), 0) == 0;
+
+  free (buf);
+  node_close (file);
+  return r ? 0 : die ("direct-write");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -34,6 +70,8 @@ main (int argc, char **argv)
     return 2;
   if (node_file_open (argv[2], !rw, &file) < 0)
     return die ("open");
+  if (strcmp (argv[1], "direct-write") == 0)
+    return direct_write (file, argc, argv);
   if (node_qcow2_open (file, 256 * 1024, false, &q) < 0) {
     node_close (file);
     return die ("qcow2");
@@ -69,6 +107,11 @@ main (int argc, char **argv)
       return die ("write");
     free (buf);
     close (fd);
+  } else if (strcmp (argv[1], "trim") == 0 && argc == 5) {
+    if (node_trim (q, strtoull (argv[4], NULL, 0),
+                   strtoull (argv[3], NULL, 0)) < 0 ||
+        node_flush (q) < 0)
+      return die ("trim");
   } else if (strcmp (argv[1], "open-rw") != 0)
     return 2;
   node_close (q);

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Proves cache=none (qemu-nbd's --cache=none): payload data moves with
 # O_DIRECT, bypassing the page cache; what is written is what cryptsetup
-# decrypts; transfers direct I/O cannot take (partial sectors, qcow2
-# metadata) still land; bad values and NBD payloads are refused by name.
+# decrypts; transfers direct I/O cannot take as they are (partial sectors,
+# qcow2 metadata) still land, bounced; bad values and NBD payloads are refused by name.
 . "$(dirname "$0")/lib.sh"
 need cryptsetup nbdcopy qemu-io qemu-img fincore
 
@@ -62,7 +62,7 @@ check "cache=none: cryptsetup sees the patched sectors and the untouched rest" \
   cmp -s "$TMP/d.plain-out2" "$TMP/expect"
 
 # qcow2 payload: data clusters direct, metadata (L2 entries, refcounts)
-# through the page cache.
+# bounced through aligned memory, also direct.
 printf 'qcow2 key' > "$TMP/q.key"
 truncate -s 1M "$TMP/dummy"
 cryptsetup luksFormat --type luks2 --header "$TMP/q.hdr" --key-file "$TMP/q.key" \
