@@ -307,7 +307,7 @@ prefetch_run (struct qcow2 *q, const struct qcow2_run *run, uint64_t offset,
   (void) opaque;
   *stop = false;
   if (entry & QCOW2_OFLAG_COMPRESSED) {
-    compressed_extent (q, entry, &off, &clen);
+    qcow2_compressed_extent (q, entry, &off, &clen);
     /* An invalid length is left for the read to report. */
     return clen <= 2 * q->h.cluster_size ? node_prefetch (q->file, clen, off)
                                          : 0;
