@@ -2,6 +2,8 @@
 #include <config.h>
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -9,6 +11,7 @@
 
 #include "error.h"
 #include "hash.h"
+#include "secmem.h"
 
 /* Names as cryptsetup and qemu write them in headers. */
 static const struct {
@@ -60,6 +63,41 @@ hash_buffer (int md_algo, void *out, const void *in, size_t len)
     return error_set (-ENOMEM, "cannot open hash %d", md_algo);
   gcry_md_write (hd, in, len);
   memcpy (out, gcry_md_read (hd, md_algo), hash_length (md_algo));
+  gcry_md_close (hd);
+  return 0;
+}
+
+/* The key of hash_keyed: random, made once per process, in secure memory,
+ * never written anywhere. */
+#define PROCESS_KEY_BYTES 32
+static uint8_t *process_key;
+static pthread_once_t process_key_once = PTHREAD_ONCE_INIT;
+
+static void
+make_process_key (void)
+{
+  process_key = secmem_alloc (PROCESS_KEY_BYTES);
+  if (process_key)
+    gcry_randomize (process_key, PROCESS_KEY_BYTES, GCRY_STRONG_RANDOM);
+}
+
+int
+hash_keyed (void *out, const void *in, size_t len)
+{
+  gcry_md_hd_t hd;
+
+  pthread_once (&process_key_once, make_process_key);
+  if (!process_key)
+    return error_set (-ENOMEM, "no secure memory for the process key");
+  if (gcry_md_open (&hd, GCRY_MD_SHA256,
+                    GCRY_MD_FLAG_SECURE | GCRY_MD_FLAG_HMAC) != 0)
+    return error_set (-ENOMEM, "cannot open HMAC-SHA256");
+  if (gcry_md_setkey (hd, process_key, PROCESS_KEY_BYTES) != 0) {
+    gcry_md_close (hd);
+    return error_set (-EIO, "cannot key HMAC-SHA256");
+  }
+  gcry_md_write (hd, in, len);
+  memcpy (out, gcry_md_read (hd, GCRY_MD_SHA256), hash_length (GCRY_MD_SHA256));
   gcry_md_close (hd);
   return 0;
 }

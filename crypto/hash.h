@@ -14,4 +14,11 @@ size_t hash_length (int md_algo);
 /* out = hash(in); out has hash_length(md_algo) bytes. Secure memory. */
 int hash_buffer (int md_algo, void *out, const void *in, size_t len);
 
+/* out (32 bytes) = HMAC-SHA256 of in under a random key made once per
+ * process and kept in secure memory: equal inputs give equal outputs
+ * within this process, yet a copy of out in ordinary memory (a core, a
+ * swapped page) cannot be searched for its input offline, as a plain
+ * hash of a passphrase could. */
+int hash_keyed (void *out, const void *in, size_t len);
+
 #endif

@@ -75,8 +75,10 @@ int luks_volume_check (const struct luks_header *hdr,
 void luks_volume_free (struct luks_volume *vol);
 struct luks_volume *luks_volume_ref (struct luks_volume *vol);
 
-/* A SHA-256 fingerprint of a passphrase, so that one export may reuse
- * another's unlocked key only when it holds the very same passphrase. */
+/* A fingerprint of a passphrase (HMAC-SHA256 under a per-process secret
+ * key: see hash_keyed), so that one export may reuse another's unlocked
+ * key only when it holds the very same passphrase, while the fingerprint
+ * kept in ordinary memory reveals nothing about the passphrase. */
 #define LUKS_FINGERPRINT_BYTES 32
 int luks_passphrase_fingerprint (const void *pass, size_t len,
                                  uint8_t out[LUKS_FINGERPRINT_BYTES]);

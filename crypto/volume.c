@@ -134,7 +134,7 @@ int
 luks_passphrase_fingerprint (const void *pass, size_t len,
                              uint8_t out[LUKS_FINGERPRINT_BYTES])
 {
-  return hash_buffer (GCRY_MD_SHA256, out, pass, len);
+  return hash_keyed (out, pass, len);
 }
 
 int

@@ -23,6 +23,21 @@ check "export c, another passphrase, ran its own KDF" not grep -q "export 'c': h
 for e in a b c; do
   check "export $e serves the plaintext" cmp -s "$TMP/$e.out" "$TMP/v.plain"
 done
+# The kept key is found again by a fingerprint of the passphrase, held in
+# ordinary memory: it must be keyed (HMAC under a secret in secure
+# memory), not a plain hash that an offline search could invert from a
+# memory image.  Nor is the passphrase kept once unlocked.  memscan.py
+# reads the live daemon's memory ($PPID of the --run command).
+sha=$(sha256sum < "$TMP/v.key" | cut -d' ' -f1)
+pass=$(xxd -p "$TMP/v.key" | tr -d '\n')
+luks_nbd --socket "$TMP/sock" --export "$(exp a v.payload v.key)" \
+  --export "$(exp b clone.payload v.key)" \
+  --run "python3 $top_srcdir/tests/memscan.py \$PPID $sha $pass > $TMP/scan" 2> "$TMP/log2"
+check "memory scan of the daemon ran" test "$(wc -l < "$TMP/scan")" -eq 2
+check "no plain SHA-256 of the passphrase in the daemon's memory" \
+  test "$(sed -n 1p "$TMP/scan" | cut -d' ' -f2)" = 0
+check "the passphrase itself was wiped after the unlock" \
+  test "$(sed -n 2p "$TMP/scan" | cut -d' ' -f2)" = 0
 printf 'wrong' > "$TMP/wrong"
 check_fails_with "a wrong passphrase on a shared header is still refused" "accepts this passphrase" \
   luks_nbd --socket "$TMP/sock" --export "$(exp a v.payload v.key)" --export "$(exp b clone.payload wrong)" --run true
