@@ -236,7 +236,8 @@ alloc_cb (uv_handle_t *h, size_t suggested, uv_buf_t *buf)
  * parsed, in every state, checked before each parse (plaintext, each
  * TLS record, and resuming once budget is freed) and by the reading
  * switch.  A connection holds at most MAX_INFLIGHT_REQUESTS requests and
- * MAX_INFLIGHT_BYTES of request buffers and queued output together;
+ * MAX_INFLIGHT_BYTES of request buffers (and of ranges being zeroed or
+ * trimmed: transmission.c's charge) and queued output together;
  * before transmission, MAX_HANDSHAKE_OUTPUT_BYTES of queued output.
  * Output counts whether it is option replies, ciphertext (a reply's
  * buffer is let go once encrypted) or plaintext replies (their buffers

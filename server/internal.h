@@ -207,7 +207,8 @@ struct conn {
   struct request *pending; /* write waiting for its data */
   uint64_t discard;        /* bytes of a refused write to skip */
   unsigned inflight;       /* requests not yet replied */
-  uint64_t inflight_bytes; /* their buffers, until their reply is out */
+  uint64_t inflight_bytes; /* their buffers (and the ranges of zeroes
+                            * and trims), until their reply is out */
   uint64_t output_bytes;   /* queued for the socket, owned by no request:
                             * option replies, TLS ciphertext */
   unsigned refs;           /* handle + each request in flight */

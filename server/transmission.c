@@ -48,6 +48,7 @@ struct request {
   uint64_t handle, offset;
   uint32_t count;
   uint32_t error;             /* NBD error for the reply */
+  uint32_t charged;           /* counted in c->inflight_bytes */
   char *buf;                  /* read result or write data */
   size_t filled;              /* write data received so far */
   struct extent_list extents; /* BLOCK_STATUS result (worker) */
@@ -174,8 +175,7 @@ request_free (struct request *r)
   struct conn *c = r->conn;
 
   c->inflight--;
-  if (r->buf) /* counted when it was allocated */
-    c->inflight_bytes -= r->count;
+  c->inflight_bytes -= r->charged;
   bufpool_put (r->buf, r->count);
   free (r->status);
   extent_list_free (&r->extents);
@@ -403,6 +403,22 @@ split (struct request *r)
   return i;
 }
 
+/* A request's bytes count against the connection's in-flight budget
+ * (the gate, connection.c) while it runs: a read's or write's buffer,
+ * and the range a write-zeroes or trim works on.  Those carry no data,
+ * yet one of 4 GiB encrypts and writes 4 GiB (or walks as many qcow2
+ * entries): counted, one client's zeroes run one budget's worth at a
+ * time instead of queueing hundreds of GiB of work ahead of every other
+ * client's requests. */
+static void
+charge (struct conn *c, struct request *r)
+{
+  if (r->buf || r->type == NBD_CMD_WRITE_ZEROES || r->type == NBD_CMD_TRIM) {
+    r->charged = r->count;
+    c->inflight_bytes += r->charged;
+  }
+}
+
 /* The work bounds of CACHE and BLOCK_STATUS (see MAX_CACHE_BYTES), set
  * once the request is known to be valid. */
 static void
@@ -548,8 +564,8 @@ transmission_input (struct conn *c, const uint8_t *in, size_t len)
       send_reply (r);
       return NBD_REQUEST_SIZE;
     }
-    c->inflight_bytes += r->count;
   }
+  charge (c, r);
   if (r->type == NBD_CMD_WRITE)
     c->pending = r; /* dispatched once its data is in */
   else

@@ -14,6 +14,12 @@ flood costs when its work is not bounded).
       Data clusters lie in a hole of the (sparse) file: reads are zeros.
   nbd_work_bounds.py cache SOCKET EXPORT CPU_LIMIT_TICKS DAEMON_PID
   nbd_work_bounds.py status SOCKET EXPORT CPU_LIMIT_TICKS DAEMON_PID
+  nbd_work_bounds.py zeroes SOCKET EXPORT
+      one client sends 16 WRITE_ZEROES of 256 MiB at once (no payload,
+      yet each encrypts and writes 256 MiB); a second client's read must
+      be answered before the first client's second zero: the zeroes'
+      ranges count against the in-flight budget, so they are taken one
+      at a time, not all queued ahead of everyone else's requests.
 Prints PASS/FAIL lines that the calling script numbers."""
 import select
 import struct
@@ -22,7 +28,7 @@ import sys
 from nbdtest import (NBD_REQUEST_MAGIC, go, option, option_reply, raw_connect,
                      recv_exact, report)
 
-CMD_READ, CMD_CACHE, CMD_BLOCK_STATUS = 0, 5, 7
+CMD_READ, CMD_CACHE, CMD_WRITE_ZEROES, CMD_BLOCK_STATUS = 0, 5, 6, 7
 SIMPLE_MAGIC, STRUCTURED_MAGIC = 0x67446698, 0x668E33EF
 REPLY_BLOCK_STATUS = 5
 MAX_COUNT = 0xFFFFF000  # the largest 4096-aligned 32-bit length
@@ -163,9 +169,41 @@ def status(sock, export, limit, pid):
     a.close()
 
 
+def zeroes(sock, export):
+    n, size = 16, 256 * MIB
+    a = connect(sock, export, False)
+    a.sendall(b"".join(request(CMD_WRITE_ZEROES, i, i * size, size)
+                       for i in range(n)))
+    b = connect(sock, export, False)
+    b.sendall(request(CMD_READ, 1000, 0, 4096))
+    zeroed, read_ok, buf = [], None, b""
+    while read_ok is None:
+        ready = select.select([a, b], [], [], WAIT * 4)[0]
+        if not ready:
+            break
+        if a in ready:
+            buf += a.recv(65536)
+            while len(buf) >= 16:
+                magic, err, handle = struct.unpack(">IIQ", buf[:16])
+                buf = buf[16:]
+                zeroed.append((handle, err, magic == SIMPLE_MAGIC))
+        if b in ready:
+            read_ok = simple_reply(b) == (1000, 0) and len(recv_exact(b, 4096)) == 4096
+    report(read_ok is True, "a second client's read is answered while 16 zeroes "
+           "of 256 MiB are queued")
+    report(len(zeroed) <= 1, f"and before the first client's second zero "
+           f"({len(zeroed)} of its replies came first)")
+    report(all(err == 0 and good for _, err, good in zeroed),
+           f"the zeroes answered so far succeeded ({zeroed})")
+    a.close()
+    b.close()
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "make-qcow2":
         make_qcow2(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "zeroes":
+        zeroes(sys.argv[2], sys.argv[3])
     else:
         {"cache": cache, "status": status}[sys.argv[1]](
             sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
