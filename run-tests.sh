@@ -37,18 +37,25 @@ run_suite () {
 run_suite build
 run_suite build-asan --enable-sanitizers
 # Threads meet in these: overlapping writes, many clients, split requests,
-# shared keys, the control socket's KDF in the pool, TLS, libnbd pools.
+# shared keys (and their re-check against the header), the control
+# socket's KDF in the pool, TLS, libnbd pools and their reconnects, the
+# connection gate's wake-ups, qcow2 discard against in-flight I/O.
 tests="tests/test-server-protocol-edges.sh tests/test-server-write-roundtrip.sh
   tests/test-shared-header.sh tests/test-control-socket.sh
   tests/test-server-sigterm-and-tcp.sh tests/test-server-tls.sh
   tests/test-server-nbd-payload.sh tests/test-server-qcow2.sh
-  tests/test-server-protocol-features.sh" \
+  tests/test-server-protocol-features.sh
+  tests/test-server-client-budgets.sh tests/test-server-sigterm-idle-clients.sh
+  tests/test-nbd-payload-reconnect.sh tests/test-shared-key-never-stale.sh
+  tests/test-qcow2-discard.sh tests/test-zeroes-bounded-work.sh" \
 tsan="halt_on_error=1:exitcode=66:second_deadlock_stack=1" \
   run_suite build-tsan --enable-sanitizers=thread
 # valgrind memcheck on the daemon (tests/lib.sh runs it under
 # $LUKS_NBD_WRAPPER): any error or definite leak fails the run.
 tests="tests/test-server-write-roundtrip.sh tests/test-server-qcow2.sh
-  tests/test-extents.sh tests/test-server-tls.sh" \
+  tests/test-extents.sh tests/test-server-tls.sh
+  tests/test-durability-fua-flush.sh tests/test-nbd-payload-reconnect.sh
+  tests/test-server-sigterm-idle-clients.sh" \
 wrapper="valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite" \
   run_suite build-valgrind
 
