@@ -78,7 +78,9 @@ cryptsetup_encrypt () {
 # retrying iter-time, which qemu-img may fail to measure on a busy machine.
 qemu_luks () {
   local it
-  for it in 10 20 50 100 200 500 1000 2000; do
+  # qemu-img times PBKDF2 with the thread's CPU clock, which on a loaded
+  # machine can fail to advance whatever iter-time asks: try again.
+  for it in 10 50 200 1000 10 50 200 1000 10 50 200 1000; do
     rm -f "$2"
     qemu-img convert -f raw -O luks --object "secret,id=s0,file=$3" \
       -o "key-secret=s0,iter-time=$it,$4" "$1" "$2" 2>"$TMP/qemu-img.err" && return 0
