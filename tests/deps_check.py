@@ -38,6 +38,13 @@ SKIP_ARGS = {"check": 1, "check_fails_with": 2}
 NOT_COMMANDS = {"for", "case", "esac", "[[", "((", "select", "function",
                 "local", "export", "declare", "readonly", "unset", "trap"}
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.+-]*")
+# Programs that tools the tests use run in turn, which reading the tests
+# cannot see (the fresh-machine check found these; docs/fresh-machine-check.md).
+RUN_BY = {
+    # nbdinfo runs `file -b` on the first sectors for its "content" field;
+    # without file(1), bookworm's nbdinfo --json writes invalid UTF-8.
+    "nbdinfo": ["file"],
+}
 
 
 def matching(s, i, open_, close):
@@ -353,6 +360,8 @@ def main():
             shell_uses(text, t, m)
         for x in t:
             tools.setdefault(x, os.path.basename(f))
+            for y in RUN_BY.get(x, []):
+                tools.setdefault(y, "run by %s in %s" % (x, os.path.basename(f)))
         for x in m:
             modules.setdefault(x, os.path.basename(f))
 
