@@ -14,13 +14,18 @@
 #   2. CI=true ./run-tests.sh, whose last line is the verdict.
 # Prints how long each step took and the tests that did not pass.  Exit
 # status 0 when quickstart.sh served and run-tests.sh passed.  Run as root.
-# The pristine chroot is kept as CHROOT_DIR.base.tar, so a second run skips
-# debootstrap (delete that file to start from the mirror again).
+# The chroot is debootstrap's minbase variant (Priority: required and apt,
+# like a container image; DEBOOTSTRAP_VARIANT=default for a full
+# installation's required+important).  The pristine chroot is kept as
+# CHROOT_DIR.VARIANT.tar, so a second run skips debootstrap (delete that
+# file to start from the mirror again).
 set -eu
-[ $# -ge 2 ] || { sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,/^set -eu/s/^# \{0,1\}//p' "$0"; exit 2; }
 src=$1 branch=$2 root=${3:-/var/tmp/luks-nbd-fresh}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 quickstart_timeout=${QUICKSTART_TIMEOUT:-1800}
+variant=${DEBOOTSTRAP_VARIANT:-minbase}
+base_tar=$root.$variant.tar
 [ "$(id -u)" -eq 0 ] || { echo "fresh-machine-check: run as root (debootstrap, chroot, mount)" >&2; exit 1; }
 git -C "$src" rev-parse --verify -q "$branch^{commit}" > /dev/null ||
   { echo "fresh-machine-check: $src has no branch or commit $branch" >&2; exit 1; }
@@ -51,14 +56,16 @@ if [ -e "$root" ]; then
 fi
 
 t0=$(now)
-if [ -f "$root.base.tar" ]; then
-  say "unpacking the pristine bookworm chroot $root.base.tar"
+if [ -f "$base_tar" ]; then
+  say "unpacking the pristine bookworm chroot $base_tar"
   mkdir -p "$root"
-  tar -C "$root" -xpf "$root.base.tar"
+  tar -C "$root" -xpf "$base_tar"
 else
   command -v debootstrap > /dev/null || apt-get install -y -q debootstrap
-  say "debootstrap bookworm $root (from $mirror)"
-  debootstrap bookworm "$root" "$mirror" > "$root.debootstrap.log" 2>&1 ||
+  say "debootstrap --variant=$variant bookworm $root (from $mirror)"
+  opt=--variant=$variant
+  [ "$variant" != default ] || opt=
+  debootstrap $opt bookworm "$root" "$mirror" > "$root.debootstrap.log" 2>&1 ||
     { tail -20 "$root.debootstrap.log"; exit 1; }
   # A fresh Debian 12 installation has the updates and security suites too.
   cat > "$root/etc/apt/sources.list" <<EOF
@@ -67,7 +74,7 @@ deb $mirror bookworm-updates main
 deb ${mirror%/debian}/debian-security bookworm-security main
 EOF
   touch "$root/etc/luks-nbd-fresh-machine-check"
-  tar -C "$root" -cpf "$root.base.tar" .
+  tar -C "$root" -cpf "$base_tar" .
 fi
 t_debootstrap=$(($(now) - t0))
 cp /etc/resolv.conf "$root/etc/resolv.conf"
@@ -120,7 +127,7 @@ log=$root/root/luks-nbd/run-tests.log
 last=$(tail -n 1 "$log")
 
 echo
-echo "fresh-machine-check of $branch ($commit) in $root"
+echo "fresh-machine-check of $branch ($commit) in $root ($variant bookworm)"
 echo "  debootstrap (or unpack):  ${t_debootstrap}s"
 echo "  ./quickstart.sh:          ${t_quickstart}s, $quickstart"
 echo "  CI=true ./run-tests.sh:   ${t_tests}s, exit $rc"
