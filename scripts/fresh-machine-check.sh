@@ -20,6 +20,9 @@
 # CHROOT_DIR.VARIANT.tar, so a second run skips debootstrap (delete that
 # file to start from the mirror again).
 set -eu
+# All in one block, which bash reads whole before running it: editing this
+# file (a git checkout) during the half-hour run must not change what runs.
+{
 [ $# -ge 2 ] || { sed -n '2,/^set -eu/s/^# \{0,1\}//p' "$0"; exit 2; }
 src=$1 branch=$2 root=${3:-/var/tmp/luks-nbd-fresh}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -138,3 +141,5 @@ if grep -qE '^(FAIL|ERROR|SKIP|XPASS):|failed$|^CI:' "$log"; then
   grep -E '^(FAIL|ERROR|SKIP|XPASS):|failed$|^CI:' "$log" | sed 's/^/    /'
 fi
 [ "$quickstart" = served ] && [ "$rc" -eq 0 ]
+exit
+}
