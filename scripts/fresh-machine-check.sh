@@ -81,6 +81,9 @@ EOF
 fi
 t_debootstrap=$(($(now) - t0))
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# Every machine has an /etc/hosts (the installer, or the container runtime,
+# writes it); a minbase chroot has none, and "localhost" would not resolve.
+[ -e "$root/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
 
 mount -t proc proc "$root/proc"
 mount -t sysfs sys "$root/sys"
