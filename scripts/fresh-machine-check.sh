@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the README's two commands, in the README's order, on a machine that
 # has none of luks-nbd's packages: a debootstrap'd Debian 12 (bookworm)
-# chroot.  A developer tool, not part of `make check` (it downloads ~1 GB of
-# packages and takes about half an hour); see docs/fresh-machine-check.md.
+# chroot.  A developer tool, not part of `make check` (it downloads ~200 MB of
+# packages and takes 10 to 30 minutes); see docs/fresh-machine-check.md.
 #
 #   scripts/fresh-machine-check.sh SRC_GIT_DIR BRANCH [CHROOT_DIR]
 #
@@ -21,7 +21,7 @@
 # file to start from the mirror again).
 set -eu
 # All in one block, which bash reads whole before running it: editing this
-# file (a git checkout) during the half-hour run must not change what runs.
+# file (a git checkout) during the long run must not change what runs.
 {
 [ $# -ge 2 ] || { sed -n '2,/^set -eu/s/^# \{0,1\}//p' "$0"; exit 2; }
 src=$1 branch=$2 root=${3:-/var/tmp/luks-nbd-fresh}

@@ -7,8 +7,8 @@ Usage: deps_check.py INSTALL_DEPS_SH TEST_FILE...
 Finds what the tests use by reading them: the tools named by `need`, the
 command words of the shell tests (also inside $(...), `--run '...'`,
 `sh -c '...'` and here-documents that are shell or Python), the programs
-the Python clients start with subprocess/os.exec*, and the modules they
-import.  Each is mapped to the package owning it (`dpkg -S`).  A package
+the Python clients start with subprocess/os.exec*, the modules they
+import, and the programs those tools run in turn (RUN_BY).  Each is mapped to the package owning it (`dpkg -S`).  A package
 counts as installed by install-deps when it is in its PKGS list, pulled in
 by one of those through Depends/Pre-Depends (first alternative), or has
 Priority: required / Essential: yes (every Debian system has those).
