@@ -2,12 +2,19 @@
 # Installs the build dependencies, builds luks-nbd, makes a demo volume
 # with cryptsetup (LUKS2, detached header) if there is none, and serves it
 # on a unix socket until Ctrl-C.  Run as root on Debian 12.
+# It builds out of tree, in build-quickstart/, which run-tests.sh leaves
+# alone: either script may run first.  Arguments go to luks-nbd, e.g.
+#   ./quickstart.sh --run 'nbdinfo "$uri"'
+# serves only while that command runs.
 set -eu
 cd "$(dirname "$0")"
 ./scripts/install-deps.sh
 [ -x configure ] || ./autogen.sh
-[ -f Makefile ] || ./configure
-make -j"$(nproc)"
+./scripts/distclean-source-tree.sh
+build=$(pwd)/build-quickstart
+mkdir -p "$build"
+[ -f "$build/Makefile" ] || (cd "$build" && ../configure)
+make -C "$build" -j"$(nproc)"
 
 demo=$(pwd)/demo
 sock=$demo/luks-nbd.sock
@@ -29,5 +36,6 @@ cat <<EOM
    nbd-client -unix $sock -N demo /dev/nbd0        (needs the nbd kernel module)
    nbdfuse $demo/mnt 'nbd+unix:///demo?socket=$sock'  (then $demo/mnt/nbd is the plaintext disk)
 EOM
-exec server/luks-nbd --socket "$sock" -v \
-  --export "name=demo,payload=$demo/disk.img,header=$demo/disk.hdr,key-file=$demo/key,description=luks-nbd demo volume"
+exec "$build/server/luks-nbd" --socket "$sock" -v \
+  --export "name=demo,payload=$demo/disk.img,header=$demo/disk.hdr,key-file=$demo/key,description=luks-nbd demo volume" \
+  "$@"

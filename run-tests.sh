@@ -10,6 +10,9 @@ top=$(pwd)
 jobs=$(nproc 2>/dev/null || echo 2)
 
 ./scripts/install-deps.sh
+# The builds below are out of tree: undo an in-place ./configure (or one
+# by an older quickstart.sh), which would make their configure refuse.
+./scripts/distclean-source-tree.sh
 ./autogen.sh >/dev/null 2>&1 || ./autogen.sh
 
 passed=0 failed=0 skipped=0
