@@ -53,19 +53,6 @@ read_compressed (struct qcow2 *q, uint64_t entry, uint8_t *out)
 }
 
 static int
-check_data_offset (struct qcow2 *q, uint64_t host, uint64_t vcluster)
-{
-  if (host % q->h.cluster_size || host + q->h.cluster_size > q->next_free ||
-      host == 0)
-    return error_set (-EIO,
-                      "%s: qcow2 L2 entry for cluster %llu points to %llu, "
-                      "outside the image",
-                      q->node.label, (unsigned long long) vcluster,
-                      (unsigned long long) host);
-  return 0;
-}
-
-static int
 qcow2_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
 {
   struct qcow2 *q = (struct qcow2 *) n;
@@ -98,14 +85,15 @@ qcow2_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
       memset (out, 0, len);
     } else if (r == 0) {
       host = entry & QCOW2_OFFSET_MASK;
-      r = check_data_offset (q, host, vcluster);
+      r = qcow2_check_data_offset (q, host, vcluster);
       /* Extend over following clusters that are contiguous on disk. */
       while (r == 0 && len < count) {
         uint64_t next;
         if (qcow2_lookup (q, vcluster + 1, &next) < 0 ||
             (next & (QCOW2_OFLAG_COMPRESSED | QCOW2_OFLAG_ZERO)) ||
             (next & QCOW2_OFFSET_MASK) != host + (len + in) ||
-            check_data_offset (q, next & QCOW2_OFFSET_MASK, vcluster + 1) < 0)
+            qcow2_check_data_offset (q, next & QCOW2_OFFSET_MASK,
+                                     vcluster + 1) < 0)
           break;
         vcluster++;
         len = min_u64 (len + q->h.cluster_size, count);
@@ -207,7 +195,7 @@ qcow2_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
     if (r == 0 && (entry & QCOW2_OFLAG_COPIED) &&
         !(entry & (QCOW2_OFLAG_COMPRESSED | QCOW2_OFLAG_ZERO))) {
       uint64_t host = entry & QCOW2_OFFSET_MASK;
-      r = check_data_offset (q, host, vcluster);
+      r = qcow2_check_data_offset (q, host, vcluster);
       pthread_mutex_unlock (&q->lock);
       if (r == 0)
         r = node_pwrite (q->file, data, len, host + in, 0);

@@ -103,6 +103,12 @@ struct qcow2 {
 /* qcow2_map.c (lock held) */
 int qcow2_l2_get (struct qcow2 *q, uint64_t l2_offset, uint64_t **table);
 int qcow2_lookup (struct qcow2 *q, uint64_t vcluster, uint64_t *entry);
+/* -EIO, naming the cluster, if a standard L2 entry has reserved bits set
+ * / if a data cluster's host offset is unaligned, 0 or past the file. */
+int qcow2_check_entry (const struct qcow2 *q, uint64_t vcluster,
+                       uint64_t entry);
+int qcow2_check_data_offset (const struct qcow2 *q, uint64_t host,
+                             uint64_t vcluster);
 int qcow2_set_l2_entry (struct qcow2 *q, uint64_t vcluster, uint64_t entry);
 /* Writes table[first, first+n) of the L2 table at l2_offset in one go. */
 int qcow2_write_l2_entries (struct qcow2 *q, uint64_t l2_offset,

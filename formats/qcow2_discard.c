@@ -45,22 +45,12 @@ static int
 check_entry (const struct qcow2 *q, uint64_t vcluster, uint64_t entry)
 {
   uint64_t host = entry & QCOW2_OFFSET_MASK;
+  int r = qcow2_check_entry (q, vcluster, entry);
 
-  if (entry & QCOW2_OFLAG_COMPRESSED)
-    return 0; /* the refcount update checks its clusters */
-  if (entry & QCOW2_L2_STANDARD_RESERVED)
-    return error_set (-EIO,
-                      "%s: qcow2 L2 entry for cluster %llu has reserved "
-                      "bits set (0x%016llx)",
-                      q->node.label, (unsigned long long) vcluster,
-                      (unsigned long long) entry);
-  if (host && (host % q->h.cluster_size || host >= q->next_free))
-    return error_set (-EIO,
-                      "%s: qcow2 L2 entry for cluster %llu points to %llu, "
-                      "outside the image",
-                      q->node.label, (unsigned long long) vcluster,
-                      (unsigned long long) host);
-  return 0;
+  /* A compressed entry's clusters are checked by the refcount update. */
+  if (r < 0 || (entry & QCOW2_OFLAG_COMPRESSED) || !host)
+    return r;
+  return qcow2_check_data_offset (q, host, vcluster);
 }
 
 /* Discards clusters [vcluster, vcluster+n) of one L2 table.  Lock held. */

@@ -47,9 +47,8 @@ qcow2_l2_get (struct qcow2 *q, uint64_t l2_offset, uint64_t **table)
   return 0;
 }
 
-/* A standard entry with reserved bits set is corruption. */
-static int
-check_entry (const struct qcow2 *q, uint64_t vcluster, uint64_t entry)
+int
+qcow2_check_entry (const struct qcow2 *q, uint64_t vcluster, uint64_t entry)
 {
   if (!(entry & QCOW2_OFLAG_COMPRESSED) && (entry & QCOW2_L2_STANDARD_RESERVED))
     return error_set (-EIO,
@@ -57,6 +56,20 @@ check_entry (const struct qcow2 *q, uint64_t vcluster, uint64_t entry)
                       "bits set (0x%016llx)",
                       q->node.label, (unsigned long long) vcluster,
                       (unsigned long long) entry);
+  return 0;
+}
+
+int
+qcow2_check_data_offset (const struct qcow2 *q, uint64_t host,
+                         uint64_t vcluster)
+{
+  if (host % q->h.cluster_size || host + q->h.cluster_size > q->next_free ||
+      host == 0)
+    return error_set (-EIO,
+                      "%s: qcow2 L2 entry for cluster %llu points to %llu, "
+                      "outside the image",
+                      q->node.label, (unsigned long long) vcluster,
+                      (unsigned long long) host);
   return 0;
 }
 
@@ -79,7 +92,7 @@ qcow2_lookup (struct qcow2 *q, uint64_t vcluster, uint64_t *entry)
   if (r < 0)
     return r;
   *entry = table[vcluster % q->l2_entries];
-  return check_entry (q, vcluster, *entry);
+  return qcow2_check_entry (q, vcluster, *entry);
 }
 
 /* What a run of clusters is, for qcow2_map_runs: runs merge only within
@@ -154,7 +167,7 @@ qcow2_map_runs (struct qcow2 *q, uint64_t vcluster, uint64_t clusters,
     for (; r == 0 && vcluster < stop && visited < QCOW2_WALK_LOCKED;
          vcluster++, visited++) {
       uint64_t entry = table[vcluster % q->l2_entries];
-      r = check_entry (q, vcluster, entry);
+      r = qcow2_check_entry (q, vcluster, entry);
       if (r == 0 &&
           !add_to_runs (runs, n_runs, max_runs, entry, 1, q->h.cluster_size))
         goto out;
