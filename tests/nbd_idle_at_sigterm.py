@@ -7,7 +7,6 @@ CASE: handshake (greeted, sends nothing), transmission (after GO, idle),
 starttls (STARTTLS acknowledged, no TLS handshake sent), tls-transmission
 (GO over TLS, idle), nonreader (64 reads of 1 MiB sent, no reply read).
 Prints PASS/FAIL lines that the calling script numbers."""
-import os
 import select
 import ssl
 import struct
@@ -16,7 +15,7 @@ import sys
 import time
 
 from nbdtest import (NBD_REQUEST_MAGIC, go, option, option_reply, raw_connect,
-                     report)
+                     report, wait_settled)
 
 case, sock_path, ca_cert, bound = sys.argv[1:5]
 bound = float(bound)
@@ -43,12 +42,6 @@ def starttls(sock):
     return ctx.wrap_socket(sock)
 
 
-def cpu_ticks():
-    with open(f"/proc/{daemon.pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
 if case == "transmission":
     assert go(s) == REP_ACK
 elif case == "starttls":
@@ -62,14 +55,7 @@ elif case == "nonreader":
     s.sendall(b"".join(struct.pack(">IHHQQI", NBD_REQUEST_MAGIC, 0, 0, i,
                                    0, MIB) for i in range(64)))
     # Served all it can once its CPU time stops moving (bounded: 60 s).
-    last, still = -1, 0
-    for _ in range(600):
-        now = cpu_ticks()
-        still = still + 1 if now == last else 0
-        last = now
-        if still >= 5:
-            break
-        select.select([], [], [], 0.1)
+    wait_settled(daemon.pid)
 
 start = time.monotonic()
 daemon.terminate()

@@ -10,15 +10,14 @@ under --tls=require: each refused with ERR_TLS_REQD), or tls-info
 (NBD_OPT_INFO after STARTTLS; needs CA_CERT).
 Prints PASS/FAIL lines that the calling script numbers."""
 import os
-import select
 import socket
 import ssl
 import struct
 import sys
 import time
 
-from nbdtest import (IHAVEOPT, go, option, option_reply, raw_connect,
-                     recv_exact, report)
+from nbdtest import (IHAVEOPT, go, option, option_reply, peak_rss_mib,
+                     raw_connect, recv_exact, report, wait_settled)
 
 sock_path, limit, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 ca_cert = sys.argv[4] if len(sys.argv) > 4 else None
@@ -56,31 +55,10 @@ while sent < CAP and time.monotonic() - start < 60:
         break
 
 
-def cpu_ticks():
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def peak_rss_mib():
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) // 1024
-    return -1
-
-
 # The server has taken all it will once its CPU time stops moving
 # (bounded: 60 s of 0.1 s samples).
-last, still = -1, 0
-for _ in range(600):
-    now = cpu_ticks()
-    still = still + 1 if now == last else 0
-    last = now
-    if still >= 5:
-        break
-    select.select([], [], [], 0.1)
-peak = peak_rss_mib()
+settled = wait_settled(pid)
+peak = peak_rss_mib(pid)
 report(pushed_back, f"{kind} flood: the server stops reading while its "
        f"replies are unread ({sent // 1024} KiB of options taken)")
 report(0 < peak < limit, f"{kind} flood: peak RSS {peak} MiB (limit {limit})")

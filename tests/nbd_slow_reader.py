@@ -8,13 +8,13 @@ argv: SOCKET PLAINTEXT LIMIT_MIB [CA_CERT (then STARTTLS first)
       [COUNT LENGTH_MIB (then each request in its own TLS record)]]
 Prints PASS/FAIL lines that the calling script numbers."""
 import os
-import select
 import ssl
 import struct
 import sys
 
-from nbdtest import (NBD_REQUEST_MAGIC, go, option, option_reply, raw_connect,
-                     recv_exact, report)
+from nbdtest import (NBD_REQUEST_MAGIC, go, option, option_reply,
+                     peak_rss_mib, raw_connect, recv_exact, report,
+                     wait_settled)
 
 sock_path, plain_path, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ca_cert = sys.argv[4] if len(sys.argv) > 4 else None
@@ -47,32 +47,11 @@ else:
     s.sendall(b"".join(requests))
 
 
-def cpu_ticks():
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def peak_rss_mib():
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) // 1024
-    return -1
-
-
 # The server has taken all it will once its CPU time stops moving
 # (bounded: 60 s of 0.1 s samples).
-last, still = -1, 0
-for _ in range(600):
-    now = cpu_ticks()
-    still = still + 1 if now == last else 0
-    last = now
-    if still >= 5:
-        break
-    select.select([], [], [], 0.1)
-peak = peak_rss_mib()
-report(still >= 5, f"{what}: the server settles while the client reads nothing")
+settled = wait_settled(pid)
+peak = peak_rss_mib(pid)
+report(settled, f"{what}: the server settles while the client reads nothing")
 report(0 < peak < limit,
        f"{what}: peak RSS {peak} MiB with {COUNT * LENGTH // MIB} MiB of reads asked for")
 

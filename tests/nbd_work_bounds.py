@@ -25,8 +25,8 @@ import select
 import struct
 import sys
 
-from nbdtest import (NBD_REQUEST_MAGIC, go, option, option_reply, raw_connect,
-                     recv_exact, report)
+from nbdtest import (NBD_REQUEST_MAGIC, cpu_ticks, go, option, option_reply,
+                     raw_connect, recv_exact, report)
 
 CMD_READ, CMD_CACHE, CMD_WRITE_ZEROES, CMD_BLOCK_STATUS = 0, 5, 6, 7
 SIMPLE_MAGIC, STRUCTURED_MAGIC = 0x67446698, 0x668E33EF
@@ -62,12 +62,6 @@ def make_qcow2(path, mode):
                 entries[i] = (data_start + (first + i) * cluster) | copied
             f.write(struct.pack(f">{per_table}Q", *entries))
         f.truncate(data_start + vsize)
-
-
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
 
 
 def request(cmd, handle, offset, count, flags=0):

@@ -1,6 +1,7 @@
 """Helpers shared by the Python test clients (run with /usr/bin/python3,
 which has python3-libnbd)."""
 import errno
+import select
 import socket
 import struct
 
@@ -79,3 +80,34 @@ def server_closed(s, seconds=10):
         return True
     except socket.timeout:
         return False
+
+
+def cpu_ticks(pid):
+    """utime + stime of process `pid`, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def peak_rss_mib(pid):
+    """The peak resident set (VmHWM) of process `pid`, in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
+    return -1
+
+
+def wait_settled(pid, samples=5, seconds=60):
+    """True once the CPU time of process `pid` has not moved for `samples`
+    0.1 s samples in a row (it has taken all the work it will), within
+    `seconds`; False if it never settles."""
+    last, still = -1, 0
+    for _ in range(seconds * 10):
+        now = cpu_ticks(pid)
+        still = still + 1 if now == last else 0
+        last = now
+        if still >= samples:
+            return True
+        select.select([], [], [], 0.1)
+    return False
