@@ -8,12 +8,11 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "fuzz.h"
 #include "internal.h"
 #include "mem-node.h"
+#include "stream-client.h"
 
 #define EXPORT_BYTES (1024 * 1024)
 
@@ -24,41 +23,6 @@ server_stopping (void)
 {
   return false;
 }
-
-struct client {
-  uv_pipe_t pipe;
-  uv_write_t write;
-  uv_shutdown_t shutdown;
-  char drain[65536];
-  uint8_t *input;
-};
-
-static void
-on_client_close (uv_handle_t *h)
-{}
-
-static void
-client_alloc (uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-  struct client *cl = h->data;
-
-  *buf = uv_buf_init (cl->drain, sizeof cl->drain);
-}
-
-static void
-client_read (uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-  if (n < 0) /* the server closed: done */
-    uv_close ((uv_handle_t *) s, on_client_close);
-}
-
-static void
-client_written (uv_write_t *w, int status)
-{}
-
-static void
-client_shut (uv_shutdown_t *s, int status)
-{}
 
 static void
 setup_once (void)
@@ -88,28 +52,7 @@ setup_once (void)
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
-  struct client cl = { 0 };
-  int sv[2];
-
   setup_once ();
-  if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-    abort ();
-  if (conn_open_fd (server_loop, sv[0]) < 0 ||
-      uv_pipe_init (server_loop, &cl.pipe, 0) < 0 ||
-      uv_pipe_open (&cl.pipe, sv[1]) < 0)
-    abort ();
-  cl.pipe.data = &cl;
-  cl.input = malloc (size ? size : 1);
-  if (!cl.input)
-    abort ();
-  memcpy (cl.input, data, size);
-  uv_buf_t b = uv_buf_init ((char *) cl.input, (unsigned) size);
-  if (uv_write (&cl.write, (uv_stream_t *) &cl.pipe, &b, 1, client_written) <
-        0 ||
-      uv_shutdown (&cl.shutdown, (uv_stream_t *) &cl.pipe, client_shut) < 0 ||
-      uv_read_start ((uv_stream_t *) &cl.pipe, client_alloc, client_read) < 0)
-    abort ();
-  uv_run (server_loop, UV_RUN_DEFAULT);
-  free (cl.input);
+  fuzz_stream_run (server_loop, conn_open_fd, data, size);
   return 0;
 }
