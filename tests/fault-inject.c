@@ -20,21 +20,12 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "shim-fd-path.h"
+
 static int
 is_target (int fd)
 {
-  const char *path = getenv ("FAULT_PATH");
-  char link[64], target[PATH_MAX];
-  ssize_t n;
-
-  if (!path)
-    return 0;
-  snprintf (link, sizeof link, "/proc/self/fd/%d", fd);
-  n = readlink (link, target, sizeof target - 1);
-  if (n < 0)
-    return 0;
-  target[n] = '\0';
-  return strcmp (target, path) == 0;
+  return fd_is_path (fd, getenv ("FAULT_PATH"));
 }
 
 /* One line appended with one write (O_APPEND: lines from several

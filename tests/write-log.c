@@ -18,23 +18,14 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "shim-fd-path.h"
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static int
 watched (int fd)
 {
-  const char *path = getenv ("WRITE_LOG_PATH");
-  char link[64], target[PATH_MAX];
-  ssize_t n;
-
-  if (!path || !getenv ("WRITE_LOG"))
-    return 0;
-  snprintf (link, sizeof link, "/proc/self/fd/%d", fd);
-  n = readlink (link, target, sizeof target - 1);
-  if (n < 0)
-    return 0;
-  target[n] = '\0';
-  return strcmp (target, path) == 0;
+  return getenv ("WRITE_LOG") && fd_is_path (fd, getenv ("WRITE_LOG_PATH"));
 }
 
 /* Appends one record; the caller holds `lock`, so records keep the
