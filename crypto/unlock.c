@@ -24,7 +24,7 @@ area_bytes (const struct luks_header *hdr, const struct luks_keyslot *ks)
   return (af_bytes + LUKS_SECTOR - 1) / LUKS_SECTOR * LUKS_SECTOR;
 }
 
-/* What vouches for a key: SHA-256 over the header's metadata hash, the
+/* What vouches for a key: HMAC-SHA256 (hash_keyed) over the header's metadata hash, the
  * keyslot id, the hash of that keyslot's (encrypted) area bytes and the
  * hash of the passphrase.  The same passphrase over the same bytes always
  * yields the same key, so a header and passphrase with the same vouch
@@ -43,8 +43,11 @@ slot_vouch (const struct luks_header *hdr, const struct luks_keyslot *ks,
   r = hash_buffer (GCRY_MD_SHA256, buf + H + 4, area, area_bytes (hdr, ks));
   if (r == 0)
     r = hash_buffer (GCRY_MD_SHA256, buf + 2 * H + 4, pass, passlen);
+  /* Keyed: the vouch lives in ordinary memory with the volume, and the
+   * header's bytes are public, so a plain hash would let a copy of that
+   * memory test passphrase guesses at hash speed, skipping the KDF. */
   if (r == 0)
-    r = hash_buffer (GCRY_MD_SHA256, out, buf, sizeof buf);
+    r = hash_keyed (out, buf, sizeof buf);
   secmem_wipe (buf, sizeof buf);
   return r;
 }
@@ -134,12 +137,13 @@ luks_unlock (const struct luks_header *hdr, const void *pass, size_t passlen,
       r = try_keyslot (hdr, ks, pass, passlen, key, vouch);
     }
   }
-  if (r == 0) {
+  if (r == 0)
     r = volume_new (hdr, key, slot, vouch, out);
-    secmem_wipe (vouch, sizeof vouch); /* it hashes the passphrase too */
-    return r;
-  }
-  secmem_free (key, hdr->key_bytes);
+  else
+    secmem_free (key, hdr->key_bytes);
+  secmem_wipe (vouch, sizeof vouch); /* it hashes the passphrase too */
+  if (r == 0)
+    return 0;
   if (keyslot >= 0 && !found)
     return error_set (-ENOENT, "%s: key slot %d is not active", hdr->src.name,
                       keyslot);

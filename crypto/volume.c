@@ -76,6 +76,7 @@ luks_volume_free (struct luks_volume *v)
     v->idle = next;
   }
   secmem_free (v->key, v->key_bytes);
+  secmem_wipe (v->vouch, sizeof v->vouch);
   pthread_mutex_destroy (&v->lock);
   free (v);
 }

@@ -36,11 +36,10 @@ read_compressed (struct qcow2 *q, uint64_t entry, uint8_t *out)
   uint8_t *in;
   int r;
 
+  r = qcow2_check_compressed (q, entry);
+  if (r < 0)
+    return r;
   qcow2_compressed_extent (q, entry, &off, &len);
-  if (len > 2 * q->h.cluster_size ||
-      off + len > q->next_free + q->h.cluster_size)
-    return error_set (-EIO, "%s: qcow2 compressed cluster at %llu is invalid",
-                      q->node.label, (unsigned long long) off);
   len = min_u64 (len, q->next_free - off);
   in = malloc (len);
   if (!in)
@@ -114,6 +113,16 @@ qcow2_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
 /* First write to a cluster (unallocated, zero, compressed, or shared):
  * build the whole new cluster, allocate, write, persist, link, then drop
  * the old compressed data's references.  Lock held. */
+/* Whether rewriting a cluster drops the old entry's references: a
+ * compressed one, or data shared with a snapshot (not COPIED). */
+static bool
+frees_old (uint64_t entry)
+{
+  return (entry & QCOW2_OFLAG_COMPRESSED) ||
+         ((entry & QCOW2_OFFSET_MASK) && !(entry & QCOW2_OFLAG_COPIED) &&
+          !(entry & QCOW2_OFLAG_ZERO));
+}
+
 static int
 write_new_cluster (struct qcow2 *q, uint64_t vcluster, uint64_t entry,
                    const uint8_t *data, uint64_t in, uint64_t len)
@@ -126,6 +135,10 @@ write_new_cluster (struct qcow2 *q, uint64_t vcluster, uint64_t entry,
   if (posix_memalign (&p, 4096, q->h.cluster_size) != 0)
     return error_set (-ENOMEM, "out of memory");
   uint8_t *cl = memset (p, 0, q->h.cluster_size);
+  if (frees_old (entry))
+    r = qcow2_check_free_entry (q, entry); /* before anything changes */
+  if (r < 0)
+    goto out;
   if (entry & QCOW2_OFLAG_COMPRESSED)
     r = read_compressed (q, entry, cl);
   else if (!entry && q->backing) /* copy-on-write from the backing */
@@ -149,10 +162,7 @@ write_new_cluster (struct qcow2 *q, uint64_t vcluster, uint64_t entry,
   /* The old data's references go only once the new entry is durable: a
    * crash in between leaks them (qemu-img check -r leaks repairs that),
    * but never leaves the old entry on a cluster counted as free. */
-  if (r == 0 &&
-      ((entry & QCOW2_OFLAG_COMPRESSED) ||
-       ((entry & QCOW2_OFFSET_MASK) && !(entry & QCOW2_OFLAG_COPIED) &&
-        !(entry & QCOW2_OFLAG_ZERO)))) {
+  if (r == 0 && frees_old (entry)) {
     r = qcow2_barrier (q);
     if (r == 0)
       r = qcow2_free_entry (q, entry);

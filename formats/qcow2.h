@@ -109,6 +109,9 @@ int qcow2_check_entry (const struct qcow2 *q, uint64_t vcluster,
                        uint64_t entry);
 int qcow2_check_data_offset (const struct qcow2 *q, uint64_t host,
                              uint64_t vcluster);
+/* -EIO if a compressed entry's bytes start in the header cluster, are
+ * longer than two clusters or lie past the file. */
+int qcow2_check_compressed (const struct qcow2 *q, uint64_t entry);
 int qcow2_set_l2_entry (struct qcow2 *q, uint64_t vcluster, uint64_t entry);
 /* Writes table[first, first+n) of the L2 table at l2_offset in one go. */
 int qcow2_write_l2_entries (struct qcow2 *q, uint64_t l2_offset,
@@ -141,6 +144,10 @@ int qcow2_alloc_cluster (struct qcow2 *q, uint64_t *host_offset);
 /* Drops the references an L2 entry held (normal or compressed data).
  * Only once the entry no longer points there on disk (after a barrier):
  * a crash must never leave an L2 entry on a cluster with refcount 0. */
+/* -EIO, before anything changes, if freeing entry's clusters would free
+ * metadata (the header, a table) or a compressed extent is invalid: a
+ * corrupt entry must fail its request, not punch a hole in the image. */
+int qcow2_check_free_entry (struct qcow2 *q, uint64_t entry);
 int qcow2_free_entry (struct qcow2 *q, uint64_t entry);
 
 /* qcow2_discard.c: the node's trim op (takes the locks itself). */

@@ -42,15 +42,17 @@ discarded (const struct qcow2 *q, uint64_t entry)
 /* Checks an entry before its clusters are freed: freeing what a broken
  * table names could free metadata. */
 static int
-check_entry (const struct qcow2 *q, uint64_t vcluster, uint64_t entry)
+check_entry (struct qcow2 *q, uint64_t vcluster, uint64_t entry)
 {
   uint64_t host = entry & QCOW2_OFFSET_MASK;
   int r = qcow2_check_entry (q, vcluster, entry);
 
-  /* A compressed entry's clusters are checked by the refcount update. */
-  if (r < 0 || (entry & QCOW2_OFLAG_COMPRESSED) || !host)
+  if (r < 0)
     return r;
-  return qcow2_check_data_offset (q, host, vcluster);
+  if (!(entry & QCOW2_OFLAG_COMPRESSED) && host &&
+      (r = qcow2_check_data_offset (q, host, vcluster)) < 0)
+    return r;
+  return qcow2_check_free_entry (q, entry);
 }
 
 /* Discards clusters [vcluster, vcluster+n) of one L2 table.  Lock held. */

@@ -74,6 +74,19 @@ qcow2_check_data_offset (const struct qcow2 *q, uint64_t host,
 }
 
 int
+qcow2_check_compressed (const struct qcow2 *q, uint64_t entry)
+{
+  uint64_t off, len;
+
+  qcow2_compressed_extent (q, entry, &off, &len);
+  if (off < q->h.cluster_size || len > 2 * q->h.cluster_size ||
+      off + len > q->next_free + q->h.cluster_size)
+    return error_set (-EIO, "%s: qcow2 compressed cluster at %llu is invalid",
+                      q->node.label, (unsigned long long) off);
+  return 0;
+}
+
+int
 qcow2_lookup (struct qcow2 *q, uint64_t vcluster, uint64_t *entry)
 {
   uint64_t l1_index = vcluster / q->l2_entries;

@@ -195,20 +195,49 @@ free_cluster (struct qcow2 *q, uint64_t host_offset)
   return 0;
 }
 
-int
-qcow2_free_entry (struct qcow2 *q, uint64_t entry)
+/* Calls fn for each host cluster an entry holds a reference to: a
+ * compressed entry's deflated bytes may straddle two. */
+static int
+for_each_cluster (struct qcow2 *q, uint64_t entry,
+                  int (*fn) (struct qcow2 *, uint64_t))
 {
   int r = 0;
 
   if (entry & QCOW2_OFLAG_COMPRESSED) {
-    /* The deflated data may straddle clusters; each holds a reference. */
     uint64_t off, len;
     qcow2_compressed_extent (q, entry, &off, &len);
     uint64_t first = off & ~(q->h.cluster_size - 1);
     uint64_t last = (off + len - 1) & ~(q->h.cluster_size - 1);
     for (uint64_t c = first; r == 0 && c <= last; c += q->h.cluster_size)
-      r = free_cluster (q, c);
+      r = fn (q, c);
   } else if (entry & QCOW2_OFFSET_MASK)
-    r = free_cluster (q, entry & QCOW2_OFFSET_MASK);
+    r = fn (q, entry & QCOW2_OFFSET_MASK);
   return r;
+}
+
+static int
+refuse_metadata (struct qcow2 *q, uint64_t host_offset)
+{
+  if (is_metadata (q, host_offset >> q->h.cluster_bits))
+    return error_set (-EIO,
+                      "%s: qcow2 L2 entry names the metadata cluster at "
+                      "%llu as data: the image is corrupt",
+                      q->node.label, (unsigned long long) host_offset);
+  return 0;
+}
+
+int
+qcow2_check_free_entry (struct qcow2 *q, uint64_t entry)
+{
+  int r = 0;
+
+  if (entry & QCOW2_OFLAG_COMPRESSED)
+    r = qcow2_check_compressed (q, entry);
+  return r < 0 ? r : for_each_cluster (q, entry, refuse_metadata);
+}
+
+int
+qcow2_free_entry (struct qcow2 *q, uint64_t entry)
+{
+  return for_each_cluster (q, entry, free_cluster);
 }

@@ -118,6 +118,21 @@ check_fails_with "L2 entry with reserved bits: that read fails" "L2 entry for cl
 check_fails_with "L2 entry past EOF: that read fails" "L2 entry for cluster 1 points to 1073741824, outside the image" \
   "$T" read-range "$TMP/l2.qcow2" 65536 4096
 check "other clusters of that image still read" "$T" read-range "$TMP/l2.qcow2" 131072 65536
+# An entry naming metadata as its data is corruption: trimming (freeing)
+# it must fail and leave the metadata alone, not punch a hole in the L1
+# table or the header (a data entry aimed at the L1 table; a compressed
+# entry aimed at offset 0).
+qemu-img create -q -f qcow2 -o cluster_size=65536 "$TMP/meta.qcow2" 1M
+qemu-io -f qcow2 -c "write -P 0x11 0 128k" "$TMP/meta.qcow2" > /dev/null
+l1=$(python3 -c "import struct,sys; f=open(sys.argv[1],'rb'); f.seek(40); print(struct.unpack('>Q', f.read(8))[0])" "$TMP/meta.qcow2")
+patch_l2 "$TMP/meta.qcow2" 0 "(1 << 63) | $l1"
+patch_l2 "$TMP/meta.qcow2" 1 "1 << 62"
+cp "$TMP/meta.qcow2" "$TMP/meta.before"
+check_fails_with "data entry naming the L1 table: a trim fails" "names the metadata cluster at $l1" \
+  "$T" trim "$TMP/meta.qcow2" 0 65536
+check_fails_with "compressed entry at offset 0: a trim fails" "compressed cluster at 0 is invalid" \
+  "$T" trim "$TMP/meta.qcow2" 65536 65536
+check "and neither touched a byte of the image" cmp -s "$TMP/meta.qcow2" "$TMP/meta.before"
 head -c 100 "$TMP/base.qcow2" > "$TMP/trunc.qcow2"
 check_fails_with "truncated image refused" "qcow2" "$T" read "$TMP/trunc.qcow2" "$TMP/out"
 done_testing
