@@ -204,7 +204,12 @@ def heredocs(text):
             kind = "shell"
         else:
             kind = "data"
-        docs.append((kind, "\n".join(body)))
+        body = "\n".join(body)
+        if not m.group(1):
+            # Unquoted: the shell expands the body, so \$ \` \\ are
+            # the literal characters the written script holds.
+            body = re.sub(r"\\([$`\\])", r"\1", body)
+        docs.append((kind, body))
     return "\n".join(out), docs
 
 
