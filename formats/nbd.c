@@ -283,8 +283,11 @@ note_write (struct nbd_node *n)
 
 /* Flushes on the held connection.  With multi-conn (or a single
  * connection) one flush covers the writes completed on every connection
- * before it was sent.  Writes lost with a dead connection fail the first
- * flush after (once: the client has then been told). */
+ * before it was sent.  Writes lost with a dead connection fail every
+ * flush after, as a failed fdatasync does on a file: one flag for the
+ * node cannot tell whose writes were lost, and clearing it at the first
+ * flush (perhaps another client's, or a FUA write's own) would let the
+ * next one report durable what may be gone. */
 static int
 flush_on (struct nbd_node *n, unsigned slot)
 {
@@ -300,12 +303,12 @@ flush_on (struct nbd_node *n, unsigned slot)
   if (covered > n->writes_flushed)
     n->writes_flushed = covered;
   lost = n->writes_lost;
-  n->writes_lost = false;
   pthread_mutex_unlock (&n->lock);
   if (lost)
     return error_set (-EIO,
                       "%s: a connection to the NBD server died with writes "
-                      "not yet flushed: they may be lost",
+                      "not yet flushed: they may be lost, and every flush "
+                      "fails until the export is opened again",
                       n->uri);
   return 0;
 }

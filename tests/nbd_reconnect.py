@@ -52,14 +52,21 @@ report(errno_of(lambda: h.flush()) == 0 and safe(lambda: h.pread(65536, MiB)) ==
        "after the restart, writes and flushes work and read back")
 
 # Writes acknowledged but not flushed when the remote went away may be
-# lost: the next flush must say so (once), not succeed.
+# lost: every flush after must say so, not succeed (one client's flush
+# must not clear the loss another client's writes suffered).
 safe(lambda: h.pwrite(c, 2 * MiB))
 remote("restart")
 report(safe(lambda: h.pread(65536, 0)) == a[:65536], "a read after a second restart works")
 report(errno_of(lambda: h.flush()) == errno.EIO,
        "the first flush after the remote went away with unflushed writes "
        "fails with EIO")
-report(errno_of(lambda: h.flush()) == 0, "the flush after it succeeds")
+h2 = nbd.NBD()
+h2.set_export_name(h.get_export_name())
+h2.connect_unix(sock)
+report(errno_of(lambda: h2.flush()) == errno.EIO and
+       errno_of(lambda: h.flush()) == errno.EIO,
+       "and so does every later flush, from any client")
+h2.shutdown()
 report(safe(lambda: h.pread(65536, 2 * MiB)) == c, "the unflushed write reads back")
 
 # A request in flight when the remote dies fails with EIO, without waiting

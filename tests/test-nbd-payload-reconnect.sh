@@ -4,7 +4,7 @@
 # serves, and reads and writes work again with the right data; a request
 # in flight when the remote dies fails with EIO at once; with the remote
 # gone a request fails after bounded retries; writes not yet flushed when
-# the remote went away make the next flush fail (EIO) instead of lying;
+# the remote went away make every later flush fail (EIO) instead of lying;
 # each reconnect is logged; over TCP the connection has keepalive armed.
 . "$(dirname "$0")/lib.sh"
 need cryptsetup nbdkit python3
