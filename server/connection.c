@@ -33,6 +33,17 @@ conn_count (void)
   return n_conns;
 }
 
+int
+conn_stream_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs,
+                   unsigned n, uv_write_cb cb)
+{
+  int r = uv_write (req, &c->h.stream, bufs, n, cb);
+
+  for (unsigned i = 0; r == 0 && i < n; i++)
+    c->submitted += bufs[i].len;
+  return r;
+}
+
 void
 conn_ref (struct conn *c)
 {
@@ -86,10 +97,15 @@ on_timer (uv_timer_t *t)
     conn_close (c);
     return;
   }
-  if (queued == 0 || queued < c->drain_queued) {
-    c->drain_queued = queued;
+  /* Progress is bytes the client took: the queue alone can grow while
+   * the client reads, as requests still running on our side add their
+   * replies, and one large reply may take longer than a tick. */
+  uint64_t taken = c->submitted - queued;
+  bool moved = taken != c->drain_taken;
+
+  c->drain_taken = taken;
+  if (queued == 0 || moved)
     return;
-  }
   log_info ("connection %llu: the client took none of its last %zu bytes "
             "in %u ms; closing",
             (unsigned long long) c->id, queued, handshake_ms);
@@ -145,7 +161,7 @@ conn_finish (struct conn *c)
     return;
   c->state = CONN_FINISHING;
   if (serving && handshake_ms) {
-    c->drain_queued = SIZE_MAX;
+    c->drain_taken = UINT64_MAX; /* the first tick only takes a reading */
     uv_timer_start (&c->timer, on_timer, handshake_ms, handshake_ms);
   }
   conn_wake (c);
@@ -177,7 +193,7 @@ conn_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs, unsigned n,
     return -ESHUTDOWN;
   if (c->tls)
     return tls_write (c, req, bufs, n, cb);
-  return uv_write (req, &c->h.stream, bufs, n, cb);
+  return conn_stream_write (c, req, bufs, n, cb);
 }
 
 /* A copy of data goes out; it counts against the output budget until
@@ -206,7 +222,7 @@ conn_send (struct conn *c, const void *data, size_t len)
   s->len = len;
   memcpy (s->data, data, len);
   b = uv_buf_init (s->data, (unsigned) len);
-  r = uv_write (&s->w, &c->h.stream, &b, 1, after_send);
+  r = conn_stream_write (c, &s->w, &b, 1, after_send);
   if (r < 0) {
     free (s);
     conn_close (c);

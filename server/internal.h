@@ -198,9 +198,11 @@ struct conn {
   bool base_allocation; /* base:allocation selected (SET_META_CONTEXT) */
   /* Handshake timeout, then (after SIGTERM) the deadline to drain. */
   uv_timer_t timer;
-  size_t drain_queued; /* FINISHING: output queued at the last tick */
-  bool reading;        /* uv_read_start in effect (I/O, not lifecycle) */
-  struct tls *tls;     /* after STARTTLS: every byte goes through it */
+  uint64_t submitted;   /* bytes handed to the socket (conn_stream_write) */
+  uint64_t drain_taken; /* FINISHING: bytes the client had taken at the
+                         * last tick (submitted less still queued) */
+  bool reading;         /* uv_read_start in effect (I/O, not lifecycle) */
+  struct tls *tls;      /* after STARTTLS: every byte goes through it */
   struct export *exp;
   uint8_t *in; /* unparsed input */
   size_t in_len;
@@ -219,6 +221,11 @@ struct conn {
   bool woken;
 };
 void conn_ref (struct conn *c);
+/* uv_write on c's socket, counting the bytes (the drain timer tells a
+ * client taking its output from one that is not by them).  Every write
+ * to a connection's socket goes through here. */
+int conn_stream_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs,
+                       unsigned n, uv_write_cb cb);
 void conn_unref (struct conn *c);
 static inline bool
 conn_closed (const struct conn *c)

@@ -311,7 +311,7 @@ tls_flush (struct conn *c, uv_write_t *req, uv_write_cb cb)
   b = uv_buf_init (t->out, (unsigned) t->out_len);
   t->out = NULL;
   t->out_len = t->out_cap = 0;
-  r = uv_write (&tw->w, &c->h.stream, &b, 1, after_tls_write);
+  r = conn_stream_write (c, &tw->w, &b, 1, after_tls_write);
   if (r < 0) {
     bufpool_put (tw->data, tw->cap);
     free (tw);

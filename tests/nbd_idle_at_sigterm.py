@@ -5,7 +5,10 @@ closes every connection: none may hold shutdown).
 argv: CASE SOCKET CA_CERT BOUND -- DAEMON ARGV...
 CASE: handshake (greeted, sends nothing), transmission (after GO, idle),
 starttls (STARTTLS acknowledged, no TLS handshake sent), tls-transmission
-(GO over TLS, idle), nonreader (64 reads of 1 MiB sent, no reply read).
+(GO over TLS, idle), nonreader (64 reads of 1 MiB sent, no reply read),
+slowreader (4 reads of 1 MiB sent just before SIGTERM, their replies
+read slowly, at 640 KiB/s: every one must arrive whole before the
+daemon exits, however long its requests take to finish).
 Prints PASS/FAIL lines that the calling script numbers."""
 import select
 import ssl
@@ -57,8 +60,28 @@ elif case == "nonreader":
     # Served all it can once its CPU time stops moving (bounded: 60 s).
     wait_settled(daemon.pid)
 
+elif case == "slowreader":
+    assert go(s) == REP_ACK
+    s.sendall(b"".join(struct.pack(">IHHQQI", NBD_REQUEST_MAGIC, 0, 0, i,
+                                   i * MIB, MIB) for i in range(4)))
+
 start = time.monotonic()
 daemon.terminate()
+if case == "slowreader":
+    # 64 KiB every 0.1 s (a select timeout paces it; nothing waits on
+    # the daemon's timing), until 4 whole replies or EOF, at most 60 s.
+    data = b""
+    while len(data) < 4 * (16 + MIB) and time.monotonic() - start < 60:
+        select.select([], [], [], 0.1)
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    errors = [struct.unpack(">IIQ", data[i:i + 16])[1]
+              for i in range(0, len(data) - 15, 16 + MIB)]
+    report(len(data) == 4 * (16 + MIB) and errors == [0] * 4,
+           f"slowreader client: all 4 replies arrive whole after SIGTERM "
+           f"({len(data)} bytes, errors {errors})")
 try:
     rc = daemon.wait(timeout=bound)
 except subprocess.TimeoutExpired:

@@ -4,10 +4,11 @@
 # transmission (plaintext and TLS), idle just after STARTTLS's
 # acknowledgement (no TLS handshake sent), or one that sent reads and
 # reads none of the replies (dropped after --handshake-timeout periods
-# in which it took nothing).  (The control socket's idle client is
+# in which it took nothing), while one that reads slowly gets every
+# reply.  (The control socket's idle client is
 # tests/test-control-socket.sh's.)
 . "$(dirname "$0")/lib.sh"
-need cryptsetup openssl python3
+need cryptsetup openssl python3 nbdkit
 python3 -c 'import nbd' 2>/dev/null || { echo "1..0 # SKIP python3-libnbd is not installed"; exit 0; }
 
 mkdir -p "$TMP/pki"
@@ -33,4 +34,17 @@ rm -f "$S"
 timeout 120 python3 "$top_srcdir/tests/nbd_idle_at_sigterm.py" nonreader "$S" \
   "$TMP/pki/server-cert.pem" 20 -- $daemon --handshake-timeout 2 > "$TMP/nonreader.out"
 tap_report "$TMP/nonreader.out" 1 "the nonreader case"
+# A client that reads, slowly, replies whose requests were still running
+# when SIGTERM came (the payload is behind nbdkit's delay filter, 1.5 s a
+# read): it is making progress, so it gets every reply, though its queue
+# grows between the 1 s drain ticks.
+nbdkit -U "$TMP/r.sock" -P "$TMP/r.pid" --filter=delay file "$TMP/v.payload" delay-read=1500ms
+cleanup_hooks="kill \$(cat $TMP/r.pid) 2>/dev/null; $cleanup_hooks"
+rm -f "$S"
+# shellcheck disable=SC2086
+timeout 120 python3 "$top_srcdir/tests/nbd_idle_at_sigterm.py" slowreader "$S" \
+  "$TMP/pki/server-cert.pem" 60 -- ${LUKS_NBD_WRAPPER:-} $top_builddir/server/luks-nbd --socket $S \
+  --export "name=v,payload=nbd+unix:///?socket=$TMP/r.sock,header=$TMP/v.hdr,key-file=$TMP/v.key" \
+  --handshake-timeout 1 > "$TMP/slowreader.out"
+tap_report "$TMP/slowreader.out" 2 "the slowreader case"
 done_testing
