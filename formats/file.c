@@ -381,11 +381,14 @@ node_file_open (const char *path, bool readonly, struct node **out)
   struct file_node *f;
   struct stat st;
   off_t end;
-  int fd = open (path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+  /* O_NONBLOCK for the open only: opening a FIFO for reading waits for
+   * a writer, which would hold a worker (export-add) or startup for
+   * ever; a FIFO is refused below anyway. */
+  int fd = open (path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK);
 
   if (fd < 0)
     return error_set (-errno, "%s: %s", path, strerror (errno));
-  if (fstat (fd, &st) < 0 || (end = lseek (fd, 0, SEEK_END)) < 0) {
+  if (fstat (fd, &st) < 0) {
     int e = errno;
     close (fd);
     return error_set (-e, "%s: %s", path, strerror (e));
@@ -393,6 +396,12 @@ node_file_open (const char *path, bool readonly, struct node **out)
   if (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode)) {
     close (fd);
     return error_set (-EINVAL, "%s: not a regular file or block device", path);
+  }
+  if (fcntl (fd, F_SETFL, fcntl (fd, F_GETFL) & ~O_NONBLOCK) < 0 ||
+      (end = lseek (fd, 0, SEEK_END)) < 0) {
+    int e = errno;
+    close (fd);
+    return error_set (-e, "%s: %s", path, strerror (e));
   }
   f = calloc (1, sizeof *f);
   if (!f || !(f->node.label = strdup (path))) {

@@ -2,14 +2,18 @@
  * file's exact bytes (like cryptsetup --key-file), up to 8 MiB;
  * passphrase-file= strips one trailing newline, as a file written by
  * `echo` has, and takes up to 512 characters.  Both read to the end of
- * the file, so pipes, FIFOs and /dev/stdin work as files do. */
+ * the file, so pipes, FIFOs and /dev/stdin work as files do; a FIFO or
+ * pipe gets KEYFILE_WAIT_SECONDS for its writer to finish, so a FIFO
+ * nobody writes cannot hold startup, a worker or shutdown for ever. */
 #include <config.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -21,6 +25,42 @@
 #define KEYFILE_MAX (8 * 1024 * 1024)
 #define PASSPHRASE_MAX 512
 #define READ_CHUNK 4096
+#define KEYFILE_WAIT_SECONDS 30
+
+static int64_t
+now_ms (void)
+{
+  struct timespec t;
+
+  clock_gettime (CLOCK_MONOTONIC, &t);
+  return (int64_t) t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* read(2) of a descriptor that may be non-blocking (a FIFO or a pipe),
+ * after waiting, until deadline_ms, for data or the writer's end.  The
+ * wait comes first: a FIFO that no writer has opened yet reads as EOF,
+ * but polls as nothing (Linux reports its hang-up only after a writer has
+ * come and gone).  -1 with errno ETIMEDOUT when the deadline passes. */
+static ssize_t
+read_until (int fd, void *buf, size_t len, int64_t deadline_ms)
+{
+  for (;;) {
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    int64_t left = deadline_ms - now_ms ();
+    int ready = left > 0 ? poll (&p, 1, (int) left) : 0;
+    if (ready < 0 && errno != EINTR)
+      return -1;
+    if (ready == 0) {
+      errno = ETIMEDOUT;
+      return -1;
+    }
+    if (ready < 0)
+      continue;
+    ssize_t got = read (fd, buf, len);
+    if (got >= 0 || (errno != EAGAIN && errno != EINTR))
+      return got;
+  }
+}
 
 /* Moves the n bytes read so far to a larger secure buffer. */
 static int
@@ -43,6 +83,7 @@ static int
 read_bounded (int fd, const char *path, const char *what, size_t max,
               size_t hint, char **out, size_t *len, size_t *alloc)
 {
+  int64_t deadline = now_ms () + KEYFILE_WAIT_SECONDS * 1000;
   /* A regular file: its size, and a byte more to see its end at once. */
   size_t n = 0, cap = (hint && hint < max ? hint + 1 : READ_CHUNK) + 1;
   char *buf;
@@ -60,7 +101,7 @@ read_bounded (int fd, const char *path, const char *what, size_t max,
       break;
     if (n == max) { /* one more byte is one too many */
       char extra;
-      ssize_t e = read (fd, &extra, 1);
+      ssize_t e = read_until (fd, &extra, 1, deadline);
       if (e < 0 && errno == EINTR)
         continue;
       explicit_bzero (&extra, 1);
@@ -70,10 +111,15 @@ read_bounded (int fd, const char *path, const char *what, size_t max,
                   : error_set (-errno, "%s: %s", path, strerror (errno));
       break;
     }
-    ssize_t got = read (fd, buf + n, cap - 1 - n);
+    ssize_t got = read_until (fd, buf + n, cap - 1 - n, deadline);
     if (got < 0 && errno == EINTR)
       continue;
-    if (got < 0)
+    if (got < 0 && errno == ETIMEDOUT)
+      r = error_set (-ETIMEDOUT,
+                     "%s: %s not finished within %d s (a FIFO or pipe whose "
+                     "writer never wrote or closed it)",
+                     path, what, KEYFILE_WAIT_SECONDS);
+    else if (got < 0)
       r = error_set (-errno, "%s: %s", path, strerror (errno));
     if (got <= 0)
       break;
@@ -97,7 +143,9 @@ keyfile_read (const char *path, bool strip_newline, char **pass, size_t *len,
   size_t max = strip_newline ? PASSPHRASE_MAX + 1 : KEYFILE_MAX;
   const char *what = strip_newline ? "passphrase file" : "key file";
   struct stat st;
-  int fd = open (path, O_RDONLY | O_CLOEXEC), r;
+  /* Non-blocking: opening a FIFO would otherwise wait for a writer with
+   * no bound; reads then wait for it with one (read_until). */
+  int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), r;
 
   if (fd < 0)
     return error_set (-errno, "%s: %s", path, strerror (errno));

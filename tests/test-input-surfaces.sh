@@ -46,6 +46,9 @@ check_fails_with "an empty \$CREDENTIALS_DIRECTORY is refused (it read /NAME)" "
 check_fails_with "a --config line with a NUL byte is refused (its rest was dropped)" \
   "--config $TMP/nul.conf: line 3 holds a NUL byte" \
   luks_nbd --socket "$s" --config "$TMP/nul.conf" --run true
+check_fails_with "a --config line of endless bytes is refused at 64 KiB (it grew the daemon to GiBs)" \
+  "--config /dev/zero: line 1 is longer than 65536 bytes" \
+  timeout 60 "$top_builddir/server/luks-nbd" --socket "$s" --config /dev/zero --run true
 printf '# exports\n%s\n  payload=x,colour=red\n' "$(spec v)" > "$TMP/bad.conf"
 check_fails_with "a --config error names the file and line" "--config $TMP/bad.conf line 3: unknown key 'colour'" \
   luks_nbd --socket "$s" --config "$TMP/bad.conf" --run true
