@@ -19,12 +19,43 @@ static size_t n_live; /* connections not yet closed: the limit counts these */
 static uint64_t next_id = 1;
 static unsigned max_connections = 100;
 static unsigned handshake_ms = 10000;
+/* Sum of every connection's inflight_bytes and output_bytes. */
+static uint64_t total_inflight;
+static uint64_t max_inflight_total = MAX_INFLIGHT_TOTAL_BYTES;
 
 void
 conn_set_limits (unsigned max, unsigned handshake_seconds)
 {
   max_connections = max;
   handshake_ms = handshake_seconds * 1000;
+}
+
+void
+conn_set_inflight_total (uint64_t bytes)
+{
+  max_inflight_total = bytes;
+}
+
+void
+conn_hold (uint64_t *counter, uint64_t n)
+{
+  *counter += n;
+  total_inflight += n;
+}
+
+/* Crossing back under the daemon-wide budget wakes every connection: the
+ * ones it paused have reading off and run again (conn_wake skips the
+ * others).  They are at most --max-connections. */
+void
+conn_release (uint64_t *counter, uint64_t n)
+{
+  bool was_over = total_inflight >= max_inflight_total;
+
+  *counter -= n;
+  total_inflight -= n;
+  if (was_over && total_inflight < max_inflight_total)
+    for (struct conn *o = all_conns; o; o = o->next)
+      conn_wake (o);
 }
 
 size_t
@@ -180,7 +211,7 @@ after_send (uv_write_t *w, int status)
   struct send_req *s = (struct send_req *) w;
   struct conn *c = s->c; /* it outlives its handle's write callbacks */
 
-  c->output_bytes -= sizeof *s + s->len;
+  conn_release (&c->output_bytes, sizeof *s + s->len);
   free (s);
   conn_wake (c); /* output budget freed */
 }
@@ -228,7 +259,7 @@ conn_send (struct conn *c, const void *data, size_t len)
     conn_close (c);
     return r;
   }
-  c->output_bytes += sizeof *s + len; /* what it holds until written */
+  conn_hold (&c->output_bytes, sizeof *s + len); /* until written */
   return 0;
 }
 
@@ -257,12 +288,16 @@ alloc_cb (uv_handle_t *h, size_t suggested, uv_buf_t *buf)
  * before transmission, MAX_HANDSHAKE_OUTPUT_BYTES of queued output.
  * Output counts whether it is option replies, ciphertext (a reply's
  * buffer is let go once encrypted) or plaintext replies (their buffers
- * are in inflight_bytes until written). */
+ * are in inflight_bytes until written).  The same bytes of every
+ * connection together are held to max_inflight_total, except that a
+ * connection with nothing in flight may always take one request: others
+ * filling the total cannot starve it. */
 static bool
 may_parse (const struct conn *c)
 {
   uint64_t budget = c->state < CONN_TRANSMISSION ? MAX_HANDSHAKE_OUTPUT_BYTES
                                                  : MAX_INFLIGHT_BYTES;
+  uint64_t held = c->inflight_bytes + c->output_bytes;
 
   if (c->state >= CONN_SHUTTING_DOWN)
     return false;
@@ -271,8 +306,10 @@ may_parse (const struct conn *c)
    * could not finish otherwise.  Its buffer is already counted. */
   if (c->pending || c->discard)
     return true;
+  if (held && total_inflight >= max_inflight_total)
+    return false;
   return c->state != CONN_FINISHING && c->inflight < MAX_INFLIGHT_REQUESTS &&
-         c->inflight_bytes + c->output_bytes < budget;
+         held < budget;
 }
 
 /* Feeds buffered input to the current state's parser while the gate

@@ -21,6 +21,10 @@
 #define MAX_INFLIGHT_REQUESTS 128 /* per connection, then pause */
 /* Request buffers plus output queued for the socket (replies, ciphertext). */
 #define MAX_INFLIGHT_BYTES (128 * 1024 * 1024)
+/* The same bytes summed over every connection (--max-inflight-total): at
+ * or over it, only connections with nothing in flight take a request,
+ * so the daemon holds at most this plus one request per connection. */
+#define MAX_INFLIGHT_TOTAL_BYTES (1024ULL * 1024 * 1024)
 /* Before transmission only option replies and the TLS handshake are
  * queued: a client that reads them needs far less than this. */
 #define MAX_HANDSHAKE_OUTPUT_BYTES (256 * 1024)
@@ -99,6 +103,7 @@ void listen_close_all (void);
 
 /* connection.c */
 void conn_set_limits (unsigned max_connections, unsigned handshake_seconds);
+void conn_set_inflight_total (uint64_t bytes); /* --max-inflight-total */
 struct conn;
 void conn_accept (uv_stream_t *server);
 /* Serves a connected unix stream socket fd (the NBD server fuzz target). */
@@ -227,6 +232,11 @@ void conn_ref (struct conn *c);
 int conn_stream_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs,
                        unsigned n, uv_write_cb cb);
 void conn_unref (struct conn *c);
+/* Every change to a connection's inflight_bytes or output_bytes: the
+ * daemon-wide total moves with them.  Releasing below the total's budget
+ * wakes the connections it paused. */
+void conn_hold (uint64_t *counter, uint64_t n);
+void conn_release (uint64_t *counter, uint64_t n);
 static inline bool
 conn_closed (const struct conn *c)
 {

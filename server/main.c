@@ -122,6 +122,9 @@ usage (FILE *f)
     "  --threads N         worker threads (default: number of CPUs; 16 with\n"
     "                      cache=none)\n"
     "  --max-connections N refuse clients beyond N (default 100)\n"
+    "  --max-inflight-total MIB  request buffers and queued output of all\n"
+    "                      clients together, then only idle ones are read\n"
+    "                      (default 1024)\n"
     "  --handshake-timeout S  drop clients that choose no export in S\n"
     "                      seconds (default 10; 0: never)\n"
     "  --tls=off|on|require  offer TLS (STARTTLS); require: refuse clients\n"
@@ -345,6 +348,7 @@ enum {
   OPT_HELP,
   OPT_VERSION,
   OPT_MAX_CONNECTIONS,
+  OPT_MAX_INFLIGHT_TOTAL,
   OPT_HANDSHAKE_TIMEOUT,
   OPT_CONFIG,
   OPT_CONTROL,
@@ -374,6 +378,7 @@ static const struct option long_options[] = {
   { "tls-psk", required_argument, NULL, OPT_TLS_PSK },
   { "tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY_PEER },
   { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
+  { "max-inflight-total", required_argument, NULL, OPT_MAX_INFLIGHT_TOTAL },
   { "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
   { "verbose", no_argument, NULL, 'v' },
   { "help", no_argument, NULL, OPT_HELP },
@@ -437,6 +442,7 @@ main (int argc, char **argv)
   enum tls_mode tls = TLS_OFF;
   bool tls_verify_peer = false;
   unsigned max_connections = 100, handshake_timeout = 10;
+  uint64_t inflight_total = MAX_INFLIGHT_TOTAL_BYTES;
   int verbose = 0, c;
   char *end;
 
@@ -497,6 +503,18 @@ main (int argc, char **argv)
         handshake_timeout = (unsigned) v;
       break;
     }
+    case OPT_MAX_INFLIGHT_TOTAL: {
+      long v = strtol (optarg, &end, 10);
+      if (*end || end == optarg || v < 1 || v > 1048576) {
+        fprintf (stderr,
+                 "luks-nbd: --max-inflight-total %s: expected 1..1048576 "
+                 "(MiB)\n",
+                 optarg);
+        return 1;
+      }
+      inflight_total = (uint64_t) v * 1024 * 1024;
+      break;
+    }
     case 'v': verbose++; break;
     case OPT_SOCKET_MODE:
       socket_mode = (unsigned) strtoul (optarg, &end, 8);
@@ -530,6 +548,7 @@ main (int argc, char **argv)
   log_set_verbose (verbose);
   node_set_log_hook (log_warning); /* e.g. a remote payload reconnected */
   conn_set_limits (max_connections, handshake_timeout);
+  conn_set_inflight_total (inflight_total);
   if (n_specs == 0 && !control) {
     fprintf (stderr, "luks-nbd: no --export given\n");
     usage (stderr);

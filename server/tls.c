@@ -277,7 +277,7 @@ after_tls_write (uv_write_t *w, int status)
 
   struct conn *c = tw->c; /* it outlives its handle's write callbacks */
 
-  c->output_bytes -= tw->held;
+  conn_release (&c->output_bytes, tw->held);
   bufpool_put (tw->data, tw->cap);
   if (tw->cb)
     tw->cb (tw->req, status);
@@ -317,7 +317,7 @@ tls_flush (struct conn *c, uv_write_t *req, uv_write_cb cb)
     free (tw);
     return r;
   }
-  c->output_bytes += tw->held; /* the gate counts it (connection.c) */
+  conn_hold (&c->output_bytes, tw->held); /* the gate counts it */
   return 0;
 }
 

@@ -175,7 +175,7 @@ request_free (struct request *r)
   struct conn *c = r->conn;
 
   c->inflight--;
-  c->inflight_bytes -= r->charged;
+  conn_release (&c->inflight_bytes, r->charged);
   bufpool_put (r->buf, r->count);
   free (r->status);
   extent_list_free (&r->extents);
@@ -415,7 +415,7 @@ charge (struct conn *c, struct request *r)
 {
   if (r->buf || r->type == NBD_CMD_WRITE_ZEROES || r->type == NBD_CMD_TRIM) {
     r->charged = r->count;
-    c->inflight_bytes += r->charged;
+    conn_hold (&c->inflight_bytes, r->charged);
   }
 }
 
