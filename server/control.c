@@ -9,9 +9,12 @@
  * parsed in place by control_request.c (never by json-c, whose buffers
  * would keep an inline passphrase) and every member is read through its
  * typed accessor; the line is wiped, the passphrase goes to secure
- * memory.  Unlocking runs in the thread pool, so the loop keeps serving
- * while a KDF runs.  A client that does not read its replies stops
- * being read; shutdown closes every client. */
+ * memory.  Unlocking runs on a thread of its own per export-add (not
+ * the libuv pool, whose threads serve NBD I/O: a KDF at the accepted
+ * maximum runs for a minute), so the loop and NBD clients keep being
+ * served while it runs.  A client that does not read its replies stops
+ * being read; shutdown closes every client and abandons running
+ * unlocks: the loop does not wait for them. */
 #include <config.h>
 
 #include <errno.h>
@@ -27,9 +30,11 @@
 
 /* Replies a client has not read yet: beyond this, its lines wait. */
 #define CONTROL_OUTPUT_MAX (1024 * 1024)
-/* Unlocks (KDF runs, up to a GiB of Argon2 memory each) in the pool at
- * once, from all clients: NBD requests share the pool. */
+/* Unlocks (KDF runs, up to a GiB of Argon2 memory each, and a core) at
+ * once, from all clients. */
 #define CONTROL_ADDS_MAX 2
+/* As libuv gives its pool threads: the KDFs run on this stack. */
+#define CONTROL_ADD_STACK (8u << 20)
 /* Clients at once: each holds a line buffer and a file descriptor. */
 #define CONTROL_CLIENTS_MAX 32
 
@@ -41,7 +46,7 @@ struct ctl_conn {
   struct ctl_conn *prev, *next; /* every open client, for shutdown */
   char buf[CONTROL_LINE_MAX];   /* wiped: lines may hold a passphrase */
   size_t len;
-  unsigned refs; /* the handle's + one per export-add in the pool */
+  unsigned refs; /* the handle's + one per export-add running */
   bool closed;
   bool reading;
 };
@@ -50,13 +55,25 @@ static struct ctl_conn *ctl_conns;
 static unsigned n_ctl_conns;
 static unsigned adds_in_flight;
 
+/* One export-add.  Its unlock thread owns e, r and error until it puts
+ * the add on adds_done (under adds_lock); the loop owns the rest. */
 struct ctl_add {
-  uv_work_t work;
+  uv_thread_t thread;
   struct ctl_conn *cc;
+  struct ctl_add *prev, *next; /* adds_running: every add not yet done */
+  struct ctl_add *done_next;   /* adds_done (adds_lock) */
   struct export *e;
   int r;
   char error[1024];
 };
+
+/* Unlock threads report to the loop through adds_async only. */
+static uv_async_t adds_async;
+static bool adds_async_open;
+static uv_mutex_t adds_lock;
+static struct ctl_add *adds_done;    /* adds_lock */
+static bool adds_abandoned;          /* adds_lock: the daemon is stopping */
+static struct ctl_add *adds_running; /* loop thread */
 
 static void ctl_process (struct ctl_conn *cc);
 static void ctl_alloc (uv_handle_t *h, size_t suggested, uv_buf_t *buf);
@@ -229,22 +246,42 @@ spec_text (const struct ctl_request *req, char **out)
   return *out ? 0 : error_set (-ENOMEM, "out of memory");
 }
 
+/* The unlock thread: the KDF runs here, never in the libuv pool. */
 static void
-add_work (uv_work_t *w)
+add_thread (void *arg)
 {
-  struct ctl_add *a = w->data;
+  struct ctl_add *a = arg;
 
   a->r = export_open (a->e);
   if (a->r < 0)
     snprintf (a->error, sizeof a->error, "%s", error_message ());
+  uv_mutex_lock (&adds_lock);
+  if (adds_abandoned) {
+    /* The loop has stopped waiting (or has ended): nobody else will
+     * free this export's key and passphrase. */
+    uv_mutex_unlock (&adds_lock);
+    export_free (a->e);
+    free (a);
+    return;
+  }
+  a->done_next = adds_done;
+  adds_done = a;
+  /* Under the lock: control_close cannot close the handle in between. */
+  uv_async_send (&adds_async);
+  uv_mutex_unlock (&adds_lock);
 }
 
 static void
-add_done (uv_work_t *w, int status)
+add_done (struct ctl_add *a)
 {
-  struct ctl_add *a = w->data;
-
+  uv_thread_join (&a->thread); /* it has returned or is returning */
   adds_in_flight--;
+  if (a->prev)
+    a->prev->next = a->next;
+  else
+    adds_running = a->next;
+  if (a->next)
+    a->next->prev = a->prev;
   /* SIGTERM came while the key was derived: the registry is closing. */
   if (a->r == 0 && server_stopping ()) {
     a->r = -ECANCELED;
@@ -271,7 +308,75 @@ add_done (uv_work_t *w, int status)
   free (a);
 }
 
-/* Parses and checks the export now; unlocks it in the pool. */
+static void
+adds_on_async (uv_async_t *h)
+{
+  struct ctl_add *a;
+
+  uv_mutex_lock (&adds_lock);
+  a = adds_done;
+  adds_done = NULL;
+  uv_mutex_unlock (&adds_lock);
+  while (a) {
+    struct ctl_add *next = a->done_next;
+    add_done (a);
+    a = next;
+  }
+}
+
+/* The first export-add sets up the way its thread reports back. */
+static int
+adds_async_start (void)
+{
+  int r;
+
+  if (adds_async_open)
+    return 0;
+  r = uv_mutex_init (&adds_lock);
+  if (r == 0 &&
+      (r = uv_async_init (server_loop, &adds_async, adds_on_async)) < 0)
+    uv_mutex_destroy (&adds_lock);
+  if (r < 0)
+    return error_set (r, "cannot start an unlock: %s", uv_strerror (r));
+  adds_async_open = true;
+  return 0;
+}
+
+/* Shutdown: unlocks still running are abandoned (their threads free
+ * what they hold and nothing else); the loop no longer waits for them,
+ * so the daemon stops in time even with a minute-long KDF running.  A
+ * thread still running at exit dies with the process. */
+static void
+adds_abandon (void)
+{
+  struct ctl_add *done;
+
+  if (!adds_async_open)
+    return;
+  /* A running thread frees its add once it sees adds_abandoned: the
+   * list is walked before it can. */
+  uv_mutex_lock (&adds_lock);
+  adds_abandoned = true;
+  for (struct ctl_add *a = adds_running; a; a = a->next)
+    ctl_unref (a->cc);
+  adds_running = NULL;
+  done = adds_done;
+  adds_done = NULL;
+  uv_mutex_unlock (&adds_lock);
+  /* Done but not yet reported: nobody will read the reply. */
+  while (done) {
+    struct ctl_add *next = done->done_next;
+    uv_thread_join (&done->thread);
+    export_free (done->e);
+    free (done);
+    done = next;
+  }
+  adds_in_flight = 0;
+  uv_close ((uv_handle_t *) &adds_async, NULL);
+  adds_async_open = false;
+}
+
+/* Parses and checks the export now; unlocks it on a thread of its own. */
 static int
 cmd_export_add (struct ctl_conn *cc, const struct ctl_request *req)
 {
@@ -284,6 +389,8 @@ cmd_export_add (struct ctl_conn *cc, const struct ctl_request *req)
     r = error_set (-EBUSY,
                    "%u unlocks are running already; retry when one is done",
                    adds_in_flight);
+  if (r >= 0)
+    r = adds_async_start ();
   if (r >= 0)
     r = spec_text (req, &spec);
   if (r >= 0)
@@ -302,17 +409,19 @@ cmd_export_add (struct ctl_conn *cc, const struct ctl_request *req)
   }
   a->cc = cc;
   a->e = e;
-  a->work.data = a;
-  cc->refs++;
-  r = uv_queue_work (uv_default_loop (), &a->work, add_work, add_done);
-  if (r == 0)
-    adds_in_flight++;
+  uv_thread_options_t opt = { UV_THREAD_HAS_STACK_SIZE, CONTROL_ADD_STACK };
+  r = uv_thread_create_ex (&a->thread, &opt, add_thread, a);
   if (r < 0) {
-    cc->refs--;
     export_free (e);
     free (a);
-    return error_set (r, "cannot queue the unlock: %s", uv_strerror (r));
+    return error_set (r, "cannot start the unlock: %s", uv_strerror (r));
   }
+  cc->refs++;
+  adds_in_flight++;
+  a->next = adds_running;
+  if (adds_running)
+    adds_running->prev = a;
+  adds_running = a;
   return 0;
 }
 
@@ -606,4 +715,5 @@ control_close (void)
   /* Idle clients would keep the loop, and so the daemon, alive. */
   while (ctl_conns)
     ctl_close (ctl_conns);
+  adds_abandon ();
 }
