@@ -275,7 +275,9 @@ static void
 add_done (struct ctl_add *a)
 {
   uv_thread_join (&a->thread); /* it has returned or is returning */
-  adds_in_flight--;
+  /* The async handle keeps the loop alive only while adds run. */
+  if (--adds_in_flight == 0)
+    uv_unref ((uv_handle_t *) &adds_async);
   if (a->prev)
     a->prev->next = a->next;
   else
@@ -336,6 +338,8 @@ adds_async_start (void)
   if (r == 0 &&
       (r = uv_async_init (server_loop, &adds_async, adds_on_async)) < 0)
     uv_mutex_destroy (&adds_lock);
+  if (r == 0)
+    uv_unref ((uv_handle_t *) &adds_async); /* referenced while adds run */
   if (r < 0)
     return error_set (r, "cannot start an unlock: %s", uv_strerror (r));
   adds_async_open = true;
@@ -417,7 +421,8 @@ cmd_export_add (struct ctl_conn *cc, const struct ctl_request *req)
     return error_set (r, "cannot start the unlock: %s", uv_strerror (r));
   }
   cc->refs++;
-  adds_in_flight++;
+  if (adds_in_flight++ == 0)
+    uv_ref ((uv_handle_t *) &adds_async);
   a->next = adds_running;
   if (adds_running)
     adds_running->prev = a;
