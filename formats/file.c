@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "file_locks.h"
 #include "node.h"
 
 struct file_node {
@@ -325,15 +326,27 @@ node_file_lock (struct node *n, bool exclusive)
   struct file_node *f = (struct file_node *) n;
   struct flock fl = { .l_type = exclusive ? F_WRLCK : F_RDLCK,
                       .l_whence = SEEK_SET };
+  struct stat st;
+  char holder[256];
 
+  if (fstat (f->fd, &st) < 0)
+    return error_set (-errno, "%s: %s", n->label, strerror (errno));
   if (fcntl (f->fd, F_OFD_SETLK, &fl) == 0)
-    return 0;
-  if (errno == EAGAIN || errno == EACCES)
+    return file_locks_add (n, st.st_dev, st.st_ino, n->label);
+  int e = errno;
+  if ((e == EAGAIN || e == EACCES) &&
+      file_locks_holder (st.st_dev, st.st_ino, holder, sizeof holder))
+    return error_set (-EBUSY,
+                      "%s: this luks-nbd already uses the file (opened as "
+                      "%s by another export): one file in two exports needs "
+                      "locking=off on both",
+                      n->label, holder);
+  if (e == EAGAIN || e == EACCES)
     return error_set (-EBUSY,
                       "%s: in use by another process (a luks-nbd, qemu or "
                       "qemu-nbd holds a lock on it); locking=off overrides",
                       n->label);
-  return error_set (-errno, "%s: locking: %s", n->label, strerror (errno));
+  return error_set (-e, "%s: locking: %s", n->label, strerror (e));
 }
 
 static void
@@ -341,6 +354,7 @@ file_close (struct node *n)
 {
   struct file_node *f = (struct file_node *) n;
 
+  file_locks_remove (n);
   close (f->fd);
   if (f->direct_fd >= 0)
     close (f->direct_fd);

@@ -206,13 +206,35 @@ node_stack_forget_keys (void)
   pthread_mutex_unlock (&shared_keys_lock);
 }
 
+/* header= naming the payload file itself: an attached header, for which
+ * header= is omitted (its lock would collide with the payload's). */
+static int
+header_is_payload (const struct stack_spec *spec, const char *where)
+{
+  struct stat h, p;
+
+  if (spec->no_locking || node_is_uri (where) || node_is_uri (spec->payload) ||
+      stat (where, &h) < 0 || stat (spec->payload, &p) < 0 ||
+      h.st_dev != p.st_dev || h.st_ino != p.st_ino)
+    return 0;
+  return error_set (-EINVAL,
+                    "header %s is the payload file %s itself: a detached "
+                    "header lives in a file of its own; for a header at "
+                    "the start of the payload, omit header=",
+                    where, spec->payload);
+}
+
 /* Headers are only read: never written, locked shared. */
 static int
 open_header (const struct stack_spec *spec, const char *where,
              struct node **out)
 {
-  int r = node_is_uri (where) ? node_nbd_open (where, true, out)
-                              : node_file_open (where, true, out);
+  int r = header_is_payload (spec, where);
+
+  if (r < 0)
+    return r;
+  r = node_is_uri (where) ? node_nbd_open (where, true, out)
+                          : node_file_open (where, true, out);
 
   if (r == 0 && !spec->no_locking && !node_is_uri (where) &&
       (r = node_file_lock (*out, false)) < 0) {

@@ -98,6 +98,9 @@ int listen_unix (uv_loop_t *loop, const char *path, unsigned mode);
 int listen_control (uv_loop_t *loop, const char *path, uv_connection_cb cb,
                     uv_pipe_t **out);
 int listen_tcp (uv_loop_t *loop, const char *hostport);
+/* --listen's argument: [HOST]:PORT, [IPV6]:PORT, HOST or PORT (an empty
+ * port is 10809); host "" means every address. */
+int listen_parse (const char *arg, char *host, size_t hostlen, unsigned *port);
 int listen_fd (uv_loop_t *loop, int fd); /* an inherited listening socket */
 void listen_close_all (void);
 
@@ -288,6 +291,18 @@ int systemd_listen_fds (void); /* sockets passed to us, or 0 */
 int systemd_notify (const char *state);
 void systemd_start_watchdog (uv_loop_t *loop);
 void systemd_stop_watchdog (void);
+
+/* run.c: --run CMD, as nbdkit --run: $uri and $unixsocket name the first
+ * --socket, else the first --listen, else the first socket systemd
+ * passed (passed_fd, or -1).  exit_cb gets the command's status. */
+int run_start (uv_loop_t *loop, const char *cmd, const char *socket_path,
+               const char *tcp, int passed_fd, void (*exit_cb) (int status));
+/* With nothing else to listen on: a socket in a private directory,
+ * listening now (owned by --user/--group, who run CMD, if given); removed
+ * by run_remove_private_socket. */
+int run_private_socket (uv_loop_t *loop, const char *user, const char *group,
+                        const char **path);
+void run_remove_private_socket (void);
 
 /* main.c */
 extern uv_loop_t *server_loop;

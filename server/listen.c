@@ -15,7 +15,7 @@
 #include "error.h"
 #include "internal.h"
 
-#define NBD_DEFAULT_PORT "10809"
+#define NBD_DEFAULT_PORT 10809
 #define LISTEN_BACKLOG 128
 #define MAX_LISTENERS 16
 
@@ -57,6 +57,28 @@ add_listener (uv_stream_t *s)
   return 0;
 }
 
+/* libuv reports a missing directory as EACCES ("permission denied"):
+ * name the real cause first. */
+static int
+check_directory (const char *what, const char *path)
+{
+  const char *slash = strrchr (path, '/');
+  char dir[sizeof ((struct sockaddr_un *) 0)->sun_path];
+  struct stat st;
+
+  if (!slash)
+    return 0; /* the working directory */
+  snprintf (dir, sizeof dir, "%.*s", slash == path ? 1 : (int) (slash - path),
+            path);
+  if (stat (dir, &st) < 0)
+    return error_set (-errno, "%s %s: directory %s: %s", what, path, dir,
+                      errno == ENOENT ? "does not exist" : strerror (errno));
+  if (!S_ISDIR (st.st_mode))
+    return error_set (-ENOTDIR, "%s %s: %s is not a directory", what, path,
+                      dir);
+  return 0;
+}
+
 /* A unix listening socket; `what` names the option in messages.  NBD
  * sockets join the listener list; the control socket is returned. */
 static int
@@ -69,6 +91,9 @@ bind_unix (uv_loop_t *loop, const char *what, const char *path, unsigned mode,
 
   if (strlen (path) >= sizeof ((struct sockaddr_un *) 0)->sun_path)
     return error_set (-ENAMETOOLONG, "%s %s: path too long", what, path);
+  r = check_directory (what, path);
+  if (r < 0)
+    return r;
   if (lstat (path, &st) == 0) {
     if (!S_ISSOCK (st.st_mode))
       return error_set (-EEXIST, "%s %s: exists and is not a socket", what,
@@ -115,28 +140,74 @@ listen_control (uv_loop_t *loop, const char *path, uv_connection_cb cb,
   return bind_unix (loop, "--control", path, 0600, cb, out);
 }
 
+/* A port: digits only, 1..65535 (getaddrinfo would take 99999 and
+ * listen on 99999 mod 65536). */
+static int
+parse_port (const char *arg, const char *s, unsigned *port)
+{
+  size_t len = strlen (s);
+  unsigned long v = len && len <= 5 && strspn (s, "0123456789") == len
+                      ? strtoul (s, NULL, 10)
+                      : 0;
+
+  if (len == 0)
+    v = NBD_DEFAULT_PORT;
+  if (v < 1 || v > 65535)
+    return error_set (-EINVAL, "--listen %s: port '%s': expected 1..65535", arg,
+                      s);
+  *port = (unsigned) v;
+  return 0;
+}
+
+int
+listen_parse (const char *arg, char *host, size_t hostlen, unsigned *port)
+{
+  const char *colon = strrchr (arg, ':'), *hs = arg, *he;
+
+  /* A bare number is a port, as nbdkit -p and qemu-nbd -p take it (as a
+   * host it would be the IPv4 address 0.0.42.57). */
+  if (strspn (arg, "0123456789") == strlen (arg)) {
+    host[0] = '\0';
+    return parse_port (arg, arg, port);
+  }
+  if (arg[0] == '[') { /* [IPv6]:PORT or [IPv6] */
+    const char *close = strchr (arg, ']');
+    if (!close || (close[1] != '\0' && close[1] != ':'))
+      return error_set (-EINVAL,
+                        "--listen %s: expected [IPV6-ADDRESS]:PORT, e.g. "
+                        "[::1]:10809",
+                        arg);
+    hs = arg + 1;
+    he = close;
+    colon = close[1] == ':' ? close + 1 : NULL;
+  } else if (colon && strchr (arg, ':') != colon)
+    return error_set (-EINVAL,
+                      "--listen %s: an IPv6 address goes in brackets: "
+                      "[ADDRESS]:PORT, e.g. [::1]:10809",
+                      arg);
+  else
+    he = colon ? colon : arg + strlen (arg);
+  if ((size_t) (he - hs) >= hostlen)
+    return error_set (-EINVAL, "--listen %s: host too long", arg);
+  memcpy (host, hs, (size_t) (he - hs));
+  host[he - hs] = '\0';
+  return parse_port (arg, colon ? colon + 1 : "", port);
+}
+
 int
 listen_tcp (uv_loop_t *loop, const char *hostport)
 {
-  char host[256] = "";
-  const char *colon = strrchr (hostport, ':');
-  const char *port = colon ? colon + 1 : NBD_DEFAULT_PORT;
+  char host[256], port[8];
+  unsigned portnum;
   struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
-                            .ai_flags = AI_PASSIVE };
+                            .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
   struct addrinfo *ai, *a;
-  size_t hl = colon ? (size_t) (colon - hostport) : strlen (hostport);
   int r, bound = 0;
 
-  if (hl >= sizeof host)
-    return error_set (-EINVAL, "--listen %s: host too long", hostport);
-  memcpy (host, hostport, hl);
-  host[hl] = '\0';
-  if (host[0] == '[' && hl > 1 && host[hl - 1] == ']') { /* [::1]:port */
-    memmove (host, host + 1, hl - 2);
-    host[hl - 2] = '\0';
-  }
-  if (!*port)
-    port = NBD_DEFAULT_PORT;
+  r = listen_parse (hostport, host, sizeof host, &portnum);
+  if (r < 0)
+    return r;
+  snprintf (port, sizeof port, "%u", portnum);
   r = getaddrinfo (host[0] ? host : NULL, port, &hints, &ai);
   if (r != 0)
     return error_set (-EINVAL, "--listen %s: %s", hostport, gai_strerror (r));
@@ -163,7 +234,8 @@ listen_tcp (uv_loop_t *loop, const char *hostport)
   freeaddrinfo (ai);
   if (!bound)
     return error_set (-EADDRNOTAVAIL, "--listen %s: no address", hostport);
-  log_info ("listening on TCP %s", hostport);
+  log_info ("listening on TCP %s port %s", host[0] ? host : "(every address)",
+            port);
   return 0;
 }
 

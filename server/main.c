@@ -2,7 +2,6 @@
  * listens), the loop, and orderly shutdown on SIGTERM/SIGINT. */
 #include <config.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -12,14 +11,11 @@
 #include <grp.h>
 #include <malloc.h>
 #include <pwd.h>
-#include <netinet/in.h>
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include "byteorder.h"
 #include "error.h"
 #include "internal.h"
 
@@ -82,7 +78,6 @@ read_config (const char *path)
 
 static bool stopping;
 static uv_signal_t sigterm, sigint;
-static uv_process_t run_process;
 static int run_status;
 
 bool
@@ -180,161 +175,10 @@ on_signal (uv_signal_t *s, int signum)
 }
 
 static void
-on_run_exit (uv_process_t *p, int64_t status, int signum)
+on_run_exit (int status)
 {
-  run_status = signum ? 128 + signum : (int) status;
-  log_info ("--run command exited with status %d; stopping", run_status);
-  uv_close ((uv_handle_t *) p, NULL);
+  run_status = status;
   stop_serving ();
-}
-
-/* prefix and then s, percent-encoding what a URI query value may not hold. */
-static char *
-uri_quote (const char *prefix, const char *s)
-{
-  size_t pl = strlen (prefix), n = pl;
-  char *out = malloc (pl + 3 * strlen (s) + 1);
-
-  if (!out)
-    return NULL;
-  memcpy (out, prefix, pl);
-  for (const unsigned char *p = (const unsigned char *) s; *p; p++)
-    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-        (*p >= '0' && *p <= '9') || strchr ("-._~/", *p))
-      out[n++] = (char) *p;
-    else
-      n += (size_t) sprintf (out + n, "%%%02X", *p);
-  out[n] = '\0';
-  return out;
-}
-
-/* $uri (and $unixsocket) for a socket systemd passed us: its own address,
- * with a wildcard TCP address replaced by loopback. */
-static int
-passed_socket_uri (int fd, char **uri, char **sock)
-{
-  struct sockaddr_storage ss;
-  socklen_t len = sizeof ss;
-  char host[INET6_ADDRSTRLEN];
-
-  if (getsockname (fd, (struct sockaddr *) &ss, &len) < 0)
-    return error_set (-errno, "--run: passed fd %d: %s", fd, strerror (errno));
-  if (ss.ss_family == AF_UNIX) {
-    struct sockaddr_un *sa = (struct sockaddr_un *) &ss;
-    size_t pl = len - offsetof (struct sockaddr_un, sun_path);
-    if (len <= offsetof (struct sockaddr_un, sun_path) || !sa->sun_path[0] ||
-        pl >= sizeof sa->sun_path)
-      return error_set (-EINVAL,
-                        "--run: the socket systemd passed is an abstract or "
-                        "unnamed unix socket, which no NBD URI can name");
-    sa->sun_path[pl] = '\0';
-    *uri = uri_quote ("nbd+unix:///?socket=", sa->sun_path);
-    *sock = strdup (sa->sun_path);
-  } else if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
-    bool v6 = ss.ss_family == AF_INET6;
-    struct sockaddr_in *in = (struct sockaddr_in *) &ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &ss;
-    if (v6 && IN6_IS_ADDR_UNSPECIFIED (&in6->sin6_addr))
-      in6->sin6_addr = in6addr_loopback;
-    if (!v6 && load_be32 ((uint8_t *) &in->sin_addr) == INADDR_ANY)
-      store_be32 ((uint8_t *) &in->sin_addr, INADDR_LOOPBACK);
-    inet_ntop (ss.ss_family, v6 ? (void *) &in6->sin6_addr : &in->sin_addr,
-               host, sizeof host);
-    if (asprintf (
-          uri, v6 ? "nbd://[%s]:%u/" : "nbd://%s:%u/", host,
-          load_be16 ((uint8_t *) (v6 ? &in6->sin6_port : &in->sin_port))) < 0)
-      *uri = NULL;
-  } else
-    return error_set (-EAFNOSUPPORT,
-                      "--run: the socket systemd passed is neither a unix nor "
-                      "a TCP socket");
-  if (!*uri || (ss.ss_family == AF_UNIX && !*sock))
-    return error_set (-ENOMEM, "out of memory");
-  return 0;
-}
-
-/* The --run command's environment: ours without what systemd gave the
- * daemon alone: with NOTIFY_SOCKET the command could say READY=1 or
- * STOPPING=1 for us (systemd takes notifications from any process of the
- * service under NotifyAccess=all), and the watchdog is ours to feed.
- * (LISTEN_* are gone already: systemd_listen_fds.)  The array is freed by
- * the caller, the strings are environ's. */
-static char **
-run_environment (void)
-{
-  static const char *const drop[] = { "NOTIFY_SOCKET=", "WATCHDOG_USEC=",
-                                      "WATCHDOG_PID=" };
-  extern char **environ;
-  size_t n = 0, k = 0;
-
-  while (environ[n])
-    n++;
-  char **env = calloc (n + 1, sizeof *env);
-  for (size_t i = 0; env && i < n; i++) {
-    bool keep = true;
-    for (size_t d = 0; d < sizeof drop / sizeof drop[0]; d++)
-      keep = keep && strncmp (environ[i], drop[d], strlen (drop[d])) != 0;
-    if (keep)
-      env[k++] = environ[i];
-  }
-  return env;
-}
-
-/* --run: the command sees $uri and $unixsocket, as under nbdkit --run.
- * The first --socket, else the first --listen, else the first socket
- * systemd passed (passed_fd, or -1). */
-static int
-start_run (const char *cmd, const char *socket_path, const char *tcp,
-           int passed_fd)
-{
-  char *uri = NULL, *sock = NULL;
-  char *args[] = { "/bin/sh", "-c", (char *) cmd, NULL };
-  uv_process_options_t o = { 0 };
-  int r = 0;
-
-  if (socket_path) {
-    uri = uri_quote ("nbd+unix:///?socket=", socket_path);
-    sock = strdup (socket_path);
-    if (!uri || !sock)
-      r = error_set (-ENOMEM, "out of memory");
-  } else if (tcp) {
-    if (asprintf (&uri, "nbd://%s%s/", tcp[0] == ':' ? "localhost" : "", tcp) <
-        0) {
-      uri = NULL;
-      r = error_set (-ENOMEM, "out of memory");
-    }
-  } else if (passed_fd >= 0)
-    r = passed_socket_uri (passed_fd, &uri, &sock);
-  else
-    r = error_set (-EINVAL, "--run: no socket to give the command");
-  if (r < 0) {
-    free (uri);
-    free (sock);
-    return r;
-  }
-  setenv ("uri", uri, 1);
-  if (sock)
-    setenv ("unixsocket", sock, 1);
-  free (uri);
-  free (sock);
-  o.file = args[0];
-  o.args = args;
-  o.exit_cb = on_run_exit;
-  o.stdio_count = 3;
-  uv_stdio_container_t stdio[3] = {
-    { .flags = UV_INHERIT_FD, .data.fd = 0 },
-    { .flags = UV_INHERIT_FD, .data.fd = 1 },
-    { .flags = UV_INHERIT_FD, .data.fd = 2 },
-  };
-  o.stdio = stdio;
-  o.env = run_environment ();
-  if (!o.env)
-    return error_set (-ENOMEM, "out of memory");
-  r = uv_spawn (server_loop, &run_process, &o);
-  free (o.env);
-  if (r < 0)
-    return error_set (r, "--run: %s", uv_strerror (r));
-  return 0;
 }
 
 enum {
@@ -451,7 +295,17 @@ main (int argc, char **argv)
   while ((c = getopt_long (argc, argv, "v", long_options, NULL)) != -1) {
     switch (c) {
     case OPT_SOCKET: sockets[n_sockets++] = optarg; break;
-    case OPT_LISTEN: tcp[n_tcp++] = optarg; break;
+    case OPT_LISTEN: {
+      char host[256];
+      unsigned port;
+      /* Refused before any export is unlocked. */
+      if (listen_parse (optarg, host, sizeof host, &port) < 0) {
+        fprintf (stderr, "luks-nbd: %s\n", error_message ());
+        return 1;
+      }
+      tcp[n_tcp++] = optarg;
+      break;
+    }
     case OPT_EXPORT: {
       static unsigned n_export_options;
       char origin[32];
@@ -572,9 +426,10 @@ main (int argc, char **argv)
     fprintf (stderr, "luks-nbd: %s\n", error_message ());
     return 1;
   }
-  if (n_sockets == 0 && n_tcp == 0 && passed_fds == 0) {
+  if (n_sockets == 0 && n_tcp == 0 && passed_fds == 0 && !run) {
     fprintf (stderr, "luks-nbd: nothing to listen on: give --socket or "
-                     "--listen, or start under socket activation\n");
+                     "--listen (or --run), or start under socket "
+                     "activation\n");
     return 1;
   }
 
@@ -636,6 +491,13 @@ main (int argc, char **argv)
       listen_close_all ();
       return fail (error_message ());
     }
+  if (run && !n_sockets && !n_tcp && !passed_fds) {
+    if (run_private_socket (server_loop, user, group, &sockets[0]) < 0) {
+      listen_close_all ();
+      return fail (error_message ());
+    }
+    n_sockets = 1;
+  }
   if ((user || group) && drop_privileges (user, group) < 0) {
     listen_close_all ();
     control_close ();
@@ -657,8 +519,9 @@ main (int argc, char **argv)
       log_warning ("%s", error_message ());
     systemd_start_watchdog (server_loop);
   }
-  if (run && start_run (run, n_sockets ? sockets[0] : NULL,
-                        n_tcp ? tcp[0] : NULL, passed_fds ? 3 : -1) < 0) {
+  if (run &&
+      run_start (server_loop, run, n_sockets ? sockets[0] : NULL,
+                 n_tcp ? tcp[0] : NULL, passed_fds ? 3 : -1, on_run_exit) < 0) {
     log_error ("%s", error_message ());
     run_status = 1;
     stop_serving ();
@@ -667,6 +530,7 @@ main (int argc, char **argv)
   uv_run (server_loop, UV_RUN_DEFAULT);
   reply_queue_close ();
   uv_run (server_loop, UV_RUN_DEFAULT); /* runs its close callbacks */
+  run_remove_private_socket ();
 
   /* The signal handles stay open until exit, so the loop is not closed:
    * closing them would restore the default action, and a late SIGTERM

@@ -31,12 +31,24 @@ struct tls {
   size_t in_start, in_len, in_cap;
   char *out; /* ciphertext pushed, not yet written */
   size_t out_len, out_cap;
+  char psk_identity[64]; /* the username a PSK client sent, for messages */
+  bool psk_unknown;      /* ... and not in --tls-psk's file */
 };
 
 static enum tls_mode mode = TLS_OFF;
 static gnutls_certificate_credentials_t x509_creds;
 static gnutls_psk_server_credentials_t psk_creds;
 static bool verify_peer;
+/* --tls-psk's keys, read once at start: GnuTLS's own file credentials
+ * read the file at every handshake, which fails once --user dropped the
+ * right to read it, and never tell which identity a client sent. */
+struct psk_user {
+  char *name;
+  gnutls_datum_t key; /* wiped before it is freed */
+};
+static struct psk_user *psk_users;
+static size_t n_psk_users;
+static const char *psk_path;
 
 enum tls_mode
 tls_mode (void)
@@ -107,6 +119,7 @@ psk_line (void *opaque, char *line, size_t len, int lineno)
 {
   struct psk_check *pc = opaque;
   char *colon = strchr (line, ':');
+  struct psk_user *n;
 
   if (len == 0)
     return 0;
@@ -119,31 +132,90 @@ psk_line (void *opaque, char *line, size_t len, int lineno)
       return error_set (-EINVAL,
                         "--tls-psk %s: line %d: key is not hexadecimal",
                         pc->path, lineno);
+  n = realloc (psk_users, (n_psk_users + 1) * sizeof *n);
+  if (!n)
+    return error_set (-ENOMEM, "out of memory");
+  psk_users = n;
+  n += n_psk_users;
+  gnutls_datum_t hex = { (unsigned char *) colon + 1,
+                         (unsigned) strlen (colon + 1) };
+  n->name = strndup (line, (size_t) (colon - line));
+  if (!n->name)
+    return error_set (-ENOMEM, "out of memory");
+  if (gnutls_hex_decode2 (&hex, &n->key) < 0) {
+    free (n->name);
+    return error_set (-EINVAL,
+                      "--tls-psk %s: line %d: key is not hexadecimal "
+                      "(an odd number of digits?)",
+                      pc->path, lineno);
+  }
+  n_psk_users++;
   pc->users++;
   return 0;
 }
 
+static void
+free_psk_users (void)
+{
+  for (size_t i = 0; i < n_psk_users; i++) {
+    free (psk_users[i].name);
+    explicit_bzero (psk_users[i].key.data, psk_users[i].key.size);
+    gnutls_free (psk_users[i].key.data);
+  }
+  free (psk_users);
+  psk_users = NULL;
+  n_psk_users = 0;
+}
+
+/* GnuTLS asks for the key of the identity a client sent (on the loop
+ * thread, in the handshake); noted for the messages. */
 static int
-check_psk_file (const char *path)
+psk_key (gnutls_session_t session, const char *username, gnutls_datum_t *key)
+{
+  struct tls *t = ((struct conn *) gnutls_transport_get_ptr (session))->tls;
+
+  snprintf (t->psk_identity, sizeof t->psk_identity, "%s", username);
+  for (size_t i = 0; i < n_psk_users; i++)
+    if (strcmp (psk_users[i].name, username) == 0) {
+      key->data = gnutls_malloc (psk_users[i].key.size);
+      if (!key->data)
+        return -1;
+      memcpy (key->data, psk_users[i].key.data, psk_users[i].key.size);
+      key->size = psk_users[i].key.size;
+      return 0;
+    }
+  t->psk_unknown = true;
+  return -1;
+}
+
+/* The man page asks for 0600: the file holds every client's key. */
+static void
+warn_if_readable (const char *path)
+{
+  struct stat st;
+
+  if (stat (path, &st) == 0 && (st.st_mode & 077))
+    log_warning ("--tls-psk %s: readable by group or others (mode %04o): "
+                 "the keys let anyone read and write every export; "
+                 "chmod 600 it",
+                 path, (unsigned) (st.st_mode & 07777));
+}
+
+static int
+load_psk (const char *path)
 {
   struct psk_check pc = { path, 0 };
   int r = lines_read (path, "--tls-psk", psk_line, &pc);
 
   if (r == 0 && pc.users == 0)
     r = error_set (-EINVAL, "--tls-psk %s: no username:hexkey line", path);
-  return r;
-}
-
-static int
-load_psk (const char *path)
-{
-  int r = check_psk_file (path);
-
   if (r < 0)
     return r;
+  warn_if_readable (path);
+  psk_path = path;
   r = gnutls_psk_allocate_server_credentials (&psk_creds);
   if (r >= 0)
-    r = gnutls_psk_set_server_credentials_file (psk_creds, path);
+    gnutls_psk_set_server_credentials_function (psk_creds, psk_key);
   if (r >= 0)
     r = gnutls_psk_set_server_known_dh_params (psk_creds,
                                                GNUTLS_SEC_PARAM_MEDIUM);
@@ -163,7 +235,11 @@ tls_configure (enum tls_mode m, const char *certs_dir, const char *psk_file,
                         "--tls-verify-peer need --tls=on or --tls=require");
     return 0;
   }
-  if (!certs_dir == !psk_file)
+  if (certs_dir && psk_file)
+    return error_set (-EINVAL,
+                      "--tls-certs and --tls-psk: choose one (a daemon "
+                      "serves either X.509 or PSK clients)");
+  if (!certs_dir && !psk_file)
     return error_set (-EINVAL,
                       "--tls=%s needs one of --tls-certs DIR or "
                       "--tls-psk FILE",
@@ -190,6 +266,7 @@ tls_global_free (void)
     gnutls_psk_free_server_credentials (psk_creds);
   x509_creds = NULL;
   psk_creds = NULL;
+  free_psk_users ();
   mode = TLS_OFF;
 }
 
@@ -470,6 +547,33 @@ log_peer (struct conn *c)
   gnutls_free (desc);
 }
 
+/* A PSK client's identity and what most likely went wrong: GnuTLS says
+ * only "An illegal parameter has been received" for a wrong key. */
+static void
+log_handshake_failure (struct conn *c, int r)
+{
+  struct tls *t = c->tls;
+  unsigned long long id = (unsigned long long) c->id;
+
+  if (!psk_creds || !t->psk_identity[0])
+    log_info ("connection %llu: TLS handshake failed: %s", id,
+              gnutls_strerror (r));
+  else if (t->psk_unknown)
+    log_warning ("connection %llu: TLS handshake failed: PSK identity '%s': "
+                 "wrong key or unknown identity (no such user in --tls-psk %s)",
+                 id, t->psk_identity, psk_path);
+  else if (r == GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER ||
+           r == GNUTLS_E_DECRYPTION_FAILED ||
+           r == GNUTLS_E_ERROR_IN_FINISHED_PACKET)
+    log_warning ("connection %llu: TLS handshake failed: PSK identity '%s': "
+                 "wrong key or unknown identity (the client's key for it is "
+                 "not the one in --tls-psk %s; GnuTLS: %s)",
+                 id, t->psk_identity, psk_path, gnutls_strerror (r));
+  else
+    log_info ("connection %llu: TLS handshake failed: PSK identity '%s': %s",
+              id, t->psk_identity, gnutls_strerror (r));
+}
+
 ssize_t
 tls_recv (struct conn *c, uint8_t *buf, size_t len)
 {
@@ -486,8 +590,7 @@ tls_recv (struct conn *c, uint8_t *buf, size_t len)
     if (r == GNUTLS_E_AGAIN)
       return 0;
     if (r < 0) {
-      log_info ("connection %llu: TLS handshake failed: %s",
-                (unsigned long long) c->id, gnutls_strerror (r));
+      log_handshake_failure (c, r);
       return -1;
     }
     t->handshake_done = true;
