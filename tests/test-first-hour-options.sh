@@ -131,7 +131,7 @@ check_fails_with "a payload that is another export's header: this daemon is name
   "$TMP/v.hdr: this luks-nbd already uses the file (opened as $TMP/v.hdr by another export)" \
   luks_nbd --socket "$TMP/s" --export "$V" --export "name=w,payload=$TMP/v.hdr,key-file=$TMP/v.key"
 luks_nbd --socket "$TMP/s" --control "$TMP/ctl" --export "$V" --run "
-  luks-nbd ctl --control $TMP/ctl export-add '$(spec_as w v)' > $TMP/ctl.out 2>&1" 2> /dev/null
+  $top_builddir/server/luks-nbd ctl --control $TMP/ctl export-add '$(spec_as w v)' > $TMP/ctl.out 2>&1" 2> /dev/null
 check "export-add of a served payload: the reply names this daemon" \
   grep -qF "this luks-nbd already uses the file" "$TMP/ctl.out"
 check "two exports of one payload with locking=off on both are served" \
