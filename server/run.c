@@ -61,24 +61,29 @@ unix_uri (const char *path)
   return out;
 }
 
-/* A TCP URI: an IPv6 literal in brackets, a wildcard (or no) host as
- * localhost, the port always written out. */
+/* A TCP URI: an IPv6 literal in brackets, the port always written out.
+ * No host (every address of both families) is localhost; a wildcard
+ * address is the loopback address of its family. */
 static char *
 tcp_uri (const char *host, unsigned port)
 {
   char *uri;
-  bool any =
-    !*host || strcmp (host, "0.0.0.0") == 0 || strcmp (host, "::") == 0;
-  bool v6 = !any && strchr (host, ':');
 
-  if (asprintf (&uri, "%s://%s%s%s:%u/", scheme (), v6 ? "[" : "",
-                any ? "localhost" : host, v6 ? "]" : "", port) < 0)
+  if (!*host)
+    host = "localhost";
+  else if (strcmp (host, "0.0.0.0") == 0)
+    host = "127.0.0.1";
+  else if (strcmp (host, "::") == 0)
+    host = "::1";
+  bool v6 = strchr (host, ':') != NULL;
+  if (asprintf (&uri, "%s://%s%s%s:%u/", scheme (), v6 ? "[" : "", host,
+                v6 ? "]" : "", port) < 0)
     return NULL;
   return uri;
 }
 
 /* $uri (and $unixsocket) for a socket systemd passed us: its own address,
- * with a wildcard TCP address replaced by localhost. */
+ * with a wildcard TCP address replaced by loopback. */
 static int
 passed_socket_uri (int fd, char **uri, char **sock)
 {

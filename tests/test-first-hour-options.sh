@@ -61,7 +61,8 @@ check "--listen [::1]:PORT: \$uri is nbd://[::1]:PORT/" test "$(cat "$TMP/v6.uri
 check "--listen [::1]:PORT: nbdinfo reads the export through \$uri" test "$(cat "$TMP/v6.size")" = 4194304
 port6=$(free_port ::)
 run_uri "$TMP/any6" --listen "[::]:$port6"
-check "--listen [::]:PORT: \$uri names localhost" test "$(cat "$TMP/any6.uri")" = "nbd://localhost:$port6/"
+check "--listen [::]:PORT: \$uri names ::1" test "$(cat "$TMP/any6.uri")" = "nbd://[::1]:$port6/"
+check "--listen [::]:PORT: nbdinfo reads the export through \$uri" test "$(cat "$TMP/any6.size")" = 4194304
 
 # --tls=require: $uri is an nbds URI; the client adds its key.
 printf 'alice:%s\n' "$(openssl rand -hex 32)" > "$TMP/psk.keys"
