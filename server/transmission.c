@@ -600,10 +600,13 @@ transmission_input (struct conn *c, const uint8_t *in, size_t len)
     pending_complete (c);
     return (ssize_t) n;
   }
-  if (len < hsize)
+  /* The magic first: a request in the other style may be shorter. */
+  if (len < 4)
     return 0;
   if (!magic_ok (c, in))
     return -1;
+  if (len < hsize)
+    return 0;
   r = request_new (c, in);
   if (!r) {
     conn_close (c);
