@@ -19,6 +19,12 @@
  * parallel; the reply goes out when the last part is done. */
 #define SPLIT_MAX_PARTS 8
 #define SPLIT_MIN_PART (256 * 1024)
+/* A WRITE_ZEROES or TRIM runs in steps of at most STEP_BYTES, each
+ * queued once the one before is done.  Its work is its length (zeroing
+ * encrypts and writes every byte), and with extended headers one request
+ * may cover the whole export: queued whole, it would hold every worker
+ * for minutes while other clients' requests wait behind it. */
+#define STEP_BYTES (256 * 1024 * 1024)
 
 /* Per-request work bounds for the commands whose length does not bound
  * their work by itself (no payload moves): a CACHE warms at most its
@@ -41,6 +47,7 @@ struct part {
 struct request {
   struct part parts[SPLIT_MAX_PARTS];
   unsigned parts_left;     /* loop thread only */
+  uint64_t next;           /* loop: where the next step starts */
   struct queued_reply out; /* loop: the reply, batched */
   struct conn *conn;
   struct node *node;
@@ -355,6 +362,8 @@ send_reply (struct request *r)
   }
 }
 
+static void queue_step (struct request *r);
+
 /* Worker thread: node ops only; no connection state. */
 static void
 do_part (uv_work_t *w)
@@ -409,7 +418,12 @@ after_part (uv_work_t *w, int status)
     p->error = NBD_EIO;
   if (p->error && !r->error)
     r->error = p->error;
-  if (--r->parts_left == 0)
+  if (--r->parts_left > 0)
+    return;
+  /* A client gone (or an error) ends a stepped request early. */
+  if (!r->error && !conn_closed (r->conn) && r->next - r->offset < r->count)
+    queue_step (r);
+  else
     send_reply (r);
 }
 
@@ -424,23 +438,23 @@ transmission_set_threads (unsigned n)
 /* Splits on block-size boundaries so that no encryption sector is shared
  * between parts (each part's read-modify-write stays its own). */
 static unsigned
-split (struct request *r)
+split (struct request *r, uint64_t offset, uint64_t count)
 {
   uint32_t bs = r->node->block_size ? r->node->block_size : 1;
   unsigned n = 1;
 
   if (r->type == NBD_CMD_READ || r->type == NBD_CMD_WRITE ||
       r->type == NBD_CMD_WRITE_ZEROES) {
-    uint64_t want = r->count / SPLIT_MIN_PART;
+    uint64_t want = count / SPLIT_MIN_PART;
     n = want < worker_threads ? (unsigned) want : worker_threads;
     if (n > SPLIT_MAX_PARTS)
       n = SPLIT_MAX_PARTS;
     if (n < 1)
       n = 1;
   }
-  uint64_t per = (r->count + n - 1) / n;
+  uint64_t per = (count + n - 1) / n;
   per = (per + bs - 1) / bs * bs;
-  uint64_t off = r->offset, end = r->offset + r->count;
+  uint64_t off = offset, end = offset + count;
   unsigned i = 0;
   /* A flush (count 0) is one part too. */
   for (; i < n && (off < end || i == 0); i++) {
@@ -479,17 +493,20 @@ bound_work (struct request *r)
     r->extents.max = r->flags & NBD_CMD_FLAG_REQ_ONE ? 1 : MAX_DESCRIPTORS;
 }
 
+/* Queues the parts of the request's next step: all of it, or for a
+ * WRITE_ZEROES or TRIM at most STEP_BYTES (after_part queues the rest).
+ * Steps start on the block size, as split's parts do. */
 static void
-dispatch (struct request *r)
+queue_step (struct request *r)
 {
+  uint64_t off = r->next, len = r->count - (r->next - r->offset);
   unsigned n;
 
-  log_debug ("connection %llu: %s %llu bytes at %llu%s",
-             (unsigned long long) r->conn->id, command_name (r->type),
-             (unsigned long long) r->count, (unsigned long long) r->offset,
-             (r->flags & NBD_CMD_FLAG_FUA) ? " (fua)" : "");
-  bound_work (r);
-  n = split (r);
+  if ((r->type == NBD_CMD_WRITE_ZEROES || r->type == NBD_CMD_TRIM) &&
+      len > STEP_BYTES)
+    len = STEP_BYTES;
+  n = split (r, off, len);
+  r->next = off + len;
   r->parts_left = n;
   for (unsigned i = 0; i < n; i++)
     if (uv_queue_work (server_loop, &r->parts[i].work, do_part, after_part) <
@@ -501,6 +518,18 @@ dispatch (struct request *r)
         send_reply (r);
       return;
     }
+}
+
+static void
+dispatch (struct request *r)
+{
+  log_debug ("connection %llu: %s %llu bytes at %llu%s",
+             (unsigned long long) r->conn->id, command_name (r->type),
+             (unsigned long long) r->count, (unsigned long long) r->offset,
+             (r->flags & NBD_CMD_FLAG_FUA) ? " (fua)" : "");
+  bound_work (r);
+  r->next = r->offset;
+  queue_step (r);
 }
 
 static void

@@ -9,11 +9,14 @@ argv: SOCKET MODE ARGS...
   trim   OFFSET LENGTH      one TRIM on 'big' (discard=on)
   tls    CA_CERT PLAINTEXT_OF_v
   budget PLAINTEXT_OF_v LIMIT_MIB   (the daemon is our parent)
+  fair   EXPORT LENGTH      one WRITE_ZEROES of LENGTH while another client
+                            reads: the read is answered first
 Prints PASS/FAIL lines that the calling script numbers."""
 import os
 import ssl
 import struct
 import sys
+import time
 
 from nbdtest import (go, option, option_reply, peak_rss_mib, raw_connect,
                      recv_exact, report, server_closed, wait_settled)
@@ -292,6 +295,31 @@ def budget(plain_path, limit):
            f"({good})")
 
 
+def fair(name, length):
+    """A WRITE_ZEROES of `length` (GiBs: zeroing encrypts every byte)
+    runs in steps, so a second client's read, sent just after it, waits
+    for one step, not for the whole zero: its answer must come within a
+    third of the zero's time (queued behind the zero, it came after
+    half of it or more: the zero's parts all start at once)."""
+    a = extended(raw_connect(sock_path), name)
+    b = raw_connect(sock_path)
+    assert go(b, name) == REP_ACK
+    start = time.monotonic()
+    a.sendall(ext_req(CMD_ZEROES, 0, length, cookie=1))
+    b.sendall(compact_req(CMD_READ, 0, 4096, cookie=2))
+    magic, err, _ = struct.unpack(">IIQ", recv_exact(b, 16))
+    read_done = time.monotonic()
+    report(magic == SIMPLE_REPLY and err == 0 and
+           len(recv_exact(b, 4096)) == 4096,
+           "a second client's read is answered right")
+    report(error_of(ext_reply(a)) == 0,
+           f"the {length >> 30} GiB zero succeeds")
+    zero_done = time.monotonic()
+    report(read_done - start < (zero_done - start) / 3,
+           f"the read took {read_done - start:.2f} s, the zero "
+           f"{zero_done - start:.2f} s: it did not wait for the zero")
+
+
 if mode == "proto":
     proto(args[0])
 elif mode == "zero":
@@ -302,3 +330,5 @@ elif mode == "tls":
     tls(args[0], args[1])
 elif mode == "budget":
     budget(args[0], int(args[1]))
+elif mode == "fair":
+    fair(args[0], int(args[1]))
