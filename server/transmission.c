@@ -413,6 +413,7 @@ after_part (uv_work_t *w, int status)
 {
   struct part *p = w->data;
   struct request *r = p->req;
+  bool more;
 
   if (status < 0 && !p->error)
     p->error = NBD_EIO;
@@ -420,8 +421,14 @@ after_part (uv_work_t *w, int status)
     r->error = p->error;
   if (--r->parts_left > 0)
     return;
-  /* A client gone (or an error) ends a stepped request early. */
-  if (!r->error && !conn_closed (r->conn) && r->next - r->offset < r->count)
+  more = r->next - r->offset < r->count;
+  /* A stepped request ends early on an error or once its client is
+   * gone; at shutdown it fails with ESHUTDOWN (proto.md lets a server
+   * speed shutdown up so) instead of holding the daemon for the rest of
+   * its range, which with extended headers may be the whole export. */
+  if (more && !r->error && server_stopping ())
+    r->error = NBD_ESHUTDOWN;
+  if (more && !r->error && !conn_closed (r->conn))
     queue_step (r);
   else
     send_reply (r);

@@ -11,8 +11,11 @@ argv: SOCKET MODE ARGS...
   budget PLAINTEXT_OF_v LIMIT_MIB   (the daemon is our parent)
   fair   EXPORT LENGTH      one WRITE_ZEROES of LENGTH while another client
                             reads: the read is answered first
+  stop   EXPORT LENGTH      SIGTERM the daemon (our parent) while a
+                            WRITE_ZEROES of LENGTH runs: it ends early
 Prints PASS/FAIL lines that the calling script numbers."""
 import os
+import signal
 import ssl
 import struct
 import sys
@@ -320,6 +323,25 @@ def fair(name, length):
            f"{zero_done - start:.2f} s: it did not wait for the zero")
 
 
+def stop(name, length):
+    """SIGTERM during a long WRITE_ZEROES: the zero ends at its current
+    step with ESHUTDOWN instead of holding shutdown for its whole range."""
+    a = extended(raw_connect(sock_path), name)
+    b = raw_connect(sock_path)
+    assert go(b, name) == REP_ACK
+    start = time.monotonic()
+    a.sendall(ext_req(CMD_ZEROES, 0, length, cookie=1))
+    # Once the read is answered the zero is under way (read between steps).
+    b.sendall(compact_req(CMD_READ, 0, 4096, cookie=2))
+    assert struct.unpack(">IIQ", recv_exact(b, 16))[1] == 0
+    recv_exact(b, 4096)
+    os.kill(os.getppid(), signal.SIGTERM)
+    err = error_of(ext_reply(a))
+    took = time.monotonic() - start
+    report(err == 108, f"SIGTERM during a {length >> 30} GiB zero: it ends "
+           f"with ESHUTDOWN (error {err}, after {took:.2f} s)")
+
+
 if mode == "proto":
     proto(args[0])
 elif mode == "zero":
@@ -332,3 +354,5 @@ elif mode == "budget":
     budget(args[0], int(args[1]))
 elif mode == "fair":
     fair(args[0], int(args[1]))
+elif mode == "stop":
+    stop(args[0], int(args[1]))

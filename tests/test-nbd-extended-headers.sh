@@ -9,7 +9,8 @@
 # (nbd_extended_headers.py) covers what QEMU never sends: bad lengths,
 # the two header styles mixed, STARTTLS forgetting them, write zeroes and
 # trim over more than 4 GiB in one request, and the per-connection budget;
-# and a zero of 8 GiB runs in steps that let another client's read pass.
+# and a zero of 8 GiB runs in steps that let another client's read pass
+# and that SIGTERM ends.
 . "$(dirname "$0")/lib.sh"
 need cryptsetup qemu-img qemu-io nbdinfo nbdcopy nbdkit python3 openssl truncate stat
 python3 -c 'import nbd' 2>/dev/null || { echo "1..0 # SKIP python3-libnbd is not installed"; exit 0; }
@@ -150,4 +151,11 @@ timeout 600 nbdkit -U - null 16G \
            --run 'python3 $top_srcdir/tests/nbd_extended_headers.py $S fair z $((8 * GIB)) > $TMP/fair.out'"
 check "the daemon on nbdkit's null plugin served both clients" test $? -eq 0
 tap_report "$TMP/fair.out" 3 "the fairness client"
+# SIGTERM while a zero of 64 GiB runs: it ends at its step with
+# ESHUTDOWN, so shutdown is not held for the rest of it.
+timeout 600 nbdkit -U - null 64G \
+  --run "timeout 600 $top_builddir/server/luks-nbd --socket $S \
+           --export 'name=z,payload='\"\$uri\"',header=$TMP/big.hdr,key-file=$TMP/big.key' \
+           --run 'exec python3 $top_srcdir/tests/nbd_extended_headers.py $S stop z $((64 * GIB)) > $TMP/stop.out'"
+tap_report "$TMP/stop.out" 1 "the SIGTERM client"
 done_testing
