@@ -53,14 +53,15 @@ struct request {
   struct node *node;
   uint16_t flags, type;
   uint64_t handle, offset;
-  uint64_t count;             /* 64-bit only with extended headers; a READ's or
-                   * WRITE's passes check_request only up to 32 MiB */
-  uint32_t error;             /* NBD error for the reply */
-  uint64_t charged;           /* counted in c->inflight_bytes */
-  char *buf;                  /* read result or write data */
-  size_t filled;              /* write data received so far */
-  struct extent_list extents; /* BLOCK_STATUS result (worker) */
-  char *status;               /* BLOCK_STATUS reply (loop) */
+  /* 64-bit only with extended headers (a READ's or WRITE's passes
+   * check_request only up to 32 MiB). */
+  uint64_t count;
+  uint32_t error;                             /* NBD error for the reply */
+  uint64_t charged;                           /* counted in c->inflight_bytes */
+  char *buf;                                  /* read result or write data */
+  size_t filled;                              /* write data received so far */
+  struct extent_list extents;                 /* BLOCK_STATUS result (worker) */
+  char *status;                               /* BLOCK_STATUS reply (loop) */
   uint8_t reply[NBD_EXTENDED_REPLY_SIZE + 8]; /* header (+ offset/error) */
 };
 
