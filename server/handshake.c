@@ -25,7 +25,7 @@ transmission_flags (const struct conn *c, const struct export *e)
     f |= NBD_FLAG_READ_ONLY;
   if (e->discard)
     f |= NBD_FLAG_SEND_TRIM;
-  if (c->structured)
+  if (c->structured) /* extended headers set it too */
     f |= NBD_FLAG_SEND_DF;
   return f;
 }
@@ -90,6 +90,15 @@ opt_export_name (struct conn *c, const uint8_t *data, uint32_t len)
   struct export *e = exports_find ((const char *) data, len);
   uint8_t buf[10 + 124] = { 0 };
 
+  if (c->extended) {
+    /* proto.md: a client that negotiated extended headers MUST NOT use
+     * this option, and it has no error reply: close. */
+    log_info ("connection %llu: NBD_OPT_EXPORT_NAME after extended headers; "
+              "closing",
+              (unsigned long long) c->id);
+    conn_close (c);
+    return;
+  }
   if (!e) {
     /* This option has no error reply: the protocol says to close. */
     log_info ("connection %llu: NBD_OPT_EXPORT_NAME: no export '%.*s'",
@@ -205,8 +214,39 @@ opt_structured_reply (struct conn *c, uint32_t len)
                  "NBD_OPT_STRUCTURED_REPLY takes no data");
     return;
   }
+  if (c->extended) {
+    /* Extended headers take precedence: no going back to compact ones. */
+    reply_error (c, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ERR_EXT_HEADER_REQD,
+                 "extended headers are already negotiated");
+    return;
+  }
   c->structured = true;
   reply (c, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NULL, 0);
+}
+
+/* NBD_OPT_EXTENDED_HEADERS: 32-byte requests and replies with 64-bit
+ * lengths.  They carry structured replies' semantics (chunked reads,
+ * block status, DF), so they imply them, whether or not
+ * NBD_OPT_STRUCTURED_REPLY came first. */
+static void
+opt_extended_headers (struct conn *c, uint32_t len)
+{
+  if (len != 0) {
+    reply_error (c, NBD_OPT_EXTENDED_HEADERS, NBD_REP_ERR_INVALID,
+                 "NBD_OPT_EXTENDED_HEADERS takes no data");
+    return;
+  }
+  if (c->extended) {
+    reply_error (c, NBD_OPT_EXTENDED_HEADERS, NBD_REP_ERR_INVALID,
+                 "extended headers are already negotiated");
+    return;
+  }
+  if (reply (c, NBD_OPT_EXTENDED_HEADERS, NBD_REP_ACK, NULL, 0) < 0)
+    return;
+  c->extended = true;
+  c->structured = true;
+  log_info ("connection %llu: extended headers negotiated",
+            (unsigned long long) c->id);
 }
 
 /* LIST_META_CONTEXT and SET_META_CONTEXT: export name, then queries.
@@ -285,6 +325,7 @@ opt_starttls (struct conn *c, uint32_t len)
   if (reply (c, NBD_OPT_STARTTLS, NBD_REP_ACK, NULL, 0) < 0)
     return;
   c->structured = false;
+  c->extended = false;
   c->base_allocation = false;
   if (tls_start (c) < 0) {
     conn_close (c);
@@ -336,6 +377,7 @@ handle_option (struct conn *c, uint32_t option, const uint8_t *data,
   case NBD_OPT_INFO:
   case NBD_OPT_GO: opt_info_go (c, option, data, len); break;
   case NBD_OPT_STRUCTURED_REPLY: opt_structured_reply (c, len); break;
+  case NBD_OPT_EXTENDED_HEADERS: opt_extended_headers (c, len); break;
   case NBD_OPT_LIST_META_CONTEXT:
   case NBD_OPT_SET_META_CONTEXT: opt_meta_context (c, option, data, len); break;
   default:

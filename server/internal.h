@@ -203,6 +203,8 @@ struct conn {
   enum conn_state state;
   bool no_zeroes;
   bool structured;      /* NBD_OPT_STRUCTURED_REPLY negotiated */
+  bool extended;        /* NBD_OPT_EXTENDED_HEADERS negotiated (implies
+                         * structured): only 32-byte requests and replies */
   bool base_allocation; /* base:allocation selected (SET_META_CONTEXT) */
   /* Handshake timeout, then (after SIGTERM) the deadline to drain. */
   uv_timer_t timer;
@@ -215,7 +217,7 @@ struct conn {
   uint8_t *in; /* unparsed input */
   size_t in_len;
   struct request *pending; /* write waiting for its data */
-  uint64_t discard;        /* bytes of a refused write to skip */
+  uint64_t discard;        /* payload bytes of a refused request to skip */
   unsigned inflight;       /* requests not yet replied */
   uint64_t inflight_bytes; /* their buffers (and the ranges of zeroes
                             * and trims), until their reply is out */

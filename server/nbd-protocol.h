@@ -10,6 +10,11 @@
 #define NBD_REQUEST_MAGIC UINT32_C (0x25609513)
 #define NBD_SIMPLE_REPLY_MAGIC UINT32_C (0x67446698)
 #define NBD_STRUCTURED_REPLY_MAGIC UINT32_C (0x668e33ef)
+/* NBD_OPT_EXTENDED_HEADERS: 32-byte requests and replies, 64-bit lengths
+ * (proto.md of the extension-ext-header branch, as QEMU >= 8.2 and
+ * nbdkit implement it). */
+#define NBD_EXTENDED_REQUEST_MAGIC UINT32_C (0x21e41c71)
+#define NBD_EXTENDED_REPLY_MAGIC UINT32_C (0x6e8a278c)
 
 /* Handshake flags (server) and client flags. */
 #define NBD_FLAG_FIXED_NEWSTYLE 1
@@ -25,6 +30,7 @@
 #define NBD_OPT_STRUCTURED_REPLY 8
 #define NBD_OPT_LIST_META_CONTEXT 9
 #define NBD_OPT_SET_META_CONTEXT 10
+#define NBD_OPT_EXTENDED_HEADERS 11
 
 /* Option replies. */
 #define NBD_REP_ACK 1
@@ -39,6 +45,7 @@
 #define NBD_REP_ERR_UNKNOWN NBD_REP_ERR (6)
 #define NBD_REP_ERR_SHUTDOWN NBD_REP_ERR (7)
 #define NBD_REP_ERR_TOO_BIG NBD_REP_ERR (9)
+#define NBD_REP_ERR_EXT_HEADER_REQD NBD_REP_ERR (10)
 
 /* NBD_OPT_INFO / NBD_OPT_GO information types. */
 #define NBD_INFO_EXPORT 0
@@ -72,11 +79,14 @@
 #define NBD_CMD_FLAG_DF (1 << 2)
 #define NBD_CMD_FLAG_REQ_ONE (1 << 3)
 #define NBD_CMD_FLAG_FAST_ZERO (1 << 4)
+#define NBD_CMD_FLAG_PAYLOAD_LEN (1 << 5) /* extended: length is payload */
 
 /* Structured reply chunks. */
 #define NBD_REPLY_FLAG_DONE 1
+#define NBD_REPLY_TYPE_NONE 0
 #define NBD_REPLY_TYPE_OFFSET_DATA 1
 #define NBD_REPLY_TYPE_BLOCK_STATUS 5
+#define NBD_REPLY_TYPE_BLOCK_STATUS_EXT 6
 #define NBD_REPLY_TYPE_ERROR 0x8001
 #define NBD_STRUCTURED_REPLY_SIZE 20
 
@@ -95,6 +105,8 @@
 #define NBD_ESHUTDOWN 108
 
 #define NBD_REQUEST_SIZE 28
+#define NBD_EXTENDED_REQUEST_SIZE 32
+#define NBD_EXTENDED_REPLY_SIZE 32
 #define NBD_SIMPLE_REPLY_SIZE 16
 #define NBD_OPTION_HEADER_SIZE 16
 

@@ -19,6 +19,12 @@
  * parallel; the reply goes out when the last part is done. */
 #define SPLIT_MAX_PARTS 8
 #define SPLIT_MIN_PART (256 * 1024)
+/* A WRITE_ZEROES or TRIM runs in steps of at most STEP_BYTES, each
+ * queued once the one before is done.  Its work is its length (zeroing
+ * encrypts and writes every byte), and with extended headers one request
+ * may cover the whole export: queued whole, it would hold every worker
+ * for minutes while other clients' requests wait behind it. */
+#define STEP_BYTES (256 * 1024 * 1024)
 
 /* Per-request work bounds for the commands whose length does not bound
  * their work by itself (no payload moves): a CACHE warms at most its
@@ -34,26 +40,29 @@ struct part {
   uv_work_t work; /* worker: node op on [offset, +count) */
   struct request *req;
   uint64_t offset;
-  uint32_t count;
+  uint64_t count;
   uint32_t error; /* set by the worker */
 };
 
 struct request {
   struct part parts[SPLIT_MAX_PARTS];
   unsigned parts_left;     /* loop thread only */
+  uint64_t next;           /* loop: where the next step starts */
   struct queued_reply out; /* loop: the reply, batched */
   struct conn *conn;
   struct node *node;
   uint16_t flags, type;
   uint64_t handle, offset;
-  uint32_t count;
-  uint32_t error;             /* NBD error for the reply */
-  uint32_t charged;           /* counted in c->inflight_bytes */
-  char *buf;                  /* read result or write data */
-  size_t filled;              /* write data received so far */
-  struct extent_list extents; /* BLOCK_STATUS result (worker) */
-  char *status;               /* BLOCK_STATUS reply (loop) */
-  uint8_t reply[NBD_STRUCTURED_REPLY_SIZE + 8]; /* header (+ offset/error) */
+  /* 64-bit only with extended headers (a READ's or WRITE's passes
+   * check_request only up to 32 MiB). */
+  uint64_t count;
+  uint32_t error;                             /* NBD error for the reply */
+  uint64_t charged;                           /* counted in c->inflight_bytes */
+  char *buf;                                  /* read result or write data */
+  size_t filled;                              /* write data received so far */
+  struct extent_list extents;                 /* BLOCK_STATUS result (worker) */
+  char *status;                               /* BLOCK_STATUS reply (loop) */
+  uint8_t reply[NBD_EXTENDED_REPLY_SIZE + 8]; /* header (+ offset/error) */
 };
 
 /* The only errno -> NBD error mapping. */
@@ -98,6 +107,11 @@ static uint16_t
 allowed_flags (const struct conn *c, uint16_t type)
 {
   switch (type) {
+  case NBD_CMD_WRITE:
+    /* With extended headers a write's length is its payload's, which
+     * PAYLOAD_LEN says (payload_bytes).  No other command takes a payload
+     * here (NBD_FLAG_BLOCK_STATUS_PAYLOAD is not offered). */
+    return NBD_CMD_FLAG_FUA | (c->extended ? NBD_CMD_FLAG_PAYLOAD_LEN : 0);
   case NBD_CMD_READ:
     return NBD_CMD_FLAG_FUA | (c->structured ? NBD_CMD_FLAG_DF : 0);
   case NBD_CMD_WRITE_ZEROES:
@@ -111,7 +125,7 @@ allowed_flags (const struct conn *c, uint16_t type)
  * Returns 0 or the NBD error to answer with. */
 static uint32_t
 check_request (const struct conn *c, uint16_t type, uint16_t flags,
-               uint64_t offset, uint32_t count)
+               uint64_t offset, uint64_t count)
 {
   const struct export *e = c->exp;
   bool writes = type == NBD_CMD_WRITE || type == NBD_CMD_WRITE_ZEROES ||
@@ -138,6 +152,9 @@ check_request (const struct conn *c, uint16_t type, uint16_t flags,
     return NBD_EPERM;
   if (count == 0)
     return NBD_EINVAL;
+  /* Payloads stay within the advertised maximum whatever the header's
+   * width; the commands without one (zeroes, trim, cache, block status)
+   * may cover more than 4 GiB with extended headers. */
   if ((type == NBD_CMD_READ || type == NBD_CMD_WRITE) &&
       count > MAX_REQUEST_BYTES)
     return NBD_EOVERFLOW;
@@ -150,6 +167,8 @@ check_request (const struct conn *c, uint16_t type, uint16_t flags,
   return 0;
 }
 
+/* Compact (28 bytes) and extended (32) requests share their first 24
+ * bytes; only the length's width differs. */
 static struct request *
 request_new (struct conn *c, const uint8_t *hdr)
 {
@@ -163,7 +182,7 @@ request_new (struct conn *c, const uint8_t *hdr)
   r->type = load_be16 (hdr + 6);
   r->handle = load_be64 (hdr + 8);
   r->offset = load_be64 (hdr + 16);
-  r->count = load_be32 (hdr + 24);
+  r->count = c->extended ? load_be64 (hdr + 24) : load_be32 (hdr + 24);
   conn_ref (c);
   c->inflight++;
   return r;
@@ -194,33 +213,63 @@ after_reply (struct queued_reply *q, int status)
     (struct request *) ((char *) q - offsetof (struct request, out)));
 }
 
-/* Structured chunk header into buf; returns its size. */
+/* Reply chunk header into buf, the final chunk of its reply: an
+ * extended header (with the request's offset and a 64-bit length) if
+ * they were negotiated, else a structured one; returns its size. */
 static size_t
 chunk_header (uint8_t *buf, const struct request *r, uint16_t type,
-              uint32_t length)
+              uint64_t length)
 {
+  if (r->conn->extended) {
+    store_be32 (buf, NBD_EXTENDED_REPLY_MAGIC);
+    store_be16 (buf + 4, NBD_REPLY_FLAG_DONE);
+    store_be16 (buf + 6, type);
+    store_be64 (buf + 8, r->handle);
+    store_be64 (buf + 16, r->offset);
+    store_be64 (buf + 24, length);
+    return NBD_EXTENDED_REPLY_SIZE;
+  }
   store_be32 (buf, NBD_STRUCTURED_REPLY_MAGIC);
   store_be16 (buf + 4, NBD_REPLY_FLAG_DONE);
   store_be16 (buf + 6, type);
   store_be64 (buf + 8, r->handle);
-  store_be32 (buf + 16, length);
+  store_be32 (buf + 16, (uint32_t) length); /* callers keep it small */
   return NBD_STRUCTURED_REPLY_SIZE;
 }
 
-/* BLOCK_STATUS payload: context id, then (length, flags) descriptors
- * covering at most the request; REQ_ONE keeps only the first. */
+/* One block status descriptor: compact (32-bit length and flags) or
+ * extended (64-bit each). */
+static void
+put_descriptor (uint8_t *p, bool extended, uint64_t length, uint32_t flags)
+{
+  if (extended) {
+    store_be64 (p, length);
+    store_be64 (p + 8, flags);
+  } else {
+    store_be32 (p, (uint32_t) length);
+    store_be32 (p + 4, flags);
+  }
+}
+
+/* BLOCK_STATUS reply: context id (and, extended, the descriptor count),
+ * then descriptors covering at most the request; REQ_ONE keeps only the
+ * first.  A compact descriptor is at most 4 GiB - 4 KiB (the client asks
+ * again); an extended one (BLOCK_STATUS_EXT) is as long as the extent. */
 static size_t
 build_status (struct request *r)
 {
   const struct extent_list *l = &r->extents;
-  uint64_t end = r->offset + r->count;
+  bool ext = r->conn->extended;
+  size_t hdr = ext ? NBD_EXTENDED_REPLY_SIZE : NBD_STRUCTURED_REPLY_SIZE;
+  size_t lead = ext ? 8 : 4, size = ext ? 16 : 8;
+  uint64_t end = r->offset + r->count; /* check_request: no overflow */
   size_t n = 0, cap = l->n < MAX_DESCRIPTORS ? l->n : MAX_DESCRIPTORS;
   uint8_t *p;
 
-  r->status = malloc (NBD_STRUCTURED_REPLY_SIZE + 4 + 8 * (cap ? cap : 1));
+  r->status = malloc (hdr + lead + size * (cap ? cap : 1));
   if (!r->status)
     return 0;
-  p = (uint8_t *) r->status + NBD_STRUCTURED_REPLY_SIZE;
+  p = (uint8_t *) r->status + hdr;
   store_be32 (p, NBD_CONTEXT_ID_BASE_ALLOCATION);
   for (size_t i = 0; i < l->n && n < cap; i++) {
     uint64_t a = l->e[i].offset < r->offset ? r->offset : l->e[i].offset;
@@ -228,31 +277,36 @@ build_status (struct request *r)
     b = b > end ? end : b;
     if (a >= b)
       continue;
-    /* One descriptor is at most 4 GiB - 4 KiB; the client asks again. */
-    uint64_t len =
-      b - a > UINT32_C (0xfffff000) ? UINT32_C (0xfffff000) : b - a;
-    store_be32 (p + 4 + 8 * n, (uint32_t) len);
-    store_be32 (p + 8 + 8 * n, l->e[i].flags & 3);
+    uint64_t len = b - a;
+    if (!ext && len > UINT32_C (0xfffff000))
+      len = UINT32_C (0xfffff000);
+    put_descriptor (p + lead + size * n, ext, len, l->e[i].flags & 3);
     n++;
     if ((r->flags & NBD_CMD_FLAG_REQ_ONE) || len < b - a)
       break;
   }
   if (n == 0) { /* nothing known: all data */
-    store_be32 (p + 4, r->count);
-    store_be32 (p + 8, 0);
+    put_descriptor (p + lead, ext, r->count, 0);
     n = 1;
   }
-  chunk_header ((uint8_t *) r->status, r, NBD_REPLY_TYPE_BLOCK_STATUS,
-                (uint32_t) (4 + 8 * n));
-  return NBD_STRUCTURED_REPLY_SIZE + 4 + 8 * n;
+  if (ext)
+    store_be32 (p + 4, (uint32_t) n);
+  chunk_header ((uint8_t *) r->status, r,
+                ext ? NBD_REPLY_TYPE_BLOCK_STATUS_EXT
+                    : NBD_REPLY_TYPE_BLOCK_STATUS,
+                lead + size * n);
+  return hdr + lead + size * n;
 }
 
+/* A reply with data (or, with extended headers, every reply) is
+ * chunked; the rest are simple replies. */
 static void
 send_reply (struct request *r)
 {
   struct conn *c = r->conn;
-  bool structured = c->structured && (r->type == NBD_CMD_READ ||
-                                      r->type == NBD_CMD_BLOCK_STATUS);
+  bool structured =
+    c->extended || (c->structured && (r->type == NBD_CMD_READ ||
+                                      r->type == NBD_CMD_BLOCK_STATUS));
   uv_buf_t *bufs = r->out.bufs;
   unsigned n = 1;
 
@@ -273,7 +327,7 @@ send_reply (struct request *r)
     store_be64 (r->reply + 8, r->handle);
     bufs[0] = uv_buf_init ((char *) r->reply, NBD_SIMPLE_REPLY_SIZE);
     if (r->type == NBD_CMD_READ && r->error == 0)
-      bufs[n++] = uv_buf_init (r->buf, r->count);
+      bufs[n++] = uv_buf_init (r->buf, (unsigned) r->count);
   } else if (r->error) {
     size_t h = chunk_header (r->reply, r, NBD_REPLY_TYPE_ERROR, 6);
     store_be32 (r->reply + h, r->error);
@@ -286,8 +340,8 @@ send_reply (struct request *r)
       chunk_header (r->reply, r, NBD_REPLY_TYPE_OFFSET_DATA, 8 + r->count);
     store_be64 (r->reply + h, r->offset);
     bufs[0] = uv_buf_init ((char *) r->reply, (unsigned) h + 8);
-    bufs[n++] = uv_buf_init (r->buf, r->count);
-  } else {
+    bufs[n++] = uv_buf_init (r->buf, (unsigned) r->count);
+  } else if (r->type == NBD_CMD_BLOCK_STATUS) {
     size_t len = build_status (r);
     if (!len) {
       conn_close (c);
@@ -295,6 +349,9 @@ send_reply (struct request *r)
       return;
     }
     bufs[0] = uv_buf_init (r->status, (unsigned) len);
+  } else { /* extended: success without data is an empty final chunk */
+    size_t h = chunk_header (r->reply, r, NBD_REPLY_TYPE_NONE, 0);
+    bufs[0] = uv_buf_init ((char *) r->reply, (unsigned) h);
   }
   r->out.n = n;
   r->out.done = after_reply;
@@ -305,6 +362,8 @@ send_reply (struct request *r)
     request_free (r);
   }
 }
+
+static void queue_step (struct request *r);
 
 /* Worker thread: node ops only; no connection state. */
 static void
@@ -343,8 +402,9 @@ do_part (uv_work_t *w)
     break;
   }
   if (err < 0) {
-    log_error ("%s of %u bytes at %llu: %s", command_name (r->type), p->count,
-               (unsigned long long) p->offset, error_message ());
+    log_error ("%s of %llu bytes at %llu: %s", command_name (r->type),
+               (unsigned long long) p->count, (unsigned long long) p->offset,
+               error_message ());
     p->error = nbd_errno (-err);
   }
 }
@@ -354,12 +414,24 @@ after_part (uv_work_t *w, int status)
 {
   struct part *p = w->data;
   struct request *r = p->req;
+  bool more;
 
   if (status < 0 && !p->error)
     p->error = NBD_EIO;
   if (p->error && !r->error)
     r->error = p->error;
-  if (--r->parts_left == 0)
+  if (--r->parts_left > 0)
+    return;
+  more = r->next - r->offset < r->count;
+  /* A stepped request ends early on an error or once its client is
+   * gone; at shutdown it fails with ESHUTDOWN (proto.md lets a server
+   * speed shutdown up so) instead of holding the daemon for the rest of
+   * its range, which with extended headers may be the whole export. */
+  if (more && !r->error && server_stopping ())
+    r->error = NBD_ESHUTDOWN;
+  if (more && !r->error && !conn_closed (r->conn))
+    queue_step (r);
+  else
     send_reply (r);
 }
 
@@ -374,29 +446,28 @@ transmission_set_threads (unsigned n)
 /* Splits on block-size boundaries so that no encryption sector is shared
  * between parts (each part's read-modify-write stays its own). */
 static unsigned
-split (struct request *r)
+split (struct request *r, uint64_t offset, uint64_t count)
 {
   uint32_t bs = r->node->block_size ? r->node->block_size : 1;
   unsigned n = 1;
 
   if (r->type == NBD_CMD_READ || r->type == NBD_CMD_WRITE ||
       r->type == NBD_CMD_WRITE_ZEROES) {
-    uint64_t want = r->count / SPLIT_MIN_PART;
+    uint64_t want = count / SPLIT_MIN_PART;
     n = want < worker_threads ? (unsigned) want : worker_threads;
     if (n > SPLIT_MAX_PARTS)
       n = SPLIT_MAX_PARTS;
     if (n < 1)
       n = 1;
   }
-  uint64_t per = (r->count + n - 1) / n;
+  uint64_t per = (count + n - 1) / n;
   per = (per + bs - 1) / bs * bs;
-  uint64_t off = r->offset, end = r->offset + r->count;
+  uint64_t off = offset, end = offset + count;
   unsigned i = 0;
   /* A flush (count 0) is one part too. */
   for (; i < n && (off < end || i == 0); i++) {
     uint64_t len = end - off < per ? end - off : per;
-    r->parts[i] =
-      (struct part){ .req = r, .offset = off, .count = (uint32_t) len };
+    r->parts[i] = (struct part){ .req = r, .offset = off, .count = len };
     r->parts[i].work.data = &r->parts[i];
     off += len;
   }
@@ -430,17 +501,20 @@ bound_work (struct request *r)
     r->extents.max = r->flags & NBD_CMD_FLAG_REQ_ONE ? 1 : MAX_DESCRIPTORS;
 }
 
+/* Queues the parts of the request's next step: all of it, or for a
+ * WRITE_ZEROES or TRIM at most STEP_BYTES (after_part queues the rest).
+ * Steps start on the block size, as split's parts do. */
 static void
-dispatch (struct request *r)
+queue_step (struct request *r)
 {
+  uint64_t off = r->next, len = r->count - (r->next - r->offset);
   unsigned n;
 
-  log_debug ("connection %llu: %s %u bytes at %llu%s",
-             (unsigned long long) r->conn->id, command_name (r->type), r->count,
-             (unsigned long long) r->offset,
-             (r->flags & NBD_CMD_FLAG_FUA) ? " (fua)" : "");
-  bound_work (r);
-  n = split (r);
+  if ((r->type == NBD_CMD_WRITE_ZEROES || r->type == NBD_CMD_TRIM) &&
+      len > STEP_BYTES)
+    len = STEP_BYTES;
+  n = split (r, off, len);
+  r->next = off + len;
   r->parts_left = n;
   for (unsigned i = 0; i < n; i++)
     if (uv_queue_work (server_loop, &r->parts[i].work, do_part, after_part) <
@@ -452,6 +526,18 @@ dispatch (struct request *r)
         send_reply (r);
       return;
     }
+}
+
+static void
+dispatch (struct request *r)
+{
+  log_debug ("connection %llu: %s %llu bytes at %llu%s",
+             (unsigned long long) r->conn->id, command_name (r->type),
+             (unsigned long long) r->count, (unsigned long long) r->offset,
+             (r->flags & NBD_CMD_FLAG_FUA) ? " (fua)" : "");
+  bound_work (r);
+  r->next = r->offset;
+  queue_step (r);
 }
 
 static void
@@ -495,10 +581,45 @@ transmission_drop_pending (struct conn *c)
   }
 }
 
+/* Bytes of payload after the header: a write's data, and with extended
+ * headers the length of any request flagged PAYLOAD_LEN.  proto.md says
+ * an extended write MUST carry the flag, but QEMU's client (10.0) sends
+ * writes without it and QEMU's server takes their data all the same:
+ * so do we, or the stream would lose its place. */
+static uint64_t
+payload_bytes (const struct conn *c, const struct request *r)
+{
+  if (r->type == NBD_CMD_WRITE)
+    return r->count;
+  return c->extended && (r->flags & NBD_CMD_FLAG_PAYLOAD_LEN) ? r->count : 0;
+}
+
+/* The request magic must be the negotiated style's: both sides use only
+ * compact or only extended headers (proto.md).  Anything else means we
+ * cannot find the next request: close. */
+static bool
+magic_ok (struct conn *c, const uint8_t *in)
+{
+  uint32_t magic = load_be32 (in);
+  uint32_t want = c->extended ? NBD_EXTENDED_REQUEST_MAGIC : NBD_REQUEST_MAGIC;
+  uint32_t other = c->extended ? NBD_REQUEST_MAGIC : NBD_EXTENDED_REQUEST_MAGIC;
+
+  if (magic == want)
+    return true;
+  log_info ("connection %llu: %s; closing", (unsigned long long) c->id,
+            magic != other ? "bad request magic"
+            : c->extended  ? "compact request after extended headers"
+                           : "extended request without extended headers");
+  conn_close (c);
+  return false;
+}
+
 ssize_t
 transmission_input (struct conn *c, const uint8_t *in, size_t len)
 {
+  size_t hsize = c->extended ? NBD_EXTENDED_REQUEST_SIZE : NBD_REQUEST_SIZE;
   struct request *r;
+  uint64_t payload;
   uint32_t error;
 
   if (c->discard) {
@@ -516,35 +637,45 @@ transmission_input (struct conn *c, const uint8_t *in, size_t len)
     pending_complete (c);
     return (ssize_t) n;
   }
-  if (len < NBD_REQUEST_SIZE)
+  /* The magic first: a request in the other style may be shorter. */
+  if (len < 4)
     return 0;
-  if (load_be32 (in) != NBD_REQUEST_MAGIC) {
-    /* Without the magic we cannot find the next request: give up. */
-    log_info ("connection %llu: bad request magic", (unsigned long long) c->id);
-    conn_close (c);
+  if (!magic_ok (c, in))
     return -1;
-  }
+  if (len < hsize)
+    return 0;
   r = request_new (c, in);
   if (!r) {
     conn_close (c);
     return -1;
   }
+  payload = payload_bytes (c, r);
+  if (c->extended && payload > MAX_REQUEST_BYTES) {
+    /* Over the advertised maximum payload (it may say 2^64 bytes):
+     * proto.md's hard disconnect, rather than skipping it. */
+    log_info ("connection %llu: %s with a payload of %llu bytes; closing",
+              (unsigned long long) c->id, command_name (r->type),
+              (unsigned long long) payload);
+    conn_close (c);
+    request_free (r);
+    return -1;
+  }
   error = check_request (c, r->type, r->flags, r->offset, r->count);
-  if (r->type == NBD_CMD_WRITE && error)
-    c->discard = r->count; /* keep the stream in sync */
   if (error) {
-    log_info ("connection %llu: %s of %u bytes at %llu refused: error %u",
-              (unsigned long long) c->id, command_name (r->type), r->count,
-              (unsigned long long) r->offset, error);
+    log_info ("connection %llu: %s of %llu bytes at %llu refused: error %u",
+              (unsigned long long) c->id, command_name (r->type),
+              (unsigned long long) r->count, (unsigned long long) r->offset,
+              error);
+    c->discard = payload; /* keep the stream in sync */
     r->error = error;
     send_reply (r);
-    return NBD_REQUEST_SIZE;
+    return (ssize_t) hsize;
   }
   if (r->type == NBD_CMD_WRITE_ZEROES && (r->flags & NBD_CMD_FLAG_FAST_ZERO)) {
     /* Zeroing writes encrypted zeros: never fast. */
     r->error = NBD_ENOTSUP;
     send_reply (r);
-    return NBD_REQUEST_SIZE;
+    return (ssize_t) hsize;
   }
   if (r->type == NBD_CMD_DISC) {
     log_info ("connection %llu: client disconnects",
@@ -553,16 +684,15 @@ transmission_input (struct conn *c, const uint8_t *in, size_t len)
     conn_unref (c);
     free (r);
     conn_finish (c);
-    return NBD_REQUEST_SIZE;
+    return (ssize_t) hsize;
   }
   if (r->type == NBD_CMD_READ || r->type == NBD_CMD_WRITE) {
     r->buf = bufpool_get (r->count);
     if (!r->buf) {
       r->error = NBD_ENOMEM;
-      if (r->type == NBD_CMD_WRITE)
-        c->discard = r->count;
+      c->discard = payload;
       send_reply (r);
-      return NBD_REQUEST_SIZE;
+      return (ssize_t) hsize;
     }
   }
   charge (c, r);
@@ -570,5 +700,5 @@ transmission_input (struct conn *c, const uint8_t *in, size_t len)
     c->pending = r; /* dispatched once its data is in */
   else
     dispatch (r);
-  return NBD_REQUEST_SIZE;
+  return (ssize_t) hsize;
 }

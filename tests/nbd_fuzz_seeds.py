@@ -36,6 +36,36 @@ sessions = {
     "options": struct.pack(">I", 3) + opt(5) + opt(9, meta) + opt(99) +
     opt(6, b"\0\0\0\5v") + opt(2),
 }
+
+
+def ereq(typ, offset, length, flags=0, handle=1, data=b""):
+    """An extended request (NBD_OPT_EXTENDED_HEADERS): 64-bit length."""
+    return struct.pack(">IHHQQQ", 0x21e41c71, flags, typ, handle, offset,
+                       length) + data
+
+
+# Extended headers: the negotiation rules, requests with 64-bit lengths
+# (good, over the payload limit, wrapping), payloads flagged PAYLOAD_LEN
+# (0x20), and the two header styles mixed.
+ext = struct.pack(">I", 3) + opt(11) + opt(10, meta) + opt(7, go)
+sessions.update({
+    "extended": ext + ereq(1, 0, 4096, flags=0x20, data=b"\x5a" * 4096) +
+    ereq(1, 4096, 512, data=b"\x33" * 512) + ereq(0, 0, 8192) +
+    ereq(7, 0, 1 << 33, handle=2) + ereq(7, 0, 1 << 20, flags=8) +
+    ereq(6, 0, 1 << 33) + ereq(4, 0, 1 << 33) + ereq(5, 0, 1 << 33) +
+    ereq(0, 0, 1 << 33) + ereq(6, (1 << 64) - 4096, 8192) +
+    ereq(4, 0, 16, flags=0x20, data=b"\xff" * 16) +
+    ereq(7, 0, 12, flags=0x20, data=struct.pack(">QI", 4096, 1)) +
+    ereq(3, 0, 0) + ereq(2, 0, 0),
+    "extended-then-compact": ext + ereq(0, 0, 512) + req(0, 0, 512) +
+    ereq(2, 0, 0),
+    "compact-then-extended": struct.pack(">I", 3) + opt(8) + opt(7, go) +
+    req(0, 0, 512) + ereq(0, 0, 512) + req(2, 0, 0),
+    "extended-huge-payload": ext + ereq(1, 0, 1 << 40, flags=0x20) +
+    b"\0" * 64,
+    "extended-options": struct.pack(">I", 3) + opt(11, b"x") + opt(11) +
+    opt(11) + opt(8) + opt(9, meta) + opt(1, name),
+})
 for n, data in sessions.items():
     with open(os.path.join(out, n), "wb") as f:
         f.write(data)
