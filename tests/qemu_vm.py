@@ -30,7 +30,7 @@ class Vm:
         self.log = open(log_path, "ab", buffering=0)
         args = [QEMU, "-accel", accel, "-nodefaults", "-no-reboot",
                 "-m", "256", "-display", "none", "-serial", "stdio",
-                "-kernel", os.path.join(guest_dir, "vmlinuz"),
+                "-kernel", os.path.join(guest_dir, "kernel"),
                 "-initrd", os.path.join(guest_dir, "initramfs.cpio"),
                 "-append", "console=ttyS0 quiet panic=-1 " + append,
                 "-qmp", f"unix:{qmp_path},server=on,wait=off", *extra]
@@ -177,11 +177,11 @@ class Vm:
         return e
 
 
-def accel(guest_dir, append, tmpdir, seconds=10):
+def accel(guest_dir, append, tmpdir, seconds=5):
     """"kvm" if /dev/kvm is there and boots the guest, else "tcg".  (A
     /dev/kvm that opens but cannot run a guest, as under some nested
     hypervisors, must not hang the tests; a working one boots the guest
-    in 1-2 s.)"""
+    in about a second, and a slow start only costs TCG's speed.)"""
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         return "tcg"
     vm = Vm(guest_dir, append, os.path.join(tmpdir, "probe.qmp"),

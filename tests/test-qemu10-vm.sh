@@ -8,7 +8,9 @@
 # reencrypt --encrypt; nbdcopy through luks-nbd), writes a pattern, and
 # after the VM is gone cryptsetup decrypts the payload to the plaintext
 # with that pattern in it.  The guest: tests/guest/ (make-guest.py builds
-# it from the host's Debian kernel and busybox-static).
+# it from the host's Debian kernel and busybox-static).  Nothing here
+# needs QEMU 10 itself (the version is printed); scripts/install-deps.sh
+# installs 10 from bookworm-backports.
 . "$(dirname "$0")/lib.sh"
 need qemu-system-x86_64 cryptsetup nbdcopy python3 sha256sum xxd
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,8 +20,10 @@ if ! python3 "$here/guest/make-guest.py" "$TMP/guest" "$here/guest/disk-rw.sh" \
   echo "1..0 # SKIP no guest: $(cat "$TMP/make-guest.err")"
   exit 0
 fi
+built=$SECONDS
 accel=$(python3 "$here/qemu_vm.py" accel "$TMP/guest" "$TMP")
-echo "# $(qemu-system-x86_64 --version | head -n 1); guest kernel $(cat "$TMP/release"); $accel"
+echo "# $(qemu-system-x86_64 --version | head -n 1); guest kernel $(cat "$TMP/release")" \
+  "built in $built s; $accel (chosen in $((SECONDS - built)) s)"
 
 # sha FILE: its sha256.
 sha () { sha256sum < "$1" | cut -d' ' -f1; }

@@ -4,11 +4,15 @@ an initramfs (newc cpio, written here: no cpio, no root needed for
 /dev/console) holding a static busybox, the kernel modules a virtio disk
 needs, a generic /init and the test's own guest script.
 
-Usage: make-guest.py OUTDIR GUEST_SCRIPT [--kernel VMLINUZ]
+Usage: make-guest.py OUTDIR GUEST_SCRIPT [--kernel VMLINUZ] [--no-pvh]
                      [--modules-dir DIR] [--busybox PATH] [--module NAME]...
 
-Writes OUTDIR/initramfs.cpio and OUTDIR/vmlinuz (a symlink to the kernel)
-and prints the kernel's release.  The kernel is --kernel, else
+Writes OUTDIR/initramfs.cpio and OUTDIR/kernel, what qemu's -kernel takes,
+and prints the kernel's release.  OUTDIR/kernel is the ELF vmlinux unpacked
+from the bzImage when that is xz- or gzip-compressed and has a PVH entry
+point (Debian's has): QEMU then starts it directly, and the guest does not
+spend seconds of TCG decompressing itself (here 18 s -> 10 s per boot);
+else, or with --no-pvh, a symlink to the bzImage.  The kernel is --kernel, else
 $LUKS_NBD_GUEST_KERNEL, else the newest /boot/vmlinuz-* with a
 /lib/modules/RELEASE (Debian's linux-image-amd64); busybox is
 busybox-static's /bin/busybox.  Modules: virtio_pci and virtio_blk and
@@ -31,6 +35,7 @@ import os
 import re
 import struct
 import sys
+import zlib
 
 MODULES = ["virtio_pci", "virtio_blk"]
 
@@ -77,6 +82,43 @@ def find_kernel():
         fail("no /boot/vmlinuz-* with /lib/modules/RELEASE "
              "(install linux-image-amd64: scripts/install-deps.sh)")
     return "/boot/vmlinuz-" + max(found, key=version_key)
+
+
+def elf_notes(elf):
+    """(name, type) of the notes in an ELF64's PT_NOTE segments."""
+    phoff, = struct.unpack_from("<Q", elf, 32)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 54)
+    notes = []
+    for i in range(phnum):
+        ptype, _, off, _, _, size = struct.unpack_from("<IIQQQQ", elf, phoff + i * phentsize)
+        end = off + size
+        while ptype == 4 and off + 12 <= end:
+            namesz, descsz, ntype = struct.unpack_from("<III", elf, off)
+            notes.append((elf[off + 12:off + 12 + namesz].rstrip(b"\0"), ntype))
+            off += 12 + (-namesz % 4 + namesz) + (-descsz % 4 + descsz)
+    return notes
+
+
+XEN_ELFNOTE_PHYS32_ENTRY = 18
+
+
+def pvh_vmlinux(kernel):
+    """The vmlinux inside a bzImage, if compressed with xz or gzip (what
+    Python unpacks) and PVH-bootable; else None."""
+    data = open(kernel, "rb").read()
+    for magic, unpacker in [(b"\xfd7zXZ\0", lzma.LZMADecompressor),
+                            (b"\x1f\x8b\x08", lambda: zlib.decompressobj(31))]:
+        at = data.find(magic)
+        while at >= 0:
+            try:
+                elf = unpacker().decompress(data[at:])
+            except (lzma.LZMAError, zlib.error):
+                elf = b""
+            if elf[:5] == b"\x7fELF\x02" and \
+               (b"Xen", XEN_ELFNOTE_PHYS32_ENTRY) in elf_notes(elf):
+                return elf
+            at = data.find(magic, at + 1)
+    return None
 
 
 def is_static_elf(path):
@@ -176,8 +218,8 @@ def build(args):
     kernel = args.kernel or os.environ.get("LUKS_NBD_GUEST_KERNEL") or find_kernel()
     release = release_of(kernel)
     moddir = args.modules_dir or (release and "/lib/modules/" + release)
-    if not os.path.isfile(kernel):
-        fail(f"no kernel at {kernel}")
+    if not os.access(kernel, os.R_OK):
+        fail(f"no readable kernel at {kernel}")
     if not moddir or not os.path.isdir(moddir):
         fail(f"no modules directory for {kernel} (give --modules-dir)")
     if not os.path.isfile(args.busybox) or not is_static_elf(args.busybox):
@@ -202,10 +244,15 @@ def build(args):
     os.makedirs(args.outdir, exist_ok=True)
     with open(os.path.join(args.outdir, "initramfs.cpio"), "wb") as f:
         f.write(c.finish())
-    link = os.path.join(args.outdir, "vmlinuz")
-    if os.path.lexists(link):
-        os.unlink(link)
-    os.symlink(os.path.abspath(kernel), link)
+    out = os.path.join(args.outdir, "kernel")
+    if os.path.lexists(out):
+        os.unlink(out)
+    elf = None if args.no_pvh else pvh_vmlinux(kernel)
+    if elf:
+        with open(out, "wb") as f:
+            f.write(elf)
+    else:
+        os.symlink(os.path.abspath(kernel), out)
     print(release or os.path.basename(kernel))
 
 
@@ -215,6 +262,8 @@ def main():
     p.add_argument("guest_script")
     p.add_argument("--kernel")
     p.add_argument("--modules-dir")
+    p.add_argument("--no-pvh", action="store_true",
+                   help="boot the bzImage as it is")
     p.add_argument("--busybox", default="/bin/busybox")
     p.add_argument("--module", action="append", default=[],
                    help="another module to load (with its dependencies)")
