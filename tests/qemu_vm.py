@@ -42,9 +42,10 @@ class Vm:
 
     # --- waiting on the console, QMP and the process --------------------
     def pump(self, deadline):
-        """Reads what the console and QMP have; False once past deadline."""
+        """Reads what the console and QMP have; False once past deadline
+        or once QEMU has closed the console (it is exiting)."""
         left = deadline - time.monotonic()
-        if left <= 0:
+        if left <= 0 or self.proc.stdout.closed:
             return False
         fds = [self.proc.stdout] + ([self.qmp] if self.qmp else [])
         ready, _, _ = select.select(fds, [], [], left)
@@ -52,7 +53,7 @@ class Vm:
             data = os.read(self.proc.stdout.fileno(), 65536)
             if not data:
                 self.proc.stdout.close()
-                self.proc.wait()
+                self.proc.wait(60)
                 return False
             self.log.write(data)
             lines = (self.partial + data).split(b"\n")
@@ -124,8 +125,10 @@ class Vm:
 
     def qmp_read(self):
         data = self.qmp.recv(65536)
-        if not data:
-            raise VmError("QMP connection closed")
+        if not data:  # QEMU quit: what it said before still counts
+            self.qmp.close()
+            self.qmp = None
+            return
         self.qmp_buf += data
         while b"\n" in self.qmp_buf:
             line, self.qmp_buf = self.qmp_buf.split(b"\n", 1)
@@ -152,6 +155,8 @@ class Vm:
         if arguments:
             msg["arguments"] = arguments
         line = json.dumps(msg).encode()
+        if not self.qmp:
+            raise VmError(f"{cmd}: QMP is closed")
         self.log.write(b"QMP-> " + line + b"\n")
         self.qmp.sendall(line + b"\n")
         if not self.wait_for(lambda: self.replies, seconds, cmd):
