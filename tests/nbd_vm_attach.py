@@ -10,7 +10,8 @@ blockdev: -blockdev driver=nbd,...,export=EXPORT -device virtio-blk-pci at
 start.  hotplug: QMP blockdev-add of the nbd node, device_add
 virtio-blk-pci once the guest waits for a disk, then device_del (waiting
 for DEVICE_DELETED and the guest to lose the disk) and blockdev-del, after
-which luks-nbd must count no connection to EXPORT.
+which luks-nbd must count no connection to EXPORT; then the host types
+"done" on the guest's console, and the guest powers off.
 """
 import json
 import os
@@ -21,8 +22,8 @@ import time
 from nbdtest import report
 from qemu_vm import Vm, VmError
 
-# Deadlines: generous, as TCG on two busy cores boots in 10-40 s; they
-# only matter when something hangs.
+# Deadlines: generous (TCG on two busy cores boots the guest in 3-25 s);
+# they only matter when something hangs.
 BOOT, IO, EXIT = 240, 240, 60
 
 (mode, guest, tmp, sock, export, control, accel, size, sha, woff, wlen,

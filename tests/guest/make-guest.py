@@ -11,9 +11,11 @@ Writes OUTDIR/initramfs.cpio and OUTDIR/kernel, what qemu's -kernel takes,
 and prints the kernel's release.  OUTDIR/kernel is the ELF vmlinux unpacked
 from the bzImage when that is xz- or gzip-compressed and has a PVH entry
 point (Debian's has): QEMU then starts it directly, and the guest does not
-spend seconds of TCG decompressing itself (here 18 s -> 10 s per boot);
-else, or with --no-pvh, a symlink to the bzImage.  The kernel is --kernel, else
-$LUKS_NBD_GUEST_KERNEL, else the newest /boot/vmlinuz-* with a
+spend seconds of TCG decompressing itself (here about 18 s -> 10 s per
+boot); else, or with --no-pvh, a symlink to the bzImage.
+
+The kernel is --kernel, else $LUKS_NBD_GUEST_KERNEL, else the newest
+/boot/vmlinuz-* with a
 /lib/modules/RELEASE (Debian's linux-image-amd64); busybox is
 busybox-static's /bin/busybox.  Modules: virtio_pci and virtio_blk and
 what modules.dep says they need, in load order; those the kernel has
@@ -26,7 +28,8 @@ parameters reach the script as environment variables: the kernel passes
 every KEY=VALUE of its command line it does not know itself (and whose KEY
 has no dot) to /init, so one image serves boots that differ in what they
 ask of the guest (-append "console=ttyS0 ... mode=read size=16777216").
-Console lines the host waits for start with "GUEST-".
+Console lines the host waits for start with "GUEST-"; the script's stdin
+is the console, so the host can answer it (tests/qemu_vm.py: Vm.send).
 """
 import argparse
 import gzip
