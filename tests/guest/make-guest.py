@@ -15,11 +15,11 @@ spend seconds of TCG decompressing itself (here about 18 s -> 10 s per
 boot); else, or with --no-pvh, a symlink to the bzImage.
 
 The kernel is --kernel, else $LUKS_NBD_GUEST_KERNEL, else the newest
-/boot/vmlinuz-* with a
-/lib/modules/RELEASE (Debian's linux-image-amd64); busybox is
-busybox-static's /bin/busybox.  Modules: virtio_pci and virtio_blk and
-what modules.dep says they need, in load order; those the kernel has
-built in (modules.builtin) are left out; .ko.xz/.ko.gz are unpacked.
+/boot/vmlinuz-* with a /lib/modules/RELEASE (Debian's linux-image-amd64);
+busybox is busybox-static's /bin/busybox.  Modules: virtio_pci and
+virtio_blk and what modules.dep says they need, in load order; those the
+kernel has built in (modules.builtin) are left out; .ko.xz/.ko.gz are
+unpacked.
 
 What /init does: mounts proc, sysfs, devtmpfs; insmods the modules; says
 "GUEST-BOOTED" on the console; runs GUEST_SCRIPT (/guest.sh) with sh;
