@@ -185,6 +185,7 @@ struct stack_spec {
   const char *payload;         /* path */
   const char *header;          /* path, or NULL: attached */
   const char *key_file;        /* exact bytes */
+  const char *credential;      /* its name, if key_file is a credential */
   const char *passphrase_file; /* one trailing newline stripped */
   int key_slot;                /* -1: any */
   bool readonly;
@@ -193,6 +194,7 @@ struct stack_spec {
   bool payload_backing;       /* follow a qcow2 backing chain */
   bool no_locking;            /* locking=off */
   bool direct_io;             /* cache=none: O_DIRECT on the payload */
+  bool no_plaintext_check;    /* check-plaintext=off (plaintext_check.c) */
   const char *backup_header;  /* used if the header fails */
   const char *passphrase;     /* in memory (control socket), or NULL */
   size_t passphrase_len;

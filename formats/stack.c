@@ -222,6 +222,27 @@ open_header (const struct stack_spec *spec, const char *where,
   return r;
 }
 
+/* After a refused passphrase read from a key file that ends in a
+ * newline: the likely cause, and what to write instead. */
+static void
+newline_hint (const struct stack_spec *spec)
+{
+  if (spec->credential)
+    error_append (-EPERM,
+                  "; the credential %s ends in a newline, which is part of "
+                  "the passphrase (credential= takes its exact bytes, like "
+                  "key-file=): write it without one (printf '%%s', or "
+                  "truncate -s -1 FILE)",
+                  spec->credential);
+  else
+    error_append (-EPERM,
+                  "; the key file %s ends in a newline, which key-file= "
+                  "takes as part of the passphrase (a file written by "
+                  "echo): use passphrase-file=%s, which strips one "
+                  "trailing newline",
+                  spec->key_file, spec->key_file);
+}
+
 int
 node_stack_open (const struct stack_spec *spec, struct node **out,
                  const char **detected_format)
@@ -240,14 +261,22 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
     passlen = spec->passphrase_len;
     passalloc = passlen + 1;
     r = pass ? 0 : error_set (-ENOMEM, "out of secure memory");
-  } else if (spec->key_file)
-    r = keyfile_read (spec->key_file, false, &pass, &passlen, &passalloc);
-  else if (spec->passphrase_file)
-    r = keyfile_read (spec->passphrase_file, true, &pass, &passlen, &passalloc);
+  } else if (spec->key_file) {
+    char label[300];
+    if (spec->credential)
+      snprintf (label, sizeof label, "credential=%s", spec->credential);
+    r = keyfile_read (spec->key_file, spec->credential ? label : NULL, false,
+                      &pass, &passlen, &passalloc);
+  } else if (spec->passphrase_file)
+    r = keyfile_read (spec->passphrase_file, NULL, true, &pass, &passlen,
+                      &passalloc);
   else
     r = error_set (-EINVAL, "no key-file= or passphrase-file= given");
   if (r < 0)
     return r;
+  /* A key file written by echo: its newline is part of the passphrase. */
+  bool ends_in_newline = !spec->passphrase && spec->key_file && passlen > 0 &&
+                         pass[passlen - 1] == '\n';
 
   r = node_is_uri (spec->payload)
         ? node_nbd_open (spec->payload, spec->readonly, &file)
@@ -314,6 +343,8 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
                              "header %s",
                              why, spec->backup_header);
   }
+  if (r == -EPERM && ends_in_newline)
+    newline_hint (spec);
   if (r == 0)
     payload = header = NULL; /* owned by the luks node now */
 
