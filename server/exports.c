@@ -563,6 +563,12 @@ export_open (struct export *e)
             e->spec.header ? e->spec.header : "(attached)",
             (unsigned long long) e->node->size, e->node->block_size,
             e->readonly ? ", read-only" : "");
+  /* Which volume each header belongs to, so a mix-up shows in the log. */
+  log_info ("export '%s': serving with the header of UUID %s", e->name,
+            node_luks_uuid (e->node));
+  if (node_luks_backup_uuid (e->node))
+    log_info ("export '%s': backup-header=%s has UUID %s (the same volume)",
+              e->name, e->spec.backup_header, node_luks_backup_uuid (e->node));
   return 0;
 }
 
