@@ -186,7 +186,8 @@ int node_luks_read_ciphertext (struct node *luks, void *buf, uint64_t count,
                                uint64_t offset);
 /* plaintext_check.c: -EINVAL with a message if the payload's written
  * blocks all decrypt to random-looking bytes (a header of another
- * volume); 0 if some sample is structured or nothing was written. */
+ * volume); 0 if some sample is structured, nothing was written, or the
+ * samples could not be read (then with a node warning). */
 int node_luks_check_plaintext (struct node *luks, const char *payload,
                                const char *header);
 /* Reads the LUKS header on `header` for its UUID only (no unlock). */
