@@ -259,6 +259,24 @@ check_backup_uuid (const struct stack_spec *spec, struct node *luks)
   return r;
 }
 
+/* Unlocked: is it the right header for this payload?  The backup
+ * header's UUID (unless it is the one serving), then the plaintext. */
+static int
+check_pairing (const struct stack_spec *spec, struct node *luks,
+               bool used_backup)
+{
+  const char *header = used_backup    ? spec->backup_header
+                       : spec->header ? spec->header
+                                      : "(attached)";
+  int r = 0;
+
+  if (spec->backup_header && !used_backup)
+    r = check_backup_uuid (spec, luks);
+  if (r == 0 && !spec->no_plaintext_check)
+    r = node_luks_check_plaintext (luks, spec->payload, header);
+  return r;
+}
+
 /* True if the payload starts with something other than LUKS magic: no
  * attached header can be there.  The current error message is kept. */
 static bool
@@ -400,14 +418,7 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
                              why, spec->backup_header);
     used_backup = true;
   }
-  /* Unlocked: is it the right header for this payload? */
-  if ((r == 0 && spec->backup_header && !used_backup &&
-       (r = check_backup_uuid (spec, *out)) < 0) ||
-      (r == 0 && !spec->no_plaintext_check &&
-       (r = node_luks_check_plaintext (*out, spec->payload,
-                                       used_backup    ? spec->backup_header
-                                       : spec->header ? spec->header
-                                                      : "(attached)")) < 0)) {
+  if (r == 0 && (r = check_pairing (spec, *out, used_backup)) < 0) {
     node_close (*out); /* with the payload and header it owns */
     *out = NULL;
     payload = header = NULL;
