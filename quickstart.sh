@@ -21,7 +21,9 @@ sock=$demo/luks-nbd.sock
 mkdir -p "$demo"
 if [ ! -f "$demo/disk.hdr" ]; then
   echo "== making a 64 MiB demo volume: $demo/disk.img (payload) + $demo/disk.hdr (header)"
-  head -c 64M /dev/urandom > "$demo/disk.img"
+  # Zeros where a partition table would be, then random data: a disk
+  # that starts with structure, as check-plaintext= expects of a used one.
+  { head -c 1M /dev/zero; head -c 63M /dev/urandom; } > "$demo/disk.img"
   (umask 077; printf 'demo passphrase' > "$demo/key")
   cryptsetup reencrypt --encrypt --type luks2 --header "$demo/disk.hdr" \
     --key-file "$demo/key" --force-offline-reencrypt --batch-mode \

@@ -40,6 +40,18 @@ error_prefix (int err, const char *fmt, ...)
   return err;
 }
 
+int
+error_append (int err, const char *fmt, ...)
+{
+  size_t len = strlen (message);
+  va_list ap;
+
+  va_start (ap, fmt);
+  vsnprintf (message + len, sizeof message - len, fmt, ap);
+  va_end (ap);
+  return err;
+}
+
 const char *
 error_message (void)
 {

@@ -15,6 +15,10 @@ int error_set (int err, const char *fmt, ...)
 int error_prefix (int err, const char *fmt, ...)
   __attribute__ ((format (printf, 2, 3)));
 
+/* Appends to the current message (a hint after the cause). */
+int error_append (int err, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+
 /* The current thread's last message ("" if none). */
 const char *error_message (void);
 

@@ -136,9 +136,11 @@ read_bounded (int fd, const char *path, const char *what, size_t max,
 }
 
 int
-keyfile_read (const char *path, bool strip_newline, char **pass, size_t *len,
-              size_t *alloc)
+keyfile_read (const char *path, const char *label, bool strip_newline,
+              char **pass, size_t *len, size_t *alloc)
 {
+  /* A credential is named by its name, not its path. */
+  const char *name = label ? label : path;
   /* A passphrase file may end with the newline that echo wrote. */
   size_t max = strip_newline ? PASSPHRASE_MAX + 1 : KEYFILE_MAX;
   const char *what = strip_newline ? "passphrase file" : "key file";
@@ -148,22 +150,22 @@ keyfile_read (const char *path, bool strip_newline, char **pass, size_t *len,
   int fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), r;
 
   if (fd < 0)
-    return error_set (-errno, "%s: %s", path, strerror (errno));
+    return error_set (-errno, "%s: %s", name, strerror (errno));
   if (fstat (fd, &st) < 0) {
-    r = error_set (-errno, "%s: %s", path, strerror (errno));
+    r = error_set (-errno, "%s: %s", name, strerror (errno));
     close (fd);
     return r;
   }
   if (S_ISDIR (st.st_mode)) {
     close (fd);
-    return error_set (-EISDIR, "%s: a directory, not a %s", path, what);
+    return error_set (-EISDIR, "%s: a directory, not a %s", name, what);
   }
   /* A regular file's size is known: refuse a large one before reading. */
   if (S_ISREG (st.st_mode) && (uint64_t) st.st_size > max) {
     close (fd);
-    return error_set (-EFBIG, "%s: %s longer than %zu bytes", path, what, max);
+    return error_set (-EFBIG, "%s: %s longer than %zu bytes", name, what, max);
   }
-  r = read_bounded (fd, path, what, max,
+  r = read_bounded (fd, name, what, max,
                     S_ISREG (st.st_mode) ? (size_t) st.st_size : 0, pass, len,
                     alloc);
   close (fd);
@@ -176,7 +178,15 @@ keyfile_read (const char *path, bool strip_newline, char **pass, size_t *len,
     return error_set (-EFBIG,
                       "%s: passphrase longer than %d characters (key-file= "
                       "takes up to %d bytes)",
-                      path, PASSPHRASE_MAX, KEYFILE_MAX);
+                      name, PASSPHRASE_MAX, KEYFILE_MAX);
+  }
+  /* An empty passphrase would reach the KDF, whose complaint (argon2:
+   * "Invalid value") names neither the file nor the cause. */
+  if (*len == 0) {
+    luks_secret_free (*pass, *alloc);
+    return error_set (-EINVAL, "%s: empty %s%s", name, what,
+                      strip_newline ? " (nothing but a newline, or nothing)"
+                                    : " (0 bytes)");
   }
   return 0;
 }

@@ -5,9 +5,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* *pass is secure memory of *alloc bytes; free with luks_secret_free. */
-int keyfile_read (const char *path, bool strip_newline, char **pass,
-                  size_t *len, size_t *alloc);
+/* *pass is secure memory of *alloc bytes; free with luks_secret_free.
+ * Messages name `label` (e.g. "credential=vm1.key"), or path if NULL.
+ * An empty passphrase is refused. */
+int keyfile_read (const char *path, const char *label, bool strip_newline,
+                  char **pass, size_t *len, size_t *alloc);
 
 /* Secure copies for passphrases that arrive in memory (control socket):
  * NUL-terminated, n + 1 bytes, wiped on free. */

@@ -29,6 +29,7 @@ struct luks_node {
   pthread_rwlock_t rmw; /* shared: aligned writes; exclusive: RMW */
   bool shared_key;      /* volume key reused from another export */
   char warning[512];
+  char backup_uuid[64];      /* backup-header='s, once read and compared */
   char *header_label;        /* for messages */
   void (*on_close) (void *); /* see node_luks_on_close */
   void *on_close_arg;
@@ -271,6 +272,54 @@ node_luks_warning (const struct node *n)
 {
   const struct luks_node *l = (const struct luks_node *) n;
   return l->warning[0] ? l->warning : NULL;
+}
+
+const char *
+node_luks_uuid (const struct node *n)
+{
+  struct luks_header_info info;
+
+  luks_header_info (((const struct luks_node *) n)->hdr, &info);
+  return info.uuid;
+}
+
+const char *
+node_luks_backup_uuid (const struct node *n)
+{
+  const struct luks_node *l = (const struct luks_node *) n;
+  return l->backup_uuid[0] ? l->backup_uuid : NULL;
+}
+
+void
+node_luks_set_backup_uuid (struct node *n, const char *uuid)
+{
+  struct luks_node *l = (struct luks_node *) n;
+  snprintf (l->backup_uuid, sizeof l->backup_uuid, "%s", uuid);
+}
+
+int
+node_luks_header_uuid (struct node *header, const char *label, char *uuid,
+                       size_t len)
+{
+  struct luks_source src = { header_read, header, header->size, label };
+  struct luks_header_info info;
+  struct luks_header *hdr;
+  int r = luks_header_open (&src, &hdr);
+
+  if (r < 0)
+    return r;
+  luks_header_info (hdr, &info);
+  snprintf (uuid, len, "%s", info.uuid);
+  luks_header_free (hdr);
+  return 0;
+}
+
+int
+node_luks_read_ciphertext (struct node *n, void *buf, uint64_t count,
+                           uint64_t offset)
+{
+  struct luks_node *l = (struct luks_node *) n;
+  return node_pread (l->payload, buf, count, l->data_offset + offset);
 }
 
 struct luks_volume *

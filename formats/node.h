@@ -175,6 +175,25 @@ size_t node_stack_forget_header (const char *path);
  * it) when a kept key is wiped because no export uses it any more. */
 void node_stack_on_key_wiped (void (*fn) (const char *header));
 
+/* The UUID of the header that serves, and of a backup header once it
+ * was read and found to be the same volume's (else NULL). */
+const char *node_luks_uuid (const struct node *luks);
+const char *node_luks_backup_uuid (const struct node *luks);
+void node_luks_set_backup_uuid (struct node *luks, const char *uuid);
+/* The payload's ciphertext under plaintext [offset, offset+count): whole
+ * sectors, not decrypted. */
+int node_luks_read_ciphertext (struct node *luks, void *buf, uint64_t count,
+                               uint64_t offset);
+/* plaintext_check.c: -EINVAL with a message if the payload's written
+ * blocks all decrypt to random-looking bytes (a header of another
+ * volume); 0 if some sample is structured, nothing was written, or the
+ * samples could not be read (then with a node warning). */
+int node_luks_check_plaintext (struct node *luks, const char *payload,
+                               const char *header);
+/* Reads the LUKS header on `header` for its UUID only (no unlock). */
+int node_luks_header_uuid (struct node *header, const char *label, char *uuid,
+                           size_t len);
+
 /* Messages a node wants logged once at open (e.g. a bad header copy). */
 const char *node_luks_warning (const struct node *luks);
 void node_luks_set_warning (struct node *luks, const char *fmt, ...)
@@ -185,6 +204,7 @@ struct stack_spec {
   const char *payload;         /* path */
   const char *header;          /* path, or NULL: attached */
   const char *key_file;        /* exact bytes */
+  const char *credential;      /* its name, if key_file is a credential */
   const char *passphrase_file; /* one trailing newline stripped */
   int key_slot;                /* -1: any */
   bool readonly;
@@ -193,6 +213,7 @@ struct stack_spec {
   bool payload_backing;       /* follow a qcow2 backing chain */
   bool no_locking;            /* locking=off */
   bool direct_io;             /* cache=none: O_DIRECT on the payload */
+  bool no_plaintext_check;    /* check-plaintext=off (plaintext_check.c) */
   const char *backup_header;  /* used if the header fails */
   const char *passphrase;     /* in memory (control socket), or NULL */
   size_t passphrase_len;

@@ -244,6 +244,100 @@ open_header (const struct stack_spec *spec, const char *where,
   return r;
 }
 
+/* A backup header must be a copy of the header: the same volume (UUID).
+ * Another volume's, taken when the header fails, would decrypt the
+ * payload to garbage that the first write makes corruption.  An
+ * unreadable backup is only noted. */
+static int
+check_backup_uuid (const struct stack_spec *spec, struct node *luks)
+{
+  const char *main_label = spec->header ? spec->header : spec->payload;
+  const char *uuid = node_luks_uuid (luks);
+  struct node *backup = NULL;
+  char buuid[64];
+  int r = open_header (spec, spec->backup_header, &backup);
+
+  if (r == 0)
+    r =
+      node_luks_header_uuid (backup, spec->backup_header, buuid, sizeof buuid);
+  node_close (backup);
+  if (r < 0) {
+    if (!node_luks_warning (luks))
+      node_luks_set_warning (luks,
+                             "backup-header=%s cannot stand in for the "
+                             "header: %s",
+                             spec->backup_header, error_message ());
+    return 0;
+  }
+  if (strcmp (buuid, uuid) == 0) {
+    node_luks_set_backup_uuid (luks, buuid);
+    return 0;
+  }
+  r = error_set (-EINVAL,
+                 "backup-header=%s (UUID %s) belongs to another volume than "
+                 "the header %s (UUID %s): a backup must be a copy of this "
+                 "volume's header (cryptsetup luksHeaderBackup)",
+                 spec->backup_header, buuid, main_label, uuid);
+  return r;
+}
+
+/* Unlocked: is it the right header for this payload?  The backup
+ * header's UUID (unless it is the one serving), then the plaintext. */
+static int
+check_pairing (const struct stack_spec *spec, struct node *luks,
+               bool used_backup)
+{
+  const char *header = used_backup    ? spec->backup_header
+                       : spec->header ? spec->header
+                                      : "(attached)";
+  int r = 0;
+
+  if (spec->backup_header && !used_backup)
+    r = check_backup_uuid (spec, luks);
+  if (r == 0 && !spec->no_plaintext_check)
+    r = node_luks_check_plaintext (luks, spec->payload, header);
+  return r;
+}
+
+/* True if the payload starts with something other than LUKS magic: no
+ * attached header can be there.  The current error message is kept. */
+static bool
+lacks_luks_magic (struct node *payload)
+{
+  static const unsigned char magic[6] = { 'L', 'U', 'K', 'S', 0xba, 0xbe };
+  unsigned char probe[sizeof magic];
+  char why[1024];
+  bool read;
+
+  if (payload->size < sizeof magic)
+    return true;
+  snprintf (why, sizeof why, "%s", error_message ());
+  read = node_pread (payload, probe, sizeof probe, 0) == 0;
+  error_set (-EINVAL, "%s", why);
+  return read && memcmp (probe, magic, sizeof magic) != 0;
+}
+
+/* After a refused passphrase read from a key file that ends in a
+ * newline: the likely cause, and what to write instead. */
+static void
+newline_hint (const struct stack_spec *spec)
+{
+  if (spec->credential)
+    error_append (-EPERM,
+                  "; the credential %s ends in a newline, which is part of "
+                  "the passphrase (credential= takes its exact bytes, like "
+                  "key-file=): write it without one (printf '%%s', or "
+                  "truncate -s -1 FILE)",
+                  spec->credential);
+  else
+    error_append (-EPERM,
+                  "; the key file %s ends in a newline, which key-file= "
+                  "takes as part of the passphrase (a file written by "
+                  "echo): use passphrase-file=%s, which strips one "
+                  "trailing newline",
+                  spec->key_file, spec->key_file);
+}
+
 int
 node_stack_open (const struct stack_spec *spec, struct node **out,
                  const char **detected_format)
@@ -262,14 +356,22 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
     passlen = spec->passphrase_len;
     passalloc = passlen + 1;
     r = pass ? 0 : error_set (-ENOMEM, "out of secure memory");
-  } else if (spec->key_file)
-    r = keyfile_read (spec->key_file, false, &pass, &passlen, &passalloc);
-  else if (spec->passphrase_file)
-    r = keyfile_read (spec->passphrase_file, true, &pass, &passlen, &passalloc);
+  } else if (spec->key_file) {
+    char label[300];
+    if (spec->credential)
+      snprintf (label, sizeof label, "credential=%s", spec->credential);
+    r = keyfile_read (spec->key_file, spec->credential ? label : NULL, false,
+                      &pass, &passlen, &passalloc);
+  } else if (spec->passphrase_file)
+    r = keyfile_read (spec->passphrase_file, NULL, true, &pass, &passlen,
+                      &passalloc);
   else
     r = error_set (-EINVAL, "no key-file= or passphrase-file= given");
   if (r < 0)
     return r;
+  /* A key file written by echo: its newline is part of the passphrase. */
+  bool ends_in_newline = !spec->passphrase && spec->key_file && passlen > 0 &&
+                         pass[passlen - 1] == '\n';
 
   r = node_is_uri (spec->payload)
         ? node_nbd_open (spec->payload, spec->readonly, &file)
@@ -304,6 +406,7 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
     header = payload;
   uint8_t fp[LUKS_FINGERPRINT_BYTES];
   struct shared_key *offer = NULL;
+  bool used_backup = false;
   struct stat hst;
   bool can_share = spec->header && !node_is_uri (spec->header) &&
                    stat (spec->header, &hst) == 0 &&
@@ -335,7 +438,19 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
                              "header failed (%s); using the backup "
                              "header %s",
                              why, spec->backup_header);
+    used_backup = true;
   }
+  if (r == 0 && (r = check_pairing (spec, *out, used_backup)) < 0) {
+    node_close (*out); /* with the payload and header it owns */
+    *out = NULL;
+    payload = header = NULL;
+  }
+  if (r == -EPERM && ends_in_newline)
+    newline_hint (spec);
+  if (r < 0 && r != -EPERM && !spec->header && payload &&
+      lacks_luks_magic (payload))
+    error_append (r, " (without header= the header is read from the start "
+                     "of the payload; a detached header needs header=PATH)");
   if (r == 0)
     payload = header = NULL; /* owned by the luks node now */
 

@@ -131,8 +131,8 @@ after_send (uv_write_t *w, int status)
 static void
 ctl_reply (struct ctl_conn *cc, json_object *obj)
 {
-  const char *text =
-    json_object_to_json_string_ext (obj, JSON_C_TO_STRING_PLAIN);
+  const char *text = json_object_to_json_string_ext (
+    obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
   size_t n = strlen (text);
   uv_write_t *w = cc->closed ? NULL : malloc (sizeof *w + n + 1);
 
@@ -176,26 +176,6 @@ ctl_ok (void)
   return o;
 }
 
-/* Appends "key=value" (value's commas doubled) to the spec being built. */
-static int
-spec_append (char **spec, size_t *len, const char *key, const char *v)
-{
-  size_t need = *len + strlen (key) + 2 * strlen (v) + 3;
-  char *n = realloc (*spec, need);
-
-  if (!n)
-    return error_set (-ENOMEM, "out of memory");
-  *spec = n;
-  *len += (size_t) sprintf (n + *len, "%s%s=", *len ? "," : "", key);
-  for (const char *p = v; *p; p++) {
-    n[(*len)++] = *p;
-    if (*p == ',')
-      n[(*len)++] = ',';
-  }
-  n[*len] = '\0';
-  return 0;
-}
-
 /* The --export syntax from JSON members: every member but cmd and
  * passphrase is an export key with a string value. */
 static int
@@ -213,7 +193,7 @@ spec_from_members (const struct ctl_request *req, char **out)
     if (!key[0] || strpbrk (key, ",="))
       r = error_set (-EINVAL, "member \"%s\" is not an export key", key);
     else if ((r = ctl_member_get (req, key, CTL_TEXT, true, &m)) >= 0)
-      r = spec_append (&spec, &len, key, m->text);
+      r = export_spec_append (&spec, &len, key, m->text);
   }
   if (r >= 0 && !spec)
     r = error_set (-EINVAL, "give \"spec\" or the export's keys as members");
@@ -447,8 +427,9 @@ cmd_export_remove (struct ctl_conn *cc, const struct ctl_request *req)
     return error_set (-ENOENT, "no export '%s'", n);
   if (e->connections && !(force && force->boolean))
     return error_set (-EBUSY,
-                      "export '%s' has %u connected client(s); use "
-                      "\"force\":true to drain them",
+                      "export '%s' has %u connected client(s); to drain "
+                      "them, luks-nbd ctl export-remove --force (\"force\":"
+                      "true in the request)",
                       n, e->connections);
   json_object *o = ctl_ok ();
   json_object_object_add (o, "name", json_object_new_string (n));

@@ -5,6 +5,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 
 #include <json-c/json.h>
 
+#include "error.h"
 #include "internal.h"
 
 /* --passphrase-stdin: longer input is refused, not cut. */
@@ -28,8 +30,63 @@ ctl_usage (void)
   fprintf (stderr,
            "usage: luks-nbd ctl --control PATH export-list | query-stats |\n"
            "         export-remove NAME [--force] |\n"
-           "         export-add SPEC [--passphrase-stdin]\n");
+           "         export-add SPEC [--passphrase-stdin]\n"
+           "(options may come before or after the command; relative paths "
+           "in SPEC\nare taken from the current directory)\n");
   return 2;
+}
+
+/* What the command line asked for. */
+struct ctl_args {
+  const char *path; /* --control */
+  bool force, passphrase_stdin;
+  const char *cmd, *arg; /* arg: NAME or SPEC */
+};
+
+/* Options anywhere (getopt permutes), --control PATH or --control=PATH.
+ * 0, or an exit code. */
+static int
+parse_args (int argc, char **argv, struct ctl_args *a)
+{
+  enum { OPT_CONTROL = 256, OPT_FORCE, OPT_PASS, OPT_HELP };
+  static const struct option opts[] = {
+    { "control", required_argument, NULL, OPT_CONTROL },
+    { "force", no_argument, NULL, OPT_FORCE },
+    { "passphrase-stdin", no_argument, NULL, OPT_PASS },
+    { "help", no_argument, NULL, OPT_HELP },
+    { NULL, 0, NULL, 0 },
+  };
+  int c;
+
+  optind = 1;
+  while ((c = getopt_long (argc, argv, "", opts, NULL)) != -1) {
+    switch (c) {
+    case OPT_CONTROL: a->path = optarg; break;
+    case OPT_FORCE: a->force = true; break;
+    case OPT_PASS: a->passphrase_stdin = true; break;
+    case OPT_HELP: ctl_usage (); return 2;
+    default: return ctl_usage ();
+    }
+  }
+  if (optind < argc)
+    a->cmd = argv[optind++];
+  if (optind < argc)
+    a->arg = argv[optind++];
+  if (!a->path) {
+    fprintf (stderr, "luks-nbd ctl: --control PATH is required\n");
+    return ctl_usage ();
+  }
+  if (!a->cmd || optind < argc)
+    return ctl_usage ();
+  bool remove = !strcmp (a->cmd, "export-remove");
+  bool add = !strcmp (a->cmd, "export-add");
+  bool list =
+    !strcmp (a->cmd, "export-list") || !strcmp (a->cmd, "query-stats");
+  if ((!remove && !add && !list) || ((remove || add) && !a->arg) ||
+      (list && a->arg) || (a->force && !remove) ||
+      (a->passphrase_stdin && !add))
+    return ctl_usage ();
+  return 0;
 }
 
 /* Appends s as a JSON string to the request line being built; false if
@@ -75,27 +132,48 @@ read_passphrase (char *pass, size_t cap)
   return (ssize_t) n;
 }
 
+/* SPEC with its relative paths made absolute here: the daemon's working
+ * directory is not the caller's. */
+static int
+spec_absolute (const char *spec, char **out)
+{
+  char *cwd = getcwd (NULL, 0);
+  int r;
+
+  if (!cwd) {
+    fprintf (stderr, "luks-nbd ctl: the current directory: %s\n",
+             strerror (errno));
+    return 1;
+  }
+  r = export_spec_absolute (spec, cwd, out);
+  free (cwd);
+  if (r < 0) {
+    fprintf (stderr, "luks-nbd ctl: %s\n", error_message ());
+    return 1;
+  }
+  return 0;
+}
+
 /* The request as one line, built by hand: a passphrase in it stays in
  * buffers that are wiped (json-c's printbuf is not).  0 or an exit code. */
 static int
-build_request (int argc, char **argv, int i, char *line, size_t cap,
-               size_t *len)
+build_request (const struct ctl_args *a, char *line, size_t cap, size_t *len)
 {
-  const char *cmd = argv[i++];
   char pass[CONTROL_PASSPHRASE_MAX + 1];
-  bool ok = line_add (line, cap, len, "{\"cmd\":", cmd, strlen (cmd));
+  bool ok = line_add (line, cap, len, "{\"cmd\":", a->cmd, strlen (a->cmd));
 
-  if (!strcmp (cmd, "export-remove") && i < argc) {
-    ok =
-      ok && line_add (line, cap, len, ",\"name\":", argv[i], strlen (argv[i]));
-    i++;
-    if (i < argc && !strcmp (argv[i], "--force"))
-      ok = ok && line_add (line, cap, len, ",\"force\":true", NULL, 0), i++;
-  } else if (!strcmp (cmd, "export-add") && i < argc) {
-    ok =
-      ok && line_add (line, cap, len, ",\"spec\":", argv[i], strlen (argv[i]));
-    i++;
-    if (i < argc && !strcmp (argv[i], "--passphrase-stdin")) {
+  if (!strcmp (a->cmd, "export-remove")) {
+    ok = ok && line_add (line, cap, len, ",\"name\":", a->arg, strlen (a->arg));
+    if (a->force)
+      ok = ok && line_add (line, cap, len, ",\"force\":true", NULL, 0);
+  } else if (!strcmp (a->cmd, "export-add")) {
+    char *spec;
+    int rc = spec_absolute (a->arg, &spec);
+    if (rc)
+      return rc;
+    ok = ok && line_add (line, cap, len, ",\"spec\":", spec, strlen (spec));
+    free (spec);
+    if (a->passphrase_stdin) {
       ssize_t n = read_passphrase (pass, sizeof pass);
       if (n < 0) {
         explicit_bzero (pass, sizeof pass);
@@ -108,12 +186,8 @@ build_request (int argc, char **argv, int i, char *line, size_t cap,
       ok =
         ok && line_add (line, cap, len, ",\"passphrase\":", pass, (size_t) n);
       explicit_bzero (pass, sizeof pass);
-      i++;
     }
-  } else if (strcmp (cmd, "export-list") && strcmp (cmd, "query-stats"))
-    return ctl_usage ();
-  if (i != argc)
-    return ctl_usage ();
+  }
   if (!(ok && line_add (line, cap, len, "}\n", NULL, 0))) {
     fprintf (stderr, "luks-nbd ctl: the request is longer than %d bytes\n",
              CONTROL_LINE_MAX);
@@ -157,17 +231,16 @@ control_client (int argc, char **argv)
   struct sockaddr_un sa = { .sun_family = AF_UNIX };
   char req[CONTROL_LINE_MAX];
   size_t reqlen = 0;
-  const char *path = NULL;
+  struct ctl_args a = { 0 };
+  const char *path;
   json_object *reply;
-  int i = 1, fd, rc;
+  int fd, rc;
 
-  if (argc > 2 && !strcmp (argv[1], "--control")) {
-    path = argv[2];
-    i = 3;
-  }
-  if (!path || i >= argc)
-    return ctl_usage ();
-  rc = build_request (argc, argv, i, req, sizeof req, &reqlen);
+  rc = parse_args (argc, argv, &a);
+  if (rc)
+    return rc;
+  path = a.path;
+  rc = build_request (&a, req, sizeof req, &reqlen);
   if (rc) {
     explicit_bzero (req, sizeof req);
     return rc;
@@ -198,7 +271,10 @@ control_client (int argc, char **argv)
     return 1;
   }
   rc = json_object_get_boolean (ok) ? 0 : 1;
-  fputs (line, rc ? stderr : stdout);
+  /* Paths as paths: json-c escapes '/' unless told not to. */
+  fprintf (rc ? stderr : stdout, "%s\n",
+           json_object_to_json_string_ext (
+             reply, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
   json_object_put (reply);
   free (line);
   return rc;

@@ -33,6 +33,7 @@ enum spec_key {
   KEY_LOCKING,
   KEY_BACKUP_HEADER,
   KEY_CACHE,
+  KEY_CHECK_PLAINTEXT,
   N_KEYS
 };
 
@@ -53,7 +54,14 @@ static const char *const key_names[N_KEYS] = {
   "locking",
   "backup-header",
   "cache",
+  "check-plaintext",
 };
+
+/* The keys whose values are file paths (relative ones are resolved
+ * against a directory by export_spec_absolute). */
+static const enum spec_key path_keys[] = { KEY_PAYLOAD, KEY_HEADER,
+                                           KEY_KEY_FILE, KEY_PASSPHRASE_FILE,
+                                           KEY_BACKUP_HEADER };
 
 #define QCOW2_CACHE_MIN (64 * 1024)
 #define QCOW2_CACHE_MAX (UINT64_C (1) << 30)
@@ -186,6 +194,74 @@ next_item (const char **p)
   return out;
 }
 
+int
+export_spec_append (char **spec, size_t *len, const char *key, const char *v)
+{
+  size_t need = *len + strlen (key) + 2 * strlen (v) + 3;
+  char *n = realloc (*spec, need);
+
+  if (!n)
+    return error_set (-ENOMEM, "out of memory");
+  *spec = n;
+  *len += (size_t) sprintf (n + *len, "%s%s=", *len ? "," : "", key);
+  for (const char *p = v; *p; p++) {
+    n[(*len)++] = *p;
+    if (*p == ',')
+      n[(*len)++] = ',';
+  }
+  n[*len] = '\0';
+  return 0;
+}
+
+static bool
+is_path_key (const char *key)
+{
+  for (size_t i = 0; i < sizeof path_keys / sizeof path_keys[0]; i++)
+    if (strcmp (key, key_names[path_keys[i]]) == 0)
+      return true;
+  return false;
+}
+
+int
+export_spec_absolute (const char *text, const char *dir, char **out)
+{
+  const char *p = text;
+  char *spec = NULL, *item, *joined;
+  size_t len = 0;
+  int r = 0;
+
+  while (r == 0 && (item = next_item (&p))) {
+    char *eq = strchr (item, '='), *v = eq ? eq + 1 : NULL;
+    joined = NULL;
+    if (!eq) { /* not key=value: left as it is, for export_parse to refuse */
+      free (item);
+      r = 1;
+      break;
+    }
+    *eq = '\0';
+    if (is_path_key (item) && v[0] && v[0] != '/' && !node_is_uri (v) &&
+        asprintf (&joined, "%s/%s", dir, v) < 0) {
+      joined = NULL;
+      r = error_set (-ENOMEM, "out of memory");
+    }
+    if (r == 0)
+      r = export_spec_append (&spec, &len, item, joined ? joined : v);
+    free (joined);
+    free (item);
+  }
+  if (r == 1 || (r == 0 && !spec)) {
+    free (spec);
+    spec = strdup (text);
+    r = spec ? 0 : error_set (-ENOMEM, "out of memory");
+  }
+  if (r < 0) {
+    free (spec);
+    return r;
+  }
+  *out = spec;
+  return 0;
+}
+
 void
 export_free (struct export *e)
 {
@@ -193,6 +269,7 @@ export_free (struct export *e)
     return;
   node_close (e->node);
   keyfile_secret_free (e->inline_pass, e->inline_pass_len + 1);
+  free (e->label);
   for (size_t i = 0; i < sizeof e->spec_strings / sizeof e->spec_strings[0];
        i++)
     free (e->spec_strings[i]);
@@ -239,6 +316,9 @@ export_parse (const char *text, const char *origin, bool force_readonly,
   char *item;
   int r = 0;
 
+  /* The control socket's adds get hints that fit luks-nbd ctl. */
+  bool from_control = strcmp (origin, "export-add") == 0;
+
   if (!e)
     return error_set (-ENOMEM, "out of memory");
   snprintf (label, sizeof label, "%s", origin);
@@ -254,10 +334,19 @@ export_parse (const char *text, const char *origin, bool force_readonly,
     for (k = 0;
          k < N_KEYS && (!key_names[k] || strcmp (item, key_names[k]) != 0); k++)
       ;
-    if (k == N_KEYS &&
-        (strcmp (item, "passphrase") == 0 || strcmp (item, "key") == 0 ||
-         strcmp (item, "password") == 0))
-      /* Never echo the value: it is a secret in argv already. */
+    bool secret = k == N_KEYS &&
+                  (strcmp (item, "passphrase") == 0 ||
+                   strcmp (item, "key") == 0 || strcmp (item, "password") == 0);
+    /* Never echo the value: it is a secret in argv already. */
+    if (secret && from_control)
+      r = error_set (-EINVAL,
+                     "%s: %s= is refused in a spec (it was on a command "
+                     "line): send the passphrase apart, with luks-nbd ctl "
+                     "export-add SPEC --passphrase-stdin (a \"passphrase\" "
+                     "member on the socket), or use key-file=, "
+                     "passphrase-file= or credential=",
+                     label, item);
+    else if (secret)
       r = error_set (-EINVAL,
                      "%s: %s= is refused: every user can read a command "
                      "line; use key-file=, passphrase-file=, credential= or "
@@ -277,7 +366,12 @@ export_parse (const char *text, const char *origin, bool force_readonly,
     else if (!(values[k] = strdup (eq + 1)))
       r = error_set (-ENOMEM, "out of memory");
     if (k == KEY_NAME && r == 0) {
-      snprintf (label, sizeof label, "export '%.40s'", values[k]);
+      /* A --config line keeps its file and line in every message. */
+      if (strncmp (origin, "--config ", 9) == 0)
+        snprintf (label, sizeof label, "export '%.40s' (%.256s)", values[k],
+                  origin);
+      else
+        snprintf (label, sizeof label, "export '%.40s'", values[k]);
       for (char *c = label; *c; c++) /* check_text refuses these later */
         if ((unsigned char) *c < 0x20 || *c == 0x7f)
           *c = '?';
@@ -311,8 +405,17 @@ export_parse (const char *text, const char *origin, bool force_readonly,
     r = credential_path (label, values, &values[KEY_KEY_FILE]);
   if (r == 0 && !values[KEY_KEY_FILE] && !values[KEY_PASSPHRASE_FILE] &&
       !inline_passphrase)
-    r = error_set (-EINVAL, "%s: key-file= or passphrase-file= is required",
-                   label);
+    r = from_control
+          ? error_set (-EINVAL,
+                       "%s: no passphrase: give it with luks-nbd ctl "
+                       "export-add SPEC --passphrase-stdin (a \"passphrase\" "
+                       "member on the socket), or key-file=, "
+                       "passphrase-file= or credential= in the spec",
+                       label)
+          : error_set (-EINVAL,
+                       "%s: key-file= or passphrase-file= is required (or "
+                       "credential=)",
+                       label);
   if (r == 0 && values[KEY_KEY_FILE] && values[KEY_PASSPHRASE_FILE])
     r = error_set (-EINVAL, "%s: give key-file= or passphrase-file=, not both",
                    label);
@@ -352,6 +455,11 @@ export_parse (const char *text, const char *origin, bool force_readonly,
                    label);
   if (r == 0)
     r = parse_switch (label, KEY_DISCARD, values, "on", "off", &e->discard);
+  bool check_plaintext = true;
+  if (r == 0)
+    r = parse_switch (label, KEY_CHECK_PLAINTEXT, values, "on", "off",
+                      &check_plaintext);
+  e->spec.no_plaintext_check = !check_plaintext;
   if (r == 0)
     r = parse_switch (label, KEY_PAYLOAD_BACKING, values, "on", "off",
                       &e->spec.payload_backing);
@@ -373,7 +481,16 @@ export_parse (const char *text, const char *origin, bool force_readonly,
     /* A missing header is what backup-header= is for. */
     if (files[i] == KEY_HEADER && values[KEY_BACKUP_HEADER])
       continue;
-    if (path && !node_is_uri (path) && access (path, R_OK) < 0)
+    if (!path || node_is_uri (path) || access (path, R_OK) == 0)
+      continue;
+    if (files[i] == KEY_KEY_FILE && values[KEY_CREDENTIAL])
+      r = error_set (-errno,
+                     "%s: credential=%s: %s in $CREDENTIALS_DIRECTORY (%s); "
+                     "the unit needs LoadCredential=%s:PATH or "
+                     "SetCredential=",
+                     label, values[KEY_CREDENTIAL], strerror (errno),
+                     getenv ("CREDENTIALS_DIRECTORY"), values[KEY_CREDENTIAL]);
+    else
       r = error_set (-errno, "%s: %s=%s: %s", label, key_names[files[i]], path,
                      strerror (errno));
   }
@@ -384,14 +501,16 @@ export_parse (const char *text, const char *origin, bool force_readonly,
   e->spec.payload = values[KEY_PAYLOAD];
   e->spec.header = values[KEY_HEADER];
   e->spec.key_file = values[KEY_KEY_FILE];
+  e->spec.credential = values[KEY_CREDENTIAL];
   e->spec.passphrase_file = values[KEY_PASSPHRASE_FILE];
   e->spec.payload_format = values[KEY_PAYLOAD_FORMAT];
   e->spec.backup_header = values[KEY_BACKUP_HEADER];
   e->spec.readonly = e->readonly;
   {
     static const enum spec_key keep[] = {
-      KEY_NAME,     KEY_DESCRIPTION,     KEY_PAYLOAD,        KEY_HEADER,
-      KEY_KEY_FILE, KEY_PASSPHRASE_FILE, KEY_PAYLOAD_FORMAT, KEY_BACKUP_HEADER
+      KEY_NAME,           KEY_DESCRIPTION,   KEY_PAYLOAD,
+      KEY_HEADER,         KEY_KEY_FILE,      KEY_PASSPHRASE_FILE,
+      KEY_PAYLOAD_FORMAT, KEY_BACKUP_HEADER, KEY_CREDENTIAL
     };
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
       e->spec_strings[i] = values[keep[i]];
@@ -404,6 +523,10 @@ export_parse (const char *text, const char *origin, bool force_readonly,
   if (r < 0) {
     export_free (e);
     return r;
+  }
+  if (!(e->label = strdup (label))) {
+    export_free (e);
+    return error_set (-ENOMEM, "out of memory");
   }
   e->refs = 1; /* the registry's, once added */
   *out = e;
@@ -427,7 +550,7 @@ export_open (struct export *e)
   r = node_stack_open (&e->spec, &e->node, &format);
 
   if (r < 0)
-    return error_prefix (r, "export '%s'", e->name);
+    return error_prefix (r, "%s", e->label);
   if (node_luks_warning (e->node))
     log_warning ("export '%s': %s", e->name, node_luks_warning (e->node));
   if (node_luks_key_shared (e->node))
@@ -440,6 +563,12 @@ export_open (struct export *e)
             e->spec.header ? e->spec.header : "(attached)",
             (unsigned long long) e->node->size, e->node->block_size,
             e->readonly ? ", read-only" : "");
+  /* Which volume each header belongs to, so a mix-up shows in the log. */
+  log_info ("export '%s': serving with the header of UUID %s", e->name,
+            node_luks_uuid (e->node));
+  if (node_luks_backup_uuid (e->node))
+    log_info ("export '%s': backup-header=%s has UUID %s (the same volume)",
+              e->name, e->spec.backup_header, node_luks_backup_uuid (e->node));
   return 0;
 }
 

@@ -44,11 +44,12 @@ struct export
 {
   char *name;
   char *description; /* may be NULL */
+  char *label;       /* "export 'vm1'" (and its --config line), for messages */
   bool readonly;
   bool discard;      /* discard=on: NBD_CMD_TRIM reaches the payload */
   struct node *node; /* shared by every connection */
   struct stack_spec spec;
-  char *spec_strings[8]; /* owned strings behind spec */
+  char *spec_strings[9]; /* owned strings behind spec */
   char *inline_pass;     /* control socket passphrase (secure memory) */
   size_t inline_pass_len;
   /* Loop thread only: lifetime and statistics. */
@@ -60,6 +61,13 @@ struct export
  * origin ("--export #2", "--config FILE line 7") before the name is known. */
 int export_parse (const char *text, const char *origin, bool force_readonly,
                   bool inline_passphrase, struct export **out);
+/* Appends "key=value" (value's commas doubled) to a spec being built. */
+int export_spec_append (char **spec, size_t *len, const char *key,
+                        const char *v);
+/* The spec with every relative file path (payload=, header=, key-file=,
+ * passphrase-file=, backup-header=; not URIs) made relative to dir: a
+ * --config file's directory, or the caller's for luks-nbd ctl. */
+int export_spec_absolute (const char *text, const char *dir, char **out);
 /* Takes a copy of a passphrase given on the control socket. */
 int export_set_passphrase (struct export *e, const char *pass, size_t len);
 void export_ref (struct export *e);

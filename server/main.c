@@ -51,29 +51,83 @@ add_spec (const char *text, const char *origin)
   return 0;
 }
 
-/* --config FILE: one export spec per line (the --export syntax); blank
- * lines and lines starting with # are ignored. */
-static int
-config_line (void *path, char *line, size_t len, int lineno)
-{
-  char *p = line, *e = line + len, origin[300];
+/* --config FILE: one export spec per line (the --export syntax).  A #
+ * at the start of a line or after a blank starts a comment that runs to
+ * the end of the line (a # inside a value, as in disk#2.img, is kept);
+ * blank lines are skipped.  Relative paths are taken from the file's
+ * directory, so the file means the same whatever the daemon's working
+ * directory. */
+struct config_file {
+  const char *path;
+  char *dir; /* absolute */
+  size_t specs;
+};
 
+static int
+config_line (void *opaque, char *line, size_t len, int lineno)
+{
+  struct config_file *cf = opaque;
+  char *p = line, *e = line + len, origin[300], *spec;
+  int r;
+
+  for (char *c = p; c < e; c++)
+    if (*c == '#' && (c == p || c[-1] == ' ' || c[-1] == '\t')) {
+      e = c;
+      break;
+    }
   while (p < e && (*p == ' ' || *p == '\t'))
     p++;
   while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
     e--;
   *e = '\0';
-  if (*p == '\0' || *p == '#')
+  if (*p == '\0')
     return 0;
-  snprintf (origin, sizeof origin, "--config %.256s line %d",
-            (const char *) path, lineno);
-  return add_spec (p, origin);
+  snprintf (origin, sizeof origin, "--config %.256s line %d", cf->path, lineno);
+  r = export_spec_absolute (p, cf->dir, &spec);
+  if (r < 0)
+    return r;
+  r = add_spec (spec, origin);
+  free (spec);
+  cf->specs++;
+  return r;
 }
 
-static int
-read_config (const char *path)
+/* The absolute directory of path (which need not be absolute). */
+static char *
+directory_of (const char *path)
 {
-  return lines_read (path, "--config", config_line, (void *) path);
+  const char *slash = strrchr (path, '/');
+  char *cwd = NULL, *dir = NULL;
+
+  if (slash == path)
+    return strdup ("/");
+  if (path[0] == '/')
+    return strndup (path, (size_t) (slash - path));
+  if (!(cwd = getcwd (NULL, 0)))
+    return NULL;
+  if (asprintf (&dir, "%s%s%.*s", cwd, slash ? "/" : "",
+                slash ? (int) (slash - path) : 0, path) < 0)
+    dir = NULL;
+  free (cwd);
+  return dir;
+}
+
+/* 0, or -errno with the file (and line) in the message; *n_found is
+ * how many export specs the file held. */
+static int
+read_config (const char *path, size_t *n_found)
+{
+  struct config_file cf = { .path = path, .dir = directory_of (path) };
+  int r;
+
+  if (!cf.dir)
+    return error_set (-errno, "--config %s: %s", path, strerror (errno));
+  r = lines_read (path, "--config", config_line, &cf);
+  if (r < 0 && strncmp (error_message (), "--config", 8) != 0)
+    error_prefix (r, "--config %s", path);
+  free (cf.dir);
+  *n_found = cf.specs;
+  return r;
 }
 
 static bool stopping;
@@ -103,7 +157,7 @@ usage (FILE *f)
     "                      [,description=TEXT][,qcow2-cache-size=SIZE]\n"
     "                      [,payload-backing=on|off][,discard=on|off]\n"
     "                      [,locking=on|off][,backup-header=PATH|URI]\n"
-    "                      [,cache=writeback|none]\n"
+    "                      [,cache=writeback|none][,check-plaintext=on|off]\n"
     "                      [,credential=NAME]  ($CREDENTIALS_DIRECTORY/NAME)\n"
     "                      (',,' is a literal comma)\n"
     "  --socket PATH       listen on a unix socket (mode 0600)\n"
@@ -111,7 +165,8 @@ usage (FILE *f)
     "  --listen [HOST]:PORT  listen on TCP: HOST:PORT, [IPV6]:PORT, :PORT "
     "(every\n"
     "                      address) or PORT; the port defaults to 10809\n"
-    "  --config FILE       one --export SPEC per line (# comments)\n"
+    "  --config FILE       one --export SPEC per line (# comments; relative\n"
+    "                      paths from the file's directory)\n"
     "  --control PATH      control socket (JSON lines): export-add, "
     "export-remove,\n"
     "                      export-list, query-stats; see 'luks-nbd ctl'\n"
@@ -286,7 +341,7 @@ main (int argc, char **argv)
   bool threads_given = false;
   bool readonly = false;
   const char *run = NULL, *control = NULL, *user = NULL, *group = NULL;
-  const char *tls_certs = NULL, *tls_psk = NULL;
+  const char *tls_certs = NULL, *tls_psk = NULL, *empty_config = NULL;
   enum tls_mode tls = TLS_OFF;
   bool tls_verify_peer = false;
   unsigned max_connections = 100, handshake_timeout = 10;
@@ -318,12 +373,16 @@ main (int argc, char **argv)
         return 1;
       break;
     }
-    case OPT_CONFIG:
-      if (read_config (optarg) < 0) {
+    case OPT_CONFIG: {
+      size_t n = 0;
+      if (read_config (optarg, &n) < 0) {
         fprintf (stderr, "luks-nbd: %s\n", error_message ());
         return 1;
       }
+      if (n == 0)
+        empty_config = optarg;
       break;
+    }
     case OPT_READONLY: readonly = true; break;
     case OPT_RUN: run = optarg; break;
     case OPT_CONTROL: control = optarg; break;
@@ -407,6 +466,14 @@ main (int argc, char **argv)
   node_set_log_hook (log_warning); /* e.g. a remote payload reconnected */
   conn_set_limits (max_connections, handshake_timeout);
   conn_set_inflight_total (inflight_total);
+  if (n_specs == 0 && !control && empty_config) {
+    fprintf (stderr,
+             "luks-nbd: --config %s holds no export spec (only blank lines "
+             "and comments): write one --export SPEC per line, or give "
+             "--control to add exports later\n",
+             empty_config);
+    return 1;
+  }
   if (n_specs == 0 && !control) {
     fprintf (stderr, "luks-nbd: no --export given\n");
     usage (stderr);

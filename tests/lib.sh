@@ -63,8 +63,10 @@ cleanup_hooks=""
 cleanup () { eval "$cleanup_hooks"; rm -rf "$TMP"; }
 trap cleanup EXIT
 
-# make_plaintext FILE SIZE: random bytes.
-make_plaintext () { head -c "$2" /dev/urandom > "$1"; }
+# make_plaintext FILE SIZE: random bytes after a first 4 KiB of zeros, as
+# a disk starts with a partition table or superblock: the daemon refuses
+# a payload whose written start decrypts to random (check-plaintext=).
+make_plaintext () { { head -c 4096 /dev/zero; head -c "$2" /dev/urandom; } | head -c "$2" > "$1"; }
 
 # cryptsetup_encrypt HEADER PAYLOAD KEYFILE ARGS...: encrypt PAYLOAD in
 # place with a detached LUKS2 header, in user space.

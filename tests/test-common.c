@@ -44,5 +44,8 @@ main (void)
   error_prefix (-EINVAL, "file %s", "h.img");
   ok (strcmp (error_message (), "file h.img: field x") == 0,
       "error_prefix prepends context");
+  ok (error_append (-EINVAL, " (%s)", "hint") == -EINVAL &&
+        strcmp (error_message (), "file h.img: field x (hint)") == 0,
+      "error_append adds a hint after the cause");
   return tap_done ();
 }

@@ -105,12 +105,13 @@ EOF
 done
 
 # A backing file shows through a v2 trim but not a v3 one (as in qemu):
-# either way the overlay stays clean and the base untouched.
+# either way the overlay stays clean and the base untouched.  (The mix
+# above left random data everywhere: check-plaintext=off.)
 cp "$TMP/q-1.1.qcow2" "$TMP/base.qcow2"
 cp "$TMP/base.qcow2" "$TMP/base.orig"
 qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 "$TMP/over.qcow2"
 luks_nbd --socket "$TMP/sock" \
-  --export "name=q,payload=$TMP/over.qcow2,header=$TMP/q.hdr,key-file=$TMP/key,discard=on,payload-backing=on" \
+  --export "name=q,payload=$TMP/over.qcow2,header=$TMP/q.hdr,key-file=$TMP/key,discard=on,payload-backing=on,check-plaintext=off" \
   --run "nbdcopy '$u' $TMP/o.before && nbdsh -u '$u' -c 'h.trim(4 * $C, 0)' && nbdcopy '$u' $TMP/o.after"
 check "backing chain: the trim succeeds" test $? -eq 0
 check "backing chain, v3 overlay: the trimmed clusters hide the backing data" \
