@@ -77,8 +77,14 @@ export_at = next(i for i, l in enumerate(options)
                  if indent(l) == opt_level and l.strip().startswith("--export"))
 export_end = next(i for i in range(export_at + 1, len(options))
                   if options[i].strip() and indent(options[i]) <= opt_level)
+# An item's tag sits at the least indentation of the key lines; a body line
+# that merely starts with "key=" (wrapped text) is deeper.
+key_lines = [l for l in options[export_at + 1:export_end]
+             if any(l.strip().startswith(k + "=") for k in export_keys)]
+key_level = min((indent(l) for l in key_lines), default=-1)
 for key in export_keys:
-    items = [i for i, l in enumerate(options) if l.strip().startswith(key + "=")]
+    items = [i for i, l in enumerate(options)
+             if l.strip().startswith(key + "=") and indent(l) <= key_level]
     report(len(items) == 1 and export_at < items[0] < export_end
            and indent(options[items[0]]) > opt_level,
            "%s= is an item under --export" % key)
