@@ -41,6 +41,9 @@ while_served "" rw-w "qemu-io -f raw -c 'write 0 512' $TMP/v.payload"
 check "a read-write export refuses a qemu writer" test "$(rc rw-w)" != 0
 while_served "" rw-hdr "qemu-io -r -f raw -c 'read 0 512' $TMP/v.hdr"
 check "a read-write export lets qemu-io -r read its header" test "$(rc rw-hdr)" = 0
+while_served "" rw-cmp "qemu-img compare -f raw -F raw $TMP/v.payload $TMP/v.payload.copy"
+check "a read-write export lets qemu-img compare read the ciphertext (as a QEMU guest disk does)" \
+  test "$(rc rw-cmp)" = 0
 while_served "" rw-nbd "qemu-nbd -f raw -k $TMP/qsock $TMP/v.payload"
 check "a read-write export refuses qemu-nbd" test "$(rc rw-nbd)" != 0
 check "qemu-nbd names a lock" grep -qi "lock" "$TMP/rw-nbd.out"
