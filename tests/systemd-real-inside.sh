@@ -72,6 +72,17 @@ check "systemctl stop luks-nbd@vm1.socket luks-nbd@vm1.service" \
   systemctl stop luks-nbd@vm1.socket luks-nbd@vm1.service
 check "then no luks-nbd process is left" no_daemon
 check "and the socket file is gone" test ! -e /run/luks-nbd/vm1.sock
+
+# The single-daemon units: every export of /etc/luks-nbd/exports.conf,
+# the key as the credential vm1.key.
+echo name=vm1,payload=/var/lib/luks-nbd/vm1.img,header=/etc/luks-nbd/vm1.hdr,credential=vm1.key \
+  > /etc/luks-nbd/exports.conf
+check "systemctl enable --now luks-nbd.socket" systemctl enable --now luks-nbd.socket
+check "alice reads through /run/luks-nbd/luks-nbd.sock" \
+  as alice nbdcopy 'nbd+unix:///vm1?socket=/run/luks-nbd/luks-nbd.sock' /tmp/alice3.out
+check "the same volume" cmp /tmp/alice3.out /tmp/alice2.out
+check "systemctl stop luks-nbd.socket luks-nbd.service" systemctl stop luks-nbd.socket luks-nbd.service
+check "and no luks-nbd process is left" no_daemon
 journalctl -b --no-pager > /root/journal.txt
 echo END >> "$results"
 systemctl poweroff --no-block

@@ -6,7 +6,7 @@
 # --now luks-nbd@vm1.socket`; a non-root client in the socket's group reads
 # the plaintext cryptsetup encrypted, one outside it is refused; restart
 # and stop behave (the socket stays, a new client is served, no process
-# is left).  Slow: the first run debootstraps (about a minute from a fast
+# is left); then the same through luks-nbd.socket and its exports.conf.  Slow: the first run debootstraps (about a minute from a fast
 # mirror), later ones unpack the cached root; the boot and the checks take
 # seconds.  Root only.  Not in TESTS: make check-systemd-real runs it.
 . "$(dirname "$0")/lib.sh"
@@ -60,9 +60,11 @@ check "the units and the sysusers file are installed" \
 # which the units' system-call filter forbids (the daemon then hangs at
 # stop until systemd kills it); AddressSanitizer's own checks stay on.
 if chroot "$root" ldd "$sbindir/luks-nbd" | grep -q libasan; then
-  mkdir -p "$root/etc/systemd/system/luks-nbd@.service.d"
-  printf '[Service]\nEnvironment=ASAN_OPTIONS=detect_leaks=0\n' \
-    > "$root/etc/systemd/system/luks-nbd@.service.d/sanitizers.conf"
+  for u in luks-nbd luks-nbd@; do
+    mkdir -p "$root/etc/systemd/system/$u.service.d"
+    printf '[Service]\nEnvironment=ASAN_OPTIONS=detect_leaks=0\n' \
+      > "$root/etc/systemd/system/$u.service.d/sanitizers.conf"
+  done
 fi
 
 # The volume, made by cryptsetup here; its files root's 0600, as
@@ -112,7 +114,7 @@ grep -q '^END$' "$root/root/results" || {
   sed 's/^/# inside: /' "$root/root/inside.log" 2> /dev/null | tail -40
 }
 grep -v '^END$' "$root/root/results" > "$TMP/results"
-tap_report "$TMP/results" 30 "the guest"
+tap_report "$TMP/results" 35 "the guest"
 check "the guest's script ran to its end" grep -q '^END$' "$root/root/results"
 if grep -q '^FAIL' "$TMP/results"; then
   sed 's/^/# journal: /' "$root/root/journal.txt" 2> /dev/null | grep -i "luks-nbd" | tail -60
