@@ -320,33 +320,92 @@ file_prefetch (struct node *n, uint64_t count, uint64_t offset)
   return 0;
 }
 
+/* QEMU's image locking (block/file-posix.c), so that QEMU and luks-nbd
+ * see each other's locks: one byte per permission a user holds at
+ * LOCK_PERM_BASE + bit, and one per permission it does not let others
+ * take at LOCK_SHARED_BASE + bit, all as shared OFD locks; an opener then
+ * tests (as if for an exclusive lock) the bytes that contradict it.
+ * Readers hold CONSISTENT_READ and refuse writers and resizers, so they
+ * share with each other and with `qemu-io -r` or `qemu-img compare`; a
+ * writer also holds WRITE and RESIZE (a qcow2 payload grows) and, as a
+ * QEMU guest disk does, lets others read but not write or resize. */
+enum { LOCK_PERM_BASE = 100, LOCK_SHARED_BASE = 200 };
+enum {
+  PERM_CONSISTENT_READ = 1 << 0,
+  PERM_WRITE = 1 << 1,
+  PERM_WRITE_UNCHANGED = 1 << 2,
+  PERM_RESIZE = 1 << 3,
+  PERM_BITS = 4
+};
+
+/* 0, -EAGAIN if another open file holds a conflicting lock, or -errno. */
+static int
+lock_byte (int fd, off_t byte, bool test_only)
+{
+  struct flock fl = { .l_type = test_only ? F_WRLCK : F_RDLCK,
+                      .l_whence = SEEK_SET,
+                      .l_start = byte,
+                      .l_len = 1 };
+
+  if (fcntl (fd, test_only ? F_OFD_GETLK : F_OFD_SETLK, &fl) < 0)
+    return errno == EACCES ? -EAGAIN : -errno;
+  return test_only && fl.l_type != F_UNLCK ? -EAGAIN : 0;
+}
+
+/* Takes the bytes for perm and ~shared, then tests the others' bytes
+ * (QEMU's raw_apply_lock_bytes and raw_check_lock_bytes, in that order,
+ * so of two openers racing at least one sees the other). */
+static int
+lock_perms (int fd, unsigned perm, unsigned shared)
+{
+  int r = 0;
+
+  for (unsigned i = 0; r == 0 && i < PERM_BITS; i++) {
+    if (perm & (1u << i))
+      r = lock_byte (fd, LOCK_PERM_BASE + i, false);
+    if (r == 0 && !(shared & (1u << i)))
+      r = lock_byte (fd, LOCK_SHARED_BASE + i, false);
+  }
+  for (unsigned i = 0; r == 0 && i < PERM_BITS; i++) {
+    if (perm & (1u << i))
+      r = lock_byte (fd, LOCK_SHARED_BASE + i, true);
+    if (r == 0 && !(shared & (1u << i)))
+      r = lock_byte (fd, LOCK_PERM_BASE + i, true);
+  }
+  return r;
+}
+
 int
 node_file_lock (struct node *n, bool exclusive)
 {
   struct file_node *f = (struct file_node *) n;
-  struct flock fl = { .l_type = exclusive ? F_WRLCK : F_RDLCK,
-                      .l_whence = SEEK_SET };
+  unsigned perm = PERM_CONSISTENT_READ;
+  unsigned shared = PERM_CONSISTENT_READ | PERM_WRITE_UNCHANGED;
   struct stat st;
   char holder[256];
+  int r;
 
+  if (exclusive)
+    perm |= PERM_WRITE | PERM_RESIZE;
   if (fstat (f->fd, &st) < 0)
     return error_set (-errno, "%s: %s", n->label, strerror (errno));
-  if (fcntl (f->fd, F_OFD_SETLK, &fl) == 0)
+  r = lock_perms (f->fd, perm, shared);
+  if (r == 0)
     return file_locks_add (n, st.st_dev, st.st_ino, n->label);
-  int e = errno;
-  if ((e == EAGAIN || e == EACCES) &&
+  /* Bytes taken before the conflict go when the caller closes the node. */
+  if (r == -EAGAIN &&
       file_locks_holder (st.st_dev, st.st_ino, holder, sizeof holder))
     return error_set (-EBUSY,
                       "%s: this luks-nbd already uses the file (opened as "
                       "%s by another export): one file in two exports needs "
                       "locking=off on both",
                       n->label, holder);
-  if (e == EAGAIN || e == EACCES)
+  if (r == -EAGAIN)
     return error_set (-EBUSY,
                       "%s: in use by another process (a luks-nbd, qemu or "
                       "qemu-nbd holds a lock on it); locking=off overrides",
                       n->label);
-  return error_set (-e, "%s: locking: %s", n->label, strerror (e));
+  return error_set (r, "%s: locking: %s", n->label, strerror (-r));
 }
 
 static void

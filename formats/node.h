@@ -129,7 +129,8 @@ int node_prefetch (struct node *n, uint64_t count, uint64_t offset);
 int node_file_open (const char *path, bool readonly, struct node **out);
 /* cache=none: aligned transfers bypass the page cache (O_DIRECT). */
 int node_file_set_direct (struct node *file);
-/* Whole-file OFD lock (exclusive or shared), refused if held elsewhere. */
+/* QEMU-compatible OFD locks: a writer (exclusive) or a reader; refused
+ * (-EBUSY) if another process's locks conflict. */
 int node_file_lock (struct node *file, bool exclusive);
 
 /* nbd.c: a remote export (any libnbd URI: nbd://, nbd+unix://, ...). */

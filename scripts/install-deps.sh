@@ -10,7 +10,8 @@ PKGS="build-essential autoconf automake pkg-config
       linux-image-amd64 busybox-static
       libuv1-dev libgcrypt20-dev libjson-c-dev libnbd-dev zlib1g-dev libzstd-dev libgnutls28-dev
       libnbd-bin python3 python3-libnbd nbdkit nbd-client cryptsetup-bin qemu-utils fio
-      openssl xxd clang-format valgrind iproute2 systemd util-linux-extra file groff-base"
+      openssl xxd clang-format valgrind iproute2 systemd util-linux-extra file groff-base
+      debootstrap systemd-container"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -569,13 +569,17 @@ main (int argc, char **argv)
     }
     n_sockets = 1;
   }
+  /* Before dropping root: watching a file needs read access to it
+   * (inotify checks it once, when the watch is added), and headers are
+   * often root's alone. */
+  for (size_t i = 0; i < exports_count (); i++)
+    header_watch_start (server_loop, exports_get (i));
   if ((user || group) && drop_privileges (user, group) < 0) {
+    header_watch_stop_all ();
     listen_close_all ();
     control_close ();
     return fail (error_message ());
   }
-  for (size_t i = 0; i < exports_count (); i++)
-    header_watch_start (server_loop, exports_get (i));
   uv_signal_init (server_loop, &sigterm);
   uv_signal_init (server_loop, &sigint);
   uv_signal_start (&sigterm, on_signal, SIGTERM);
