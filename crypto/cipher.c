@@ -140,9 +140,11 @@ cipher_spec_parse (const char *name, const char *mode, size_t key_bytes,
                       chain);
 
   if (spec->mode == GCRY_CIPHER_MODE_ECB) {
-    if (dash)
-      return error_set (-EINVAL, "%s: ecb takes no IV generator ('%s')", what,
-                        mode);
+    /* qemu-img writes "ecb-plain" etc. for cipher-mode=ecb; dm-crypt
+     * ("Selected cipher does not support IVs") and QEMU ignore an IV
+     * generator with ecb.  So do we, once its name is known. */
+    if (dash && (r = ivgen_parse (dash + 1, spec, what)) < 0)
+      return r;
     spec->ivgen = IVGEN_NONE;
   } else {
     if (!dash || !dash[1])

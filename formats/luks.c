@@ -334,6 +334,12 @@ node_luks_key_shared (const struct node *n)
   return ((const struct luks_node *) n)->shared_key;
 }
 
+uint64_t
+node_luks_data_offset (const struct node *n)
+{
+  return ((const struct luks_node *) n)->data_offset;
+}
+
 int
 node_luks_check_header (struct node *n)
 {
@@ -393,6 +399,20 @@ node_luks_open (struct node *payload, struct node *header, const void *pass,
   luks_header_info (l->hdr, &info);
   if (info.warning)
     snprintf (l->warning, sizeof l->warning, "%s", info.warning);
+  /* Payload offset 0 marks a detached header (cryptsetup --header, QEMU's
+   * blockdev-create with "header").  Attached, the data would start on
+   * the header itself: the first write would overwrite the keyslots.
+   * QEMU refuses such a volume ("LUKS payload is overlapping with the
+   * header"); so do we, naming the field. */
+  if (header == payload && info.payload_offset == 0) {
+    r = error_set (-EINVAL,
+                   "%s: the header's %s is 0, so its data would overlap the "
+                   "header: this is a detached header; give the data file "
+                   "as payload= and this file as header=",
+                   l->header_label,
+                   info.version == 1 ? "payloadOffset" : "segment offset");
+    goto fail;
+  }
   /* The header is read and checked either way; a shared key is reused
    * only if the header as it is now vouches for it (crypto/unlock.c),
    * else this is a full unlock. */

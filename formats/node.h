@@ -158,6 +158,10 @@ int node_luks_open (struct node *payload, struct node *header, const void *pass,
 struct luks_volume *node_luks_volume (struct node *luks);
 /* True if this export reuses the key another export unlocked. */
 bool node_luks_key_shared (const struct node *luks);
+/* Where the data starts in the payload: the header's payloadOffset
+ * (LUKS1) or segment offset (LUKS2), in bytes, detached or not, as
+ * cryptsetup and QEMU read it (docs/design.md). */
+uint64_t node_luks_data_offset (const struct node *luks);
 /* Re-reads the header and checks that it still vouches for the key the
  * node serves with (luks_volume_check): 0, -ESTALE with a message saying
  * why not, or another -errno (unreadable, invalid).  Runs a PBKDF2 of the

@@ -558,10 +558,11 @@ export_open (struct export *e)
               "and unchanged since; sharing its key (no second KDF run)",
               e->name, e->spec.header);
   log_info ("export '%s': %s payload %s, header %s, %llu bytes, %u-byte "
-            "sectors%s",
+            "sectors, data from byte %llu of the payload%s",
             e->name, format, e->spec.payload,
             e->spec.header ? e->spec.header : "(attached)",
             (unsigned long long) e->node->size, e->node->block_size,
+            (unsigned long long) node_luks_data_offset (e->node),
             e->readonly ? ", read-only" : "");
   /* Which volume each header belongs to, so a mix-up shows in the log. */
   log_info ("export '%s': serving with the header of UUID %s", e->name,

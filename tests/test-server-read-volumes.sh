@@ -5,6 +5,7 @@
 # no header=, and the same split into a detached pair).
 . "$(dirname "$0")/lib.sh"
 need cryptsetup qemu-img nbdcopy
+need_qemu 10
 
 make_luks2_volume l2-512 3M --sector-size 512
 make_luks2_volume l2-4096 3M --sector-size 4096 --pbkdf argon2id --pbkdf-memory 32768
