@@ -8,7 +8,7 @@
 set -eu
 PKGS="build-essential autoconf automake pkg-config
       libuv1-dev libgcrypt20-dev libjson-c-dev libnbd-dev zlib1g-dev libzstd-dev libgnutls28-dev
-      libnbd-bin python3 python3-libnbd nbdkit nbd-client cryptsetup-bin qemu-utils fio
+      libnbd-bin python3 python3-libnbd nbdkit nbdkit-plugin-dev nbd-client cryptsetup-bin qemu-utils fio
       openssl xxd clang-format valgrind iproute2 systemd util-linux-extra file"
 missing=""
 for p in $PKGS; do
