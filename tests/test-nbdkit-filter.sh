@@ -13,12 +13,6 @@ if [ ! -f "$FILTER" ]; then
   echo "1..0 # SKIP the nbdkit filter was not built (nbdkit-plugin-dev)"
   exit 0
 fi
-# A sanitizer build's filter needs its runtime in nbdkit (not built with it).
-case $(ldd "$FILTER") in
-  *libasan*)
-    export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
-    export ASAN_OPTIONS=detect_leaks=0:verify_asan_link_order=0 ;;
-esac
 
 # luksnbd PLUGIN ARGS...: nbdkit with our filter over PLUGIN (add --run CMD).
 luksnbd () { timeout --kill-after=10 300 nbdkit -U - --filter="$FILTER" "$@"; }
