@@ -100,8 +100,12 @@ luksnbd_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     }
     if (value[0] == '\0')
       return 0; /* attached, as without header= */
-    if (node_is_uri (value))
-      return (header_path = strdup (value)) ? 0 : -1;
+    if (node_is_uri (value)) {
+      header_path = strdup (value);
+      if (!header_path)
+        nbdkit_error ("strdup: %m");
+      return header_path ? 0 : -1;
+    }
     return set_path (&header_path, key, value);
   }
   if (strcmp (key, "passphrase") == 0)
@@ -431,11 +435,9 @@ luksnbd_extents (nbdkit_next *next, void *handle, uint32_t count,
                     ((out.e[i].flags & EXTENT_ZERO) ? NBDKIT_EXTENT_ZERO : 0);
     if (nbdkit_add_extent (extents, out.e[i].offset, out.e[i].length, type) ==
         -1)
-      r = -errno;
+      r = error_set (errno ? -errno : -EIO, "luksnbd: adding an extent failed");
   }
   extent_list_free (&out);
-  if (r < 0 && error_message ()[0] == '\0')
-    error_set (r, "luksnbd: adding an extent failed");
   return r < 0 ? failed (r, err) : 0;
 }
 

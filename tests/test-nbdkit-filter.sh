@@ -166,6 +166,10 @@ luksnbd nbd socket="$TMP/q4.sock" header="$TMP/v4.hdr" passphrase=+"$TMP/v4.key"
 check "LUKS1 detached (nbd plugin): reads back what it wrote" cmp -s "$TMP/back4" "$TMP/new4"
 cs_decrypt "$TMP/v4.hdr" "$TMP/v4.payload" "$TMP/v4.key" "$TMP/out"
 check "LUKS1 detached (nbd plugin): writes decrypt with cryptsetup" cmp -s "$TMP/out" "$TMP/new4"
+qemu_nbd "$TMP/v4.hdr" "$TMP/q4h.sock"
+luksnbd nbd socket="$TMP/q4.sock" header="nbd+unix:///?socket=$TMP/q4h.sock" \
+  passphrase=+"$TMP/v4.key" --run 'nbdcopy "$uri" '"$TMP/out"
+check "header= an NBD URI (qemu-nbd serving the detached header)" cmp -s "$TMP/out" "$TMP/new4"
 
 # --- the memory plugin: a detached header over a sparse RAM disk ----------
 make_plaintext "$TMP/m.data" 1M
