@@ -87,6 +87,19 @@ struct node {
   char *label; /* file name or "luks(...)", for messages */
 };
 
+/* The size a server tells clients to prefer (NBD_INFO_BLOCK_SIZE, from
+ * the daemon and the nbdkit filter alike): the node's block size, and at
+ * least a page (as nbdkit's file plugin says for 4K disks).  The minimum
+ * it tells is 1: every node serves any byte range (the luks node by
+ * read-modify-write of its sectors). */
+#define NODE_PREFERRED_BLOCK_MIN 4096
+static inline uint32_t
+node_preferred_block_size (const struct node *n)
+{
+  return n->block_size > NODE_PREFERRED_BLOCK_MIN ? n->block_size
+                                                  : NODE_PREFERRED_BLOCK_MIN;
+}
+
 /* Checked entry points (range and read-only checks live in the server's
  * one request checkpoint; these only forward). */
 static inline int

@@ -9,8 +9,6 @@
 #include "internal.h"
 #include "nbd-protocol.h"
 
-#define PREFERRED_BLOCK_SIZE 4096
-
 static uint16_t
 transmission_flags (const struct conn *c, const struct export *e)
 {
@@ -194,11 +192,9 @@ opt_info_go (struct conn *c, uint32_t option, const uint8_t *data, uint32_t len)
    * client that honours a larger minimum refuses the tail of a file whose
    * size is not a multiple of it.  The sector size is what is efficient:
    * the preferred size (as nbdkit's file plugin says for 4K disks). */
-  uint32_t sector = e->node->block_size;
   store_be16 (buf, NBD_INFO_BLOCK_SIZE);
   store_be32 (buf + 2, 1);
-  store_be32 (buf + 6,
-              sector > PREFERRED_BLOCK_SIZE ? sector : PREFERRED_BLOCK_SIZE);
+  store_be32 (buf + 6, node_preferred_block_size (e->node));
   store_be32 (buf + 10, MAX_REQUEST_BYTES);
   reply (c, option, NBD_REP_INFO, buf, 14);
   reply (c, option, NBD_REP_ACK, NULL, 0);
