@@ -159,9 +159,9 @@ read_secret (char **pass, size_t *len, size_t *alloc)
   if (r < 0)
     return r;
   if (key_file)
-    return keyfile_read (key_file, false, pass, len, alloc);
+    return keyfile_read (key_file, NULL, false, pass, len, alloc);
   if (passphrase_file)
-    return keyfile_read (passphrase_file, true, pass, len, alloc);
+    return keyfile_read (passphrase_file, NULL, true, pass, len, alloc);
   *len = strlen (typed);
   *alloc = *len + 1;
   *pass = keyfile_secret_copy (typed, *len);
