@@ -119,8 +119,14 @@ size_member (const struct ctl_request *req, uint64_t *size)
     if (!strcmp (req->m[i].key, "size") && req->m[i].type == CTL_NUMBER)
       type = CTL_NUMBER;
   r = ctl_member_get (req, "size", type, true, &m);
-
-  return r < 0 ? r : ctl_parse_size (m->text, size);
+  if (r < 0)
+    return r;
+  /* A number's text points into the line: not NUL terminated. */
+  char text[32];
+  snprintf (text, sizeof text, "%.*s", (int) m->len, m->text);
+  if (m->len >= sizeof text)
+    return error_set (-EINVAL, "size '%s...' is too long", text);
+  return ctl_parse_size (text, size);
 }
 
 /* Loop thread: the shrink policy and what may not run twice. */

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# luks-nbd ctl export-resize (issue 17, "Resize"):
+# - a raw payload and qcow2 payloads (one where the L1 table must grow,
+#   over several clusters; one where it need not) grow while a client is
+#   connected: that client keeps the old size and its I/O keeps working,
+#   a new client sees the new size (nbdinfo --size) and writes and reads
+#   past the old end;
+# - cryptsetup decrypts the grown payloads (qcow2 converted to raw by
+#   qemu-img first) to exactly what the clients wrote; qemu-img check of
+#   the grown qcow2 images is clean and qemu-img info shows the new size;
+# - a 64 KiB-cluster qcow2 grown to 1 GiB (L1 grows) keeps data written
+#   near its new end across a restart;
+# - a remote (NBD) payload is refused, naming NBD; shrinking is refused
+#   without --force and while a client is connected, a raw payload
+#   shrinks with --force, a qcow2 one is refused by name; bad sizes are
+#   refused with a clear message.
+. "$(dirname "$0")/lib.sh"
+need cryptsetup qemu-img qemu-nbd nbdinfo python3
+python3 -c 'import nbd' 2>/dev/null || { echo "1..0 # SKIP python3-libnbd is not installed"; exit 0; }
+
+LN=$top_builddir/server/luks-nbd
+M=$((1024 * 1024))
+make_luks2_volume r 2M
+make_luks2_volume q 2M
+make_luks2_volume d 2M
+make_luks2_volume big 2M
+make_luks2_volume net 2M
+make_luks2_volume s4 2M --sector-size 4096
+# q: 1 KiB clusters, so one L1 entry covers 128 KiB: 2 MiB needs 16
+# entries (one cluster of L1), 32 MiB needs 256 (two clusters).  (Not
+# 512-byte clusters: their one-cluster refcount table covers only 8 MiB
+# of file, and growing that table is not supported.)
+qemu-img convert -q -f raw -O qcow2 -o cluster_size=1024 "$TMP/q.payload" "$TMP/q.qcow2"
+qemu-img convert -q -f raw -O qcow2 "$TMP/d.payload" "$TMP/d.qcow2"
+qemu-img convert -q -f raw -O qcow2 "$TMP/big.payload" "$TMP/big.qcow2"
+# The new areas the clients write: structured (4 KiB of zeros first).
+make_plaintext "$TMP/r.new" $((2 * M))
+make_plaintext "$TMP/q.new" $((30 * M))
+make_plaintext "$TMP/d.new" $((1 * M))
+make_plaintext "$TMP/big.new" $((1 * M))
+
+qemu-nbd --fork --pid-file "$TMP/qnbd.pid" -f raw -k "$TMP/qsock" "$TMP/net.payload"
+cleanup_hooks="kill \$(cat $TMP/qnbd.pid) 2>/dev/null; $cleanup_hooks"
+
+cat > "$TMP/session.py" <<'EOP'
+import json, nbd, subprocess, sys
+sock, ctl_path, ln, tmp = sys.argv[1:5]
+M = 1024 * 1024
+
+def ctl(*args):
+    r = subprocess.run([ln, "ctl", "--control", ctl_path, *args],
+                       capture_output=True, text=True)
+    return r.returncode, (r.stdout + r.stderr).strip()
+
+def connect(name):
+    h = nbd.NBD()
+    h.set_export_name(name)
+    h.connect_unix(sock)
+    return h
+
+def nbdinfo_size(name):
+    return subprocess.run(["nbdinfo", "--size",
+                           f"nbd+unix:///{name}?socket={sock}"],
+                          capture_output=True, text=True).stdout.strip()
+
+def out(key, value):
+    if isinstance(value, tuple):
+        value = "%d %s" % value
+    print(key, value, flush=True)
+
+def grow(name, new_size, new_file):
+    old = connect(name)
+    old_size = old.get_size()
+    rc, text = ctl("export-resize", name, str(new_size // M) + "M")
+    out(f"{name}.resize.rc", rc)
+    out(f"{name}.resize.reply", text)
+    out(f"{name}.old.size", old.get_size())
+    # The connected client still works, within the size it was told.
+    last = old.pread(4096, old_size - 4096)
+    old.pwrite(last, old_size - 4096)
+    old.flush()
+    out(f"{name}.old.io", "ok")
+    try:
+        old.pread(512, old_size)
+        out(f"{name}.old.past_end", "read")
+    except nbd.Error as e:
+        out(f"{name}.old.past_end", "refused")
+    out(f"{name}.nbdinfo.size", nbdinfo_size(name))
+    new = connect(name)
+    out(f"{name}.new.size", new.get_size())
+    data = open(new_file, "rb").read()
+    new.pwrite(data, old_size)
+    new.flush()
+    out(f"{name}.new.readback", "same" if new.pread(len(data), old_size) == data else "differs")
+    new.shutdown()
+    old.shutdown()
+
+grow("r", 4 * M, tmp + "/r.new")
+grow("q", 32 * M, tmp + "/q.new")
+grow("d", 3 * M, tmp + "/d.new")
+
+# 64 KiB clusters: 1 GiB needs two L1 entries instead of one.
+rc, text = ctl("export-resize", "big", "1G")
+out("big.resize.rc", rc)
+h = connect("big")
+out("big.new.size", h.get_size())
+data = open(tmp + "/big.new", "rb").read()
+h.pwrite(data, 1024 * M - len(data))
+h.flush()
+h.shutdown()
+
+# Refusals.
+out("net", ctl("export-resize", "net", "4M"))
+out("shrink", ctl("export-resize", "r", "1M"))
+held = connect("r")
+out("shrink.connected", ctl("export-resize", "r", "1M", "--force"))
+held.shutdown()
+out("shrink.qcow2", ctl("export-resize", "d", "2M", "--force"))
+for bad in ("12X", "0", "1.5G", "99999999999T"):
+    out("bad." + bad, ctl("export-resize", "r", bad))
+out("sector", ctl("export-resize", "s4", str(2 * M + 512)))
+out("noexport", ctl("export-resize", "nope", "4M"))
+# With --force and no client: a raw payload shrinks (3 MiB: keeps what
+# the test decrypts below in a copy taken before).
+subprocess.run(["cp", tmp + "/r.payload", tmp + "/r.grown"], check=True)
+out("shrink.forced", ctl("export-resize", "r", "3M", "--force"))
+out("shrink.nbdinfo", nbdinfo_size("r"))
+EOP
+
+luks_nbd -v --socket "$TMP/sock" --control "$TMP/ctl" \
+  --export "$(spec r)" --export "name=q,payload=$TMP/q.qcow2,header=$TMP/q.hdr,key-file=$TMP/q.key" \
+  --export "name=d,payload=$TMP/d.qcow2,header=$TMP/d.hdr,key-file=$TMP/d.key" \
+  --export "name=big,payload=$TMP/big.qcow2,header=$TMP/big.hdr,key-file=$TMP/big.key" \
+  --export "name=net,payload=nbd+unix:///?socket=$TMP/qsock,header=$TMP/net.hdr,key-file=$TMP/net.key" \
+  --export "$(spec s4)" \
+  --run "python3 $TMP/session.py $TMP/sock $TMP/ctl $LN $TMP" > "$TMP/out" 2> "$TMP/err"
+rc=$?
+check "the session ran to its end" test $rc -eq 0
+get () { sed -n "s/^$1 //p" "$TMP/out"; }
+
+for v in r:4 q:32 d:3; do
+  n=${v%:*} mib=${v#*:}
+  check "$n: export-resize succeeds" test "$(get "$n.resize.rc")" = 0
+  check "$n: the reply gives old and new size and the connected client" \
+    grep -qF "{\"ok\":true,\"name\":\"$n\",\"old_size\":$((2 * M)),\"size\":$((mib * M)),\"connections\":1}" <<< "$(get "$n.resize.reply")"
+  check "$n: the connected client keeps the old size" test "$(get "$n.old.size")" = $((2 * M))
+  check "$n: ... and its I/O keeps working" test "$(get "$n.old.io")" = ok
+  check "$n: ... and it may not address past its old end" test "$(get "$n.old.past_end")" = refused
+  check "$n: a new client sees the new size (nbdinfo --size)" test "$(get "$n.nbdinfo.size")" = $((mib * M))
+  check "$n: ... also through libnbd" test "$(get "$n.new.size")" = $((mib * M))
+  check "$n: ... and writes and reads past the old end" test "$(get "$n.new.readback")" = same
+done
+check "the log says connected clients keep the old size" \
+  grep -qF "export 'r' resized from $((2 * M)) to $((4 * M)) bytes; 1 connected client(s) keep the old size until they reconnect" "$TMP/err"
+
+# cryptsetup decrypts what the clients wrote (a copy: in user space).
+decrypt () { # NAME RAWCIPHERTEXT -> $TMP/NAME.dec
+  cp "$TMP/$1.hdr" "$TMP/$1.hdr2" && cp "$2" "$TMP/$1.dec" &&
+    cryptsetup reencrypt --decrypt --header "$TMP/$1.hdr2" --key-file "$TMP/$1.key" \
+      --force-offline-reencrypt --batch-mode "$TMP/$1.dec" > /dev/null
+}
+check "raw: the payload file grew to 4 MiB" test "$(stat -c %s "$TMP/r.grown")" = $((4 * M))
+decrypt r "$TMP/r.grown"
+check "raw: cryptsetup decrypts the grown payload to the old plaintext + what the new client wrote" \
+  cmp -s "$TMP/r.dec" <(cat "$TMP/r.plain" "$TMP/r.new")
+for v in q:32 d:3; do
+  n=${v%:*} mib=${v#*:}
+  check "$n: qemu-img check of the grown qcow2 is clean" qemu-img check -q "$TMP/$n.qcow2"
+  check "$n: qemu-img info shows the new virtual size" \
+    test "$(qemu-img info --output=json "$TMP/$n.qcow2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')" = $((mib * M))
+  qemu-img convert -q -f qcow2 -O raw "$TMP/$n.qcow2" "$TMP/$n.raw"
+  decrypt "$n" "$TMP/$n.raw"
+  check "$n: cryptsetup decrypts the grown qcow2 payload to the old plaintext + what the new client wrote" \
+    cmp -s "$TMP/$n.dec" <(cat "$TMP/$n.plain" "$TMP/$n.new")
+done
+check "q: the L1 table grew (1 KiB clusters: 256 entries, two clusters, for 32 MiB)" \
+  test "$(python3 -c 'import struct,sys; print(struct.unpack(">I", open(sys.argv[1],"rb").read(40)[36:40])[0])' "$TMP/q.qcow2")" -ge 256
+
+check "big: grown to 1 GiB (the L1 table grows from one entry to two)" \
+  test "$(get big.new.size)" = $((1024 * M))
+check "big: qemu-img check is clean" qemu-img check -q "$TMP/big.qcow2"
+check "big: qemu-img info shows 1 GiB" \
+  test "$(qemu-img info --output=json "$TMP/big.qcow2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])')" = $((1024 * M))
+luks_nbd --socket "$TMP/sock2" --export "name=big,payload=$TMP/big.qcow2,header=$TMP/big.hdr,key-file=$TMP/big.key" \
+  --run "nbdsh -u nbd+unix:///big?socket=$TMP/sock2 -c 'import sys; sys.stdout.buffer.write(h.pread($M, 1023 * $M))'" \
+  > "$TMP/big.back" 2>> "$TMP/err"
+check "big: what was written at the new end reads back after a restart" cmp -s "$TMP/big.back" "$TMP/big.new"
+
+check "a remote payload is refused, naming NBD's lack of resize" \
+  grep -qF "NBD has no resize: resize the export on its server, then export-remove and export-add it here" <<< "$(get net)"
+check "shrinking is refused without --force" \
+  grep -qF "shrinking from $((4 * M)) to $((1 * M)) bytes destroys the data past the new end; refused without --force" <<< "$(get shrink)"
+check "shrinking with --force is refused while a client is connected" \
+  grep -qF "export 'r' has 1 connected client(s), which may address the bytes a shrink removes" <<< "$(get shrink.connected)"
+check "shrinking a qcow2 payload is refused by name" \
+  grep -qF "shrinking a qcow2 payload is not supported" <<< "$(get shrink.qcow2)"
+check "a raw payload shrinks with --force and no client" grep -q '^0 .*"ok":true' <<< "$(get shrink.forced)"
+check "... a new client sees 3 MiB" test "$(get shrink.nbdinfo)" = $((3 * M))
+check "... and the payload file is 3 MiB" test "$(stat -c %s "$TMP/r.payload")" = $((3 * M))
+check "a bad suffix is refused with the syntax" \
+  grep -qF "size '12X' is not a number of bytes (with an optional K, M, G or T suffix)" <<< "$(get bad.12X)"
+check "size 0 is refused" grep -qF "size 0: an export needs at least one byte" <<< "$(get bad.0)"
+check "a fractional size is refused" grep -qF "size '1.5G' is not a number" <<< "$(get bad.1.5G)"
+check "an overflowing size is refused" grep -qF "size '99999999999T' is too large" <<< "$(get bad.99999999999T)"
+check "a size that is not a multiple of the sector size is refused" \
+  grep -qF "export 's4': $((2 * M + 512)) bytes is not a multiple of its 4096-byte sectors" <<< "$(get sector)"
+check "an unknown export is refused" grep -qF "no export 'nope'" <<< "$(get noexport)"
+check "luks-nbd ctl --help lists export-resize" sh -c "'$LN' ctl --help 2>&1 | grep -qF 'export-resize NAME SIZE [--force]'"
+done_testing
