@@ -13,9 +13,11 @@
 # - a remote (NBD) payload is refused, naming NBD; shrinking is refused
 #   without --force and while a client is connected, a raw payload
 #   shrinks with --force, a qcow2 one is refused by name; bad sizes are
-#   refused with a clear message.
+#   refused with a clear message;
+# - QEMU 10's nbd client keeps its size until it reconnects, then grows
+#   to the new size (the path of block_resize) and uses the new end.
 . "$(dirname "$0")/lib.sh"
-need cryptsetup qemu-img qemu-nbd nbdinfo python3
+need cryptsetup qemu-img qemu-io qemu-nbd nbdinfo nbdsh python3
 python3 -c 'import nbd' 2>/dev/null || { echo "1..0 # SKIP python3-libnbd is not installed"; exit 0; }
 
 LN=$top_builddir/server/luks-nbd
@@ -205,5 +207,65 @@ check "an overflowing size is refused" grep -qF "size '99999999999T' is too larg
 check "a size that is not a multiple of the sector size is refused" \
   grep -qF "export 's4': $((2 * M + 512)) bytes is not a multiple of its 4096-byte sectors" <<< "$(get sector)"
 check "an unknown export is refused" grep -qF "no export 'nope'" <<< "$(get noexport)"
+# QEMU 10's nbd client (qemu-io; its truncate is block_resize's path):
+# it keeps the size it connected with ("Cannot grow NBD nodes"), and after
+# it reconnects (export-remove --force and export-add drop and restore the
+# export; reconnect-delay makes its next request wait for the new
+# connection) it takes the new size and uses the new end.
+make_luks2_volume qio 2M
+cat > "$TMP/qio.py" <<'EOP'
+import os, pty, subprocess, sys, termios
+sock, ctl_path, ln, spec, key = sys.argv[1:6]
+m, s = pty.openpty()  # qemu-io flushes its output per line only on a tty
+attr = termios.tcgetattr(s)
+attr[3] &= ~termios.ECHO
+termios.tcsetattr(s, termios.TCSANOW, attr)
+p = subprocess.Popen(["qemu-io", "--image-opts",
+                      f"driver=nbd,server.type=unix,server.path={sock},export=qio,reconnect-delay=10"],
+                     stdin=s, stdout=s, stderr=s, close_fds=True)
+os.close(s)
+buf = b""
+def until_prompt():
+    global buf
+    while b"qemu-io> " not in buf:
+        chunk = os.read(m, 4096)
+        if not chunk:
+            sys.exit("qemu-io exited: " + buf.decode(errors="replace"))
+        buf += chunk
+    out, _, buf = buf.partition(b"qemu-io> ")
+    # Keep the last line that is not the (redrawn) command line.
+    return out.decode(errors="replace").replace("\r", "").split("\n", 1)[-1].strip()
+def cmd(key, c):
+    os.write(m, (c + "\n").encode())
+    print(key, until_prompt().replace("\n", " | "), flush=True)
+def ctl(*args, **kw):
+    return subprocess.run([ln, "ctl", "--control", ctl_path, *args], capture_output=True, text=True, **kw).returncode
+until_prompt()
+cmd("qio.length0", "length")
+print("qio.resize", ctl("export-resize", "qio", "4M"))
+cmd("qio.truncate0", "truncate 4M")
+cmd("qio.length1", "length")
+print("qio.remove", ctl("export-remove", "qio", "--force"))
+print("qio.add", ctl("export-add", spec, "--passphrase-stdin", stdin=open(key)))
+cmd("qio.read", "read 0 512")
+cmd("qio.truncate1", "truncate 4M")
+cmd("qio.length2", "length")
+cmd("qio.write", "write -P 0x5a 4193792 512")
+cmd("qio.readback", "read -P 0x5a 4193792 512")
+os.write(m, b"quit\n")
+p.wait()
+EOP
+luks_nbd --socket "$TMP/sock3" --control "$TMP/ctl3" --export "$(spec qio)" \
+  --run "python3 $TMP/qio.py $TMP/sock3 $TMP/ctl3 $LN name=qio,payload=$TMP/qio.payload,header=$TMP/qio.hdr $TMP/qio.key" \
+  > "$TMP/qio.out" 2>> "$TMP/err"
+check "qemu-io session ran" test $? -eq 0
+check "QEMU: the nbd node keeps its size after export-resize" grep -qx "qio.length1 2 MiB" "$TMP/qio.out"
+check "QEMU: growing the nbd node before it reconnects fails: 'Cannot grow NBD nodes'" \
+  grep -q "^qio.truncate0 .*Cannot grow NBD nodes" "$TMP/qio.out"
+check "QEMU: it reconnects to the re-added export (reconnect-delay)" \
+  grep -q "^qio.read read 512/512 bytes at offset 0" "$TMP/qio.out"
+check "QEMU: after the reconnect, growing it to the new size succeeds" grep -qx "qio.length2 4 MiB" "$TMP/qio.out"
+check "QEMU: ... and it writes and reads back the new last sector" \
+  grep -q "^qio.readback read 512/512 bytes at offset 4193792" "$TMP/qio.out"
 check "luks-nbd ctl --help lists export-resize" sh -c "'$LN' ctl --help 2>&1 | grep -qF 'export-resize NAME SIZE [--force]'"
 done_testing
