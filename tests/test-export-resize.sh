@@ -13,7 +13,8 @@
 # - a remote (NBD) payload is refused, naming NBD; shrinking is refused
 #   without --force and while a client is connected, a raw payload
 #   shrinks with --force, a qcow2 one is refused by name; bad sizes are
-#   refused with a clear message;
+#   refused with a clear message, and so is a LUKS2 header whose data
+#   segment has a fixed size;
 # - QEMU 10's nbd client keeps its size until it reconnects, then grows
 #   to the new size (the path of block_resize) and uses the new end.
 . "$(dirname "$0")/lib.sh"
@@ -40,6 +41,27 @@ make_plaintext "$TMP/r.new" $((2 * M))
 make_plaintext "$TMP/q.new" $((30 * M))
 make_plaintext "$TMP/d.new" $((1 * M))
 make_plaintext "$TMP/big.new" $((1 * M))
+
+# fx: a LUKS2 header whose data segment has a fixed size (1 MiB of the
+# 2 MiB payload) instead of "dynamic": the JSON edited in both header
+# copies and their checksums redone; cryptsetup must still accept it.
+make_luks2_volume fx 2M
+python3 - "$TMP/fx.hdr" <<'EOP'
+import hashlib, struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+hdr_size = struct.unpack(">Q", b[8:16])[0]
+for off in (0, hdr_size):  # the primary and the secondary header
+    area = b[off:off + hdr_size]
+    end = area.index(b"\0", 4096)
+    js = area[4096:end].replace(b'"size":"dynamic"', b'"size":"1048576"', 1)
+    area[4096:end] = js + b"\0" * (end - 4096 - len(js))
+    area[448:512] = bytes(64)  # the checksum covers the area with it zeroed
+    area[448:480] = hashlib.sha256(area).digest()
+    b[off:off + hdr_size] = area
+open(sys.argv[1], "wb").write(b)
+EOP
+check "cryptsetup accepts the fixed-size segment header" \
+  sh -c "cryptsetup luksDump '$TMP/fx.hdr' | grep -q 'length: 1048576 \[bytes\]'"
 
 qemu-nbd --fork --pid-file "$TMP/qnbd.pid" -f raw -k "$TMP/qsock" "$TMP/net.payload"
 cleanup_hooks="kill \$(cat $TMP/qnbd.pid) 2>/dev/null; $cleanup_hooks"
@@ -122,6 +144,7 @@ for bad in ("12X", "0", "1.5G", "99999999999T"):
     out("bad." + bad, ctl("export-resize", "r", bad))
 out("sector", ctl("export-resize", "s4", str(2 * M + 512)))
 out("noexport", ctl("export-resize", "nope", "4M"))
+out("fixed", ctl("export-resize", "fx", "2M"))
 # With --force and no client: a raw payload shrinks (3 MiB: keeps what
 # the test decrypts below in a copy taken before).
 subprocess.run(["cp", tmp + "/r.payload", tmp + "/r.grown"], check=True)
@@ -135,6 +158,7 @@ luks_nbd -v --socket "$TMP/sock" --control "$TMP/ctl" \
   --export "name=big,payload=$TMP/big.qcow2,header=$TMP/big.hdr,key-file=$TMP/big.key" \
   --export "name=net,payload=nbd+unix:///?socket=$TMP/qsock,header=$TMP/net.hdr,key-file=$TMP/net.key" \
   --export "$(spec s4)" \
+  --export "$(spec fx)" \
   --run "python3 $TMP/session.py $TMP/sock $TMP/ctl $LN $TMP" > "$TMP/out" 2> "$TMP/err"
 rc=$?
 check "the session ran to its end" test $rc -eq 0
@@ -206,6 +230,8 @@ check "a fractional size is refused" grep -qF "size '1.5G' is not a number" <<< 
 check "an overflowing size is refused" grep -qF "size '99999999999T' is too large" <<< "$(get bad.99999999999T)"
 check "a size that is not a multiple of the sector size is refused" \
   grep -qF "export 's4': $((2 * M + 512)) bytes is not a multiple of its 4096-byte sectors" <<< "$(get sector)"
+check "a fixed-size LUKS2 segment is refused by name" \
+  grep -qF "the LUKS2 header's data segment has a fixed size of 1048576 bytes, not \\\"dynamic\\\"" <<< "$(get fixed)"
 check "an unknown export is refused" grep -qF "no export 'nope'" <<< "$(get noexport)"
 # QEMU 10's nbd client (qemu-io; its truncate is block_resize's path):
 # it keeps the size it connected with ("Cannot grow NBD nodes"), and after
