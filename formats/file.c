@@ -447,7 +447,10 @@ file_resize (struct node *n, uint64_t size)
                         "needed); grow the device first",
                         n->label, (unsigned long long) end,
                         (unsigned long long) size);
-  } else if (ftruncate (f->fd, (off_t) size) < 0 || fsync (f->fd) < 0)
+  } else if ((size < n->size || (uint64_t) st.st_size < size) &&
+             (ftruncate (f->fd, (off_t) size) < 0 || fsync (f->fd) < 0))
+    /* Growing never truncates: a file extended behind our back (its
+     * size when opened is what n->size says) is large enough already. */
     return error_set (-errno, "%s: resizing to %llu bytes: %s", n->label,
                       (unsigned long long) size, strerror (errno));
   n->size = size;

@@ -529,7 +529,7 @@ nbd_node_resize (struct node *node, uint64_t size)
 {
   return error_set (-ENOTSUP,
                     "%s: the payload is a remote NBD export of %llu bytes "
-                    "(%llu needed); NBD has no resize: resize the export on "
+                    "(asked for %llu); NBD has no resize: resize the export on "
                     "its server, then export-remove and export-add it here",
                     node->label, (unsigned long long) node->size,
                     (unsigned long long) size);

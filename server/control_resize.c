@@ -137,7 +137,7 @@ check_resize (const struct export *e, uint64_t size, bool force)
     return error_set (-EROFS, "export '%s' is read-only", e->name);
   if (e->resizing)
     return error_set (-EBUSY, "export '%s': a resize runs already", e->name);
-  if (size % e->node->block_size)
+  if (e->node->block_size && size % e->node->block_size)
     return error_set (-EINVAL,
                       "export '%s': %" PRIu64 " bytes is not a multiple of "
                       "its %u-byte sectors",

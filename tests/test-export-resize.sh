@@ -29,6 +29,7 @@ make_luks2_volume d 2M
 make_luks2_volume big 2M
 make_luks2_volume net 2M
 make_luks2_volume s4 2M --sector-size 4096
+make_luks2_volume ext 2M
 # q: 1 KiB clusters, so one L1 entry covers 128 KiB: 2 MiB needs 16
 # entries (one cluster of L1), 32 MiB needs 256 (two clusters).  (Not
 # 512-byte clusters: their one-cluster refcount table covers only 8 MiB
@@ -145,6 +146,13 @@ for bad in ("12X", "0", "1.5G", "99999999999T"):
 out("sector", ctl("export-resize", "s4", str(2 * M + 512)))
 out("noexport", ctl("export-resize", "nope", "4M"))
 out("fixed", ctl("export-resize", "fx", "2M"))
+# A payload file extended behind the daemon's back is large enough: a
+# resize within it must not truncate it.
+import os
+os.truncate(tmp + "/ext.payload", 8 * M)
+out("ext", ctl("export-resize", "ext", "4M"))
+out("ext.file", os.stat(tmp + "/ext.payload").st_size)
+out("ext.nbdinfo", nbdinfo_size("ext"))
 # With --force and no client: a raw payload shrinks (3 MiB: keeps what
 # the test decrypts below in a copy taken before).
 subprocess.run(["cp", tmp + "/r.payload", tmp + "/r.grown"], check=True)
@@ -159,6 +167,7 @@ luks_nbd -v --socket "$TMP/sock" --control "$TMP/ctl" \
   --export "name=net,payload=nbd+unix:///?socket=$TMP/qsock,header=$TMP/net.hdr,key-file=$TMP/net.key" \
   --export "$(spec s4)" \
   --export "$(spec fx)" \
+  --export "$(spec ext)" \
   --run "python3 $TMP/session.py $TMP/sock $TMP/ctl $LN $TMP" > "$TMP/out" 2> "$TMP/err"
 rc=$?
 check "the session ran to its end" test $rc -eq 0
@@ -232,6 +241,10 @@ check "a size that is not a multiple of the sector size is refused" \
   grep -qF "export 's4': $((2 * M + 512)) bytes is not a multiple of its 4096-byte sectors" <<< "$(get sector)"
 check "a fixed-size LUKS2 segment is refused by name" \
   grep -qF "the LUKS2 header's data segment has a fixed size of 1048576 bytes, not \\\"dynamic\\\"" <<< "$(get fixed)"
+check "a payload file already larger than needed (extended meanwhile) grows the export" \
+  grep -q '^0 .*"ok":true' <<< "$(get ext)"
+check "... and is not truncated to the smaller size" test "$(get ext.file)" = $((8 * M))
+check "... and new clients see the size asked for" test "$(get ext.nbdinfo)" = $((4 * M))
 check "an unknown export is refused" grep -qF "no export 'nope'" <<< "$(get noexport)"
 # QEMU 10's nbd client (qemu-io; its truncate is block_resize's path):
 # it keeps the size it connected with ("Cannot grow NBD nodes"), and after
