@@ -422,6 +422,41 @@ file_close (struct node *n)
   free (f);
 }
 
+/* As qemu-img resize does for a raw file without preallocation: a
+ * sparse ftruncate, made durable with fsync (the size is metadata).  A
+ * block device cannot grow here: it must be large enough already (grown
+ * with lvextend or the like). */
+static int
+file_resize (struct node *n, uint64_t size)
+{
+  struct file_node *f = (struct file_node *) n;
+  struct stat st;
+  off_t end;
+
+  if (size > INT64_MAX)
+    return error_set (-EFBIG, "%s: %llu bytes is too large", n->label,
+                      (unsigned long long) size);
+  if (fstat (f->fd, &st) < 0)
+    return error_set (-errno, "%s: %s", n->label, strerror (errno));
+  if (S_ISBLK (st.st_mode)) {
+    if ((end = lseek (f->fd, 0, SEEK_END)) < 0)
+      return error_set (-errno, "%s: %s", n->label, strerror (errno));
+    if (size > (uint64_t) end)
+      return error_set (-ENOSPC,
+                        "%s: the block device has only %llu bytes (%llu "
+                        "needed); grow the device first",
+                        n->label, (unsigned long long) end,
+                        (unsigned long long) size);
+  } else if ((size < n->size || (uint64_t) st.st_size < size) &&
+             (ftruncate (f->fd, (off_t) size) < 0 || fsync (f->fd) < 0))
+    /* Growing never truncates: a file extended behind our back (its
+     * size when opened is what n->size says) is large enough already. */
+    return error_set (-errno, "%s: resizing to %llu bytes: %s", n->label,
+                      (unsigned long long) size, strerror (errno));
+  n->size = size;
+  return 0;
+}
+
 static const struct node_ops file_ops = {
   .name = "file",
   .pread = file_pread,
@@ -431,6 +466,7 @@ static const struct node_ops file_ops = {
   .zero = file_zero,
   .extents = file_extents,
   .prefetch = file_prefetch,
+  .resize = file_resize,
   .close = file_close,
 };
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checked.h"
 #include "error.h"
 #include "luks.h"
 #include "node.h"
@@ -244,6 +245,37 @@ luks_close (struct node *n)
   free (l);
 }
 
+/* The plaintext size: the payload becomes data offset + size.  LUKS1 has
+ * no size field and a LUKS2 segment of size "dynamic" runs to the end of
+ * the payload: neither header changes.  A fixed-size LUKS2 segment would
+ * need both header copies rewritten: refused by name. */
+static int
+luks_resize (struct node *n, uint64_t size)
+{
+  struct luks_node *l = (struct luks_node *) n;
+  uint64_t fixed = luks_volume_payload_size (l->vol), end;
+  int r;
+
+  if (size % l->sector)
+    return error_set (-EINVAL,
+                      "%s: %llu bytes is not a multiple of the volume's "
+                      "%u-byte encryption sectors",
+                      n->label, (unsigned long long) size, l->sector);
+  if (fixed)
+    return error_set (-ENOTSUP,
+                      "%s: the LUKS2 header's data segment has a fixed size "
+                      "of %llu bytes, not \"dynamic\"; resizing would need "
+                      "the header rewritten, which luks-nbd does not do",
+                      n->label, (unsigned long long) fixed);
+  if (ckd_add_u64 (&end, l->data_offset, size))
+    return error_set (-EFBIG, "%s: %llu bytes is too large", n->label,
+                      (unsigned long long) size);
+  r = node_resize (l->payload, end);
+  if (r == 0)
+    n->size = size;
+  return r;
+}
+
 static const struct node_ops luks_ops = {
   .name = "luks",
   .pread = luks_pread,
@@ -253,6 +285,7 @@ static const struct node_ops luks_ops = {
   .zero = luks_zero,
   .extents = luks_extents,
   .prefetch = luks_prefetch,
+  .resize = luks_resize,
   .close = luks_close,
 };
 

@@ -522,6 +522,19 @@ nbd_node_close (struct node *node)
   free (n);
 }
 
+/* NBD has no resize request: the remote's size is what its server said
+ * at connect.  node_resize already accepted the size it has. */
+static int
+nbd_node_resize (struct node *node, uint64_t size)
+{
+  return error_set (-ENOTSUP,
+                    "%s: the payload is a remote NBD export of %llu bytes "
+                    "(asked for %llu); NBD has no resize: resize the export on "
+                    "its server, then export-remove and export-add it here",
+                    node->label, (unsigned long long) node->size,
+                    (unsigned long long) size);
+}
+
 static const struct node_ops nbd_ops = {
   .name = "nbd",
   .pread = nbd_node_pread,
@@ -531,6 +544,7 @@ static const struct node_ops nbd_ops = {
   .zero = nbd_node_zero,
   .extents = nbd_node_extents,
   .prefetch = nbd_node_prefetch,
+  .resize = nbd_node_resize,
   .close = nbd_node_close,
 };
 

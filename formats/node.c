@@ -75,6 +75,17 @@ node_prefetch (struct node *n, uint64_t count, uint64_t offset)
 }
 
 int
+node_resize (struct node *n, uint64_t size)
+{
+  if (size == n->size)
+    return 0;
+  if (!n->ops->resize)
+    return error_set (-ENOTSUP, "%s: a %s node cannot be resized", n->label,
+                      n->ops->name);
+  return n->ops->resize (n, size);
+}
+
+int
 extent_add (struct extent_list *l, uint64_t offset, uint64_t length,
             uint32_t flags)
 {

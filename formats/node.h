@@ -76,6 +76,11 @@ struct node_ops {
    * transforming any data.  Work proportional to the range: the server
    * bounds the range first. */
   int (*prefetch) (struct node *, uint64_t count, uint64_t offset);
+  /* Optional (NULL: -ENOTSUP): makes the node `size` bytes long, growing
+   * (or, if the caller allowed it, shrinking) what it stores on.  Runs on
+   * a pool thread while other ops may run: a node guards its own tables;
+   * node.size changes last.  The caller has decided the shrink policy. */
+  int (*resize) (struct node *, uint64_t size);
   void (*close) (struct node *);
 };
 
@@ -137,6 +142,8 @@ int node_extents (struct node *n, uint64_t count, uint64_t offset,
                   struct extent_list *out);
 /* Without a prefetch op there is nothing to warm: success. */
 int node_prefetch (struct node *n, uint64_t count, uint64_t offset);
+/* Without a resize op: -ENOTSUP naming the node type. */
+int node_resize (struct node *n, uint64_t size);
 
 /* file.c */
 int node_file_open (const char *path, bool readonly, struct node **out);

@@ -353,6 +353,7 @@ static const struct node_ops qcow2_ops = {
   .trim = qcow2_discard,
   .extents = qcow2_extents,
   .prefetch = qcow2_prefetch,
+  .resize = qcow2_resize,
   .close = qcow2_close,
 };
 

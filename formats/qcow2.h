@@ -153,6 +153,10 @@ int qcow2_free_entry (struct qcow2 *q, uint64_t entry);
 /* qcow2_discard.c: the node's trim op (takes the locks itself). */
 int qcow2_discard (struct node *n, uint64_t count, uint64_t offset);
 
+/* qcow2_resize.c: the node's resize op: grows the virtual size (and the
+ * L1 table); shrinking is refused.  Takes the lock itself. */
+int qcow2_resize (struct node *n, uint64_t size);
+
 /* qcow2_compress.c */
 int qcow2_decompress (enum qcow2_compression type, const void *in,
                       size_t in_len, void *out, size_t out_len);

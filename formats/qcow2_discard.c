@@ -114,11 +114,12 @@ qcow2_discard (struct node *n, uint64_t count, uint64_t offset)
 
   if (!q->writable)
     return error_set (-EROFS, "%s: read-only qcow2 image", n->label);
-  /* The image's last cluster may be partial: its end is the disk's. */
-  last = end == n->size ? (end + cs - 1) >> q->h.cluster_bits
-                        : end >> q->h.cluster_bits;
   pthread_rwlock_wrlock (&q->io_lock);
   pthread_mutex_lock (&q->lock);
+  /* The image's last cluster may be partial: its end is the disk's.
+   * (The size is read under the lock: export-resize changes it.) */
+  last = end == n->size ? (end + cs - 1) >> q->h.cluster_bits
+                        : end >> q->h.cluster_bits;
   while (r == 0 && first < last) {
     uint64_t in_table = q->l2_entries - first % q->l2_entries;
     uint64_t len = last - first < in_table ? last - first : in_table;

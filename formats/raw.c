@@ -73,6 +73,23 @@ raw_prefetch (struct node *n, uint64_t count, uint64_t offset)
   return node_prefetch (r->child, count, r->offset + offset);
 }
 
+/* The window's child grows with it (the raw payload format: offset 0). */
+static int
+raw_resize (struct node *n, uint64_t size)
+{
+  struct raw_node *r = (struct raw_node *) n;
+  uint64_t end;
+  int err;
+
+  if (ckd_add_u64 (&end, r->offset, size))
+    return error_set (-EFBIG, "%s: %llu bytes is too large", n->label,
+                      (unsigned long long) size);
+  err = node_resize (r->child, end);
+  if (err == 0)
+    n->size = size;
+  return err;
+}
+
 static void
 raw_close (struct node *n)
 {
@@ -91,6 +108,7 @@ static const struct node_ops raw_ops = {
   .zero = raw_zero,
   .extents = raw_extents,
   .prefetch = raw_prefetch,
+  .resize = raw_resize,
   .close = raw_close,
 };
 

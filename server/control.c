@@ -5,6 +5,7 @@
  *   {"cmd":"export-remove","name":"vm2","force":false}
  *   {"cmd":"export-list"}
  *   {"cmd":"query-stats"}
+ *   {"cmd":"export-resize","name":"vm2","size":21474836480,"force":false}
  * Replies: {"ok":true,...} or {"ok":false,"error":"..."}.  Requests are
  * parsed in place by control_request.c (never by json-c, whose buffers
  * would keep an inline passphrase) and every member is read through its
@@ -176,6 +177,30 @@ ctl_ok (void)
   return o;
 }
 
+void
+ctl_send (struct ctl_conn *cc, json_object *obj)
+{
+  ctl_reply (cc, obj);
+}
+
+void
+ctl_send_error (struct ctl_conn *cc, const char *msg)
+{
+  ctl_error (cc, msg);
+}
+
+void
+ctl_hold (struct ctl_conn *cc)
+{
+  cc->refs++;
+}
+
+void
+ctl_release (struct ctl_conn *cc)
+{
+  ctl_unref (cc);
+}
+
 /* The --export syntax from JSON members: every member but cmd and
  * passphrase is an export key with a string value. */
 static int
@@ -281,7 +306,7 @@ add_done (struct ctl_add *a)
     json_object *o = ctl_ok ();
     json_object_object_add (o, "name", json_object_new_string (a->e->name));
     json_object_object_add (o, "size",
-                            json_object_new_int64 ((int64_t) a->e->node->size));
+                            json_object_new_int64 ((int64_t) a->e->size));
     log_info ("control: export '%s' added", a->e->name);
     header_watch_start (server_loop, a->e);
     ctl_reply (a->cc, o);
@@ -455,7 +480,7 @@ export_list (struct ctl_conn *cc, bool stats)
     if (!stats) {
       json_object_object_add (x, "name", json_object_new_string (e->name));
       json_object_object_add (x, "size",
-                              json_object_new_int64 ((int64_t) e->node->size));
+                              json_object_new_int64 ((int64_t) e->size));
       json_object_object_add (x, "readonly",
                               json_object_new_boolean (e->readonly));
       if (e->description)
@@ -504,12 +529,13 @@ static const struct ctl_command {
   const char *name;
   int (*run) (struct ctl_conn *cc, const struct ctl_request *req);
   bool any_members;
-  const char *members[3];
+  const char *members[4];
 } commands[] = {
   { "export-add", cmd_export_add, true, { NULL } },
   { "export-remove", cmd_export_remove, false, { "name", "force", NULL } },
   { "export-list", cmd_export_list, false, { NULL } },
   { "query-stats", cmd_query_stats, false, { NULL } },
+  { "export-resize", ctl_export_resize, false, { "name", "size", "force" } },
 };
 
 static int
@@ -542,7 +568,8 @@ ctl_dispatch (struct ctl_conn *cc, const struct ctl_request *req)
       return r < 0 ? error_prefix (r, "%s", commands[i].name) : 0;
     }
   return error_set (-EINVAL, "unknown cmd (expected export-add, "
-                             "export-remove, export-list, query-stats)");
+                             "export-remove, export-list, query-stats, "
+                             "export-resize)");
 }
 
 /* One request line; it is parsed in place and wiped afterwards (it may

@@ -5,6 +5,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <inttypes.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,9 +31,12 @@ ctl_usage (void)
   fprintf (stderr,
            "usage: luks-nbd ctl --control PATH export-list | query-stats |\n"
            "         export-remove NAME [--force] |\n"
+           "         export-resize NAME SIZE [--force] |\n"
            "         export-add SPEC [--passphrase-stdin]\n"
            "(options may come before or after the command; relative paths "
-           "in SPEC\nare taken from the current directory)\n");
+           "in SPEC\nare taken from the current directory; SIZE is bytes or "
+           "has a K, M, G or T\nsuffix (powers of 1024); a resize that "
+           "shrinks needs --force)\n");
   return 2;
 }
 
@@ -41,6 +45,7 @@ struct ctl_args {
   const char *path; /* --control */
   bool force, passphrase_stdin;
   const char *cmd, *arg; /* arg: NAME or SPEC */
+  const char *size;      /* export-resize's SIZE */
 };
 
 /* Options anywhere (getopt permutes), --control PATH or --control=PATH.
@@ -72,6 +77,9 @@ parse_args (int argc, char **argv, struct ctl_args *a)
     a->cmd = argv[optind++];
   if (optind < argc)
     a->arg = argv[optind++];
+  bool resize = a->cmd && !strcmp (a->cmd, "export-resize");
+  if (resize && optind < argc)
+    a->size = argv[optind++];
   if (!a->path) {
     fprintf (stderr, "luks-nbd ctl: --control PATH is required\n");
     return ctl_usage ();
@@ -82,8 +90,9 @@ parse_args (int argc, char **argv, struct ctl_args *a)
   bool add = !strcmp (a->cmd, "export-add");
   bool list =
     !strcmp (a->cmd, "export-list") || !strcmp (a->cmd, "query-stats");
-  if ((!remove && !add && !list) || ((remove || add) && !a->arg) ||
-      (list && a->arg) || (a->force && !remove) ||
+  if ((!remove && !add && !list && !resize) ||
+      ((remove || add || resize) && !a->arg) || (resize && !a->size) ||
+      (list && a->arg) || (a->force && !remove && !resize) ||
       (a->passphrase_stdin && !add))
     return ctl_usage ();
   return 0;
@@ -164,6 +173,18 @@ build_request (const struct ctl_args *a, char *line, size_t cap, size_t *len)
 
   if (!strcmp (a->cmd, "export-remove")) {
     ok = ok && line_add (line, cap, len, ",\"name\":", a->arg, strlen (a->arg));
+    if (a->force)
+      ok = ok && line_add (line, cap, len, ",\"force\":true", NULL, 0);
+  } else if (!strcmp (a->cmd, "export-resize")) {
+    uint64_t size;
+    char num[32];
+    if (ctl_parse_size (a->size, &size) < 0) {
+      fprintf (stderr, "luks-nbd ctl: export-resize: %s\n", error_message ());
+      return 2;
+    }
+    snprintf (num, sizeof num, ",\"size\":%" PRIu64, size);
+    ok = ok && line_add (line, cap, len, ",\"name\":", a->arg, strlen (a->arg));
+    ok = ok && line_add (line, cap, len, num, NULL, 0);
     if (a->force)
       ok = ok && line_add (line, cap, len, ",\"force\":true", NULL, 0);
   } else if (!strcmp (a->cmd, "export-add")) {

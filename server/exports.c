@@ -551,6 +551,7 @@ export_open (struct export *e)
 
   if (r < 0)
     return error_prefix (r, "%s", e->label);
+  e->size = e->node->size;
   if (node_luks_warning (e->node))
     log_warning ("export '%s': %s", e->name, node_luks_warning (e->node));
   if (node_luks_key_shared (e->node))
@@ -586,6 +587,8 @@ exports_add (struct export *e)
     return error_set (-ENOMEM, "out of memory");
   exports = n;
   exports[n_exports++] = e;
+  if (e->node && !e->size) /* added open (export_open sets it too) */
+    e->size = e->node->size;
   return 0;
 }
 

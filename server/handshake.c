@@ -73,6 +73,7 @@ static void
 enter_transmission (struct conn *c, struct export *e)
 {
   c->exp = e;
+  c->size = e->size; /* kept until it reconnects (export-resize) */
   export_ref (e);
   e->connections++;
   e->total_connections++;
@@ -104,7 +105,7 @@ opt_export_name (struct conn *c, const uint8_t *data, uint32_t len)
     conn_close (c);
     return;
   }
-  store_be64 (buf, e->node->size);
+  store_be64 (buf, e->size);
   store_be16 (buf + 8, transmission_flags (c, e));
   conn_send (c, buf, c->no_zeroes ? 10 : sizeof buf);
   enter_transmission (c, e);
@@ -180,7 +181,7 @@ opt_info_go (struct conn *c, uint32_t option, const uint8_t *data, uint32_t len)
     return;
   }
   store_be16 (buf, NBD_INFO_EXPORT);
-  store_be64 (buf + 2, e->node->size);
+  store_be64 (buf + 2, e->size);
   store_be16 (buf + 10, transmission_flags (c, e));
   reply (c, option, NBD_REP_INFO, buf, 12);
   if (want_name)

@@ -48,6 +48,11 @@ struct export
   bool readonly;
   bool discard;      /* discard=on: NBD_CMD_TRIM reaches the payload */
   struct node *node; /* shared by every connection */
+  /* Loop thread only: the size new connections are told (node->size
+   * changes on a pool thread during export-resize; each connection keeps
+   * the size it was told, conn.size). */
+  uint64_t size;
+  bool resizing; /* an export-resize runs */
   struct stack_spec spec;
   char *spec_strings[9]; /* owned strings behind spec */
   char *inline_pass;     /* control socket passphrase (secure memory) */
@@ -222,7 +227,8 @@ struct conn {
   bool reading;         /* uv_read_start in effect (I/O, not lifecycle) */
   struct tls *tls;      /* after STARTTLS: every byte goes through it */
   struct export *exp;
-  uint8_t *in; /* unparsed input */
+  uint64_t size; /* the export's size as told to this client */
+  uint8_t *in;   /* unparsed input */
   size_t in_len;
   struct request *pending; /* write waiting for its data */
   uint64_t discard;        /* payload bytes of a refused request to skip */
@@ -295,6 +301,20 @@ int ctl_member_get (const struct ctl_request *req, const char *key,
 /* s as a JSON string literal into out (cap bytes); returns the length it
  * needs, which may be more than cap (then out holds a prefix). */
 size_t ctl_json_string (char *out, size_t cap, const char *s, size_t len);
+
+/* control_resize.c: export-resize (the command, run in the pool), and
+ * the SIZE syntax of luks-nbd ctl export-resize: bytes, or a K/M/G/T
+ * suffix (powers of 1024, as qemu-img). */
+struct ctl_conn;
+int ctl_export_resize (struct ctl_conn *cc, const struct ctl_request *req);
+int ctl_parse_size (const char *text, uint64_t *out);
+/* control.c, for the commands in other files: replies, and a reference
+ * that keeps a client's struct alive until a deferred reply is sent. */
+struct json_object;
+void ctl_send (struct ctl_conn *cc, struct json_object *obj);
+void ctl_send_error (struct ctl_conn *cc, const char *msg);
+void ctl_hold (struct ctl_conn *cc);
+void ctl_release (struct ctl_conn *cc);
 
 /* systemd.c */
 int systemd_listen_fds (void); /* sockets passed to us, or 0 */

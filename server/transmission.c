@@ -158,7 +158,7 @@ check_request (const struct conn *c, uint16_t type, uint16_t flags,
   if ((type == NBD_CMD_READ || type == NBD_CMD_WRITE) &&
       count > MAX_REQUEST_BYTES)
     return NBD_EOVERFLOW;
-  if (!range_within (offset, count, e->node->size)) {
+  if (!range_within (offset, count, c->size)) {
     uint64_t end;
     /* A write past the end is ENOSPC; a range that wraps is just invalid. */
     return writes && !ckd_add_u64 (&end, offset, count) ? NBD_ENOSPC

@@ -6,6 +6,7 @@
  *   qcow2-tool trim IMAGE OFFSET LENGTH discard, then flush
  *   qcow2-tool direct-write FILE OFFSET DATA  no qcow2: DATA's bytes at
  *     OFFSET of FILE through a cache=none (O_DIRECT) file node
+ *   qcow2-tool resize IMAGE SIZE       grow the virtual size (export-resize)
  *   qcow2-tool open-rw IMAGE           just open read-write */
 #include <config.h>
 
@@ -112,6 +113,9 @@ main (int argc, char **argv)
                    strtoull (argv[3], NULL, 0)) < 0 ||
         node_flush (q) < 0)
       return die ("trim");
+  } else if (strcmp (argv[1], "resize") == 0 && argc == 4) {
+    if (node_resize (q, strtoull (argv[3], NULL, 0)) < 0)
+      return die ("resize");
   } else if (strcmp (argv[1], "open-rw") != 0)
     return 2;
   node_close (q);

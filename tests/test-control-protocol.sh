@@ -55,8 +55,9 @@ printf '{"cmd":"export-remove","name":null}\n' > "$TMP/seeds/null-name"
 printf '{"cmd":"export-add","spec":null}\n' > "$TMP/seeds/null-spec"
 printf '{"cmd":"export-list"}\n{"cmd":"query-stats"}\n{"cmd":"export-remove","name":"v","force":true}\n{"cmd":"export-list"}\n' > "$TMP/seeds/list"
 printf '{"cmd":"export-add","name":"w","payload":"/nonexistent","key-file":"/k","passphrase":"p\\u00e9\\ud83d\\ude00\\"q"}\n{"cmd":"export-add","spec":"name=w,payload=/nonexistent","passphrase":"x\\u0000y"}\n' > "$TMP/seeds/add"
+printf '{"cmd":"export-resize","name":"v","size":2097152}\n{"cmd":"export-resize","name":"v","size":"4M","force":true}\n{"cmd":"export-resize","name":"v","size":512,"force":true}\n{"cmd":"export-resize","name":"v","size":"0x10"}\n' > "$TMP/seeds/resize"
 printf '{"cmd":"export-remove","name":"v","force":"false","x":[1,{"y":-1.5e+3}],"z":nul}\n{"cmd":"export-list"}{' > "$TMP/seeds/malformed"
 FUZZ_HOT=256 "$top_builddir/fuzz/fuzz-control" "${FUZZ_RUNS:-3000}" "$TMP"/seeds/* > "$TMP/fuzz.out" 2>&1
 check "control fuzz target: the seeds and ${FUZZ_RUNS:-3000} mutants each, no crash" test $? -eq 0
-check "every seed was run" test "$(grep -c 'no crash' "$TMP/fuzz.out")" -eq 6
+check "every seed was run" test "$(grep -c 'no crash' "$TMP/fuzz.out")" -eq 7
 done_testing

@@ -8,7 +8,7 @@
 # could hold after a cut (all flushed writes, plus any subset of those
 # since the last flush) and runs qemu-img check on it: an L2 entry on a
 # cluster with refcount 0 is corruption (exit 2); leaks are allowed, as
-# in qemu.
+# in qemu.  Also growing the virtual size and the L1 table (export-resize).
 . "$(dirname "$0")/lib.sh"
 need qemu-img python3
 
@@ -97,5 +97,27 @@ logged "$TMP/s.qcow2" write $((3 * 1048576)) "$TMP/p24k" &&
 check "allocations with new L2 tables and refcount blocks ran" test $? -eq 0
 crash_check "$TMP/s.orig" "allocations with new L2 tables and refcount blocks"
 
-tap_report "$TMP/results" 3 "the crash-state checks"
+# Growing the virtual size (export-resize): first within the L1 table
+# (the header's size only), then past it, with 1 KiB clusters so the new
+# L1 table spans two clusters: new table counted, written and flushed,
+# the header switched to it in one write and flushed, the old table
+# freed, then the size.
+qemu-img create -q -f qcow2 -o cluster_size=1024 "$TMP/g.qcow2" 2M
+"$TOOL" write "$TMP/g.qcow2" 0 "$TMP/p24k" &&
+  "$TOOL" write "$TMP/g.qcow2" $((2 * 1048576 - 24 * 1024)) "$TMP/p24k"
+cp "$TMP/g.qcow2" "$TMP/g.orig"
+logged "$TMP/g.qcow2" resize $((3 * 1048576)) &&
+  logged "$TMP/g.qcow2" resize $((32 * 1048576)) &&
+  logged "$TMP/g.qcow2" write $((32 * 1048576 - 24 * 1024)) "$TMP/p24k"
+check "growing the virtual size within and past the L1 table ran" test $? -eq 0
+crash_check "$TMP/g.orig" "growing a qcow2 image's virtual size and L1 table"
+qemu-img check -q "$TMP/g.qcow2"
+check "qemu-img check of the grown image is clean (the old L1 table was freed)" test $? -eq 0
+check "qemu-img info shows the new virtual size" \
+  sh -c "qemu-img info '$TMP/g.qcow2' | grep -q '^virtual size: 32 MiB'"
+qemu-img convert -f qcow2 -O raw "$TMP/g.qcow2" "$TMP/g.raw"
+check "qemu-img reads the data written before and after growing" \
+  sh -c "cmp -s -n $((24 * 1024)) '$TMP/g.raw' '$TMP/p24k' && cmp -s -i $((2 * 1048576 - 24 * 1024)):0 -n $((24 * 1024)) '$TMP/g.raw' '$TMP/p24k' && cmp -s -i $((32 * 1048576 - 24 * 1024)):0 '$TMP/g.raw' '$TMP/p24k'"
+
+tap_report "$TMP/results" 4 "the crash-state checks"
 done_testing
