@@ -75,6 +75,14 @@ node_prefetch (struct node *n, uint64_t count, uint64_t offset)
 }
 
 int
+node_set_active (struct node *n, bool active)
+{
+  if (!n->ops->set_active)
+    return 0;
+  return n->ops->set_active (n, active);
+}
+
+int
 extent_add (struct extent_list *l, uint64_t offset, uint64_t length,
             uint32_t flags)
 {

@@ -73,6 +73,12 @@ raw_prefetch (struct node *n, uint64_t count, uint64_t offset)
   return node_prefetch (r->child, count, r->offset + offset);
 }
 
+static int
+raw_set_active (struct node *n, bool active)
+{
+  return node_set_active (((struct raw_node *) n)->child, active);
+}
+
 static void
 raw_close (struct node *n)
 {
@@ -91,6 +97,7 @@ static const struct node_ops raw_ops = {
   .zero = raw_zero,
   .extents = raw_extents,
   .prefetch = raw_prefetch,
+  .set_active = raw_set_active,
   .close = raw_close,
 };
 
