@@ -114,7 +114,9 @@ h.flush()
   ctl src export-activate v 2> "$TMP/back.err"
   check "$f: the source cannot take the payload back while the destination is active" test $? -ne 0
   stop src
+  check "${f}: the source daemon exits 0 on SIGTERM" test $? -eq 0
   stop dst
+  check "${f}: the destination daemon exits 0 on SIGTERM" test $? -eq 0
   check "$f: logs say inactive and active" \
     grep -q "export 'v': active (image lock taken" "$TMP/dst.log"
 }

@@ -65,7 +65,9 @@ migration () { # FORMAT
   grep -E '^(PASS|FAIL) ' "$TMP/$f.out" | sed "s/^\(PASS\|FAIL\) /\1 $f: /" > "$TMP/$f.verdicts"
   tap_report "$TMP/$f.verdicts" 13 "$f: the migration"
   stop src
+  check "${f}: the source daemon exits 0 on SIGTERM" test $? -eq 0
   stop dst
+  check "${f}: the destination daemon exits 0 on SIGTERM" test $? -eq 0
   check "$f: the source daemon logged its inactivation" \
     grep -q "export 'v': inactive (flushed" "$TMP/src.log"
   count=$(sed -n 's/^COUNT //p' "$TMP/$f.out")
