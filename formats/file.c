@@ -33,6 +33,10 @@ struct file_node {
    * and cleared the error: a later fdatasync could succeed although
    * writes were lost.  So one failure fails every later flush. */
   atomic_int flush_errno;
+  /* Image locking: the lock this node takes when active (lock_wanted,
+   * exclusive or not) and whether it holds it now.  Changed only by
+   * node_file_lock and set_active, which run with no op in flight. */
+  bool lock_wanted, lock_exclusive, locked;
 };
 
 /* Direct I/O needs the buffer, offset and length aligned as the file
@@ -389,10 +393,15 @@ node_file_lock (struct node *n, bool exclusive)
     perm |= PERM_WRITE | PERM_RESIZE;
   if (fstat (f->fd, &st) < 0)
     return error_set (-errno, "%s: %s", n->label, strerror (errno));
+  f->lock_wanted = true;
+  f->lock_exclusive = exclusive;
   r = lock_perms (f->fd, perm, shared);
-  if (r == 0)
-    return file_locks_add (n, st.st_dev, st.st_ino, n->label);
-  /* Bytes taken before the conflict go when the caller closes the node. */
+  if (r == 0 && (r = file_locks_add (n, st.st_dev, st.st_ino, n->label)) == 0)
+    f->locked = true;
+  if (r == 0 || r == -ENOMEM)
+    return r;
+  /* Bytes taken before the conflict go when the caller closes the node
+   * (or, on activation, at once: unlock_all). */
   if (r == -EAGAIN &&
       file_locks_holder (st.st_dev, st.st_ino, holder, sizeof holder))
     return error_set (-EBUSY,
@@ -406,6 +415,70 @@ node_file_lock (struct node *n, bool exclusive)
                       "qemu-nbd holds a lock on it); locking=off overrides",
                       n->label);
   return error_set (r, "%s: locking: %s", n->label, strerror (-r));
+}
+
+void
+node_file_lock_later (struct node *n, bool exclusive)
+{
+  struct file_node *f = (struct file_node *) n;
+
+  f->lock_wanted = true;
+  f->lock_exclusive = exclusive;
+}
+
+/* Every lock byte this descriptor holds (OFD locks belong to it). */
+static int
+unlock_all (struct file_node *f)
+{
+  struct flock fl = { .l_type = F_UNLCK,
+                      .l_whence = SEEK_SET,
+                      .l_start = LOCK_PERM_BASE,
+                      .l_len = LOCK_SHARED_BASE + PERM_BITS - LOCK_PERM_BASE };
+
+  file_locks_remove (&f->node);
+  f->locked = false;
+  if (fcntl (f->fd, F_OFD_SETLK, &fl) < 0)
+    return error_set (-errno, "%s: unlocking: %s", f->node.label,
+                      strerror (errno));
+  return 0;
+}
+
+static const struct node_ops file_ops;
+
+/* Inactive: no lock and nothing of the file in our page cache (another
+ * host writes it next: a network file system's cache could go stale).
+ * Active: the lock again, and the size as the other host left it. */
+static int
+file_set_active (struct node *n, bool active)
+{
+  struct file_node *f = (struct file_node *) n;
+  int r = 0;
+
+  if (!active) {
+    posix_fadvise (f->fd, 0, 0, POSIX_FADV_DONTNEED);
+    return f->locked ? unlock_all (f) : 0;
+  }
+  posix_fadvise (f->fd, 0, 0, POSIX_FADV_DONTNEED);
+  if (f->lock_wanted && !f->locked &&
+      (r = node_file_lock (n, f->lock_exclusive)) < 0) {
+    unlock_all (f); /* bytes taken before the conflict */
+    return r;
+  }
+  return node_file_refresh_size (n);
+}
+
+int
+node_file_refresh_size (struct node *n)
+{
+  struct stat st;
+
+  if (n->ops != &file_ops)
+    return 0;
+  if (fstat (((struct file_node *) n)->fd, &st) < 0)
+    return error_set (-errno, "%s: %s", n->label, strerror (errno));
+  if (S_ISREG (st.st_mode))
+    n->size = (uint64_t) st.st_size;
+  return 0;
 }
 
 static void
@@ -467,6 +540,7 @@ static const struct node_ops file_ops = {
   .extents = file_extents,
   .prefetch = file_prefetch,
   .resize = file_resize,
+  .set_active = file_set_active,
   .close = file_close,
 };
 

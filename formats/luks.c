@@ -227,6 +227,21 @@ luks_prefetch (struct node *n, uint64_t count, uint64_t offset)
   return node_prefetch (l->payload, end - start, l->data_offset + start);
 }
 
+/* The header only ever takes a shared lock, but an inactive node holds
+ * none (as QEMU's): both children follow.  The key stays: activation
+ * runs no KDF, so switchover costs no unlock. */
+static int
+luks_set_active (struct node *n, bool active)
+{
+  struct luks_node *l = (struct luks_node *) n;
+  int r = node_set_active (l->payload, active);
+
+  if (r == 0 && l->header != l->payload &&
+      (r = node_set_active (l->header, active)) < 0 && active)
+    node_set_active (l->payload, false); /* all or nothing */
+  return r;
+}
+
 static void
 luks_close (struct node *n)
 {
@@ -286,6 +301,7 @@ static const struct node_ops luks_ops = {
   .extents = luks_extents,
   .prefetch = luks_prefetch,
   .resize = luks_resize,
+  .set_active = luks_set_active,
   .close = luks_close,
 };
 

@@ -86,6 +86,14 @@ node_resize (struct node *n, uint64_t size)
 }
 
 int
+node_set_active (struct node *n, bool active)
+{
+  if (!n->ops->set_active)
+    return 0;
+  return n->ops->set_active (n, active);
+}
+
+int
 extent_add (struct extent_list *l, uint64_t offset, uint64_t length,
             uint32_t flags)
 {

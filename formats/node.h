@@ -81,6 +81,12 @@ struct node_ops {
    * a pool thread while other ops may run: a node guards its own tables;
    * node.size changes last.  The caller has decided the shrink policy. */
   int (*resize) (struct node *, uint64_t size);
+  /* Optional (NULL: nothing to do but ask the children): live migration
+   * handoff, as QEMU's inactive block nodes.  false: the caller has
+   * flushed and no op runs meanwhile; drop every cached table and
+   * release image locks.  true: take the locks again and reload what
+   * another host may have changed (qcow2 metadata, the file's size). */
+  int (*set_active) (struct node *, bool active);
   void (*close) (struct node *);
 };
 
@@ -144,6 +150,8 @@ int node_extents (struct node *n, uint64_t count, uint64_t offset,
 int node_prefetch (struct node *n, uint64_t count, uint64_t offset);
 /* Without a resize op: -ENOTSUP naming the node type. */
 int node_resize (struct node *n, uint64_t size);
+/* Without a set_active op: success (nothing cached, nothing locked). */
+int node_set_active (struct node *n, bool active);
 
 /* file.c */
 int node_file_open (const char *path, bool readonly, struct node **out);
@@ -152,6 +160,12 @@ int node_file_set_direct (struct node *file);
 /* QEMU-compatible OFD locks: a writer (exclusive) or a reader; refused
  * (-EBUSY) if another process's locks conflict. */
 int node_file_lock (struct node *file, bool exclusive);
+/* The lock node_file_lock would take, taken only when the node becomes
+ * active (an export that starts inactive: the source host holds it). */
+void node_file_lock_later (struct node *file, bool exclusive);
+/* The node's size as the file's is now (another host grew it); a no-op
+ * for block devices and for nodes that are not files. */
+int node_file_refresh_size (struct node *n);
 
 /* nbd.c: a remote export (any libnbd URI: nbd://, nbd+unix://, ...). */
 int node_nbd_open (const char *uri, bool readonly, struct node **out);
@@ -240,6 +254,7 @@ struct stack_spec {
   bool direct_io;             /* cache=none: O_DIRECT on the payload */
   bool no_plaintext_check;    /* check-plaintext=off (plaintext_check.c) */
   const char *backup_header;  /* used if the header fails */
+  bool inactive;              /* active=off: no lock, no writes yet */
   const char *passphrase;     /* in memory (control socket), or NULL */
   size_t passphrase_len;
 };

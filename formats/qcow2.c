@@ -51,13 +51,38 @@ read_compressed (struct qcow2 *q, uint64_t entry, uint8_t *out)
   return r < 0 ? error_prefix (r, "%s", q->node.label) : 0;
 }
 
+static int reload (struct qcow2 *q);
+
+/* Inactive (another host writes the image): the file's size, header, L1
+ * and refcount tables as they are now, and no L2 table from before.
+ * Costs a header and L1 read per request: inactive exports are rarely
+ * read (a migration destination reads nothing before switchover). */
+static int
+inactive_refresh (struct qcow2 *q)
+{
+  int r = 0;
+
+  pthread_mutex_lock (&q->lock);
+  if (q->inactive) {
+    for (size_t i = 0; i < q->cache_slots; i++)
+      q->cache[i].offset = 0;
+    r = node_file_refresh_size (q->file);
+    if (r == 0)
+      r = reload (q);
+  }
+  pthread_mutex_unlock (&q->lock);
+  return r;
+}
+
 static int
 qcow2_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
 {
   struct qcow2 *q = (struct qcow2 *) n;
   uint8_t *out = buf;
-  int r = 0;
+  int r = inactive_refresh (q);
 
+  if (r < 0)
+    return r;
   pthread_rwlock_rdlock (&q->io_lock);
   while (count > 0 && r == 0) {
     uint64_t vcluster = offset >> q->h.cluster_bits;
@@ -255,7 +280,7 @@ walk (struct qcow2 *q, uint64_t count, uint64_t offset, run_fn fn, void *opaque)
   struct qcow2_run runs[RUNS];
   uint64_t end = offset + count, budget = QCOW2_WALK_BUDGET;
   bool stop = false;
-  int r = 0;
+  int r = inactive_refresh (q);
 
   while (r == 0 && !stop && offset < end && budget > 0) {
     uint64_t vcluster = offset >> q->h.cluster_bits;
@@ -345,6 +370,8 @@ qcow2_close (struct node *n)
   free (q);
 }
 
+static int qcow2_set_active (struct node *n, bool active);
+
 static const struct node_ops qcow2_ops = {
   .name = "qcow2",
   .pread = qcow2_pread,
@@ -354,6 +381,7 @@ static const struct node_ops qcow2_ops = {
   .extents = qcow2_extents,
   .prefetch = qcow2_prefetch,
   .resize = qcow2_resize,
+  .set_active = qcow2_set_active,
   .close = qcow2_close,
 };
 
@@ -408,6 +436,71 @@ refuse_for_writing (const struct qcow2 *q)
 
 static int qcow2_open_depth (struct node *file, uint64_t cache_bytes,
                              bool allow_backing, int depth, struct node **out);
+
+/* Lock held, the file active again: the header, L1 and refcount tables
+ * as another host (the migration source) left them.  The geometry must
+ * be the one served so far: a client already knows the size. */
+static int
+reload (struct qcow2 *q)
+{
+  struct node *file = q->file;
+  size_t head_len = (size_t) min_u64 (file->size, 1 << QCOW2_MAX_CLUSTER_BITS);
+  uint8_t *head = malloc (head_len + 1);
+  struct qcow2_header h;
+  uint64_t *l1 = NULL, *reftable = NULL;
+  int r;
+
+  if (!head)
+    return error_set (-ENOMEM, "out of memory");
+  r = node_pread (file, head, head_len, 0);
+  if (r == 0)
+    r = qcow2_header_parse (head, head_len, file->size, file->label, &h);
+  free (head);
+  if (r == 0 && (h.size != q->h.size || h.cluster_bits != q->h.cluster_bits ||
+                 h.backing_offset != q->h.backing_offset))
+    r = error_set (-ESTALE,
+                   "%s: qcow2 size, cluster size or backing file changed "
+                   "while the export was inactive",
+                   file->label);
+  uint64_t ref_entries = ((uint64_t) h.reftable_clusters << h.cluster_bits) / 8;
+  if (r == 0 && (r = read_table (file, h.l1_offset, h.l1_size, &l1)) == 0)
+    r = read_table (file, h.reftable_offset, ref_entries, &reftable);
+  if (r < 0) {
+    free (l1);
+    return r;
+  }
+  free (q->l1);
+  free (q->reftable);
+  q->h = h;
+  q->l1 = l1;
+  q->reftable = reftable;
+  q->reftable_entries = ref_entries;
+  q->next_free =
+    (file->size + q->h.cluster_size - 1) & ~(q->h.cluster_size - 1);
+  q->free_hint = 0;
+  return q->writable ? refuse_for_writing (q) : 0;
+}
+
+/* Inactive: no L2 table stays cached and the file lets go of its lock.
+ * Active: everything cached is read again (the source host wrote the
+ * image meanwhile).  The caller flushed first and runs no op meanwhile;
+ * reads while inactive read the metadata afresh (inactive_refresh). */
+static int
+qcow2_set_active (struct node *n, bool active)
+{
+  struct qcow2 *q = (struct qcow2 *) n;
+  int r;
+
+  pthread_mutex_lock (&q->lock);
+  for (size_t i = 0; i < q->cache_slots; i++)
+    q->cache[i].offset = 0;
+  r = node_set_active (q->file, active);
+  if (r == 0 && active)
+    r = reload (q);
+  q->inactive = !active || r < 0;
+  pthread_mutex_unlock (&q->lock);
+  return r;
+}
 
 /* The backing file, read-only, named relative to the image's directory:
  * only with payload-backing=on, never json: names, at most 16 deep. */

@@ -98,6 +98,10 @@ struct qcow2 {
   uint64_t free_hint;   /* no cluster below this one has refcount 0 */
   struct node *backing; /* read-only; NULL without a backing file */
   bool needs_sync;      /* metadata written since the last flush */
+  /* Live migration: another host may be writing the image.  Reads then
+   * read the metadata afresh each time (inactive_refresh), so no cached
+   * table outlives a request.  Under `lock`. */
+  bool inactive;
 };
 
 /* qcow2_map.c (lock held) */

@@ -90,6 +90,12 @@ raw_resize (struct node *n, uint64_t size)
   return err;
 }
 
+static int
+raw_set_active (struct node *n, bool active)
+{
+  return node_set_active (((struct raw_node *) n)->child, active);
+}
+
 static void
 raw_close (struct node *n)
 {
@@ -109,6 +115,7 @@ static const struct node_ops raw_ops = {
   .extents = raw_extents,
   .prefetch = raw_prefetch,
   .resize = raw_resize,
+  .set_active = raw_set_active,
   .close = raw_close,
 };
 

@@ -236,8 +236,10 @@ open_header (const struct stack_spec *spec, const char *where,
   r = node_is_uri (where) ? node_nbd_open (where, true, out)
                           : node_file_open (where, true, out);
 
-  if (r == 0 && !spec->no_locking && !node_is_uri (where) &&
-      (r = node_file_lock (*out, false)) < 0) {
+  if (r == 0 && !spec->no_locking && !node_is_uri (where) && spec->inactive)
+    node_file_lock_later (*out, false);
+  else if (r == 0 && !spec->no_locking && !node_is_uri (where) &&
+           (r = node_file_lock (*out, false)) < 0) {
     node_close (*out);
     *out = NULL;
   }
@@ -378,8 +380,12 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
         : node_file_open (spec->payload, spec->readonly, &file);
   /* Like qemu's image locking: a writer excludes everyone, readers
    * exclude writers, so a second luks-nbd or a qemu is refused. */
-  if (r == 0 && !spec->no_locking && !node_is_uri (spec->payload))
-    r = node_file_lock (file, !spec->readonly);
+  if (r == 0 && !spec->no_locking && !node_is_uri (spec->payload)) {
+    if (spec->inactive)
+      node_file_lock_later (file, !spec->readonly);
+    else
+      r = node_file_lock (file, !spec->readonly);
+  }
   /* exports.c refuses cache=none on NBD payloads. */
   if (r == 0 && spec->direct_io && !node_is_uri (spec->payload))
     r = node_file_set_direct (file);
@@ -440,7 +446,9 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
                              why, spec->backup_header);
     used_backup = true;
   }
-  if (r == 0 && (r = check_pairing (spec, *out, used_backup)) < 0) {
+  /* active=off: the nodes know it too (qcow2 then caches no table). */
+  if (r == 0 && ((spec->inactive && (r = node_set_active (*out, false)) < 0) ||
+                 (r = check_pairing (spec, *out, used_backup)) < 0)) {
     node_close (*out); /* with the payload and header it owns */
     *out = NULL;
     payload = header = NULL;

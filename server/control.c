@@ -5,7 +5,12 @@
  *   {"cmd":"export-remove","name":"vm2","force":false}
  *   {"cmd":"export-list"}
  *   {"cmd":"query-stats"}
+<<<<<<< HEAD
  *   {"cmd":"export-resize","name":"vm2","size":21474836480,"force":false}
+=======
+ *   {"cmd":"export-activate","name":"vm2"}    (live migration handoff:
+ *   {"cmd":"export-inactivate","name":"vm2"}   export_active.c)
+>>>>>>> s5-migrate
  * Replies: {"ok":true,...} or {"ok":false,"error":"..."}.  Requests are
  * parsed in place by control_request.c (never by json-c, whose buffers
  * would keep an inline passphrase) and every member is read through its
@@ -467,6 +472,76 @@ cmd_export_remove (struct ctl_conn *cc, const struct ctl_request *req)
   return 0;
 }
 
+/* The reply to export-activate / export-inactivate, once the pool has
+ * flushed and unlocked or locked and reloaded. */
+struct ctl_change {
+  struct ctl_conn *cc;
+  char *name;
+  bool active;
+};
+
+static void
+change_done (void *arg, int r, const char *msg)
+{
+  struct ctl_change *ch = arg;
+
+  if (r < 0) {
+    char line[1200];
+    snprintf (line, sizeof line, "%s: %s",
+              ch->active ? "export-activate" : "export-inactivate", msg);
+    ctl_error (ch->cc, line);
+  } else {
+    json_object *o = ctl_ok ();
+    json_object_object_add (o, "name", json_object_new_string (ch->name));
+    json_object_object_add (o, "active", json_object_new_boolean (ch->active));
+    ctl_reply (ch->cc, o);
+  }
+  ctl_unref (ch->cc);
+  free (ch->name);
+  free (ch);
+}
+
+static int
+change_active (struct ctl_conn *cc, const struct ctl_request *req, bool active)
+{
+  const struct ctl_member *name;
+  struct ctl_change *ch;
+  struct export *e;
+  int r = ctl_member_get (req, "name", CTL_TEXT, true, &name);
+
+  if (r < 0)
+    return r;
+  e = name->text[0] ? exports_find (name->text, name->len) : NULL;
+  if (!e)
+    return error_set (-ENOENT, "no export '%s'", name->text);
+  if (!(ch = calloc (1, sizeof *ch)) || !(ch->name = strdup (e->name))) {
+    free (ch);
+    return error_set (-ENOMEM, "out of memory");
+  }
+  ch->cc = cc;
+  ch->active = active;
+  r = export_set_active (e, active, change_done, ch);
+  if (r < 0) {
+    free (ch->name);
+    free (ch);
+    return r;
+  }
+  cc->refs++;
+  return 0;
+}
+
+static int
+cmd_export_activate (struct ctl_conn *cc, const struct ctl_request *req)
+{
+  return change_active (cc, req, true);
+}
+
+static int
+cmd_export_inactivate (struct ctl_conn *cc, const struct ctl_request *req)
+{
+  return change_active (cc, req, false);
+}
+
 static void
 export_list (struct ctl_conn *cc, bool stats)
 {
@@ -483,6 +558,8 @@ export_list (struct ctl_conn *cc, bool stats)
                               json_object_new_int64 ((int64_t) e->size));
       json_object_object_add (x, "readonly",
                               json_object_new_boolean (e->readonly));
+      json_object_object_add (
+        x, "active", json_object_new_boolean (atomic_load (&e->active)));
       if (e->description)
         json_object_object_add (x, "description",
                                 json_object_new_string (e->description));
@@ -535,7 +612,12 @@ static const struct ctl_command {
   { "export-remove", cmd_export_remove, false, { "name", "force", NULL } },
   { "export-list", cmd_export_list, false, { NULL } },
   { "query-stats", cmd_query_stats, false, { NULL } },
+<<<<<<< HEAD
   { "export-resize", ctl_export_resize, false, { "name", "size", "force" } },
+=======
+  { "export-activate", cmd_export_activate, false, { "name", NULL } },
+  { "export-inactivate", cmd_export_inactivate, false, { "name", NULL } },
+>>>>>>> s5-migrate
 };
 
 static int
@@ -569,7 +651,11 @@ ctl_dispatch (struct ctl_conn *cc, const struct ctl_request *req)
     }
   return error_set (-EINVAL, "unknown cmd (expected export-add, "
                              "export-remove, export-list, query-stats, "
+<<<<<<< HEAD
                              "export-resize)");
+=======
+                             "export-activate, export-inactivate)");
+>>>>>>> s5-migrate
 }
 
 /* One request line; it is parsed in place and wiped afterwards (it may

@@ -31,8 +31,13 @@ ctl_usage (void)
   fprintf (stderr,
            "usage: luks-nbd ctl --control PATH export-list | query-stats |\n"
            "         export-remove NAME [--force] |\n"
+<<<<<<< HEAD
            "         export-resize NAME SIZE [--force] |\n"
            "         export-add SPEC [--passphrase-stdin]\n"
+=======
+           "         export-add SPEC [--passphrase-stdin] [--inactive] |\n"
+           "         export-activate NAME | export-inactivate NAME\n"
+>>>>>>> s5-migrate
            "(options may come before or after the command; relative paths "
            "in SPEC\nare taken from the current directory; SIZE is bytes or "
            "has a K, M, G or T\nsuffix (powers of 1024); a resize that "
@@ -43,7 +48,7 @@ ctl_usage (void)
 /* What the command line asked for. */
 struct ctl_args {
   const char *path; /* --control */
-  bool force, passphrase_stdin;
+  bool force, passphrase_stdin, inactive;
   const char *cmd, *arg; /* arg: NAME or SPEC */
   const char *size;      /* export-resize's SIZE */
 };
@@ -53,11 +58,12 @@ struct ctl_args {
 static int
 parse_args (int argc, char **argv, struct ctl_args *a)
 {
-  enum { OPT_CONTROL = 256, OPT_FORCE, OPT_PASS, OPT_HELP };
+  enum { OPT_CONTROL = 256, OPT_FORCE, OPT_PASS, OPT_INACTIVE, OPT_HELP };
   static const struct option opts[] = {
     { "control", required_argument, NULL, OPT_CONTROL },
     { "force", no_argument, NULL, OPT_FORCE },
     { "passphrase-stdin", no_argument, NULL, OPT_PASS },
+    { "inactive", no_argument, NULL, OPT_INACTIVE },
     { "help", no_argument, NULL, OPT_HELP },
     { NULL, 0, NULL, 0 },
   };
@@ -69,6 +75,7 @@ parse_args (int argc, char **argv, struct ctl_args *a)
     case OPT_CONTROL: a->path = optarg; break;
     case OPT_FORCE: a->force = true; break;
     case OPT_PASS: a->passphrase_stdin = true; break;
+    case OPT_INACTIVE: a->inactive = true; break;
     case OPT_HELP: ctl_usage (); return 2;
     default: return ctl_usage ();
     }
@@ -86,14 +93,23 @@ parse_args (int argc, char **argv, struct ctl_args *a)
   }
   if (!a->cmd || optind < argc)
     return ctl_usage ();
-  bool remove = !strcmp (a->cmd, "export-remove");
+  /* Commands that take a NAME: remove, activate, inactivate. */
+  bool remove = !strcmp (a->cmd, "export-remove") ||
+                !strcmp (a->cmd, "export-activate") ||
+                !strcmp (a->cmd, "export-inactivate");
   bool add = !strcmp (a->cmd, "export-add");
   bool list =
     !strcmp (a->cmd, "export-list") || !strcmp (a->cmd, "query-stats");
+<<<<<<< HEAD
   if ((!remove && !add && !list && !resize) ||
       ((remove || add || resize) && !a->arg) || (resize && !a->size) ||
       (list && a->arg) || (a->force && !remove && !resize) ||
       (a->passphrase_stdin && !add))
+=======
+  if ((!remove && !add && !list) || ((remove || add) && !a->arg) ||
+      (list && a->arg) || (a->force && strcmp (a->cmd, "export-remove")) ||
+      ((a->passphrase_stdin || a->inactive) && !add))
+>>>>>>> s5-migrate
     return ctl_usage ();
   return 0;
 }
@@ -171,7 +187,7 @@ build_request (const struct ctl_args *a, char *line, size_t cap, size_t *len)
   char pass[CONTROL_PASSPHRASE_MAX + 1];
   bool ok = line_add (line, cap, len, "{\"cmd\":", a->cmd, strlen (a->cmd));
 
-  if (!strcmp (a->cmd, "export-remove")) {
+  if (strcmp (a->cmd, "export-add") && a->arg) { /* NAME */
     ok = ok && line_add (line, cap, len, ",\"name\":", a->arg, strlen (a->arg));
     if (a->force)
       ok = ok && line_add (line, cap, len, ",\"force\":true", NULL, 0);
@@ -194,6 +210,11 @@ build_request (const struct ctl_args *a, char *line, size_t cap, size_t *len)
       return rc;
     ok = ok && line_add (line, cap, len, ",\"spec\":", spec, strlen (spec));
     free (spec);
+    /* --inactive: the spec key, appended inside the JSON string. */
+    if (ok && a->inactive && *len > 0 && line[*len - 1] == '"') {
+      (*len)--;
+      ok = line_add (line, cap, len, ",active=off\"", NULL, 0);
+    }
     if (a->passphrase_stdin) {
       ssize_t n = read_passphrase (pass, sizeof pass);
       if (n < 0) {

@@ -66,7 +66,15 @@ resize_work (uv_work_t *w)
 {
   struct resize *z = w->data;
 
-  z->r = node_resize (z->e->node, z->size);
+  /* Shared, as every node op: an activation or inactivation (exclusive)
+   * waits for the resize, and an export that went inactive meanwhile is
+   * not written (its lock may be another host's now). */
+  pthread_rwlock_rdlock (&z->e->gate);
+  if (!atomic_load (&z->e->active))
+    z->r = error_set (-EPERM, "export '%s' is inactive", z->e->name);
+  else
+    z->r = node_resize (z->e->node, z->size);
+  pthread_rwlock_unlock (&z->e->gate);
   if (z->r < 0)
     snprintf (z->error, sizeof z->error, "export-resize: %s", error_message ());
 }
@@ -135,6 +143,11 @@ check_resize (const struct export *e, uint64_t size, bool force)
 {
   if (e->readonly)
     return error_set (-EROFS, "export '%s' is read-only", e->name);
+  if (!atomic_load (&e->active))
+    return error_set (-EPERM,
+                      "export '%s' is inactive (live migration): it may "
+                      "not change the payload; export-activate it first",
+                      e->name);
   if (e->resizing)
     return error_set (-EBUSY, "export '%s': a resize runs already", e->name);
   if (e->node->block_size && size % e->node->block_size)

@@ -34,6 +34,7 @@ enum spec_key {
   KEY_BACKUP_HEADER,
   KEY_CACHE,
   KEY_CHECK_PLAINTEXT,
+  KEY_ACTIVE,
   N_KEYS
 };
 
@@ -55,6 +56,7 @@ static const char *const key_names[N_KEYS] = {
   "backup-header",
   "cache",
   "check-plaintext",
+  "active",
 };
 
 /* The keys whose values are file paths (relative ones are resolved
@@ -268,6 +270,7 @@ export_free (struct export *e)
   if (!e)
     return;
   node_close (e->node);
+  pthread_rwlock_destroy (&e->gate);
   keyfile_secret_free (e->inline_pass, e->inline_pass_len + 1);
   free (e->label);
   for (size_t i = 0; i < sizeof e->spec_strings / sizeof e->spec_strings[0];
@@ -305,6 +308,20 @@ export_unref (struct export *e)
   }
 }
 
+/* Writer-preferring: an inactivation is not starved by a stream of I/O. */
+static void
+init_gate (struct export *e)
+{
+  pthread_rwlockattr_t a;
+
+  pthread_rwlockattr_init (&a);
+  pthread_rwlockattr_setkind_np (&a,
+                                 PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init (&e->gate, &a);
+  pthread_rwlockattr_destroy (&a);
+  atomic_init (&e->active, true);
+}
+
 int
 export_parse (const char *text, const char *origin, bool force_readonly,
               bool inline_passphrase, struct export **out)
@@ -321,6 +338,7 @@ export_parse (const char *text, const char *origin, bool force_readonly,
 
   if (!e)
     return error_set (-ENOMEM, "out of memory");
+  init_gate (e);
   snprintf (label, sizeof label, "%s", origin);
   while (r == 0 && (item = next_item (&p))) {
     char *eq = strchr (item, '=');
@@ -460,6 +478,11 @@ export_parse (const char *text, const char *origin, bool force_readonly,
     r = parse_switch (label, KEY_CHECK_PLAINTEXT, values, "on", "off",
                       &check_plaintext);
   e->spec.no_plaintext_check = !check_plaintext;
+  bool active = true;
+  if (r == 0)
+    r = parse_switch (label, KEY_ACTIVE, values, "on", "off", &active);
+  e->spec.inactive = !active;
+  atomic_store (&e->active, active);
   if (r == 0)
     r = parse_switch (label, KEY_PAYLOAD_BACKING, values, "on", "off",
                       &e->spec.payload_backing);

@@ -4,6 +4,8 @@
 #ifndef LUKS_NBD_INTERNAL_H
 #define LUKS_NBD_INTERNAL_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -57,6 +59,13 @@ struct export
   char *spec_strings[9]; /* owned strings behind spec */
   char *inline_pass;     /* control socket passphrase (secure memory) */
   size_t inline_pass_len;
+  /* Live migration (export_active.c): an inactive export holds no image
+   * lock and refuses writes.  Node ops run holding `gate` shared; a
+   * change of `active` holds it exclusive, so it waits for the ops in
+   * flight and none runs while the stack flushes, drops or reloads. */
+  pthread_rwlock_t gate;
+  atomic_bool active;
+  bool changing; /* loop thread: an activation or inactivation runs */
   /* Loop thread only: lifetime and statistics. */
   unsigned refs;        /* the registry's + one per connection */
   unsigned connections; /* clients serving it now */
@@ -85,6 +94,14 @@ struct export *exports_find (const char *name, size_t len); /* "" = first */
 size_t exports_count (void);
 struct export *exports_get (size_t i);
 void exports_close_all (void); /* flush and close */
+
+/* export_active.c: export-activate / export-inactivate.  Flushes,
+ * drops caches and releases the lock (or takes the lock and reloads) in
+ * the pool; done(arg, r) on the loop thread, with the message in msg if
+ * r < 0.  -EBUSY at once if a change of this export runs already. */
+int export_set_active (struct export *e, bool active,
+                       void (*done) (void *arg, int r, const char *msg),
+                       void *arg);
 
 /* header_watch.c: logs edits, renames and removals of detached header
  * files while serving, drops the keys kept for them, and re-reads an

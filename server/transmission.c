@@ -51,6 +51,7 @@ struct request {
   struct queued_reply out; /* loop: the reply, batched */
   struct conn *conn;
   struct node *node;
+  struct export *exp; /* its gate and active flag (workers read them) */
   uint16_t flags, type;
   uint64_t handle, offset;
   /* 64-bit only with extended headers (a READ's or WRITE's passes
@@ -150,6 +151,10 @@ check_request (const struct conn *c, uint16_t type, uint16_t flags,
     return NBD_EINVAL; /* no metadata context selected */
   if (writes && e->readonly)
     return NBD_EPERM;
+  /* Inactive (live migration): refused here already; do_part decides
+   * for a write accepted just before an inactivation. */
+  if (writes && !atomic_load (&e->active))
+    return NBD_EPERM;
   if (count == 0)
     return NBD_EINVAL;
   /* Payloads stay within the advertised maximum whatever the header's
@@ -178,6 +183,7 @@ request_new (struct conn *c, const uint8_t *hdr)
     return NULL;
   r->conn = c;
   r->node = c->exp->node;
+  r->exp = c->exp;
   r->flags = load_be16 (hdr + 4);
   r->type = load_be16 (hdr + 6);
   r->handle = load_be64 (hdr + 8);
@@ -365,12 +371,10 @@ send_reply (struct request *r)
 
 static void queue_step (struct request *r);
 
-/* Worker thread: node ops only; no connection state. */
-static void
-do_part (uv_work_t *w)
+/* Worker thread: the node op of one part. */
+static int
+run_part (struct request *r, struct part *p)
 {
-  struct part *p = w->data;
-  struct request *r = p->req;
   char *buf = r->buf ? r->buf + (p->offset - r->offset) : NULL;
   int err = 0;
 
@@ -401,6 +405,32 @@ do_part (uv_work_t *w)
     err = node_extents (r->node, p->count, p->offset, &r->extents);
     break;
   }
+  return err;
+}
+
+/* Worker thread: node ops only; no connection state.  Under the
+ * export's gate, so an inactivation waits for this part, and a write
+ * that arrives after one is refused: an inactive export has handed the
+ * payload to another host.  A flush then has nothing left to flush. */
+static void
+do_part (uv_work_t *w)
+{
+  struct part *p = w->data;
+  struct request *r = p->req;
+  bool writes = r->type == NBD_CMD_WRITE || r->type == NBD_CMD_WRITE_ZEROES ||
+                r->type == NBD_CMD_TRIM;
+  int err = 0;
+
+  pthread_rwlock_rdlock (&r->exp->gate);
+  if (atomic_load (&r->exp->active) || r->type == NBD_CMD_READ ||
+      r->type == NBD_CMD_CACHE || r->type == NBD_CMD_BLOCK_STATUS)
+    err = run_part (r, p);
+  else if (writes)
+    err = error_set (-EPERM,
+                     "export '%s' is inactive (live migration: "
+                     "export-activate it first)",
+                     r->exp->name);
+  pthread_rwlock_unlock (&r->exp->gate);
   if (err < 0) {
     log_error ("%s of %llu bytes at %llu: %s", command_name (r->type),
                (unsigned long long) p->count, (unsigned long long) p->offset,
