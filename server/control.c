@@ -5,12 +5,9 @@
  *   {"cmd":"export-remove","name":"vm2","force":false}
  *   {"cmd":"export-list"}
  *   {"cmd":"query-stats"}
-<<<<<<< HEAD
  *   {"cmd":"export-resize","name":"vm2","size":21474836480,"force":false}
-=======
  *   {"cmd":"export-activate","name":"vm2"}    (live migration handoff:
  *   {"cmd":"export-inactivate","name":"vm2"}   export_active.c)
->>>>>>> s5-migrate
  * Replies: {"ok":true,...} or {"ok":false,"error":"..."}.  Requests are
  * parsed in place by control_request.c (never by json-c, whose buffers
  * would keep an inline passphrase) and every member is read through its
@@ -612,12 +609,9 @@ static const struct ctl_command {
   { "export-remove", cmd_export_remove, false, { "name", "force", NULL } },
   { "export-list", cmd_export_list, false, { NULL } },
   { "query-stats", cmd_query_stats, false, { NULL } },
-<<<<<<< HEAD
   { "export-resize", ctl_export_resize, false, { "name", "size", "force" } },
-=======
   { "export-activate", cmd_export_activate, false, { "name", NULL } },
   { "export-inactivate", cmd_export_inactivate, false, { "name", NULL } },
->>>>>>> s5-migrate
 };
 
 static int
@@ -649,13 +643,10 @@ ctl_dispatch (struct ctl_conn *cc, const struct ctl_request *req)
         r = commands[i].run (cc, req);
       return r < 0 ? error_prefix (r, "%s", commands[i].name) : 0;
     }
-  return error_set (-EINVAL, "unknown cmd (expected export-add, "
-                             "export-remove, export-list, query-stats, "
-<<<<<<< HEAD
-                             "export-resize)");
-=======
-                             "export-activate, export-inactivate)");
->>>>>>> s5-migrate
+  return error_set (-EINVAL,
+                    "unknown cmd (expected export-add, "
+                    "export-remove, export-list, query-stats, "
+                    "export-resize, export-activate, export-inactivate)");
 }
 
 /* One request line; it is parsed in place and wiped afterwards (it may

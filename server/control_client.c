@@ -31,13 +31,9 @@ ctl_usage (void)
   fprintf (stderr,
            "usage: luks-nbd ctl --control PATH export-list | query-stats |\n"
            "         export-remove NAME [--force] |\n"
-<<<<<<< HEAD
            "         export-resize NAME SIZE [--force] |\n"
-           "         export-add SPEC [--passphrase-stdin]\n"
-=======
            "         export-add SPEC [--passphrase-stdin] [--inactive] |\n"
            "         export-activate NAME | export-inactivate NAME\n"
->>>>>>> s5-migrate
            "(options may come before or after the command; relative paths "
            "in SPEC\nare taken from the current directory; SIZE is bytes or "
            "has a K, M, G or T\nsuffix (powers of 1024); a resize that "
@@ -100,16 +96,11 @@ parse_args (int argc, char **argv, struct ctl_args *a)
   bool add = !strcmp (a->cmd, "export-add");
   bool list =
     !strcmp (a->cmd, "export-list") || !strcmp (a->cmd, "query-stats");
-<<<<<<< HEAD
   if ((!remove && !add && !list && !resize) ||
       ((remove || add || resize) && !a->arg) || (resize && !a->size) ||
-      (list && a->arg) || (a->force && !remove && !resize) ||
-      (a->passphrase_stdin && !add))
-=======
-  if ((!remove && !add && !list) || ((remove || add) && !a->arg) ||
-      (list && a->arg) || (a->force && strcmp (a->cmd, "export-remove")) ||
+      (list && a->arg) ||
+      (a->force && strcmp (a->cmd, "export-remove") && !resize) ||
       ((a->passphrase_stdin || a->inactive) && !add))
->>>>>>> s5-migrate
     return ctl_usage ();
   return 0;
 }
