@@ -178,11 +178,7 @@ build_request (const struct ctl_args *a, char *line, size_t cap, size_t *len)
   char pass[CONTROL_PASSPHRASE_MAX + 1];
   bool ok = line_add (line, cap, len, "{\"cmd\":", a->cmd, strlen (a->cmd));
 
-  if (strcmp (a->cmd, "export-add") && a->arg) { /* NAME */
-    ok = ok && line_add (line, cap, len, ",\"name\":", a->arg, strlen (a->arg));
-    if (a->force)
-      ok = ok && line_add (line, cap, len, ",\"force\":true", NULL, 0);
-  } else if (!strcmp (a->cmd, "export-resize")) {
+  if (!strcmp (a->cmd, "export-resize")) {
     uint64_t size;
     char num[32];
     if (ctl_parse_size (a->size, &size) < 0) {
@@ -192,6 +188,10 @@ build_request (const struct ctl_args *a, char *line, size_t cap, size_t *len)
     snprintf (num, sizeof num, ",\"size\":%" PRIu64, size);
     ok = ok && line_add (line, cap, len, ",\"name\":", a->arg, strlen (a->arg));
     ok = ok && line_add (line, cap, len, num, NULL, 0);
+    if (a->force)
+      ok = ok && line_add (line, cap, len, ",\"force\":true", NULL, 0);
+  } else if (strcmp (a->cmd, "export-add") && a->arg) { /* NAME */
+    ok = ok && line_add (line, cap, len, ",\"name\":", a->arg, strlen (a->arg));
     if (a->force)
       ok = ok && line_add (line, cap, len, ",\"force\":true", NULL, 0);
   } else if (!strcmp (a->cmd, "export-add")) {
