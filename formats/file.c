@@ -406,8 +406,10 @@ node_file_lock (struct node *n, bool exclusive)
       file_locks_holder (st.st_dev, st.st_ino, holder, sizeof holder))
     return error_set (-EBUSY,
                       "%s: this luks-nbd already uses the file (opened as "
-                      "%s by another export): one file in two exports needs "
-                      "locking=off on both",
+                      "%s by another export): two exports of one payload "
+                      "keep separate caches and do not see each other's "
+                      "writes (a qcow2 payload would be corrupted); serve "
+                      "it in one export, or make both readonly=on",
                       n->label, holder);
   if (r == -EAGAIN)
     return error_set (-EBUSY,

@@ -10,8 +10,8 @@
  * ciphertext is all zeros is skipped: it was never written through any
  * header (a fresh payload over a zeroed or sparse file, a qcow2 or NBD
  * hole, a trimmed range), and its "plaintext" is noise under the right
- * key too.  The export is refused only if some block was written and
- * every written block decrypts to random-looking bytes; one structured
+ * key too.  The export is refused only if enough blocks were written
+ * and every one decrypts to random-looking bytes; one structured
  * block passes, since a wrong key never yields one.  A read that fails
  * leaves the payload unchecked (with a warning), not refused. */
 #include <config.h>
@@ -32,6 +32,13 @@
  * exceed 512 with odds below 1e-18; structured data (a sector of zeros
  * scores 1,044,480, English text tens of thousands) is far above. */
 #define CHI2_RANDOM_MAX 512
+/* Fewer written blocks than this are not evidence enough to refuse: one
+ * guest write of random bytes to a fresh volume (dd of /dev/urandom over
+ * a partition table, say) would otherwise keep the export down at its next
+ * start.  A wrong header on a used volume meets far more: the first 64 KiB
+ * alone are 16 blocks that partitioning, formatting or cryptsetup's
+ * reencrypt have written. */
+#define MIN_WRITTEN_TO_REFUSE 8
 
 /* The chi-square times the expected count (16), in integers. */
 static bool
@@ -116,6 +123,16 @@ node_luks_check_plaintext (struct node *luks, const char *payload,
   }
   if (written == 0 || structured)
     return 0;
+  if (written < MIN_WRITTEN_TO_REFUSE) {
+    if (!node_luks_warning (luks))
+      node_luks_set_warning (luks,
+                             "check-plaintext: only %u written block(s) "
+                             "sampled, all random-looking: too few to tell a "
+                             "wrong header from random data written by a "
+                             "client; served",
+                             written);
+    return 0;
+  }
   return error_set (-EINVAL,
                     "the payload %s does not decrypt to data with the header "
                     "%s: all %u written blocks sampled decrypt to bytes "

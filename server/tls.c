@@ -555,7 +555,16 @@ log_handshake_failure (struct conn *c, int r)
   struct tls *t = c->tls;
   unsigned long long id = (unsigned long long) c->id;
 
-  if (!psk_creds || !t->psk_identity[0])
+  if (verify_peer &&
+      (r == GNUTLS_E_NO_CERTIFICATE_FOUND ||
+       r == GNUTLS_E_CERTIFICATE_REQUIRED || r == GNUTLS_E_CERTIFICATE_ERROR ||
+       r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR))
+    /* Refused by our rule, not a network hiccup: said without -v, as a
+     * refused PSK client is. */
+    log_warning ("connection %llu: TLS handshake failed: client "
+                 "certificate refused (--tls-verify-peer): %s",
+                 id, gnutls_strerror (r));
+  else if (!psk_creds || !t->psk_identity[0])
     log_info ("connection %llu: TLS handshake failed: %s", id,
               gnutls_strerror (r));
   else if (t->psk_unknown)

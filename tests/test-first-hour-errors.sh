@@ -123,4 +123,18 @@ check "once written it is served again, with the data written" \
 check "... byte for byte" cmp -s "$TMP/fresh.out" "$TMP/fresh.plain"
 check_fails_with "and now a wrong header on it is refused" "does not decrypt to data" \
   runs --export "name=f,payload=$TMP/fresh.payload,header=$TMP/w.hdr,key-file=$TMP/v.key"
+# One client write of random bytes to a fresh volume (dd of /dev/urandom
+# over its first 4 KiB) is too little evidence: served, with a warning.
+truncate -s 8M "$TMP/fresh2.payload"
+cryptsetup luksFormat -q --type luks2 --header "$TMP/fresh2.hdr" --pbkdf pbkdf2 \
+  --pbkdf-force-iterations 1000 --sector-size 4096 --key-file "$TMP/v.key" "$TMP/fresh2.payload"
+head -c 4096 /dev/urandom > "$TMP/rnd4k"
+F2="name=f2,payload=$TMP/fresh2.payload,header=$TMP/fresh2.hdr,key-file=$TMP/v.key"
+luks_nbd --socket "$TMP/sock" --export "$F2" --run "nbdcopy $TMP/rnd4k nbd+unix:///f2?socket=$TMP/sock"
+check "one random 4 KiB block written to a fresh volume: still served at the next start" \
+  luks_nbd --socket "$TMP/sock" --export "$F2" \
+    --run "nbdcopy nbd+unix:///f2?socket=$TMP/sock $TMP/f2.out" 2> "$TMP/f2.err"
+check "... with a warning that one block is too little to judge" \
+  grep -q "only 1 written block(s) sampled" "$TMP/f2.err"
+check "... and it reads back what was written" cmp -s -n 4096 "$TMP/f2.out" "$TMP/rnd4k"
 done_testing

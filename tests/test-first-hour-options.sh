@@ -123,7 +123,7 @@ check_fails_with "--socket in a missing directory says the directory does not ex
   luks_nbd --socket /no/such/dir/s --export "$V"
 err=$(luks_nbd --socket "$TMP/s" --export "$V" --export "$(spec_as w v)" 2>&1)
 check "two exports of one payload: the message names this daemon and the other export's file" \
-  grep -qF "$TMP/v.payload: this luks-nbd already uses the file (opened as $TMP/v.payload by another export): one file in two exports needs locking=off on both" <<< "$err"
+  grep -qF "$TMP/v.payload: this luks-nbd already uses the file (opened as $TMP/v.payload by another export): two exports of one payload keep separate caches and do not see each other's writes (a qcow2 payload would be corrupted); serve it in one export, or make both readonly=on" <<< "$err"
 check "two exports of one payload: no other program is blamed" not grep -q "qemu-nbd holds" <<< "$err"
 check_fails_with "header= naming the payload says so" \
   "header $TMP/v.payload is the payload file $TMP/v.payload itself" \

@@ -97,9 +97,12 @@ check "qemu-img reads over TLS (tls-creds-x509)" cmp -s "$TMP/qemu.out" "$TMP/ne
 # --tls-verify-peer: only clients with a certificate from the CA.
 luks_nbd --socket "$S" --tls=require --tls-certs "$pki/server" --tls-verify-peer --export "$(spec v)" --run "
   nbdinfo --size '$U' > $TMP/cert.size;
-  nbdinfo --size 'nbds+unix:///v?socket=$S&tls-certificates=$pki/client-nocert' > /dev/null 2>&1; echo \$? > $TMP/nocert.rc"
+  nbdinfo --size 'nbds+unix:///v?socket=$S&tls-certificates=$pki/client-nocert' > /dev/null 2>&1; echo \$? > $TMP/nocert.rc" \
+  2> "$TMP/verify.log"
 check "--tls-verify-peer: a client certificate signed by the CA is accepted" test "$(cat "$TMP/cert.size")" = 16777216
 check "--tls-verify-peer: a client without a certificate is refused" test "$(cat "$TMP/nocert.rc")" -ne 0
+check "--tls-verify-peer: the refusal is logged without -v, naming the rule" \
+  grep -q "client certificate refused (--tls-verify-peer)" "$TMP/verify.log"
 
 # STARTTLS corner cases from a raw client.
 declare -A expected=([on]=8 [require]=7 [off]=2)
