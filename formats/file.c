@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -33,6 +34,7 @@ struct file_node {
    * and cleared the error: a later fdatasync could succeed although
    * writes were lost.  So one failure fails every later flush. */
   atomic_int flush_errno;
+  atomic_bool no_nowait; /* preadv2 refused RWF_NOWAIT here */
 };
 
 /* Direct I/O needs the buffer, offset and length aligned as the file
@@ -199,6 +201,26 @@ static int
 file_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
 {
   return file_io (n, false, buf, count, offset);
+}
+
+/* preadv2 with RWF_NOWAIT: the kernel reads only what the page cache
+ * holds and answers EAGAIN rather than wait for the disk.  A file system
+ * without it (EOPNOTSUPP) is not asked again.  Under cache=none every
+ * read goes to the disk: never. */
+static int
+file_pread_cached (struct node *n, void *buf, uint64_t count, uint64_t offset)
+{
+  struct file_node *f = (struct file_node *) n;
+  struct iovec iov = { .iov_base = buf, .iov_len = count };
+  ssize_t r;
+
+  if (f->direct_fd >= 0 ||
+      atomic_load_explicit (&f->no_nowait, memory_order_relaxed))
+    return -EAGAIN;
+  r = preadv2 (f->fd, &iov, 1, (off_t) offset, RWF_NOWAIT);
+  if (r < 0 && (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL))
+    atomic_store_explicit (&f->no_nowait, true, memory_order_relaxed);
+  return r >= 0 && (uint64_t) r == count ? 0 : -EAGAIN;
 }
 
 static int
@@ -431,6 +453,7 @@ static const struct node_ops file_ops = {
   .zero = file_zero,
   .extents = file_extents,
   .prefetch = file_prefetch,
+  .pread_cached = file_pread_cached,
   .close = file_close,
 };
 

@@ -24,6 +24,13 @@ raw_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
 }
 
 static int
+raw_pread_cached (struct node *n, void *buf, uint64_t count, uint64_t offset)
+{
+  struct raw_node *r = (struct raw_node *) n;
+  return node_pread_cached (r->child, buf, count, r->offset + offset);
+}
+
+static int
 raw_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
             int flags)
 {
@@ -91,6 +98,7 @@ static const struct node_ops raw_ops = {
   .zero = raw_zero,
   .extents = raw_extents,
   .prefetch = raw_prefetch,
+  .pread_cached = raw_pread_cached,
   .close = raw_close,
 };
 
