@@ -533,10 +533,12 @@ queue_step (struct request *r)
  * worker and back (a futex wake, an eventfd write and two context
  * switches per request or batch, most of the server's time at QD32 on a
  * small machine).  Nothing here waits for the disk (node_pread_cached
- * answers -EAGAIN instead: the request then goes to a worker), and the
- * size bound keeps any one request's decryption short, so other
- * connections' requests do not wait behind it. */
-#define INLINE_READ_MAX (64 * 1024)
+ * answers -EAGAIN instead: the request then goes to a worker).  The size
+ * bound keeps it to requests whose hand-off costs about as much as their
+ * decryption (16 KiB: about 3 us): larger ones are decrypted by the
+ * workers in parallel, so the one loop thread never becomes every
+ * connection's cipher. */
+#define INLINE_READ_MAX (16 * 1024)
 
 static bool
 read_inline (struct request *r)
