@@ -505,6 +505,12 @@ node_file_open (const char *path, bool readonly, struct node **out)
     close (fd);
     return error_set (-ENOMEM, "out of memory");
   }
+  /* Reads on the loop thread (file_pread_cached) must not wait, but a
+   * read after a write updates the access time (relatime), which on ext4
+   * starts a journal transaction inside the read.  A disk image's atime
+   * tells nobody anything: not updated where the kernel lets us (the
+   * owner or CAP_FOWNER; elsewhere reads update it as before). */
+  (void) fcntl (fd, F_SETFL, fcntl (fd, F_GETFL) | O_NOATIME);
   f->fd = fd;
   f->direct_fd = -1;
   init_rmw_lock (f);
