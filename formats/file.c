@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -37,6 +38,7 @@ struct file_node {
    * exclusive or not) and whether it holds it now.  Changed only by
    * node_file_lock and set_active, which run with no op in flight. */
   bool lock_wanted, lock_exclusive, locked;
+  atomic_bool no_nowait; /* preadv2 refused RWF_NOWAIT here */
 };
 
 /* Direct I/O needs the buffer, offset and length aligned as the file
@@ -203,6 +205,26 @@ static int
 file_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
 {
   return file_io (n, false, buf, count, offset);
+}
+
+/* preadv2 with RWF_NOWAIT: the kernel reads only what the page cache
+ * holds and answers EAGAIN rather than wait for the disk.  A file system
+ * without it (EOPNOTSUPP) is not asked again.  Under cache=none every
+ * read goes to the disk: never. */
+static int
+file_pread_cached (struct node *n, void *buf, uint64_t count, uint64_t offset)
+{
+  struct file_node *f = (struct file_node *) n;
+  struct iovec iov = { .iov_base = buf, .iov_len = count };
+  ssize_t r;
+
+  if (f->direct_fd >= 0 ||
+      atomic_load_explicit (&f->no_nowait, memory_order_relaxed))
+    return -EAGAIN;
+  r = preadv2 (f->fd, &iov, 1, (off_t) offset, RWF_NOWAIT);
+  if (r < 0 && (errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL))
+    atomic_store_explicit (&f->no_nowait, true, memory_order_relaxed);
+  return r >= 0 && (uint64_t) r == count ? 0 : -EAGAIN;
 }
 
 static int
@@ -543,6 +565,7 @@ static const struct node_ops file_ops = {
   .prefetch = file_prefetch,
   .resize = file_resize,
   .set_active = file_set_active,
+  .pread_cached = file_pread_cached,
   .close = file_close,
 };
 
@@ -594,6 +617,12 @@ node_file_open (const char *path, bool readonly, struct node **out)
     close (fd);
     return error_set (-ENOMEM, "out of memory");
   }
+  /* Reads on the loop thread (file_pread_cached) must not wait, but a
+   * read after a write updates the access time (relatime), which on ext4
+   * starts a journal transaction inside the read.  A disk image's atime
+   * tells nobody anything: not updated where the kernel lets us (the
+   * owner or CAP_FOWNER; elsewhere reads update it as before). */
+  (void) fcntl (fd, F_SETFL, fcntl (fd, F_GETFL) | O_NOATIME);
   f->fd = fd;
   f->direct_fd = -1;
   init_rmw_lock (f);

@@ -91,6 +91,25 @@ luks_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
   return r;
 }
 
+/* Whole sectors only: a partial one would need a bounce buffer, and
+ * such reads are rare enough to leave to the workers. */
+static int
+luks_pread_cached (struct node *n, void *buf, uint64_t count, uint64_t offset)
+{
+  struct luks_node *l = (struct luks_node *) n;
+  int r;
+
+  if (offset % l->sector || count % l->sector)
+    return -EAGAIN;
+  r = node_pread_cached (l->payload, buf, count, l->data_offset + offset);
+  if (r < 0)
+    return r;
+  return luks_volume_crypt (l->vol, LUKS_DECRYPT, buf, count,
+                            offset / l->sector) < 0
+           ? -EAGAIN
+           : 0;
+}
+
 static int
 luks_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
              int flags)
@@ -302,6 +321,7 @@ static const struct node_ops luks_ops = {
   .prefetch = luks_prefetch,
   .resize = luks_resize,
   .set_active = luks_set_active,
+  .pread_cached = luks_pread_cached,
   .close = luks_close,
 };
 

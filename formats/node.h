@@ -5,6 +5,7 @@
 #ifndef LUKS_NBD_NODE_H
 #define LUKS_NBD_NODE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -87,6 +88,13 @@ struct node_ops {
    * release image locks.  true: take the locks again and reload what
    * another host may have changed (qcow2 metadata, the file's size). */
   int (*set_active) (struct node *, bool active);
+  /* Optional (NULL: -EAGAIN): pread, but only if it can finish without
+   * waiting for the disk (the bytes are in the page cache), else -EAGAIN
+   * with no message and buf's contents undefined.  For the server's loop
+   * thread, which must never block; any other error is also -EAGAIN (the
+   * worker's pread then reports it). */
+  int (*pread_cached) (struct node *, void *buf, uint64_t count,
+                       uint64_t offset);
   void (*close) (struct node *);
 };
 
@@ -124,6 +132,13 @@ node_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
              int flags)
 {
   return n->ops->pwrite (n, buf, count, offset, flags);
+}
+
+static inline int
+node_pread_cached (struct node *n, void *buf, uint64_t count, uint64_t offset)
+{
+  return n->ops->pread_cached ? n->ops->pread_cached (n, buf, count, offset)
+                              : -EAGAIN;
 }
 
 static inline int

@@ -24,6 +24,13 @@ raw_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
 }
 
 static int
+raw_pread_cached (struct node *n, void *buf, uint64_t count, uint64_t offset)
+{
+  struct raw_node *r = (struct raw_node *) n;
+  return node_pread_cached (r->child, buf, count, r->offset + offset);
+}
+
+static int
 raw_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
             int flags)
 {
@@ -116,6 +123,7 @@ static const struct node_ops raw_ops = {
   .prefetch = raw_prefetch,
   .resize = raw_resize,
   .set_active = raw_set_active,
+  .pread_cached = raw_pread_cached,
   .close = raw_close,
 };
 

@@ -558,6 +558,28 @@ queue_step (struct request *r)
     }
 }
 
+/* A READ whose bytes the page cache holds is served here on the loop
+ * thread: a 4 KiB read and its decryption cost less than handing it to a
+ * worker and back (a futex wake, an eventfd write and two context
+ * switches per request or batch, most of the server's time at QD32 on a
+ * small machine).  Nothing here waits for the disk (node_pread_cached
+ * answers -EAGAIN instead: the request then goes to a worker).  The size
+ * bound keeps it to requests whose hand-off costs about as much as their
+ * decryption (16 KiB: about 3 us): larger ones are decrypted by the
+ * workers in parallel, so the one loop thread never becomes every
+ * connection's cipher. */
+#define INLINE_READ_MAX (16 * 1024)
+
+static bool
+read_inline (struct request *r)
+{
+  if (r->type != NBD_CMD_READ || r->count > INLINE_READ_MAX ||
+      node_pread_cached (r->node, r->buf, r->count, r->offset) < 0)
+    return false;
+  send_reply (r);
+  return true;
+}
+
 static void
 dispatch (struct request *r)
 {
@@ -566,6 +588,8 @@ dispatch (struct request *r)
              (unsigned long long) r->count, (unsigned long long) r->offset,
              (r->flags & NBD_CMD_FLAG_FUA) ? " (fua)" : "");
   bound_work (r);
+  if (read_inline (r))
+    return;
   r->next = r->offset;
   queue_step (r);
 }

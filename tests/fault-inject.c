@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "shim-fd-path.h"
@@ -104,6 +105,20 @@ pread (int fd, void *buf, size_t count, off_t offset)
   if (should_fail (fd, "pread"))
     return -1;
   return real (fd, buf, count, offset);
+}
+
+/* The daemon's reads from the page cache (RWF_NOWAIT) fail as a pread
+ * does: the fault is the file's, whichever call meets it. */
+ssize_t
+preadv2 (int fd, const struct iovec *iov, int iovcnt, off_t offset, int flags)
+{
+  static ssize_t (*real) (int, const struct iovec *, int, off_t, int);
+  if (!real)
+    real = (ssize_t (*) (int, const struct iovec *, int, off_t, int)) dlsym (
+      RTLD_NEXT, "preadv2");
+  if (should_fail (fd, "pread"))
+    return -1;
+  return real (fd, iov, iovcnt, offset, flags);
 }
 
 ssize_t
