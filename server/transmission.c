@@ -573,8 +573,18 @@ queue_step (struct request *r)
 static bool
 read_inline (struct request *r)
 {
-  if (r->type != NBD_CMD_READ || r->count > INLINE_READ_MAX ||
-      node_pread_cached (r->node, r->buf, r->count, r->offset) < 0)
+  int err;
+
+  if (r->type != NBD_CMD_READ || r->count > INLINE_READ_MAX)
+    return false;
+  /* Node ops hold the export's gate shared (export_active.c); the loop
+   * may not wait for it, so a gate held or wanted exclusive (a live
+   * migration handoff in progress) sends the read to a worker. */
+  if (pthread_rwlock_tryrdlock (&r->exp->gate) != 0)
+    return false;
+  err = node_pread_cached (r->node, r->buf, r->count, r->offset);
+  pthread_rwlock_unlock (&r->exp->gate);
+  if (err < 0)
     return false;
   send_reply (r);
   return true;
