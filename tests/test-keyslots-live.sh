@@ -41,7 +41,11 @@ start_daemon () {
   for _ in $(seq 300); do [ -S "$TMP/ctl" ] && return 0; sleep 0.05; done
   return 1
 }
-stop_daemon () { [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null; wait "$daemon_pid" 2>/dev/null; daemon_pid=; }
+stop_rc=
+stop_daemon () {
+  [ -n "$daemon_pid" ] || return 0
+  kill "$daemon_pid" 2>/dev/null; wait "$daemon_pid" 2>/dev/null; stop_rc=$?; daemon_pid=
+}
 cleanup_hooks="stop_daemon; $cleanup_hooks"
 
 # writer_start NAME: nbdcopy DATA into the export, again and again, until
@@ -130,6 +134,8 @@ run_volume () {
     --passphrase-stdin < "$TMP/p3" > "$TMP/$n.newexp" 2>&1
   check "$n: a new export opens with the changed passphrase" grep -q '"ok":true' "$TMP/$n.newexp"
   stop_daemon
+  check "$n: the daemon stopped cleanly on SIGTERM (exit $stop_rc)" test "$stop_rc" = 0
+  check "$n: no sanitizer report in the daemon's log" not grep -q Sanitizer "$TMP/$n.log"
   check "$n: no own edit was taken for someone else's (no 'was modified' warning)" \
     not grep -q "was modified" "$TMP/$n.log"
   check "$n: the re-checks after our edits are logged as ours" \
@@ -184,6 +190,8 @@ start_daemon "$TMP/c.log" --export "$(spec c)"
 ctl keyslot-add c --passphrase-stdin $ARGON < "$TMP/p4" > "$TMP/c.add" 2>&1
 check "after the crashes the daemon edits the header again" grep -q '"ok":true' "$TMP/c.add"
 stop_daemon
+check "the restarted daemon stopped cleanly (exit $stop_rc), no sanitizer report" \
+  test "$stop_rc" = 0 -a -z "$(grep Sanitizer "$TMP/c.log" "$TMP/crash.log")"
 check "and both copies agree again (seqid $(seqid "$TMP/c.hdr" 0))" \
   test "$(seqid "$TMP/c.hdr" 0)" = "$(seqid "$TMP/c.hdr" 16384)"
 done_testing
