@@ -159,6 +159,24 @@ make_luks2_volume v1 "$SIZE"
 cryptsetup convert --type luks1 --header "$TMP/v1.hdr" --batch-mode "$TMP/v1.payload"
 run_volume v1 1 "$PBKDF2"
 
+# An attached LUKS2 header (at the start of a raw payload file) is edited
+# in place too.
+make_plaintext "$TMP/att.payload" 4M
+printf 'attached' > "$TMP/att.key"
+cryptsetup luksFormat --type luks2 --batch-mode --key-file "$TMP/att.key" $ARGON \
+  "$TMP/att.payload"
+start_daemon "$TMP/att.log" --export "name=att,payload=$TMP/att.payload,key-file=$TMP/att.key"
+ctl keyslot-add att --passphrase-stdin $ARGON < "$TMP/p1" > "$TMP/att.add" 2>&1
+check "attached: keyslot-add answers ok" grep -q '"ok":true.*"slot":1' "$TMP/att.add"
+ctl keyslot-remove att 0 > "$TMP/att.rm" 2>&1
+check "attached: keyslot-remove 0 answers ok" grep -q '"ok":true' "$TMP/att.rm"
+stop_daemon
+check "attached: cryptsetup luksDump reads the payload's header" dumps "$TMP/att.payload" "$TMP/att.payload"
+check "attached: cryptsetup opens it with the added passphrase" \
+  opens "$TMP/att.payload" "$TMP/p1" "$TMP/att.payload"
+check "attached: and not with the removed one" \
+  not opens "$TMP/att.payload" "$TMP/att.key" "$TMP/att.payload"
+
 # A crash between the two LUKS2 header writes: the daemon dies right after
 # the primary copy is durable (test hook), before the secondary is written.
 # seqid HEADER COPY-OFFSET: the copy's sequence id (big-endian, at +16).
@@ -167,6 +185,9 @@ crash_run () { # what-to-do-in-ctl...
   LUKS_NBD_TEST_CRASH_AFTER="primary header" start_daemon "$TMP/crash.log" \
     --export "$(spec c)"
   ctl "$@" > /dev/null 2>&1
+  # Bounded: a daemon that does not crash is stopped (and fails below).
+  for _ in $(seq 400); do kill -0 "$daemon_pid" 2> /dev/null || break; sleep 0.05; done
+  kill "$daemon_pid" 2> /dev/null
   wait "$daemon_pid"; crash_rc=$?; daemon_pid=
 }
 make_luks2_volume c 2M
