@@ -86,6 +86,7 @@ int luks1_write_slot (const struct luks_header *hdr, int id,
                       const struct kdf_params *p);
 #define LUKS1_KEYSLOTS 8
 #define LUKS1_SALT_BYTES 32
+#define LUKS1_PHDR_BYTES 592 /* key material lies after it */
 
 /* luks2_disk.c: reads both binary headers, picks the valid newest, then
  * hands its JSON to luks2_json.c. */

@@ -200,7 +200,7 @@ luks1_add (const struct luks_header *hdr, const struct luks_volume *vol,
   ks.area_cipher = hdr->cipher;
   ks.af_md = hdr->digest_md;
   ks.area_size = luks_keyslot_material_bytes (hdr, &ks);
-  r = luks_check_keyslot_area (hdr, &ks, 592, hdr->src.size);
+  r = luks_check_keyslot_area (hdr, &ks, LUKS1_PHDR_BYTES, hdr->src.size);
   if (r == 0)
     r = keyslot_choose_kdf (hdr, kc, ks.derived_bytes, &ks.kdf);
   if (r == 0)
