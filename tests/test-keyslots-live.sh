@@ -14,7 +14,7 @@
 # durable, before the second) leaves a header that cryptsetup opens, with
 # the new passphrase.
 . "$(dirname "$0")/lib.sh"
-need cryptsetup nbdcopy cmp
+need cryptsetup nbdcopy cmp flock od
 
 LN=$top_builddir/server/luks-nbd
 SIZE=8M
@@ -121,6 +121,27 @@ run_volume () {
   check_fails_with "$n: a keyslot that is not active cannot be removed" "not active" \
     ctl keyslot-remove "$n" 7
 
+  if [ "$v" = 2 ]; then
+    # cryptsetup's metadata lock (flock on the header file) held here, as
+    # cryptsetup holds it while it writes: the edit waits for it.
+    cp "$h" "$TMP/$n.locked"
+    exec 9< "$h"
+    flock -x 9
+    ctl keyslot-add "$n" --passphrase-stdin $kdf < "$TMP/p4" > "$TMP/$n.addlocked" 2>&1 &
+    local add_pid=$! still=0
+    for _ in $(seq 20); do
+      kill -0 "$add_pid" 2> /dev/null && cmp -s "$h" "$TMP/$n.locked" && still=$((still + 1))
+      sleep 0.05
+    done
+    check "$n: keyslot-add waits while cryptsetup's lock is held (header untouched for 1 s)" \
+      test "$still" = 20
+    flock -u 9
+    exec 9<&-
+    wait "$add_pid"
+    check "$n: and completes once it is released" grep -q '"ok":true' "$TMP/$n.addlocked"
+    check "$n: cryptsetup opens with that passphrase" opens "$h" "$TMP/p4" "$p"
+    ctl keyslot-remove "$n" "$(grep -o '"slot":[0-9]*' "$TMP/$n.addlocked" | cut -d: -f2)" > /dev/null
+  fi
   if [ "$v" = 1 ]; then
     check_fails_with "$n: argon2id is refused for a LUKS1 keyslot" "LUKS1 keyslots use pbkdf2" \
       ctl keyslot-add "$n" --pbkdf argon2id --passphrase-stdin < "$TMP/p4"
