@@ -116,7 +116,10 @@ main (int argc, char **argv)
   int fd = open (argv[1], O_RDONLY);
   if (fd < 0 || fstat (fd, &st) < 0)
     return 1;
-  struct luks_source src = { file_read, &fd, (uint64_t) st.st_size, argv[1] };
+  struct luks_source src = { .read = file_read,
+                             .opaque = &fd,
+                             .size = (uint64_t) st.st_size,
+                             .name = argv[1] };
   int kfd = open (argv[2], O_RDONLY);
   ssize_t plen = kfd < 0 ? -1 : read (kfd, pass, sizeof pass);
   if (plen < 0 || luks_header_open (&src, &hdr) < 0 ||

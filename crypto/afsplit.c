@@ -1,4 +1,4 @@
-/* luks-nbd: AF merge (see afsplit.h). */
+/* luks-nbd: AF split and merge (see afsplit.h). */
 #include <config.h>
 
 #include <errno.h>
@@ -56,4 +56,32 @@ af_merge (int md_algo, const uint8_t *material, size_t key_len,
   for (size_t i = 0; i < key_len; i++)
     key[i] ^= last[i];
   return 0;
+}
+
+int
+af_split (int md_algo, const uint8_t *key, size_t key_len, uint32_t stripes,
+          uint8_t *material)
+{
+  uint8_t *d = secmem_alloc (key_len);
+  int r = 0;
+
+  if (!d)
+    return -ENOMEM;
+  if (stripes == 0)
+    r = error_set (-EINVAL, "af: stripes is 0");
+  /* d runs through the same steps as af_merge's key does. */
+  for (uint32_t s = 0; r == 0 && s + 1 < stripes; s++) {
+    uint8_t *stripe = material + (size_t) s * key_len;
+    gcry_randomize (stripe, key_len, GCRY_STRONG_RANDOM);
+    for (size_t i = 0; i < key_len; i++)
+      d[i] ^= stripe[i];
+    r = diffuse (md_algo, d, key_len);
+  }
+  if (r == 0) {
+    uint8_t *last = material + (size_t) (stripes - 1) * key_len;
+    for (size_t i = 0; i < key_len; i++)
+      last[i] = d[i] ^ key[i];
+  }
+  secmem_free (d, key_len);
+  return r;
 }

@@ -55,3 +55,24 @@ base64_decode (const char *in, void *out, size_t cap)
   }
   return (int) n;
 }
+
+void
+base64_encode (const void *in, size_t len, char *out)
+{
+  static const char alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const uint8_t *p = in;
+  size_t o = 0;
+
+  for (size_t i = 0; i < len; i += 3) {
+    size_t n = len - i < 3 ? len - i : 3;
+    uint32_t w = (uint32_t) p[i] << 16;
+    if (n > 1)
+      w |= (uint32_t) p[i + 1] << 8;
+    if (n > 2)
+      w |= p[i + 2];
+    for (size_t k = 0; k < 4; k++)
+      out[o++] = k <= n ? alphabet[(w >> (18 - 6 * k)) & 63] : '=';
+  }
+  out[o] = '\0';
+}

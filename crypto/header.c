@@ -35,6 +35,14 @@ luks_field_string (char *dst, const uint8_t *field, size_t field_len,
   return 0;
 }
 
+size_t
+luks_keyslot_material_bytes (const struct luks_header *hdr,
+                             const struct luks_keyslot *ks)
+{
+  size_t af_bytes = hdr->key_bytes * ks->stripes;
+  return (af_bytes + LUKS_SECTOR - 1) / LUKS_SECTOR * LUKS_SECTOR;
+}
+
 int
 luks_check_keyslot_area (const struct luks_header *hdr,
                          const struct luks_keyslot *ks, uint64_t area_start,
@@ -141,7 +149,7 @@ luks_header_open (const struct luks_source *src, struct luks_header **out)
   if (r == 0)
     r = check_kdf_costs (hdr);
   if (r < 0) {
-    free (hdr);
+    luks_header_free (hdr);
     return r;
   }
   *out = hdr;
@@ -151,6 +159,8 @@ luks_header_open (const struct luks_source *src, struct luks_header **out)
 void
 luks_header_free (struct luks_header *hdr)
 {
+  if (hdr)
+    free (hdr->raw);
   free (hdr);
 }
 

@@ -65,14 +65,38 @@ struct luks_header {
    * the binary header and JSON of the copy used): a cached key is reused
    * only with a header whose metadata hashes the same (unlock.c). */
   uint8_t meta_hash[LUKS_META_HASH_BYTES];
+  /* LUKS2, for editing keyslots (keyslot_edit.c): the copy parsed
+   * (binary header + JSON, raw_size bytes, malloc'd), the keyslots area
+   * and the id of the digest bound to the data segment. */
+  uint8_t *raw;
+  uint64_t raw_size;
+  uint64_t keyslots_start, keyslots_end;
+  char digest_id[17];
 };
 
 /* luks1.c */
 int luks1_parse (const uint8_t *phdr, size_t len, struct luks_header *hdr);
 
+/* LUKS1 keyslot descriptors, for keyslot edits: the layout of slot id
+ * (also of a disabled one), and a write of its descriptor, active with
+ * p's iterations and salt (32 bytes) or, p NULL, disabled; synced. */
+int luks1_slot_layout (const struct luks_header *hdr, int id, bool *active,
+                       uint64_t *area_offset, uint32_t *stripes);
+int luks1_write_slot (const struct luks_header *hdr, int id,
+                      const struct kdf_params *p);
+#define LUKS1_KEYSLOTS 8
+#define LUKS1_SALT_BYTES 32
+#define LUKS1_PHDR_BYTES 592 /* key material lies after it */
+
 /* luks2_disk.c: reads both binary headers, picks the valid newest, then
  * hands its JSON to luks2_json.c. */
 int luks2_read (struct luks_header *hdr);
+
+/* Writes json (NUL-terminated) as both LUKS2 copies with the seqid of
+ * the copy parsed plus one and fresh checksums: the primary, synced,
+ * then the secondary, synced (a crash in between leaves the primary
+ * valid and newest). */
+int luks2_write_json (const struct luks_header *hdr, const char *json);
 
 /* luks2_json.c: json is NUL-terminated within json_size bytes. */
 int luks2_json_parse (const char *json, uint64_t json_size, uint64_t hdr_size,
@@ -83,6 +107,11 @@ int luks2_json_parse (const char *json, uint64_t json_size, uint64_t hdr_size,
 int luks_check_keyslot_area (const struct luks_header *hdr,
                              const struct luks_keyslot *ks, uint64_t area_start,
                              uint64_t area_end);
+
+/* Bytes of a keyslot's area that hold its key material (whole 512-byte
+ * sectors). */
+size_t luks_keyslot_material_bytes (const struct luks_header *hdr,
+                                    const struct luks_keyslot *ks);
 
 /* Copies a fixed-size on-disk string field, refusing one without a NUL. */
 int luks_field_string (char *dst, const uint8_t *field, size_t field_len,

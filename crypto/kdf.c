@@ -2,6 +2,7 @@
 #include <config.h>
 
 #include <errno.h>
+#include <time.h>
 
 #include <gcrypt.h>
 
@@ -111,4 +112,67 @@ kdf_derive (const struct kdf_params *p, const void *pass, size_t passlen,
   return kdf_argon2 (p->type, p->iterations, p->memory_kib, p->parallel, pass,
                      passlen, p->salt, p->salt_len, NULL, 0, NULL, 0, out,
                      outlen);
+}
+
+/* Milliseconds one derivation with p takes (at least 1). */
+static int
+time_derive (const struct kdf_params *p, void *out, size_t outlen, uint64_t *ms)
+{
+  static const char probe[] = "benchmark";
+  struct timespec a, b;
+  int r;
+
+  clock_gettime (CLOCK_MONOTONIC, &a);
+  r = kdf_derive (p, probe, sizeof probe - 1, out, outlen);
+  clock_gettime (CLOCK_MONOTONIC, &b);
+  *ms = (uint64_t) (b.tv_sec - a.tv_sec) * 1000 +
+        (uint64_t) (b.tv_nsec / 1000000) - (uint64_t) (a.tv_nsec / 1000000);
+  if (*ms == 0)
+    *ms = 1;
+  return r;
+}
+
+/* Benchmark runs: long enough to measure, short enough to wait for. */
+enum { BENCH_MIN_MS = 50, BENCH_ARGON2_KIB = 64 * 1024 };
+
+int
+kdf_benchmark (struct kdf_params *p, size_t outlen, uint32_t target_ms)
+{
+  struct kdf_params t = *p;
+  uint8_t out[64];
+  uint64_t ms, v;
+  int r;
+
+  if (outlen > sizeof out)
+    outlen = sizeof out;
+  if (p->type == KDF_PBKDF2) {
+    t.iterations = 1u << 14;
+    while ((r = time_derive (&t, out, outlen, &ms)) == 0 && ms < BENCH_MIN_MS &&
+           t.iterations < (1u << 26))
+      t.iterations *= 4;
+    v = (uint64_t) t.iterations * target_ms / ms;
+    p->iterations =
+      (uint32_t) (v < 1000                        ? 1000
+                  : v > KDF_PBKDF2_MAX_ITERATIONS ? KDF_PBKDF2_MAX_ITERATIONS
+                                                  : v);
+    return r;
+  }
+  /* Argon2's cost is about linear in time x memory. */
+  t.iterations = 1;
+  t.memory_kib =
+    p->memory_kib < BENCH_ARGON2_KIB ? p->memory_kib : BENCH_ARGON2_KIB;
+  r = time_derive (&t, out, outlen, &ms);
+  if (r < 0)
+    return r;
+  uint64_t work = (uint64_t) t.memory_kib * target_ms / ms; /* KiB x passes */
+  if (work > KDF_ARGON2_MAX_WORK_KIB)
+    work = KDF_ARGON2_MAX_WORK_KIB;
+  if (work / p->memory_kib >= 4)
+    p->iterations = (uint32_t) (work / p->memory_kib);
+  else {
+    uint64_t min = 8 * (uint64_t) p->parallel < 32 ? 32 : 8 * p->parallel;
+    p->iterations = 4;
+    p->memory_kib = (uint32_t) (work / 4 < min ? min : work / 4);
+  }
+  return 0;
 }

@@ -59,6 +59,13 @@ uint64_t kdf_cost_ppm (const struct kdf_params *p);
 int kdf_derive (const struct kdf_params *p, const void *pass, size_t passlen,
                 void *out, size_t outlen);
 
+/* Sets p's cost so that one derivation of outlen bytes takes about
+ * target_ms, as cryptsetup's benchmark does for a new keyslot: PBKDF2
+ * iterations (at least 1000); Argon2 keeps p->memory_kib (its cap)
+ * while the time cost stays >= 4, else lowers the memory at time 4.
+ * p's type, hash, salt and parallel are set. */
+int kdf_benchmark (struct kdf_params *p, size_t outlen, uint32_t target_ms);
+
 /* Argon2 with the optional secret and associated data of RFC 9106 (used
  * by the known-answer tests; LUKS passes none). */
 int kdf_argon2 (enum kdf_type type, uint32_t time, uint32_t memory_kib,

@@ -16,11 +16,21 @@
 typedef int (*luks_read_fn) (void *opaque, void *buf, size_t count,
                              uint64_t offset);
 
+/* Writes exactly count bytes at offset; 0 or -errno with a message. */
+typedef int (*luks_write_fn) (void *opaque, const void *buf, size_t count,
+                              uint64_t offset);
+/* Makes the writes so far durable; `done` names what they completed
+ * ("key material", "primary header", ...), for messages and tests. */
+typedef int (*luks_sync_fn) (void *opaque, const char *done);
+
 struct luks_source {
   luks_read_fn read;
   void *opaque;
   uint64_t size;    /* bytes readable from the source */
   const char *name; /* file name or URI, for messages */
+  /* Only for keyslot edits (NULL otherwise). */
+  luks_write_fn write;
+  luks_sync_fn sync;
 };
 
 struct luks_header;
@@ -96,6 +106,45 @@ enum luks_direction { LUKS_DECRYPT, LUKS_ENCRYPT };
  * the payload area).  Thread-safe. */
 int luks_volume_crypt (struct luks_volume *vol, enum luks_direction dir,
                        void *buf, size_t len, uint64_t sector);
+
+/* Keyslots (keyslot_edit.c).  The list needs no secret; the edits need a
+ * header opened from a source that can write and sync, and are made in
+ * the order that leaves the header valid after a crash at any point
+ * (see docs/design.md).  The caller holds the header file's lock. */
+struct luks_keyslot_info {
+  int id;
+  const char *kdf;               /* "pbkdf2", "argon2i", "argon2id" */
+  uint32_t iterations;           /* PBKDF2 iterations, or Argon2 time cost */
+  uint32_t memory_kib, parallel; /* Argon2 */
+  const char *priority;          /* "ignore", "normal", "prefer" */
+};
+int luks_keyslot_count (const struct luks_header *hdr);
+int luks_keyslot_max (const struct luks_header *hdr); /* 8 or 32 */
+void luks_keyslot_info (const struct luks_header *hdr, int i,
+                        struct luks_keyslot_info *out);
+
+/* How a new keyslot's KDF is chosen; zero fields take cryptsetup's
+ * defaults (Argon2id for LUKS2, PBKDF2 for LUKS1, benchmarked to 2 s,
+ * Argon2 memory up to 1 GiB, min(4, CPUs) threads). */
+struct luks_kdf_choice {
+  const char *type;      /* "argon2id", "argon2i", "pbkdf2" or NULL */
+  uint32_t iter_time_ms; /* benchmark target */
+  uint32_t iterations;   /* forced PBKDF2 iterations / Argon2 time */
+  uint32_t memory_kib;   /* Argon2 memory (its cap when benchmarking) */
+  uint32_t parallel;     /* Argon2 threads */
+};
+
+/* Adds a keyslot (slot, or the first free one if slot < 0; *added says
+ * which) that opens to vol's key with pass.  vol must be a key that hdr
+ * vouches for (checked: -ESTALE).  Key material first, then metadata. */
+int luks_keyslot_add (const struct luks_header *hdr,
+                      const struct luks_volume *vol, const void *pass,
+                      size_t passlen, int slot,
+                      const struct luks_kdf_choice *kdf, int *added);
+/* Removes keyslot slot: metadata first, then its key material is
+ * overwritten with random bytes.  The last keyslot that opens the
+ * volume only with force (-EBUSY otherwise). */
+int luks_keyslot_remove (const struct luks_header *hdr, int slot, bool force);
 
 /* Secure buffers for passphrases read by the layer above. */
 void *luks_secret_alloc (size_t n);

@@ -142,3 +142,50 @@ luks1_parse (const uint8_t *p, size_t len, struct luks_header *hdr)
                         hdr->slots[i].id);
   return 0;
 }
+
+static int
+read_slot (const struct luks_header *hdr, int id, uint8_t d[L1_KEYSLOT_SIZE])
+{
+  if (id < 0 || id >= L1_KEYSLOT_COUNT)
+    return error_set (-EINVAL, "%s: LUKS1 has key slots 0..%d, not %d",
+                      hdr->src.name, L1_KEYSLOT_COUNT - 1, id);
+  return hdr->src.read (hdr->src.opaque, d, L1_KEYSLOT_SIZE,
+                        L1_KEYSLOTS + (uint64_t) id * L1_KEYSLOT_SIZE);
+}
+
+int
+luks1_slot_layout (const struct luks_header *hdr, int id, bool *active,
+                   uint64_t *area_offset, uint32_t *stripes)
+{
+  uint8_t d[L1_KEYSLOT_SIZE];
+  int r = read_slot (hdr, id, d);
+
+  if (r < 0)
+    return r;
+  *active = load_be32 (d) == L1_KEY_ENABLED;
+  *area_offset = (uint64_t) load_be32 (d + 40) * LUKS_SECTOR;
+  *stripes = load_be32 (d + 44);
+  return 0;
+}
+
+int
+luks1_write_slot (const struct luks_header *hdr, int id,
+                  const struct kdf_params *p)
+{
+  uint8_t d[L1_KEYSLOT_SIZE];
+  int r = read_slot (hdr, id, d);
+
+  if (r < 0)
+    return r;
+  /* Offset and stripes stay as luksFormat laid them out. */
+  store_be32 (d, p ? L1_KEY_ENABLED : L1_KEY_DISABLED);
+  store_be32 (d + 4, p ? p->iterations : 0);
+  memset (d + 8, 0, L1_SALT_SIZE);
+  if (p)
+    memcpy (d + 8, p->salt, L1_SALT_SIZE);
+  r = hdr->src.write (hdr->src.opaque, d, sizeof d,
+                      L1_KEYSLOTS + (uint64_t) id * L1_KEYSLOT_SIZE);
+  if (r == 0)
+    r = hdr->src.sync (hdr->src.opaque, "keyslot descriptor");
+  return r;
+}

@@ -208,9 +208,80 @@ luks2_read (struct luks_header *hdr)
     }
     r = luks2_json_parse (json, json_size, use->hdr_size, hdr);
   }
+  if (r == 0) { /* kept for keyslot edits */
+    hdr->raw = use->buf;
+    hdr->raw_size = use->hdr_size;
+    use->buf = NULL;
+  }
 
 out:
   free (primary.buf);
   free (secondary.buf);
+  return r;
+}
+
+/* One copy at `offset` from the parsed one (hdr->raw): its magic, offset
+ * and seqid, json in the JSON area, a fresh checksum.  The salt of the
+ * copy on disk there is kept (cryptsetup gives each copy its own). */
+static int
+build_copy (const struct luks_header *hdr, const char *json, uint64_t offset,
+            const uint8_t magic[6], uint64_t seqid, uint8_t *buf)
+{
+  enum { L2_SALT = 192, L2_SALT_LEN = 64 };
+  uint64_t size = hdr->raw_size;
+  uint8_t old[L2_BINARY_SIZE];
+  char alg[L2_CSUM_ALG_LEN];
+  int md, r;
+
+  memcpy (buf, hdr->raw, L2_BINARY_SIZE);
+  memset (buf + L2_BINARY_SIZE, 0, size - L2_BINARY_SIZE);
+  memcpy (buf + L2_BINARY_SIZE, json, strlen (json));
+  memcpy (buf, magic, 6);
+  store_be64 (buf + L2_SEQID, seqid);
+  store_be64 (buf + L2_HDR_OFFSET, offset);
+  if (hdr->src.read (hdr->src.opaque, old, sizeof old, offset) == 0 &&
+      memcmp (old, magic, 6) == 0)
+    memcpy (buf + L2_SALT, old + L2_SALT, L2_SALT_LEN);
+  memcpy (alg, hdr->raw + L2_CSUM_ALG, sizeof alg); /* checked at read */
+  md = hash_lookup (alg, "csum_alg");
+  if (md < 0)
+    return md;
+  memset (buf + L2_CSUM, 0, L2_CSUM_LEN);
+  r = hash_buffer (md, buf + L2_CSUM, buf, size);
+  return r;
+}
+
+int
+luks2_write_json (const struct luks_header *hdr, const char *json)
+{
+  const struct luks_source *s = &hdr->src;
+  uint64_t size = hdr->raw_size;
+  uint64_t seqid = load_be64 (hdr->raw + L2_SEQID) + 1;
+  uint8_t *buf;
+  int r;
+
+  if (!s->write || !s->sync)
+    return error_set (-EROFS, "%s: the header cannot be written", s->name);
+  if (strlen (json) >= size - L2_BINARY_SIZE)
+    return error_set (-ENOSPC,
+                      "%s: the new LUKS2 metadata (%zu bytes) does not fit "
+                      "the %llu-byte JSON area",
+                      s->name, strlen (json),
+                      (unsigned long long) (size - L2_BINARY_SIZE));
+  buf = malloc (size);
+  if (!buf)
+    return error_set (-ENOMEM, "out of memory");
+  r = build_copy (hdr, json, 0, magic_1st, seqid, buf);
+  if (r == 0)
+    r = s->write (s->opaque, buf, size, 0);
+  if (r == 0)
+    r = s->sync (s->opaque, "primary header");
+  if (r == 0)
+    r = build_copy (hdr, json, size, magic_2nd, seqid, buf);
+  if (r == 0)
+    r = s->write (s->opaque, buf, size, size);
+  if (r == 0)
+    r = s->sync (s->opaque, "secondary header");
+  free (buf);
   return r;
 }

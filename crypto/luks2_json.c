@@ -327,6 +327,7 @@ parse_digest (const struct ctx *c, json_object *root, const char *seg_key,
                       c->src, dig_key, hdr->digest_len,
                       hash_length (hdr->digest_md), hash);
   hdr->digest_iterations = (uint32_t) iter;
+  snprintf (hdr->digest_id, sizeof hdr->digest_id, "%.16s", dig_key);
   snprintf (hdr->digest_field, sizeof hdr->digest_field,
             "digests.%.16s.iterations", dig_key);
   return 0;
@@ -585,6 +586,8 @@ luks2_json_parse (const char *json, uint64_t json_size, uint64_t hdr_size,
     r = error_set (-EINVAL, "%s: LUKS2 keyslots_size overflows", c.src);
     goto out;
   }
+  hdr->keyslots_start = c.keyslots_start;
+  hdr->keyslots_end = c.keyslots_end;
   if ((r = parse_segment (&c, root, &seg_key, &encryption)) < 0 ||
       (r = parse_digest (&c, root, seg_key, &bound)) < 0 ||
       (r = parse_keyslots (&c, root, bound)) < 0)

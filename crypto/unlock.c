@@ -16,14 +16,6 @@
 #include "secmem.h"
 #include "volume.h"
 
-/* Bytes of a keyslot's area that hold its key material. */
-static size_t
-area_bytes (const struct luks_header *hdr, const struct luks_keyslot *ks)
-{
-  size_t af_bytes = hdr->key_bytes * ks->stripes;
-  return (af_bytes + LUKS_SECTOR - 1) / LUKS_SECTOR * LUKS_SECTOR;
-}
-
 /* What vouches for a key: HMAC-SHA256 (hash_keyed) over the header's metadata hash, the
  * keyslot id, the hash of that keyslot's (encrypted) area bytes and the
  * hash of the passphrase.  The same passphrase over the same bytes always
@@ -40,7 +32,8 @@ slot_vouch (const struct luks_header *hdr, const struct luks_keyslot *ks,
 
   memcpy (buf, hdr->meta_hash, H);
   store_be32 (buf + H, (uint32_t) ks->id);
-  r = hash_buffer (GCRY_MD_SHA256, buf + H + 4, area, area_bytes (hdr, ks));
+  r = hash_buffer (GCRY_MD_SHA256, buf + H + 4, area,
+                   luks_keyslot_material_bytes (hdr, ks));
   if (r == 0)
     r = hash_buffer (GCRY_MD_SHA256, buf + 2 * H + 4, pass, passlen);
   /* Keyed: the vouch lives in ordinary memory with the volume, and the
@@ -59,7 +52,7 @@ try_keyslot (const struct luks_header *hdr, const struct luks_keyslot *ks,
              const void *pass, size_t passlen, uint8_t *key,
              uint8_t vouch[LUKS_META_HASH_BYTES])
 {
-  size_t area_len = area_bytes (hdr, ks);
+  size_t area_len = luks_keyslot_material_bytes (hdr, ks);
   uint8_t *derived = secmem_alloc (ks->derived_bytes);
   uint8_t *material = secmem_alloc (area_len);
   uint8_t digest[LUKS_DIGEST_MAX];
@@ -178,9 +171,10 @@ header_vouches (const struct luks_header *hdr, const void *pass, size_t passlen,
   for (int i = 0; i < hdr->nslots && !ks; i++)
     if (hdr->slots[i].id == volume_slot (vol))
       ks = &hdr->slots[i];
-  if (!ks || !(area = malloc (area_bytes (hdr, ks))))
+  if (!ks || !(area = malloc (luks_keyslot_material_bytes (hdr, ks))))
     return false;
-  if (hdr->src.read (hdr->src.opaque, area, area_bytes (hdr, ks),
+  if (hdr->src.read (hdr->src.opaque, area,
+                     luks_keyslot_material_bytes (hdr, ks),
                      ks->area_offset) == 0 &&
       slot_vouch (hdr, ks, area, pass, passlen, vouch) == 0)
     same = secmem_memcmp (vouch, volume_vouch (vol), sizeof vouch) == 0;

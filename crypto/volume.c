@@ -124,6 +124,12 @@ volume_vouch (const struct luks_volume *v)
   return v->vouch;
 }
 
+const uint8_t *
+volume_key (const struct luks_volume *v)
+{
+  return v->key;
+}
+
 struct luks_volume *
 luks_volume_ref (struct luks_volume *v)
 {

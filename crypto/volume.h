@@ -14,5 +14,7 @@ int volume_new (const struct luks_header *hdr, uint8_t *key, int slot,
 /* What volume_new was given, for checking a reuse against a header. */
 int volume_slot (const struct luks_volume *vol);
 const uint8_t *volume_vouch (const struct luks_volume *vol);
+/* The volume key (hdr->key_bytes), for writing a new keyslot. */
+const uint8_t *volume_key (const struct luks_volume *vol);
 
 #endif

@@ -370,7 +370,9 @@ int
 node_luks_header_uuid (struct node *header, const char *label, char *uuid,
                        size_t len)
 {
-  struct luks_source src = { header_read, header, header->size, label };
+  struct luks_source src = {
+    .read = header_read, .opaque = header, .size = header->size, .name = label
+  };
   struct luks_header_info info;
   struct luks_header *hdr;
   int r = luks_header_open (&src, &hdr);
@@ -413,8 +415,10 @@ int
 node_luks_check_header (struct node *n)
 {
   struct luks_node *l = (struct luks_node *) n;
-  struct luks_source src = { header_read, l->header, l->header->size,
-                             l->header_label };
+  struct luks_source src = { .read = header_read,
+                             .opaque = l->header,
+                             .size = l->header->size,
+                             .name = l->header_label };
   struct luks_header *hdr;
   int r;
 
@@ -425,6 +429,24 @@ node_luks_check_header (struct node *n)
   r = luks_volume_check (hdr, l->vol);
   luks_header_free (hdr);
   return r;
+}
+
+struct node *
+node_luks_header_node (struct node *n)
+{
+  return ((struct luks_node *) n)->header;
+}
+
+int
+node_luks_header_parse (struct node *n, struct luks_header **out)
+{
+  struct luks_node *l = (struct luks_node *) n;
+  struct luks_source src = { .read = header_read,
+                             .opaque = l->header,
+                             .size = l->header->size,
+                             .name = l->header_label };
+
+  return luks_header_open (&src, out);
 }
 
 void
@@ -460,8 +482,10 @@ node_luks_open (struct node *payload, struct node *header, const void *pass,
     r = error_set (-ENOMEM, "out of memory");
     goto fail;
   }
-  src =
-    (struct luks_source){ header_read, header, header->size, l->header_label };
+  src = (struct luks_source){ .read = header_read,
+                              .opaque = header,
+                              .size = header->size,
+                              .name = l->header_label };
   r = luks_header_open (&src, &l->hdr);
   if (r < 0)
     goto fail;

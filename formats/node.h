@@ -216,6 +216,39 @@ uint64_t node_luks_data_offset (const struct node *luks);
  * why not, or another -errno (unreadable, invalid).  Runs a PBKDF2 of the
  * digest's cost: call it off the loop. */
 int node_luks_check_header (struct node *luks);
+/* The header node, and the header as read from it now (luks.h; free
+ * with luks_header_free). */
+struct node *node_luks_header_node (struct node *luks);
+struct luks_header;
+int node_luks_header_parse (struct node *luks, struct luks_header **out);
+
+/* luks_keyslots.c: keyslots of a served export's header, edited with
+ * the key it serves with (see luks.h's luks_keyslot_*).  path is the
+ * header's file (the payload file if the header is attached).  Off the
+ * loop: the edits run a KDF and fsync. */
+struct node_keyslot_info {
+  int id;
+  const char *kdf; /* "pbkdf2", "argon2i", "argon2id" */
+  uint32_t iterations, memory_kib, parallel;
+  const char *priority;
+};
+struct node_kdf_choice {
+  const char *type; /* NULL: the LUKS version's default */
+  uint32_t iter_time_ms, iterations, memory_kib, parallel; /* 0: default */
+};
+/* *version is 1 or 2. */
+int node_luks_keyslot_list (struct node *luks, struct node_keyslot_info *out,
+                            int cap, int *n, int *version);
+int node_luks_keyslot_add (struct node *luks, const char *path,
+                           const void *pass, size_t passlen, int slot,
+                           const struct node_kdf_choice *kc, int *added);
+int node_luks_keyslot_remove (struct node *luks, const char *path, int slot,
+                              bool force);
+/* A new keyslot with pass, then keyslot slot removed; *added: the new. */
+int node_luks_keyslot_change (struct node *luks, const char *path, int slot,
+                              const void *pass, size_t passlen,
+                              const struct node_kdf_choice *kc, int *added);
+
 /* fn(arg) runs when the node closes, after it let go of its key. */
 void node_luks_on_close (struct node *luks, void (*fn) (void *), void *arg);
 

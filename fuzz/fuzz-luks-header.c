@@ -58,7 +58,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     fix_checksum (d, size, hs);
   }
   struct mem m = { d, size };
-  struct luks_source src = { mem_read, &m, size, "fuzz" };
+  struct luks_source src = {
+    .read = mem_read, .opaque = &m, .size = size, .name = "fuzz"
+  };
   if (luks_header_open (&src, &hdr) == 0) {
     struct luks_header_info info;
     luks_header_info (hdr, &info);

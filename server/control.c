@@ -82,8 +82,8 @@ static void ctl_process (struct ctl_conn *cc);
 static void ctl_alloc (uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void ctl_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-static void
-ctl_unref (struct ctl_conn *cc)
+void
+ctl_conn_release (struct ctl_conn *cc)
 {
   if (--cc->refs == 0) {
     explicit_bzero (cc->buf, sizeof cc->buf);
@@ -91,10 +91,16 @@ ctl_unref (struct ctl_conn *cc)
   }
 }
 
+void
+ctl_conn_hold (struct ctl_conn *cc)
+{
+  cc->refs++;
+}
+
 static void
 ctl_on_close (uv_handle_t *h)
 {
-  ctl_unref (h->data);
+  ctl_conn_release (h->data);
 }
 
 static void
@@ -131,8 +137,8 @@ after_send (uv_write_t *w, int status)
 }
 
 /* Sends obj as one line and drops the reference to it. */
-static void
-ctl_reply (struct ctl_conn *cc, json_object *obj)
+void
+ctl_send (struct ctl_conn *cc, json_object *obj)
 {
   const char *text = json_object_to_json_string_ext (
     obj, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -152,8 +158,8 @@ ctl_reply (struct ctl_conn *cc, json_object *obj)
   json_object_put (obj);
 }
 
-static void
-ctl_error (struct ctl_conn *cc, const char *msg)
+void
+ctl_send_error (struct ctl_conn *cc, const char *msg)
 {
   json_object *o = json_object_new_object ();
   char shown[512];
@@ -167,10 +173,10 @@ ctl_error (struct ctl_conn *cc, const char *msg)
     shown[i] = (unsigned char) msg[i] < 0x20 || msg[i] == 0x7f ? '?' : msg[i];
   shown[i] = '\0';
   log_info ("control: %s", shown);
-  ctl_reply (cc, o);
+  ctl_send (cc, o);
 }
 
-static json_object *
+json_object *
 ctl_ok (void)
 {
   json_object *o = json_object_new_object ();
@@ -302,7 +308,7 @@ add_done (struct ctl_add *a)
     snprintf (a->error, sizeof a->error, "%s", error_message ());
   }
   if (a->r < 0) {
-    ctl_error (a->cc, a->error);
+    ctl_send_error (a->cc, a->error);
     export_free (a->e);
   } else {
     json_object *o = ctl_ok ();
@@ -311,9 +317,9 @@ add_done (struct ctl_add *a)
                             json_object_new_int64 ((int64_t) a->e->size));
     log_info ("control: export '%s' added", a->e->name);
     header_watch_start (server_loop, a->e);
-    ctl_reply (a->cc, o);
+    ctl_send (a->cc, o);
   }
-  ctl_unref (a->cc);
+  ctl_conn_release (a->cc);
   free (a);
 }
 
@@ -369,7 +375,7 @@ adds_abandon (void)
   uv_mutex_lock (&adds_lock);
   adds_abandoned = true;
   for (struct ctl_add *a = adds_running; a; a = a->next)
-    ctl_unref (a->cc);
+    ctl_conn_release (a->cc);
   adds_running = NULL;
   done = adds_done;
   adds_done = NULL;
@@ -463,7 +469,7 @@ cmd_export_remove (struct ctl_conn *cc, const struct ctl_request *req)
   json_object_object_add (o, "drained",
                           json_object_new_int ((int) conn_drain_export (e)));
   log_info ("control: export '%s' removed", e->name);
-  ctl_reply (cc, o);
+  ctl_send (cc, o);
   header_watch_stop (e->name);
   exports_remove (e);
   return 0;
@@ -580,7 +586,7 @@ export_list (struct ctl_conn *cc, bool stats)
       json_object_array_add (list, x);
   }
   json_object_object_add (o, stats ? "stats" : "exports", list);
-  ctl_reply (cc, o);
+  ctl_send (cc, o);
 }
 
 static int
@@ -597,13 +603,17 @@ cmd_query_stats (struct ctl_conn *cc, const struct ctl_request *req)
   return 0;
 }
 
+#define KDF_MEMBERS                                                            \
+  "pbkdf", "pbkdf_memory", "pbkdf_parallel", "iter_time",                      \
+    "pbkdf_force_iterations"
+
 /* The commands: one entry each, with the members they take besides
  * "cmd" (export-add takes the export's keys, checked by its parser). */
 static const struct ctl_command {
   const char *name;
   int (*run) (struct ctl_conn *cc, const struct ctl_request *req);
   bool any_members;
-  const char *members[4];
+  const char *members[10];
 } commands[] = {
   { "export-add", cmd_export_add, true, { NULL } },
   { "export-remove", cmd_export_remove, false, { "name", "force", NULL } },
@@ -612,6 +622,19 @@ static const struct ctl_command {
   { "export-resize", ctl_export_resize, false, { "name", "size", "force" } },
   { "export-activate", cmd_export_activate, false, { "name", NULL } },
   { "export-inactivate", cmd_export_inactivate, false, { "name", NULL } },
+  { "keyslot-list", ctl_cmd_keyslot_list, false, { "name", NULL } },
+  { "keyslot-add",
+    ctl_cmd_keyslot_add,
+    false,
+    { "name", "passphrase", "slot", KDF_MEMBERS, NULL } },
+  { "keyslot-remove",
+    ctl_cmd_keyslot_remove,
+    false,
+    { "name", "slot", "force", NULL } },
+  { "keyslot-change",
+    ctl_cmd_keyslot_change,
+    false,
+    { "name", "passphrase", "slot", KDF_MEMBERS, NULL } },
 };
 
 static int
@@ -644,9 +667,10 @@ ctl_dispatch (struct ctl_conn *cc, const struct ctl_request *req)
       return r < 0 ? error_prefix (r, "%s", commands[i].name) : 0;
     }
   return error_set (-EINVAL,
-                    "unknown cmd (expected export-add, "
-                    "export-remove, export-list, query-stats, "
-                    "export-resize, export-activate, export-inactivate)");
+                    "unknown cmd (expected export-add, export-remove, "
+                    "export-list, query-stats, export-resize, "
+                    "export-activate, export-inactivate, keyslot-list, "
+                    "keyslot-add, keyslot-remove, keyslot-change)");
 }
 
 /* One request line; it is parsed in place and wiped afterwards (it may
@@ -660,7 +684,7 @@ ctl_line (struct ctl_conn *cc, char *line, size_t len)
   if (r >= 0)
     r = ctl_dispatch (cc, &req);
   if (r < 0)
-    ctl_error (cc, error_message ());
+    ctl_send_error (cc, error_message ());
   explicit_bzero (line, len);
 }
 
@@ -684,7 +708,7 @@ ctl_process (struct ctl_conn *cc)
     return;
   bool want = ctl_output_bytes (cc) < CONTROL_OUTPUT_MAX;
   if (want && cc->len == sizeof cc->buf) {
-    ctl_error (cc, "line too long");
+    ctl_send_error (cc, "line too long");
     ctl_close (cc);
   } else if (want != cc->reading) {
     int r = want

@@ -28,16 +28,27 @@
 static int
 ctl_usage (void)
 {
-  fprintf (stderr,
-           "usage: luks-nbd ctl --control PATH export-list | query-stats |\n"
-           "         export-remove NAME [--force] |\n"
-           "         export-resize NAME SIZE [--force] |\n"
-           "         export-add SPEC [--passphrase-stdin] [--inactive] |\n"
-           "         export-activate NAME | export-inactivate NAME\n"
-           "(options may come before or after the command; relative paths "
-           "in SPEC\nare taken from the current directory; SIZE is bytes or "
-           "has a K, M, G or T\nsuffix (powers of 1024); a resize that "
-           "shrinks needs --force)\n");
+  fprintf (
+    stderr,
+    "usage: luks-nbd ctl --control PATH export-list | query-stats |\n"
+    "         export-remove NAME [--force] |\n"
+    "         export-resize NAME SIZE [--force] |\n"
+    "         export-add SPEC [--passphrase-stdin] [--inactive] |\n"
+    "         export-activate NAME | export-inactivate NAME |\n"
+    "         keyslot-list NAME |\n"
+    "         keyslot-add NAME --passphrase-stdin [--key-slot N] [KDF] |\n"
+    "         keyslot-change NAME SLOT --passphrase-stdin [KDF] |\n"
+    "         keyslot-remove NAME SLOT [--force]\n"
+    "KDF (new keyslots; cryptsetup's defaults if not given): --pbkdf\n"
+    "  argon2id|argon2i|pbkdf2, --pbkdf-memory KiB, --pbkdf-parallel N,\n"
+    "  --iter-time MS, --pbkdf-force-iterations N\n"
+    "keyslot-add/-change read the new passphrase from stdin; the key\n"
+    "comes from the running export (no old passphrase).  keyslot-remove\n"
+    "refuses the last keyslot that opens the volume unless --force.\n"
+    "SIZE is bytes or has a K, M, G or T suffix (powers of 1024); a resize\n"
+    "that shrinks needs --force.\n"
+    "(options may come before or after the command; relative paths "
+    "in SPEC\nare taken from the current directory)\n");
   return 2;
 }
 
@@ -47,22 +58,56 @@ struct ctl_args {
   bool force, passphrase_stdin, inactive;
   const char *cmd, *arg; /* arg: NAME or SPEC */
   const char *size;      /* export-resize's SIZE */
+  const char *slot;      /* keyslot-remove/-change SLOT, or --key-slot */
+  /* Keyslot KDF options, as given (numbers checked at parse time). */
+  const char *pbkdf, *num[4];
 };
+
+/* The numeric KDF options: option name and request member. */
+static const char *const num_opts[4][2] = {
+  { "pbkdf-memory", "pbkdf_memory" },
+  { "pbkdf-parallel", "pbkdf_parallel" },
+  { "iter-time", "iter_time" },
+  { "pbkdf-force-iterations", "pbkdf_force_iterations" },
+};
+
+static bool
+is_number (const char *s)
+{
+  size_t n = strspn (s, "0123456789");
+  return n > 0 && n < 11 && !s[n];
+}
 
 /* Options anywhere (getopt permutes), --control PATH or --control=PATH.
  * 0, or an exit code. */
 static int
 parse_args (int argc, char **argv, struct ctl_args *a)
 {
-  enum { OPT_CONTROL = 256, OPT_FORCE, OPT_PASS, OPT_INACTIVE, OPT_HELP };
+  enum {
+    OPT_CONTROL = 256,
+    OPT_FORCE,
+    OPT_PASS,
+    OPT_INACTIVE,
+    OPT_HELP,
+    OPT_SLOT,
+    OPT_PBKDF,
+    OPT_NUM /* + index into num_opts */
+  };
   static const struct option opts[] = {
     { "control", required_argument, NULL, OPT_CONTROL },
     { "force", no_argument, NULL, OPT_FORCE },
     { "passphrase-stdin", no_argument, NULL, OPT_PASS },
     { "inactive", no_argument, NULL, OPT_INACTIVE },
     { "help", no_argument, NULL, OPT_HELP },
+    { "key-slot", required_argument, NULL, OPT_SLOT },
+    { "pbkdf", required_argument, NULL, OPT_PBKDF },
+    { "pbkdf-memory", required_argument, NULL, OPT_NUM + 0 },
+    { "pbkdf-parallel", required_argument, NULL, OPT_NUM + 1 },
+    { "iter-time", required_argument, NULL, OPT_NUM + 2 },
+    { "pbkdf-force-iterations", required_argument, NULL, OPT_NUM + 3 },
     { NULL, 0, NULL, 0 },
   };
+  bool key_slot = false;
   int c;
 
   optind = 1;
@@ -73,7 +118,17 @@ parse_args (int argc, char **argv, struct ctl_args *a)
     case OPT_PASS: a->passphrase_stdin = true; break;
     case OPT_INACTIVE: a->inactive = true; break;
     case OPT_HELP: ctl_usage (); return 2;
-    default: return ctl_usage ();
+    case OPT_SLOT: a->slot = optarg, key_slot = true; break;
+    case OPT_PBKDF: a->pbkdf = optarg; break;
+    default:
+      if (c < OPT_NUM || c >= OPT_NUM + 4)
+        return ctl_usage ();
+      if (!is_number (optarg)) {
+        fprintf (stderr, "luks-nbd ctl: --%s takes a number, not '%s'\n",
+                 num_opts[c - OPT_NUM][0], optarg);
+        return 2;
+      }
+      a->num[c - OPT_NUM] = optarg;
     }
   }
   if (optind < argc)
@@ -83,6 +138,10 @@ parse_args (int argc, char **argv, struct ctl_args *a)
   bool resize = a->cmd && !strcmp (a->cmd, "export-resize");
   if (resize && optind < argc)
     a->size = argv[optind++];
+  bool two = a->cmd && (!strcmp (a->cmd, "keyslot-remove") ||
+                        !strcmp (a->cmd, "keyslot-change"));
+  if (two && optind < argc && !key_slot)
+    a->slot = argv[optind++];
   if (!a->path) {
     fprintf (stderr, "luks-nbd ctl: --control PATH is required\n");
     return ctl_usage ();
@@ -96,11 +155,24 @@ parse_args (int argc, char **argv, struct ctl_args *a)
   bool add = !strcmp (a->cmd, "export-add");
   bool list =
     !strcmp (a->cmd, "export-list") || !strcmp (a->cmd, "query-stats");
+  bool ks_list = !strcmp (a->cmd, "keyslot-list");
+  bool ks_add = !strcmp (a->cmd, "keyslot-add");
+  bool ks_remove = !strcmp (a->cmd, "keyslot-remove");
+  bool ks_new = ks_add || !strcmp (a->cmd, "keyslot-change");
+  bool kdf = a->pbkdf || a->num[0] || a->num[1] || a->num[2] || a->num[3];
+  if (ks_list || ks_remove || ks_new) {
+    if (!a->arg || (two && !a->slot) || (key_slot && !ks_add) ||
+        (a->slot && !is_number (a->slot)) || (a->force && !ks_remove) ||
+        (kdf && !ks_new) || (ks_new && !a->passphrase_stdin) ||
+        (a->passphrase_stdin && !ks_new) || a->inactive)
+      return ctl_usage ();
+    return 0;
+  }
   if ((!remove && !add && !list && !resize) ||
       ((remove || add || resize) && !a->arg) || (resize && !a->size) ||
       (list && a->arg) ||
       (a->force && strcmp (a->cmd, "export-remove") && !resize) ||
-      ((a->passphrase_stdin || a->inactive) && !add))
+      ((a->passphrase_stdin || a->inactive) && !add) || a->slot || kdf)
     return ctl_usage ();
   return 0;
 }
@@ -190,11 +262,29 @@ build_request (const struct ctl_args *a, char *line, size_t cap, size_t *len)
     ok = ok && line_add (line, cap, len, num, NULL, 0);
     if (a->force)
       ok = ok && line_add (line, cap, len, ",\"force\":true", NULL, 0);
+  } else if (!strncmp (a->cmd, "keyslot-", 8)) {
+    ok = ok && line_add (line, cap, len, ",\"name\":", a->arg, strlen (a->arg));
+    if (a->slot)
+      ok = ok && line_add (line, cap, len, ",\"slot\":", NULL, 0) &&
+           line_add (line, cap, len, a->slot, NULL, 0);
+    if (a->force)
+      ok = ok && line_add (line, cap, len, ",\"force\":true", NULL, 0);
+    if (a->pbkdf)
+      ok = ok && line_add (line, cap, len, ",\"pbkdf\":", a->pbkdf,
+                           strlen (a->pbkdf));
+    for (int i = 0; i < 4; i++)
+      if (a->num[i]) {
+        char key[40];
+        snprintf (key, sizeof key, ",\"%s\":", num_opts[i][1]);
+        ok = ok && line_add (line, cap, len, key, NULL, 0) &&
+             line_add (line, cap, len, a->num[i], NULL, 0);
+      }
   } else if (strcmp (a->cmd, "export-add") && a->arg) { /* NAME */
     ok = ok && line_add (line, cap, len, ",\"name\":", a->arg, strlen (a->arg));
     if (a->force)
       ok = ok && line_add (line, cap, len, ",\"force\":true", NULL, 0);
-  } else if (!strcmp (a->cmd, "export-add")) {
+  }
+  if (!strcmp (a->cmd, "export-add")) {
     char *spec;
     int rc = spec_absolute (a->arg, &spec);
     if (rc)
@@ -206,20 +296,19 @@ build_request (const struct ctl_args *a, char *line, size_t cap, size_t *len)
       (*len)--;
       ok = line_add (line, cap, len, ",active=off\"", NULL, 0);
     }
-    if (a->passphrase_stdin) {
-      ssize_t n = read_passphrase (pass, sizeof pass);
-      if (n < 0) {
-        explicit_bzero (pass, sizeof pass);
-        fprintf (stderr,
-                 "luks-nbd ctl: cannot read the passphrase from stdin (at "
-                 "most %d bytes)\n",
-                 CONTROL_PASSPHRASE_MAX);
-        return 1;
-      }
-      ok =
-        ok && line_add (line, cap, len, ",\"passphrase\":", pass, (size_t) n);
+  }
+  if (a->passphrase_stdin) {
+    ssize_t n = read_passphrase (pass, sizeof pass);
+    if (n < 0) {
       explicit_bzero (pass, sizeof pass);
+      fprintf (stderr,
+               "luks-nbd ctl: cannot read the passphrase from stdin (at "
+               "most %d bytes)\n",
+               CONTROL_PASSPHRASE_MAX);
+      return 1;
     }
+    ok = ok && line_add (line, cap, len, ",\"passphrase\":", pass, (size_t) n);
+    explicit_bzero (pass, sizeof pass);
   }
   if (!(ok && line_add (line, cap, len, "}\n", NULL, 0))) {
     fprintf (stderr, "luks-nbd ctl: the request is longer than %d bytes\n",

@@ -13,7 +13,11 @@
  * events), and once the file has been quiet for SETTLE_MS the header is
  * re-read in the pool and checked against the export's own key: the log
  * then says whether it still vouches for it (an added passphrase) or not
- * (a re-encryption: writes would corrupt the volume). */
+ * (a re-encryption: writes would corrupt the volume).  Our own keyslot
+ * edits (control_keyslots.c) are announced: their events, while the edit
+ * runs and for SETTLE_MS after (the loop may see the events after the
+ * edit's end), drop the kept keys as any change does but are not
+ * warned about as someone else's. */
 #include <config.h>
 
 #include <errno.h>
@@ -48,6 +52,9 @@ struct header_watch {
   bool told_change, told_rename;
   struct header_check *check; /* in flight, or NULL */
   bool recheck;               /* events came while it ran */
+  unsigned own_edits;         /* our keyslot edits running */
+  uint64_t own_until;         /* uv_now: events before this are ours */
+  bool own_change;            /* the change to re-check was ours */
 };
 
 static struct header_watch *watches;
@@ -71,8 +78,16 @@ check_done (uv_work_t *req, int status)
   struct header_check *c = req->data;
   struct export *e = c->e;
 
+  bool own = c->w && c->w->own_change;
+
+  if (c->w)
+    c->w->own_change = false;
   if (status < 0)
     ; /* cancelled at shutdown */
+  else if (c->r == 0 && own)
+    log_info ("export '%s': header %s, re-read after our own keyslot edit, "
+              "vouches for the key this export serves with",
+              e->name, e->spec.header);
   else if (c->r == 0)
     log_info ("export '%s': header %s, re-read after the change, still "
               "vouches for the key this export serves with",
@@ -136,7 +151,10 @@ on_header_event (uv_fs_event_t *h, const char *file, int events, int status)
   }
   /* On every event: a key kept after the last one may be stale again. */
   size_t dropped = node_stack_forget_header (w->path);
-  if ((events & UV_RENAME) && !w->told_rename) {
+  bool own = w->own_edits > 0 || uv_now (h->loop) <= w->own_until;
+  if (own && (events & UV_CHANGE))
+    w->own_change = true;
+  else if ((events & UV_RENAME) && !w->told_rename) {
     w->told_rename = true;
     log_warning ("export '%s': header %s was renamed or removed; serving on "
                  "with the key unlocked at start; its kept key is no longer "
@@ -220,6 +238,21 @@ header_watch_stop (const char *export_name)
       close_watch (w);
     } else
       p = &(*p)->next;
+}
+
+void
+header_watch_own_edit (const char *path, bool begin)
+{
+  for (struct header_watch *w = watches; w; w = w->next) {
+    if (strcmp (w->path, path) != 0)
+      continue;
+    if (begin)
+      w->own_edits++;
+    else {
+      w->own_edits--;
+      w->own_until = uv_now (w->handle.loop) + SETTLE_MS;
+    }
+  }
 }
 
 void

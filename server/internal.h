@@ -110,6 +110,10 @@ int export_set_active (struct export *e, bool active,
 void header_watch_start (uv_loop_t *loop, const struct export *e);
 void header_watch_stop (const char *export_name);
 void header_watch_stop_all (void);
+/* Our own keyslot edit of the header file at path begins (true) or has
+ * ended (false): its events are not someone else's edit (no warning;
+ * the settled re-check is logged as ours). */
+void header_watch_own_edit (const char *path, bool begin);
 
 /* lines.c: calls fn for each line of a file (newline stripped, NUL
  * terminated); stops at fn's first error.  Messages name option and path. */
@@ -293,6 +297,24 @@ int control_listen (uv_loop_t *loop, const char *path);
 int control_open_fd (uv_loop_t *loop, int fd);
 void control_close (void);                  /* the listener and every client */
 int control_client (int argc, char **argv); /* luks-nbd ctl ... */
+
+/* control.c, for the commands in other files: a client holds a
+ * reference per command running off the loop; replies are sent on the
+ * loop. */
+struct ctl_conn;
+void ctl_conn_hold (struct ctl_conn *cc);
+void ctl_conn_release (struct ctl_conn *cc);
+struct json_object;
+struct json_object *ctl_ok (void);
+void ctl_send (struct ctl_conn *cc, struct json_object *obj);
+void ctl_send_error (struct ctl_conn *cc, const char *msg);
+
+/* control_keyslots.c: keyslot-list, -add, -remove, -change. */
+struct ctl_request;
+int ctl_cmd_keyslot_list (struct ctl_conn *cc, const struct ctl_request *req);
+int ctl_cmd_keyslot_add (struct ctl_conn *cc, const struct ctl_request *req);
+int ctl_cmd_keyslot_remove (struct ctl_conn *cc, const struct ctl_request *req);
+int ctl_cmd_keyslot_change (struct ctl_conn *cc, const struct ctl_request *req);
 
 /* control_request.c: one request line, a flat JSON object, parsed in
  * place (strings point into the line, which the caller wipes). */

@@ -58,7 +58,10 @@ main (int argc, char **argv)
     perror (argv[2]);
     return 1;
   }
-  src = (struct luks_source){ file_read, &hfd, (uint64_t) st.st_size, argv[2] };
+  src = (struct luks_source){ .read = file_read,
+                              .opaque = &hfd,
+                              .size = (uint64_t) st.st_size,
+                              .name = argv[2] };
   if (luks_header_open (&src, &hdr) < 0)
     die ("open");
   luks_header_info (hdr, &info);

@@ -427,7 +427,9 @@ luks2_binary_edit (struct image *img, const char *name)
 static int
 try_open (struct image *img, struct luks_header **hdr)
 {
-  struct luks_source src = { mem_read, img, img->len, "hdr" };
+  struct luks_source src = {
+    .read = mem_read, .opaque = img, .size = img->len, .name = "hdr"
+  };
   error_clear ();
   return luks_header_open (&src, hdr);
 }
