@@ -185,30 +185,6 @@ ctl_ok (void)
   return o;
 }
 
-void
-ctl_send (struct ctl_conn *cc, json_object *obj)
-{
-  ctl_reply (cc, obj);
-}
-
-void
-ctl_send_error (struct ctl_conn *cc, const char *msg)
-{
-  ctl_error (cc, msg);
-}
-
-void
-ctl_hold (struct ctl_conn *cc)
-{
-  cc->refs++;
-}
-
-void
-ctl_release (struct ctl_conn *cc)
-{
-  ctl_unref (cc);
-}
-
 /* The --export syntax from JSON members: every member but cmd and
  * passphrase is an export key with a string value. */
 static int
@@ -492,14 +468,14 @@ change_done (void *arg, int r, const char *msg)
     char line[1200];
     snprintf (line, sizeof line, "%s: %s",
               ch->active ? "export-activate" : "export-inactivate", msg);
-    ctl_error (ch->cc, line);
+    ctl_send_error (ch->cc, line);
   } else {
     json_object *o = ctl_ok ();
     json_object_object_add (o, "name", json_object_new_string (ch->name));
     json_object_object_add (o, "active", json_object_new_boolean (ch->active));
-    ctl_reply (ch->cc, o);
+    ctl_send (ch->cc, o);
   }
-  ctl_unref (ch->cc);
+  ctl_conn_release (ch->cc);
   free (ch->name);
   free (ch);
 }
@@ -529,7 +505,7 @@ change_active (struct ctl_conn *cc, const struct ctl_request *req, bool active)
     free (ch);
     return r;
   }
-  cc->refs++;
+  ctl_conn_hold (cc);
   return 0;
 }
 

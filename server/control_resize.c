@@ -111,7 +111,7 @@ after_resize (uv_work_t *w, int status)
     ctl_send (z->cc, o);
   }
   export_unref (e);
-  ctl_release (z->cc);
+  ctl_conn_release (z->cc);
   free (z);
 }
 
@@ -205,6 +205,6 @@ ctl_export_resize (struct ctl_conn *cc, const struct ctl_request *req)
   }
   e->resizing = true;
   export_ref (e);
-  ctl_hold (cc);
+  ctl_conn_hold (cc);
   return 0;
 }

@@ -347,13 +347,6 @@ size_t ctl_json_string (char *out, size_t cap, const char *s, size_t len);
 struct ctl_conn;
 int ctl_export_resize (struct ctl_conn *cc, const struct ctl_request *req);
 int ctl_parse_size (const char *text, uint64_t *out);
-/* control.c, for the commands in other files: replies, and a reference
- * that keeps a client's struct alive until a deferred reply is sent. */
-struct json_object;
-void ctl_send (struct ctl_conn *cc, struct json_object *obj);
-void ctl_send_error (struct ctl_conn *cc, const char *msg);
-void ctl_hold (struct ctl_conn *cc);
-void ctl_release (struct ctl_conn *cc);
 
 /* systemd.c */
 int systemd_listen_fds (void); /* sockets passed to us, or 0 */
