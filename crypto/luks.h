@@ -149,5 +149,9 @@ int luks_keyslot_remove (const struct luks_header *hdr, int slot, bool force);
 /* Secure buffers for passphrases read by the layer above. */
 void *luks_secret_alloc (size_t n);
 void luks_secret_free (void *p, size_t n);
+/* Locks the secure memory that holds keys and secrets again, in a process
+ * forked after they were made (mlock does not survive fork): 0 or -errno
+ * with a message. */
+int luks_secret_relock (void);
 
 #endif

@@ -4,7 +4,10 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <gcrypt.h>
 
@@ -23,6 +26,9 @@ enum { SECMEM_POOL_BYTES = 1024 * 1024, SECMEM_EXPAND_BYTES = 9 * 1024 * 1024 };
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_result;
+/* The first allocation from the primary pool, freed at once: its page is
+ * the start of the pool libgcrypt mapped (secmem_relock). */
+static uintptr_t pool_first;
 
 static void
 do_init (void)
@@ -44,6 +50,9 @@ do_init (void)
       error_set (-ENOMEM, "cannot initialise libgcrypt secure memory");
     return;
   }
+  void *first = gcry_malloc_secure (1);
+  pool_first = (uintptr_t) first;
+  gcry_free (first);
   gcry_control (GCRYCTL_RESUME_SECMEM_WARN);
   gcry_control (GCRYCTL_INITIALIZATION_FINISHED, 0);
   init_result = 0;
@@ -54,6 +63,25 @@ secmem_init (void)
 {
   pthread_once (&init_once, do_init);
   return init_result;
+}
+
+/* libgcrypt mmaps the primary pool page-aligned, SECMEM_POOL_BYTES (a
+ * multiple of the page size) long, and hands out its first block a block
+ * header past its start. */
+int
+secmem_relock (void)
+{
+  uintptr_t page = (uintptr_t) sysconf (_SC_PAGESIZE);
+  uintptr_t start = pool_first / page * page;
+
+  if (!pool_first)
+    return error_set (-EINVAL, "libgcrypt's secure memory is not set up");
+  if (mlock ((void *) start, SECMEM_POOL_BYTES) != 0)
+    return error_set (-errno,
+                      "cannot lock libgcrypt's secure memory (%d KiB): %s "
+                      "(raise RLIMIT_MEMLOCK, e.g. ulimit -l or LimitMEMLOCK=)",
+                      SECMEM_POOL_BYTES / 1024, strerror (errno));
+  return 0;
 }
 
 void *

@@ -10,6 +10,11 @@
  * thread-safe).  Returns 0 or -errno with a message. */
 int secmem_init (void);
 
+/* Locks the primary pool's pages (again): mlock does not survive
+ * fork(2), so a child that keeps the parent's secrets calls this.  0, or
+ * -errno with a message if they cannot be locked. */
+int secmem_relock (void);
+
 /* Zeroed secure allocation; NULL (with a message) if the pool is full. */
 void *secmem_alloc (size_t n);
 

@@ -221,3 +221,9 @@ luks_secret_free (void *p, size_t n)
 {
   secmem_free (p, n);
 }
+
+int
+luks_secret_relock (void)
+{
+  return secmem_relock ();
+}

@@ -386,6 +386,22 @@ node_luks_header_uuid (struct node *header, const char *label, char *uuid,
 }
 
 int
+node_luks_header_unlock (struct node *header, const char *label,
+                         const void *pass, size_t passlen, int keyslot,
+                         struct luks_volume **out)
+{
+  struct luks_source src = { header_read, header, header->size, label };
+  struct luks_header *hdr;
+  int r = luks_header_open (&src, &hdr);
+
+  if (r < 0)
+    return r;
+  r = luks_unlock (hdr, pass, passlen, keyslot, out);
+  luks_header_free (hdr);
+  return r;
+}
+
+int
 node_luks_read_ciphertext (struct node *n, void *buf, uint64_t count,
                            uint64_t offset)
 {

@@ -281,6 +281,12 @@ int node_luks_check_plaintext (struct node *luks, const char *payload,
 int node_luks_header_uuid (struct node *header, const char *label, char *uuid,
                            size_t len);
 
+/* Reads the LUKS header on `header` and unlocks it (the KDF runs, every
+ * refusal of node_luks_open's header applies) before any payload exists:
+ * the key is then offered to node_luks_open as `shared`. */
+int node_luks_header_unlock (struct node *header, const char *label,
+                             const void *pass, size_t passlen, int keyslot,
+                             struct luks_volume **out);
 /* Messages a node wants logged once at open (e.g. a bad header copy). */
 const char *node_luks_warning (const struct node *luks);
 void node_luks_set_warning (struct node *luks, const char *fmt, ...)

@@ -2,15 +2,21 @@
  * filter: the plugin below holds the ciphertext (and the header, unless
  * header= names a file), clients see the plaintext.
  *
- * The volume is unlocked once, in .after_fork (in the process that serves,
- * so the key's secure memory stays locked: mlock does not survive fork),
- * through a context of the plugin's own opened for that; every connection
- * then shares the one luks node and its key.  Requests reach the plugin
- * through their own connection's context (next-node.h). */
+ * A header file is unlocked in .get_ready, before nbdkit forks (into the
+ * background, or for --run), so that a wrong passphrase or a refused
+ * header is nbdkit's exit status in every mode.  mlock does not survive
+ * fork, so .after_fork locks the secure memory again in the process that
+ * serves, then makes the luks node through a context of the plugin's own
+ * opened for that, offered the key unlocked before (no second KDF).  An
+ * attached header, read through the plugin (which may open only after its
+ * own .after_fork), is unlocked there.  Every connection then shares the
+ * one luks node and its key.  Requests reach the plugin through their own
+ * connection's context (next-node.h). */
 #include <config.h>
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +40,14 @@ static char *key_file;        /* key-file=FILE: exact bytes */
 static char *typed;           /* passphrase=- or -FD, read by nbdkit */
 static int key_slot = -1;
 
+/* From .get_ready to .after_fork: the passphrase (secure memory), the key
+ * unlocked from a header file, and whether the secure pool could be
+ * locked before the fork (so must be again after it). */
+static char *pass;
+static size_t passlen, passalloc;
+static struct luks_volume *early;
+static bool pool_locked;
+
 /* Set in .after_fork, read by every connection, closed in .cleanup. */
 static struct node *volume;
 static uint64_t payload_size; /* the plugin's size at unlock */
@@ -50,8 +64,18 @@ forget_typed (void)
 }
 
 static void
+forget_pass (void)
+{
+  luks_secret_free (pass, passalloc);
+  pass = NULL;
+  luks_volume_free (early);
+  early = NULL;
+}
+
+static void
 luksnbd_unload (void)
 {
+  forget_pass ();
   forget_typed ();
   free (header_path);
   free (passphrase_file);
@@ -152,21 +176,22 @@ luksnbd_thread_model (void)
 
 /* The passphrase in secure memory (initialised in this process first). */
 static int
-read_secret (char **pass, size_t *len, size_t *alloc)
+read_secret (void)
 {
   int r = luks_init ();
 
   if (r < 0)
     return r;
   if (key_file)
-    return keyfile_read (key_file, NULL, false, pass, len, alloc);
+    return keyfile_read (key_file, NULL, false, &pass, &passlen, &passalloc);
   if (passphrase_file)
-    return keyfile_read (passphrase_file, NULL, true, pass, len, alloc);
-  *len = strlen (typed);
-  *alloc = *len + 1;
-  *pass = keyfile_secret_copy (typed, *len);
+    return keyfile_read (passphrase_file, NULL, true, &pass, &passlen,
+                         &passalloc);
+  passlen = strlen (typed);
+  passalloc = passlen + 1;
+  pass = keyfile_secret_copy (typed, passlen);
   forget_typed ();
-  return *pass ? 0 : error_set (-ENOMEM, "out of secure memory");
+  return pass ? 0 : error_set (-ENOMEM, "out of secure memory");
 }
 
 static int
@@ -182,7 +207,7 @@ open_header (struct node *payload, struct node **header)
 
 /* The luks node over the plugin context `ctx`, which is entered. */
 static int
-unlock (nbdkit_next *ctx, const char *pass, size_t passlen)
+unlock (nbdkit_next *ctx)
 {
   struct node *payload = NULL, *header = NULL;
   int64_t size = ctx->get_size (ctx);
@@ -197,7 +222,7 @@ unlock (nbdkit_next *ctx, const char *pass, size_t passlen)
   if (r == 0)
     r =
       node_luks_open (payload, header, pass, passlen, key_slot,
-                      header_path ? header_path : "the plugin", NULL, &volume);
+                      header_path ? header_path : "the plugin", early, &volume);
   if (r == 0) {
     const char *w = node_luks_warning (volume);
     if (w)
@@ -220,42 +245,84 @@ log_hook (const char *fmt, ...)
   va_end (ap);
 }
 
+/* A header file (not an NBD URI: no connection is carried over a fork)
+ * is checked and unlocked now, before nbdkit forks. */
 static int
-luksnbd_after_fork (nbdkit_backend *backend)
+unlock_early (void)
 {
-  char *pass = NULL;
-  size_t passlen = 0, alloc = 0;
-  nbdkit_next *ctx;
+  struct node *header;
+  int r;
+
+  if (!header_path || node_is_uri (header_path))
+    return 0;
+  r = node_file_open (header_path, true, &header);
+  if (r == 0) {
+    r = node_luks_header_unlock (header, header_path, pass, passlen, key_slot,
+                                 &early);
+    node_close (header);
+  }
+  return r;
+}
+
+static int
+luksnbd_get_ready (int thread_model)
+{
   int r;
 
   node_set_log_hook (log_hook);
-  r = read_secret (&pass, &passlen, &alloc);
+  r = read_secret ();
+  if (r == 0)
+    r = unlock_early ();
   if (r < 0) {
     nbdkit_error ("%s", error_message ());
+    forget_pass ();
+    return -1;
+  }
+  /* libgcrypt locked its pool if it could (RLIMIT_MEMLOCK); if it could
+   * not, the serving process cannot either, and runs as the daemon does
+   * then: secrets kept apart and wiped, not locked. */
+  pool_locked = luks_secret_relock () == 0;
+  if (!pool_locked)
+    nbdkit_debug ("luksnbd: %s", error_message ());
+  return 0;
+}
+
+static int
+luksnbd_after_fork (nbdkit_backend *backend)
+{
+  nbdkit_next *ctx;
+  int r;
+
+  /* The key and passphrase are in the pool: lock it before anything. */
+  if (pool_locked && luks_secret_relock () < 0) {
+    nbdkit_error ("luksnbd: after nbdkit forked: %s", error_message ());
+    forget_pass ();
     return -1;
   }
   /* Shared: outside any connection, read-only (the header and the size
    * are all it reads), closed once the key is unlocked. */
   ctx = nbdkit_next_context_open (backend, 1, "", 1);
   if (!ctx || ctx->prepare (ctx) == -1) {
-    luks_secret_free (pass, alloc);
+    forget_pass ();
     if (ctx)
       nbdkit_next_context_close (ctx);
     nbdkit_error ("luksnbd: could not open the plugin to unlock the volume");
     return -1;
   }
   next_node_enter (ctx);
-  r = unlock (ctx, pass, passlen);
+  r = unlock (ctx);
   next_node_enter (NULL);
-  luks_secret_free (pass, alloc);
+  forget_pass ();
   ctx->finalize (ctx);
   nbdkit_next_context_close (ctx);
   if (r < 0) {
     nbdkit_error ("%s", error_message ());
     return -1;
   }
-  nbdkit_debug ("luksnbd: unlocked %s: %llu bytes of plaintext", volume->label,
-                (unsigned long long) volume->size);
+  nbdkit_debug ("luksnbd: unlocked %s: %llu bytes of plaintext%s",
+                volume->label, (unsigned long long) volume->size,
+                node_luks_key_shared (volume) ? " (key unlocked before fork)"
+                                              : "");
   return 0;
 }
 
@@ -462,6 +529,7 @@ static struct nbdkit_filter filter = {
   .config_complete = luksnbd_config_complete,
   .config_help = luksnbd_config_help,
   .thread_model = luksnbd_thread_model,
+  .get_ready = luksnbd_get_ready,
   .after_fork = luksnbd_after_fork,
   .cleanup = luksnbd_cleanup,
   .open = luksnbd_open,

@@ -5,7 +5,8 @@
 # is cryptsetup's plaintext, what it writes (nbdcopy, nbdsh, unaligned too)
 # cryptsetup decrypts; nbdkit's own luks filter reads what it wrote on a
 # LUKS1 volume and the reverse; holes stay holes; a wrong passphrase or a
-# volume the daemon refuses fails at load with the daemon's message.
+# volume the daemon refuses fails at load with the daemon's message: with a
+# header file before nbdkit forks, so also in the background and --run.
 . "$(dirname "$0")/lib.sh"
 need nbdkit cryptsetup nbdcopy nbdsh nbdinfo qemu-nbd qemu-img cmp python3
 FILTER=$top_builddir/nbdkit/nbdkit-luksnbd-filter.so
@@ -214,6 +215,48 @@ check_fails_with "a wrong passphrase fails at load (foreground), naming the head
   header="$TMP/v1.hdr" passphrase=+"$TMP/wrong.key"
 check "nothing is served after a wrong passphrase" \
   not nbdinfo --size "nbd+unix:///?socket=$TMP/w.sock"
+# nbdkit forks (into the background, or for --run) before the filter's
+# .after_fork: a header file is unlocked before that, so a wrong
+# passphrase is nbdkit's own exit status in every mode.
+check_fails_with "a wrong passphrase fails at load in the background (header file)" \
+  "no key slot in $TMP/v1.hdr accepts this passphrase" \
+  timeout 120 nbdkit -U "$TMP/bg.sock" -P "$TMP/bg.pid" --filter="$FILTER" \
+  file "$TMP/v1.payload" header="$TMP/v1.hdr" passphrase=+"$TMP/wrong.key"
+check "nothing is served in the background after a wrong passphrase" \
+  not nbdinfo --size "nbd+unix:///?socket=$TMP/bg.sock"
+rc=0
+timeout 30 nbdkit -U - --filter="$FILTER" file "$TMP/v1.payload" \
+  header="$TMP/v1.hdr" passphrase=+"$TMP/wrong.key" \
+  --run 'nbdinfo --size "$uri"' > /dev/null 2> "$TMP/run.err" || rc=$?
+check "a wrong passphrase with --run fails at once, not at the 30 s timeout (exit $rc)" \
+  test "$rc" -ne 0 -a "$rc" -ne 124
+check "... with the reason on stderr" \
+  grep -qF "no key slot in $TMP/v1.hdr accepts this passphrase" "$TMP/run.err"
+# The right passphrase in the background: it serves, the key unlocked
+# before the fork is the one served (no second KDF), and the serving
+# process has the secure memory locked again (mlock is not inherited).
+nbdkit -v -U "$TMP/bg2.sock" -P "$TMP/bg2.pid" --filter="$FILTER" \
+  file "$TMP/v1.payload" header="$TMP/v1.hdr" passphrase=+"$TMP/v1.key" \
+  2> "$TMP/bg.log"
+rc=$?
+cleanup_hooks="$cleanup_hooks [ -s $TMP/bg2.pid ] && kill \$(cat $TMP/bg2.pid) 2>/dev/null;"
+check "the right passphrase in the background: nbdkit starts (exit $rc)" test "$rc" -eq 0
+for _ in $(seq 100); do [ -S "$TMP/bg2.sock" ] && [ -s "$TMP/bg2.pid" ] && break; sleep 0.1; done
+check "... and serves the volume (8 MiB)" \
+  test "$(nbdinfo --size "nbd+unix:///?socket=$TMP/bg2.sock")" = 8388608
+check "... with the key unlocked before the fork (one KDF run)" \
+  grep -q "unlocked luks(the plugin): .* (key unlocked before fork)" "$TMP/bg.log"
+locked=$(sed -nE 's/^VmLck:\s+([0-9]+) kB$/\1/p' "/proc/$(cat "$TMP/bg2.pid")/status")
+# libgcrypt's 1 MiB pool is locked when RLIMIT_MEMLOCK allows (root may
+# always); else it is not, in nbdkit's process or in the daemon.
+if [ "$(id -u)" = 0 ] || [ "$(ulimit -l)" = unlimited ] || [ "$(ulimit -l)" -ge 2048 ]; then
+  check "... and its secure memory locked in the serving process (VmLck ${locked:-?} kB >= 1024)" \
+    test "${locked:-0}" -ge 1024
+else
+  check "... and (RLIMIT_MEMLOCK $(ulimit -l) KiB) serving without locked memory" \
+    test "${locked:-0}" -eq 0
+fi
+kill "$(cat "$TMP/bg2.pid")"
 check_fails_with "a wrong passphrase fails at load (attached header, read through the plugin)" \
   "no key slot in the plugin accepts this passphrase" \
   timeout 120 nbdkit -f -U "$TMP/w3.sock" --filter="$FILTER" file "$TMP/v3.img" \
