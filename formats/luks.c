@@ -390,7 +390,9 @@ node_luks_header_unlock (struct node *header, const char *label,
                          const void *pass, size_t passlen, int keyslot,
                          struct luks_volume **out)
 {
-  struct luks_source src = { header_read, header, header->size, label };
+  struct luks_source src = {
+    .read = header_read, .opaque = header, .size = header->size, .name = label
+  };
   struct luks_header *hdr;
   int r = luks_header_open (&src, &hdr);
 
