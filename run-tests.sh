@@ -51,7 +51,9 @@ tests="tests/test-server-protocol-edges.sh tests/test-server-write-roundtrip.sh
   tests/test-server-client-budgets.sh tests/test-server-sigterm-idle-clients.sh
   tests/test-nbd-payload-reconnect.sh tests/test-shared-key-never-stale.sh
   tests/test-qcow2-discard.sh tests/test-zeroes-bounded-work.sh
-  tests/test-server-total-memory-bound.sh tests/test-control-slow-unlock.sh" \
+  tests/test-server-total-memory-bound.sh tests/test-control-slow-unlock.sh
+  tests/test-export-resize.sh tests/test-export-inactive.sh
+  tests/test-keyslots-live.sh tests/test-read-page-cache.sh" \
 tsan="halt_on_error=1:exitcode=66:second_deadlock_stack=1" \
   run_suite build-tsan --enable-sanitizers=thread
 # valgrind memcheck on the daemon (tests/lib.sh runs it under
