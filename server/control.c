@@ -438,6 +438,7 @@ cmd_export_remove (struct ctl_conn *cc, const struct ctl_request *req)
   log_info ("control: export '%s' removed", e->name);
   ctl_reply (cc, o);
   header_watch_stop (e->name);
+  keystore_forget (e->name);
   exports_remove (e);
   return 0;
 }
