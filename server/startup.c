@@ -7,14 +7,18 @@
  * clients that asked for it meanwhile (handshake.c waits for an export
  * still unlocking rather than refusing it).  Once every export is open
  * or has failed, done() runs on the loop: READY=1 keeps its meaning.
+ * Exports naming the same header file unlock one after the other on one
+ * thread, so that the first's key is shared with the rest (stack.c)
+ * rather than every one running the same KDF at once.
  *
- * Threads: `queue`, `next`, `finished` and `stop` are under `lock`; the
- * loop alone touches the registry. */
+ * Threads: `taken`, `opened`, `failed`, `busy` and `stop`
+ * are under `lock`; the loop alone touches the registry. */
 #include <config.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -26,13 +30,15 @@
 
 struct pending {
   struct export *e;
+  size_t group;        /* the first entry with the same header file */
+  bool taken;          /* by an unlock thread */
   bool opened, failed; /* by the unlock thread */
   bool settled;        /* by the loop: served or freed */
   char error[1024];
 };
 
 static struct pending *queue;
-static size_t n_queue, next, finished, n_settled, n_failed;
+static size_t n_queue, busy, n_settled, n_failed;
 static bool stop;
 static uv_mutex_t lock;
 static uv_async_t async;
@@ -55,27 +61,69 @@ startup_pending (const char *name, size_t len)
   return false;
 }
 
+/* The next export no thread has taken, with its whole group; under
+ * the lock.  NULL when there is none (or the daemon is stopping). */
+static struct pending *
+take_group (size_t *group)
+{
+  for (size_t i = 0; i < n_queue && !stop; i++)
+    if (!queue[i].taken) {
+      *group = queue[i].group;
+      for (size_t j = i; j < n_queue; j++)
+        if (queue[j].group == *group)
+          queue[j].taken = true;
+      return &queue[i];
+    }
+  return NULL;
+}
+
 static void
 unlock_thread (void *arg)
 {
-  for (;;) {
-    struct pending *p;
-    uv_mutex_lock (&lock);
-    if (stop || next == n_queue) {
+  size_t group;
+
+  uv_mutex_lock (&lock);
+  for (struct pending *p; (p = take_group (&group));) {
+    for (size_t i = (size_t) (p - queue); i < n_queue && !stop; i++) {
+      if (queue[i].group != group)
+        continue;
+      busy++;
       uv_mutex_unlock (&lock);
-      return;
+      int r = export_open (queue[i].e);
+      if (r < 0)
+        snprintf (queue[i].error, sizeof queue[i].error, "%s",
+                  error_message ());
+      uv_mutex_lock (&lock);
+      queue[i].opened = r == 0;
+      queue[i].failed = r < 0;
+      busy--;
+      uv_async_send (&async);
     }
-    p = &queue[next++];
-    uv_mutex_unlock (&lock);
-    int r = export_open (p->e);
-    if (r < 0)
-      snprintf (p->error, sizeof p->error, "%s", error_message ());
-    uv_mutex_lock (&lock);
-    p->opened = r == 0;
-    p->failed = r < 0;
-    finished++;
-    uv_mutex_unlock (&lock);
-    uv_async_send (&async);
+  }
+  uv_mutex_unlock (&lock);
+}
+
+/* Entries with the same header file (device and inode, else the same
+ * text: a URI) share a group: the index of the first of them. */
+static void
+group_by_header (void)
+{
+  for (size_t i = 0; i < n_queue; i++) {
+    const char *hi = queue[i].e->spec.header;
+    struct stat si, sj;
+    bool have_i = hi && stat (hi, &si) == 0;
+    queue[i].group = i;
+    for (size_t j = 0; hi && j < i; j++) {
+      const char *hj = queue[j].e->spec.header;
+      if (!hj || queue[j].group != j)
+        continue;
+      if (strcmp (hi, hj) == 0 ||
+          (have_i && stat (hj, &sj) == 0 && si.st_dev == sj.st_dev &&
+           si.st_ino == sj.st_ino)) {
+        queue[i].group = j;
+        break;
+      }
+    }
   }
 }
 
@@ -112,7 +160,11 @@ on_unlocked (uv_async_t *h)
   }
   if (any)
     conn_wake_awaiting (); /* served now, or gone for good */
-  if (n_settled < n_queue && !(server_stopping () && finished == next))
+  uv_mutex_lock (&lock);
+  bool idle = busy == 0;
+  uv_mutex_unlock (&lock);
+  /* Stopping: the unlocks running finish, the rest never start. */
+  if (n_settled < n_queue && !(server_stopping () && idle))
     return;
   for (unsigned i = 0; i < n_threads; i++)
     uv_thread_join (&threads[i]);
@@ -146,6 +198,7 @@ startup_unlock (uv_loop_t *loop, void (*done) (size_t failed))
     queue[i].e = exports_get (i);
   n_queue = n;
   exports_detach_all ();
+  group_by_header ();
   if ((r = uv_mutex_init (&lock)) < 0 ||
       (r = uv_async_init (loop, &async, on_unlocked)) < 0)
     return error_set (r, "start-up unlocks: %s", uv_strerror (r));
