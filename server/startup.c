@@ -49,13 +49,12 @@ static void (*done_cb) (size_t failed);
 bool
 startup_pending (const char *name, size_t len)
 {
+  if (len == 0) /* "": the first configured, if it is not served yet */
+    return n_queue > 0 && !queue[0].settled;
   for (size_t i = 0; i < n_queue; i++) {
     const char *n = queue[i].e ? queue[i].e->name : NULL;
-    if (!n)
-      continue;
-    if (len == 0) /* "": the first configured, if it is not served yet */
-      return !queue[i].settled;
-    if (!queue[i].settled && strlen (n) == len && memcmp (n, name, len) == 0)
+    if (n && !queue[i].settled && strlen (n) == len &&
+        memcmp (n, name, len) == 0)
       return true;
   }
   return false;
