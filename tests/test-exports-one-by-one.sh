@@ -38,6 +38,10 @@ timeout 120 python3 "$TMP/client.py" "$TMP/sock" fast "$TMP/fast.plain" "$TMP/fa
 check "export 'fast' serves its plaintext" grep -q '^served' "$TMP/fast.out"
 check "... while 'slow' is still unlocking (the daemon is not ready yet)" \
   not grep -q "ready: " "$TMP/log"
+timeout 60 python3 "$TMP/client.py" "$TMP/sock" "" "$TMP/fast.plain" "$TMP/default.out"
+check "the default export (\"\") is the first configured, served without waiting for the rest" \
+  grep -q '^served' "$TMP/default.out"
+check "... while 'slow' is still unlocking" not grep -q "ready: " "$TMP/log"
 timeout 60 python3 "$TMP/client.py" "$TMP/sock" nosuch "$TMP/fast.plain" "$TMP/nosuch.out"
 check "an unknown export is refused at once, not kept waiting" grep -qi '^error.*unknown\|^error.*not found\|^error.*no such' "$TMP/nosuch.out"
 wait $slow_client
