@@ -10,6 +10,7 @@ PKGS="build-essential autoconf automake pkg-config
       linux-image-amd64 busybox-static
       libuv1-dev libgcrypt20-dev libjson-c-dev libnbd-dev zlib1g-dev libzstd-dev libgnutls28-dev
       libnbd-bin python3 python3-libnbd nbdkit nbd-client cryptsetup-bin qemu-utils fio
+      qemu-system-x86
       openssl xxd clang-format valgrind iproute2 systemd util-linux-extra file groff-base
       debootstrap systemd-container"
 missing=""
