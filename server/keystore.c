@@ -78,6 +78,8 @@ keystore_adopt (const char *fdname, int fd)
 {
   struct adopted *a = calloc (1, sizeof *a);
 
+  /* Passed without it: no child (--run) may inherit a key. */
+  fcntl (fd, F_SETFD, FD_CLOEXEC);
   if (!a || !(a->fdname = strdup (fdname))) {
     free (a);
     close (fd);
