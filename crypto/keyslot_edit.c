@@ -132,9 +132,13 @@ keyslot_write_material (const struct luks_header *hdr,
   if (!derived || !material)
     goto out;
   r = kdf_derive (&ks->kdf, pass, passlen, derived, ks->derived_bytes);
+  size_t key_bytes;
+  const uint8_t *key = volume_key (vol, &key_bytes);
+  if (r == 0 && key_bytes != hdr->key_bytes)
+    r = error_set (-EINVAL, "the volume key is %zu bytes, the header's %u",
+                   key_bytes, (unsigned) hdr->key_bytes);
   if (r == 0)
-    r = af_split (ks->af_md, volume_key (vol), hdr->key_bytes, ks->stripes,
-                  material);
+    r = af_split (ks->af_md, key, key_bytes, ks->stripes, material);
   if (r == 0)
     r = cipher_ctx_new (&ks->area_cipher, derived, &ctx);
   /* As unlock.c decrypts it: 512-byte sectors from IV 0. */

@@ -80,6 +80,22 @@ int luks_unlock_reuse (const struct luks_header *hdr, const void *pass,
  * differs, or another -errno. */
 int luks_volume_check (const struct luks_header *hdr,
                        const struct luks_volume *vol);
+/* Handing an unlocked key to the next daemon (a restart or upgrade under
+ * running clients; handover.c).  The blob holds the key, the keyslot
+ * that opened it and the binding of that keyslot (a hash of the header
+ * metadata and the keyslot's bytes, no secret): secure memory only,
+ * never a file.  handover_open takes a blob only if hdr, as it is now,
+ * is byte for byte the header the key was unlocked from (metadata and
+ * keyslot) and its digest matches the key (one PBKDF2 run of the
+ * digest's cost, no keyslot KDF); else -ESTALE (or -EINVAL for a
+ * malformed blob) with a message saying which, and the caller unlocks
+ * afresh.  A volume from a blob is never shared with other exports. */
+size_t luks_volume_handover_size (const struct luks_volume *vol);
+int luks_volume_handover_write (const struct luks_volume *vol, uint8_t *out,
+                                size_t len);
+int luks_volume_handover_open (const struct luks_header *hdr,
+                               const uint8_t *blob, size_t len,
+                               struct luks_volume **out);
 /* Volumes are reference-counted: ref for each extra user, free drops one
  * (the key is wiped with the last). */
 void luks_volume_free (struct luks_volume *vol);

@@ -45,12 +45,61 @@ slot_vouch (const struct luks_header *hdr, const struct luks_keyslot *ks,
   return r;
 }
 
+/* The binding of a keyslot (volume.h): SHA-256 over the header's
+ * metadata hash, the keyslot id and the SHA-256 of its area bytes.  No
+ * secret goes in, so it is the same in every process: the next daemon
+ * checks a handed-over key against it (handover.c). */
+static int
+slot_binding (const struct luks_header *hdr, const struct luks_keyslot *ks,
+              const uint8_t *area, uint8_t out[LUKS_META_HASH_BYTES])
+{
+  enum { H = LUKS_META_HASH_BYTES };
+  uint8_t buf[2 * H + 4];
+  int r;
+
+  memcpy (buf, hdr->meta_hash, H);
+  store_be32 (buf + H, (uint32_t) ks->id);
+  r = hash_buffer (GCRY_MD_SHA256, buf + H + 4, area,
+                   luks_keyslot_material_bytes (hdr, ks));
+  if (r == 0)
+    r = hash_buffer (GCRY_MD_SHA256, out, buf, sizeof buf);
+  return r;
+}
+
+int
+volume_slot_binding (const struct luks_header *hdr, int slot,
+                     uint8_t out[LUKS_META_HASH_BYTES])
+{
+  const struct luks_keyslot *ks = NULL;
+  uint8_t *area;
+  int r;
+
+  for (int i = 0; i < hdr->nslots && !ks; i++)
+    if (hdr->slots[i].id == slot)
+      ks = &hdr->slots[i];
+  if (!ks)
+    return error_set (-ENOENT, "%s: key slot %d is not active", hdr->src.name,
+                      slot);
+  area = malloc (luks_keyslot_material_bytes (hdr, ks));
+  if (!area)
+    return error_set (-ENOMEM, "out of memory");
+  r = hdr->src.read (hdr->src.opaque, area,
+                     luks_keyslot_material_bytes (hdr, ks), ks->area_offset);
+  if (r < 0)
+    r = error_prefix (r, "%s: reading keyslot %d", hdr->src.name, ks->id);
+  else
+    r = slot_binding (hdr, ks, area, out);
+  free (area);
+  return r;
+}
+
 /* 0 and the volume key in `key` if the passphrase opens this slot, -EPERM
  * if not, another -errno on real errors. */
 static int
 try_keyslot (const struct luks_header *hdr, const struct luks_keyslot *ks,
              const void *pass, size_t passlen, uint8_t *key,
-             uint8_t vouch[LUKS_META_HASH_BYTES])
+             uint8_t vouch[LUKS_META_HASH_BYTES],
+             uint8_t binding[LUKS_META_HASH_BYTES])
 {
   size_t area_len = luks_keyslot_material_bytes (hdr, ks);
   uint8_t *derived = secmem_alloc (ks->derived_bytes);
@@ -72,6 +121,8 @@ try_keyslot (const struct luks_header *hdr, const struct luks_keyslot *ks,
   }
   /* From the very bytes that are decrypted below. */
   r = slot_vouch (hdr, ks, material, pass, passlen, vouch);
+  if (r == 0)
+    r = slot_binding (hdr, ks, material, binding);
   if (r < 0)
     goto out;
   /* Key material is always en/decrypted in 512-byte sectors from IV 0. */
@@ -109,7 +160,7 @@ luks_unlock (const struct luks_header *hdr, const void *pass, size_t passlen,
              int keyslot, struct luks_volume **out)
 {
   uint8_t *key = secmem_alloc (hdr->key_bytes);
-  uint8_t vouch[LUKS_META_HASH_BYTES];
+  uint8_t vouch[LUKS_META_HASH_BYTES], binding[LUKS_META_HASH_BYTES];
   bool found = false;
   int r = -EPERM, slot = -1;
 
@@ -127,11 +178,11 @@ luks_unlock (const struct luks_header *hdr, const void *pass, size_t passlen,
         continue; /* the named slot is tried once */
       found = true;
       slot = ks->id;
-      r = try_keyslot (hdr, ks, pass, passlen, key, vouch);
+      r = try_keyslot (hdr, ks, pass, passlen, key, vouch, binding);
     }
   }
   if (r == 0)
-    r = volume_new (hdr, key, slot, vouch, out);
+    r = volume_new (hdr, key, slot, vouch, binding, out);
   else
     secmem_free (key, hdr->key_bytes);
   secmem_wipe (vouch, sizeof vouch); /* it hashes the passphrase too */

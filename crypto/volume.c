@@ -25,14 +25,17 @@ struct luks_volume {
   uint64_t payload_offset, payload_size;
   int slot;                            /* the keyslot that opened it */
   uint8_t vouch[LUKS_META_HASH_BYTES]; /* see volume_new */
-  unsigned refs;                       /* exports sharing this key (atomic) */
-  pthread_mutex_t lock;                /* protects idle */
-  struct cipher_ctx *idle;             /* contexts not in use by any thread */
+  uint8_t binding[LUKS_META_HASH_BYTES];
+  unsigned refs;           /* exports sharing this key (atomic) */
+  pthread_mutex_t lock;    /* protects idle */
+  struct cipher_ctx *idle; /* contexts not in use by any thread */
 };
 
 int
 volume_new (const struct luks_header *hdr, uint8_t *key, int slot,
-            const uint8_t vouch[LUKS_META_HASH_BYTES], struct luks_volume **out)
+            const uint8_t vouch[LUKS_META_HASH_BYTES],
+            const uint8_t binding[LUKS_META_HASH_BYTES],
+            struct luks_volume **out)
 {
   struct luks_volume *v = calloc (1, sizeof *v);
   struct cipher_ctx *ctx;
@@ -52,7 +55,9 @@ volume_new (const struct luks_header *hdr, uint8_t *key, int slot,
   v->payload_offset = hdr->payload_offset;
   v->payload_size = hdr->payload_size;
   v->slot = slot;
-  memcpy (v->vouch, vouch, sizeof v->vouch);
+  if (vouch)
+    memcpy (v->vouch, vouch, sizeof v->vouch);
+  memcpy (v->binding, binding, sizeof v->binding);
   pthread_mutex_init (&v->lock, NULL);
   /* Key one context now, so that a key the cipher refuses fails here. */
   r = cipher_ctx_new (&v->spec, v->key, &ctx);
@@ -125,8 +130,15 @@ volume_vouch (const struct luks_volume *v)
 }
 
 const uint8_t *
-volume_key (const struct luks_volume *v)
+volume_binding (const struct luks_volume *v)
 {
+  return v->binding;
+}
+
+const uint8_t *
+volume_key (const struct luks_volume *v, size_t *bytes)
+{
+  *bytes = v->key_bytes;
   return v->key;
 }
 

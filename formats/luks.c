@@ -25,10 +25,12 @@ struct luks_node {
   struct node *payload, *header; /* the same node if attached */
   struct luks_header *hdr;
   struct luks_volume *vol;
-  uint64_t data_offset; /* bytes into payload */
-  uint32_t sector;      /* encryption sector size */
-  pthread_rwlock_t rmw; /* shared: aligned writes; exclusive: RMW */
-  bool shared_key;      /* volume key reused from another export */
+  uint64_t data_offset;       /* bytes into payload */
+  uint32_t sector;            /* encryption sector size */
+  pthread_rwlock_t rmw;       /* shared: aligned writes; exclusive: RMW */
+  bool shared_key;            /* volume key reused from another export */
+  bool handed_over;           /* volume key from the previous daemon */
+  char handover_refused[512]; /* why a handed-over key was not taken */
   char warning[512];
   char backup_uuid[64];      /* backup-header='s, once read and compared */
   char *header_label;        /* for messages */
@@ -476,10 +478,64 @@ node_luks_on_close (struct node *n, void (*fn) (void *), void *arg)
   l->on_close_arg = arg;
 }
 
+bool
+node_luks_key_handed_over (const struct node *n)
+{
+  return ((const struct luks_node *) n)->handed_over;
+}
+
+const char *
+node_luks_handover_refused (const struct node *n)
+{
+  const struct luks_node *l = (const struct luks_node *) n;
+
+  return l->handover_refused[0] ? l->handover_refused : NULL;
+}
+
+int
+node_luks_handover_blob (struct node *n, uint8_t **blob, size_t *len)
+{
+  struct luks_node *l = (struct luks_node *) n;
+  size_t size = luks_volume_handover_size (l->vol);
+  uint8_t *b = luks_secret_alloc (size);
+  int r;
+
+  if (!b)
+    return error_set (-ENOMEM, "out of secure memory");
+  r = luks_volume_handover_write (l->vol, b, size);
+  if (r < 0) {
+    luks_secret_free (b, size);
+    return r;
+  }
+  *blob = b;
+  *len = size;
+  return 0;
+}
+
+void
+node_luks_handover_free (uint8_t *blob, size_t len)
+{
+  luks_secret_free (blob, len);
+}
+
+/* A key handed over by the previous daemon, if the header takes it. */
+static void
+take_handover (struct luks_node *l, const void *blob, size_t len)
+{
+  int r = luks_volume_handover_open (l->hdr, blob, len, &l->vol);
+
+  if (r == 0)
+    l->handed_over = true;
+  else
+    snprintf (l->handover_refused, sizeof l->handover_refused, "%s",
+              error_message ());
+}
+
 int
 node_luks_open (struct node *payload, struct node *header, const void *pass,
                 size_t passlen, int keyslot, const char *header_label,
-                struct luks_volume *shared, struct node **out)
+                struct luks_volume *shared, const void *handover,
+                size_t handover_len, struct node **out)
 {
   struct luks_node *l = calloc (1, sizeof *l);
   struct luks_header_info info;
@@ -527,8 +583,11 @@ node_luks_open (struct node *payload, struct node *header, const void *pass,
   /* The header is read and checked either way; a shared key is reused
    * only if the header as it is now vouches for it (crypto/unlock.c),
    * else this is a full unlock. */
-  r = luks_unlock_reuse (l->hdr, pass, passlen, keyslot, shared, &l->vol,
-                         &l->shared_key);
+  if (handover)
+    take_handover (l, handover, handover_len);
+  if (!l->handed_over)
+    r = luks_unlock_reuse (l->hdr, pass, passlen, keyslot, shared, &l->vol,
+                           &l->shared_key);
   if (r < 0)
     goto fail;
   l->sector = info.sector_size;

@@ -199,11 +199,25 @@ int node_qcow2_open (struct node *file, uint64_t cache_bytes,
  * `header` (which may be the payload itself for an attached header).
  * Takes ownership of both children (once each if they are the same).
  * `shared` is a key unlocked before from what may be the same header:
- * only an offer, taken if the header as read now vouches for it. */
+ * only an offer, taken if the header as read now vouches for it.
+ * `handover` (may be NULL) is a key blob from the previous daemon
+ * (luks_volume_handover_open): taken if the header as it is now is the
+ * one it was unlocked from and its digest matches, else refused (see
+ * node_luks_handover_refused) and the passphrase unlocks as usual. */
 struct luks_volume;
 int node_luks_open (struct node *payload, struct node *header, const void *pass,
                     size_t passlen, int keyslot, const char *header_label,
-                    struct luks_volume *shared, struct node **out);
+                    struct luks_volume *shared, const void *handover,
+                    size_t handover_len, struct node **out);
+/* True if the node serves with the key handed over (no KDF run). */
+bool node_luks_key_handed_over (const struct node *luks);
+/* Why a handed-over key was refused, or NULL if none was or it was
+ * taken. */
+const char *node_luks_handover_refused (const struct node *luks);
+/* The node's key as a handover blob in secure memory (for the next
+ * daemon), freed with node_luks_handover_free. */
+int node_luks_handover_blob (struct node *luks, uint8_t **blob, size_t *len);
+void node_luks_handover_free (uint8_t *blob, size_t len);
 struct luks_volume *node_luks_volume (struct node *luks);
 /* True if this export reuses the key another export unlocked. */
 bool node_luks_key_shared (const struct node *luks);
@@ -311,6 +325,8 @@ struct stack_spec {
   bool inactive;              /* active=off: no lock, no writes yet */
   const char *passphrase;     /* in memory (control socket), or NULL */
   size_t passphrase_len;
+  const void *handover; /* a key blob from the previous daemon, or NULL */
+  size_t handover_len;
 };
 int node_stack_open (const struct stack_spec *spec, struct node **out,
                      const char **detected_format);

@@ -421,10 +421,13 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
     offer = can_share ? find_shared_key (&hst, spec->key_slot, fp) : NULL;
     r = node_luks_open (payload, header, pass, passlen, spec->key_slot,
                         spec->header ? spec->header : spec->payload,
-                        offer ? offer->vol : NULL, out);
+                        offer ? offer->vol : NULL, spec->handover,
+                        spec->handover_len, out);
     if (offer)
       settle_offer (offer, r, r == 0 ? *out : NULL);
-    if (r == 0 && can_share && !node_luks_key_shared (*out))
+    /* A handed-over key has no vouch to share it by. */
+    if (r == 0 && can_share && !node_luks_key_shared (*out) &&
+        !node_luks_key_handed_over (*out))
       remember_key (spec->header, &hst, spec->key_slot, fp, *out);
   }
   /* The backup header, when the header is missing or fails its checks (a
@@ -438,7 +441,7 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
     r = open_header (spec, spec->backup_header, &header);
     if (r == 0)
       r = node_luks_open (payload, header, pass, passlen, spec->key_slot,
-                          spec->backup_header, NULL, out);
+                          spec->backup_header, NULL, NULL, 0, out);
     if (r == 0)
       node_luks_set_warning (*out,
                              "header failed (%s); using the backup "

@@ -220,9 +220,9 @@ unlock (nbdkit_next *ctx)
   if (r == 0)
     r = open_header (payload, &header);
   if (r == 0)
-    r =
-      node_luks_open (payload, header, pass, passlen, key_slot,
-                      header_path ? header_path : "the plugin", early, &volume);
+    r = node_luks_open (payload, header, pass, passlen, key_slot,
+                        header_path ? header_path : "the plugin", early, NULL,
+                        0, &volume);
   if (r == 0) {
     const char *w = node_luks_warning (volume);
     if (w)

@@ -306,6 +306,8 @@ may_parse (const struct conn *c)
    * could not finish otherwise.  Its buffer is already counted. */
   if (c->pending || c->discard)
     return true;
+  if (c->awaiting_export)
+    return false;
   if (held && total_inflight >= max_inflight_total)
     return false;
   return c->state != CONN_FINISHING && c->inflight < MAX_INFLIGHT_REQUESTS &&
@@ -594,6 +596,16 @@ conn_drain_export (const struct export *e)
     }
   }
   return n;
+}
+
+void
+conn_wake_awaiting (void)
+{
+  for (struct conn *c = all_conns; c; c = c->next)
+    if (c->awaiting_export) {
+      c->awaiting_export = false;
+      conn_wake (c);
+    }
 }
 
 void

@@ -447,6 +447,7 @@ cmd_export_remove (struct ctl_conn *cc, const struct ctl_request *req)
   log_info ("control: export '%s' removed", e->name);
   ctl_send (cc, o);
   header_watch_stop (e->name);
+  keystore_forget (e->name);
   exports_remove (e);
   return 0;
 }

@@ -563,18 +563,48 @@ log_key_wiped (const char *header)
   log_info ("kept key for header %s wiped: no export uses it any more", header);
 }
 
+/* A key the previous daemon handed over (--fd-store): taken (at -v), or
+ * why not. */
+static void
+log_handover (const struct export *e)
+{
+  const char *why = node_luks_handover_refused (e->node);
+
+  if (node_luks_key_handed_over (e->node))
+    log_info ("export '%s': key handed over by the previous daemon, "
+              "verified against the header %s (no KDF run)",
+              e->name, e->spec.header ? e->spec.header : e->spec.payload);
+  else if (why)
+    log_warning ("export '%s': the handed-over key was refused (%s); "
+                 "unlocked with the passphrase instead",
+                 e->name, why);
+}
+
 int
 export_open (struct export *e)
 {
   const char *format = "raw";
+  const void *blob = NULL;
+  size_t blob_len = 0;
   int r;
 
   node_stack_on_key_wiped (log_key_wiped);
+  if (keystore_take (e->name, &blob, &blob_len) < 0)
+    log_warning ("export '%s': %s", e->name, error_message ());
+  e->spec.handover = blob;
+  e->spec.handover_len = blob_len;
   r = node_stack_open (&e->spec, &e->node, &format);
+  keystore_release (blob, blob_len);
+  e->spec.handover = NULL;
+  e->spec.handover_len = 0;
 
   if (r < 0)
     return error_prefix (r, "%s", e->label);
   e->size = e->node->size;
+  log_handover (e);
+  if (keystore_save (e->name, e->node) < 0)
+    log_warning ("export '%s': its key is not kept for a restart: %s", e->name,
+                 error_message ());
   if (node_luks_warning (e->node))
     log_warning ("export '%s': %s", e->name, node_luks_warning (e->node));
   if (node_luks_key_shared (e->node))
@@ -628,9 +658,25 @@ exports_remove (struct export *e)
     }
 }
 
+/* The export that "" names: the first configured (exports become served
+ * in the order their unlocks finish). */
+static char *default_name;
+
+int
+exports_set_default (const char *name)
+{
+  free (default_name);
+  default_name = strdup (name);
+  return default_name ? 0 : error_set (-ENOMEM, "out of memory");
+}
+
 struct export *
 exports_find (const char *name, size_t len)
 {
+  if (len == 0 && default_name)
+    for (size_t i = 0; i < n_exports; i++)
+      if (strcmp (exports[i]->name, default_name) == 0)
+        return exports[i];
   if (len == 0)
     return n_exports ? exports[0] : NULL;
   for (size_t i = 0; i < n_exports; i++)
@@ -653,6 +699,14 @@ exports_get (size_t i)
 }
 
 void
+exports_detach_all (void)
+{
+  free (exports);
+  exports = NULL;
+  n_exports = 0;
+}
+
+void
 exports_close_all (void)
 {
   for (size_t i = 0; i < n_exports; i++) {
@@ -663,4 +717,6 @@ exports_close_all (void)
   free (exports);
   exports = NULL;
   n_exports = 0;
+  free (default_name);
+  default_name = NULL;
 }

@@ -350,6 +350,30 @@ refused_without_tls (struct conn *c, uint32_t option)
   return true;
 }
 
+/* The export an option names, if it is one still unlocking at start-up:
+ * the option then waits (unparsed, the connection not read) until the
+ * export is served or has failed, bounded by the handshake timeout.  A
+ * client with a reconnect delay (qemu) so reaches its export as soon as
+ * it can, instead of an error it would have to retry. */
+static bool
+awaits_export (struct conn *c, uint32_t option, const uint8_t *data,
+               uint32_t len)
+{
+  uint32_t namelen;
+
+  switch (option) {
+  case NBD_OPT_EXPORT_NAME: return startup_pending ((const char *) data, len);
+  case NBD_OPT_INFO:
+  case NBD_OPT_GO:
+  case NBD_OPT_LIST_META_CONTEXT:
+  case NBD_OPT_SET_META_CONTEXT:
+    if (len < 4 || (namelen = load_be32 (data)) > len - 4)
+      return false; /* malformed: refused as usual */
+    return startup_pending ((const char *) data + 4, namelen);
+  default: return false;
+  }
+}
+
 static void
 handle_option (struct conn *c, uint32_t option, const uint8_t *data,
                uint32_t len)
@@ -417,6 +441,14 @@ handshake_input (struct conn *c, const uint8_t *in, size_t len)
   }
   if (len < NBD_OPTION_HEADER_SIZE + (size_t) optlen)
     return 0;
+  if (!server_stopping () && !(tls_mode () == TLS_REQUIRE && !tls_active (c)) &&
+      awaits_export (c, option, in + NBD_OPTION_HEADER_SIZE, optlen)) {
+    if (!c->awaiting_export)
+      log_info ("connection %llu: waiting for its export to be unlocked",
+                (unsigned long long) c->id);
+    c->awaiting_export = true;
+    return 0;
+  }
   handle_option (c, option, in + NBD_OPTION_HEADER_SIZE, optlen);
   return conn_closed (c) ? -1 : (ssize_t) (NBD_OPTION_HEADER_SIZE + optlen);
 }

@@ -91,6 +91,8 @@ int export_open (struct export *e);
 void export_free (struct export *e);
 int exports_add (struct export *e); /* refuses duplicate names */
 struct export *exports_find (const char *name, size_t len); /* "" = first */
+int exports_set_default (const char *name);                 /* what "" names */
+void exports_detach_all (void); /* empties the registry (startup.c) */
 size_t exports_count (void);
 struct export *exports_get (size_t i);
 void exports_close_all (void); /* flush and close */
@@ -157,6 +159,9 @@ void conn_wake (struct conn *c);
 void conn_shutdown_all (void);
 unsigned conn_drain_export (const struct export *e); /* finish its clients */
 size_t conn_count (void);
+/* Clients waiting in the handshake for an export still unlocking parse
+ * their option again (it is served now, or failed). */
+void conn_wake_awaiting (void);
 
 /* handshake.c: phases before transmission. */
 void handshake_start (struct conn *c);
@@ -240,6 +245,8 @@ struct conn {
   bool extended;        /* NBD_OPT_EXTENDED_HEADERS negotiated (implies
                          * structured): only 32-byte requests and replies */
   bool base_allocation; /* base:allocation selected (SET_META_CONTEXT) */
+  bool awaiting_export; /* an option names an export still unlocking:
+                         * parsed again once it is served (startup.c) */
   /* Handshake timeout, then (after SIGTERM) the deadline to drain. */
   uv_timer_t timer;
   uint64_t submitted;   /* bytes handed to the socket (conn_stream_write) */
@@ -349,10 +356,36 @@ int ctl_export_resize (struct ctl_conn *cc, const struct ctl_request *req);
 int ctl_parse_size (const char *text, uint64_t *out);
 
 /* systemd.c */
-int systemd_listen_fds (void); /* sockets passed to us, or 0 */
+/* fds passed to us (sockets, fd store), or 0; *names (may be NULL) is
+ * LISTEN_FDNAMES, to free. */
+int systemd_listen_fds (char **names);
 int systemd_notify (const char *state);
 void systemd_start_watchdog (uv_loop_t *loop);
 void systemd_stop_watchdog (void);
+
+/* keystore.c: volume keys kept across a restart in systemd's fd store
+ * (--fd-store).  take/save/release run on unlock threads. */
+void keystore_enable (void);
+bool keystore_is_key_fd (const char *fdname);
+void keystore_adopt (const char *fdname, int fd); /* before unlocks */
+/* 1 and the export's handed-over key blob (mapped read-only) if the
+ * store passed one, 0 if not, -errno. */
+int keystore_take (const char *export_name, const void **blob, size_t *len);
+void keystore_release (const void *blob, size_t len);
+/* Puts an unlocked export's key in the store (not one handed over). */
+int keystore_save (const char *export_name, struct node *luks);
+void keystore_forget (const char *export_name); /* export removed */
+void keystore_close_untaken (void);             /* after the start-up unlocks */
+
+/* startup.c: the configured exports unlock on threads of their own
+ * while the daemon serves; each is served once unlocked.  done runs on
+ * the loop once all are (failed: how many could not be opened). */
+int startup_unlock (uv_loop_t *loop, void (*done) (size_t failed));
+/* An export still unlocking by that name ("" = the first configured,
+ * if it is not served yet). */
+bool startup_pending (const char *name, size_t len);
+void startup_stop (void); /* SIGTERM: no new unlock starts */
+void startup_free (void);
 
 /* run.c: --run CMD, as nbdkit --run: $uri and $unixsocket name the first
  * --socket, else the first --listen, else the first socket systemd

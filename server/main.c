@@ -1,5 +1,7 @@
-/* luks-nbd: command line, start-up (unlock every export before anything
- * listens), the loop, and orderly shutdown on SIGTERM/SIGINT. */
+/* luks-nbd: command line, start-up (listen at once, serve each export
+ * as its unlock finishes: startup.c; with --user/--group, unlock every
+ * export before anything listens, as root), the loop, and orderly
+ * shutdown on SIGTERM/SIGINT. */
 #include <config.h>
 
 #include <errno.h>
@@ -133,6 +135,19 @@ read_config (const char *path, size_t *n_found)
 static bool stopping;
 static uv_signal_t sigterm, sigint;
 static int run_status;
+static int exit_status; /* 1 if an export failed to open at start-up */
+
+/* What to listen on, and what to do once every export is open. */
+static struct plan {
+  const char **sockets, **tcp;
+  size_t n_sockets, n_tcp;
+  int *passed; /* listening sockets systemd passed */
+  int n_passed;
+  unsigned socket_mode;
+  const char *run, *user, *group;
+  long threads;
+  bool listening;
+} plan;
 
 bool
 server_stopping (void)
@@ -189,6 +204,9 @@ usage (FILE *f)
     "                      mode 0600)\n"
     "  --tls-verify-peer   clients must show a certificate signed by\n"
     "                      DIR/ca-cert.pem\n"
+    "  --fd-store          keep unlocked keys in systemd's file descriptor\n"
+    "                      store, so a restart needs no KDF (the unit needs\n"
+    "                      FileDescriptorStoreMax=)\n"
     "  --readonly          serve every export read-only\n"
     "  --user U, --group G drop to this user/group once sockets and files are\n"
     "                      open\n"
@@ -213,6 +231,7 @@ stop_serving (void)
   stopping = true;
   systemd_notify ("STOPPING=1\nSTATUS=finishing requests in flight");
   systemd_stop_watchdog ();
+  startup_stop ();
   listen_close_all ();
   control_close ();
   header_watch_stop_all ();
@@ -263,7 +282,8 @@ enum {
   OPT_TLS,
   OPT_TLS_CERTS,
   OPT_TLS_PSK,
-  OPT_TLS_VERIFY_PEER
+  OPT_TLS_VERIFY_PEER,
+  OPT_FD_STORE
 };
 
 static const struct option long_options[] = {
@@ -283,6 +303,7 @@ static const struct option long_options[] = {
   { "tls-certs", required_argument, NULL, OPT_TLS_CERTS },
   { "tls-psk", required_argument, NULL, OPT_TLS_PSK },
   { "tls-verify-peer", no_argument, NULL, OPT_TLS_VERIFY_PEER },
+  { "fd-store", no_argument, NULL, OPT_FD_STORE },
   { "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
   { "max-inflight-total", required_argument, NULL, OPT_MAX_INFLIGHT_TOTAL },
   { "handshake-timeout", required_argument, NULL, OPT_HANDSHAKE_TIMEOUT },
@@ -330,6 +351,109 @@ fail (const char *what)
   log_error ("%s", what);
   exports_close_all ();
   return 1;
+}
+
+/* The fds systemd passed: listening sockets, and (--fd-store) the keys
+ * its fd store kept for us (keystore.c), told apart by LISTEN_FDNAMES. */
+static int
+split_passed_fds (int n, const char *names)
+{
+  const char *p = names;
+
+  plan.passed = calloc ((size_t) (n ? n : 1), sizeof *plan.passed);
+  if (!plan.passed)
+    return error_set (-ENOMEM, "out of memory");
+  for (int i = 0; i < n; i++) {
+    size_t len = p ? strcspn (p, ":") : 0;
+    char name[256];
+    snprintf (name, sizeof name, "%.*s", (int) (len < 255 ? len : 255),
+              p ? p : "");
+    if (keystore_is_key_fd (name))
+      keystore_adopt (name, 3 + i);
+    else
+      plan.passed[plan.n_passed++] = 3 + i;
+    if (p)
+      p = p[len] ? p + len + 1 : NULL;
+  }
+  return 0;
+}
+
+/* Every listener: the passed sockets, else --socket and --listen (or
+ * --run's private socket). */
+static int
+start_listening (void)
+{
+  for (int i = 0; i < plan.n_passed; i++)
+    if (listen_fd (server_loop, plan.passed[i]) < 0)
+      goto fail;
+  if (plan.n_passed && (plan.n_sockets || plan.n_tcp))
+    log_warning ("--socket and --listen are ignored: serving the %d "
+                 "socket(s) systemd passed",
+                 plan.n_passed);
+  if (plan.n_passed)
+    plan.n_sockets = plan.n_tcp = 0;
+  for (size_t i = 0; i < plan.n_sockets; i++)
+    if (listen_unix (server_loop, plan.sockets[i], plan.socket_mode) < 0)
+      goto fail;
+  for (size_t i = 0; i < plan.n_tcp; i++)
+    if (listen_tcp (server_loop, plan.tcp[i]) < 0)
+      goto fail;
+  if (plan.run && !plan.n_sockets && !plan.n_tcp && !plan.n_passed) {
+    if (run_private_socket (server_loop, plan.user, plan.group,
+                            &plan.sockets[0]) < 0)
+      goto fail;
+    plan.n_sockets = 1;
+  }
+  plan.listening = true;
+  return 0;
+fail:
+  listen_close_all ();
+  return -1;
+}
+
+/* Every configured export is served, or one failed (the daemon stops,
+ * as it did when it unlocked before listening). */
+static void
+on_started (size_t failed)
+{
+  if (stopping)
+    return;
+  if (failed) {
+    exit_status = 1;
+    stop_serving ();
+    return;
+  }
+  if (!plan.listening && start_listening () < 0) {
+    log_error ("%s", error_message ());
+    exit_status = 1;
+    stop_serving ();
+    return;
+  }
+  if ((plan.user || plan.group) &&
+      drop_privileges (plan.user, plan.group) < 0) {
+    log_error ("%s", error_message ());
+    exit_status = 1;
+    stop_serving ();
+    return;
+  }
+  log_info ("ready: %zu export(s), %ld worker threads", exports_count (),
+            plan.threads);
+  {
+    char status[128];
+    snprintf (status, sizeof status, "READY=1\nSTATUS=serving %zu export(s)",
+              exports_count ());
+    if (systemd_notify (status) < 0)
+      log_warning ("%s", error_message ());
+    systemd_start_watchdog (server_loop);
+  }
+  if (plan.run &&
+      run_start (server_loop, plan.run, plan.n_sockets ? plan.sockets[0] : NULL,
+                 plan.n_tcp ? plan.tcp[0] : NULL,
+                 plan.n_passed ? plan.passed[0] : -1, on_run_exit) < 0) {
+    log_error ("%s", error_message ());
+    run_status = 1;
+    stop_serving ();
+  }
 }
 
 int
@@ -407,6 +531,7 @@ main (int argc, char **argv)
     case OPT_TLS_CERTS: tls_certs = optarg; break;
     case OPT_TLS_PSK: tls_psk = optarg; break;
     case OPT_TLS_VERIFY_PEER: tls_verify_peer = true; break;
+    case OPT_FD_STORE: keystore_enable (); break;
     case OPT_MAX_CONNECTIONS:
     case OPT_HANDSHAKE_TIMEOUT: {
       long v = strtol (optarg, &end, 10);
@@ -495,12 +620,21 @@ main (int argc, char **argv)
     fprintf (stderr, "luks-nbd: %s\n", error_message ());
     return 1;
   }
-  passed_fds = systemd_listen_fds ();
-  if (passed_fds < 0) {
-    fprintf (stderr, "luks-nbd: %s\n", error_message ());
-    return 1;
+  {
+    char *names = NULL;
+    passed_fds = systemd_listen_fds (&names);
+    if (passed_fds < 0) {
+      fprintf (stderr, "luks-nbd: %s\n", error_message ());
+      return 1;
+    }
+    if (split_passed_fds (passed_fds, names) < 0) {
+      free (names);
+      fprintf (stderr, "luks-nbd: %s\n", error_message ());
+      return 1;
+    }
+    free (names);
   }
-  if (n_sockets == 0 && n_tcp == 0 && passed_fds == 0 && !run) {
+  if (n_sockets == 0 && n_tcp == 0 && plan.n_passed == 0 && !run) {
     fprintf (stderr, "luks-nbd: nothing to listen on: give --socket or "
                      "--listen (or --run), or start under socket "
                      "activation\n");
@@ -512,8 +646,8 @@ main (int argc, char **argv)
   prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
   signal (SIGPIPE, SIG_IGN);
 
-  /* Parse everything, then unlock everything, then listen: the socket
-   * exists only once the daemon can serve. */
+  /* Parse everything first: a spec error stops the daemon before
+   * anything listens or unlocks. */
   for (size_t i = 0; i < n_specs; i++) {
     struct export *e;
     if (export_parse (specs[i].text, specs[i].origin, readonly, false, &e) < 0)
@@ -522,6 +656,8 @@ main (int argc, char **argv)
       export_free (e);
       return fail (error_message ());
     }
+    if (i == 0 && exports_set_default (e->name) < 0)
+      return fail (error_message ());
   }
   /* With cache=none every request waits for the device: more workers
    * keep more of them in flight. */
@@ -536,79 +672,43 @@ main (int argc, char **argv)
     setenv ("UV_THREADPOOL_SIZE", n, 1); /* before the pool starts */
     transmission_set_threads ((unsigned) threads);
   }
-  for (size_t i = 0; i < exports_count (); i++)
-    if (export_open (exports_get (i)) < 0)
-      return fail (error_message ());
 
+  plan.sockets = sockets;
+  plan.tcp = tcp;
+  plan.n_sockets = n_sockets;
+  plan.n_tcp = n_tcp;
+  plan.socket_mode = socket_mode;
+  plan.run = run;
+  plan.user = user;
+  plan.group = group;
+  plan.threads = threads;
   server_loop = uv_default_loop ();
-  if (control && control_listen (server_loop, control) < 0)
-    return fail (error_message ());
-  /* Under socket activation the passed sockets replace --socket/--listen. */
-  for (int i = 0; i < passed_fds; i++)
-    if (listen_fd (server_loop, 3 + i) < 0) {
-      listen_close_all ();
-      return fail (error_message ());
-    }
-  if (passed_fds && (n_sockets || n_tcp))
-    log_warning ("--socket and --listen are ignored: serving the %d "
-                 "socket(s) systemd passed",
-                 passed_fds);
-  if (passed_fds)
-    n_sockets = n_tcp = 0;
-  for (size_t i = 0; i < n_sockets; i++)
-    if (listen_unix (server_loop, sockets[i], socket_mode) < 0) {
-      listen_close_all ();
-      return fail (error_message ());
-    }
-  for (size_t i = 0; i < n_tcp; i++)
-    if (listen_tcp (server_loop, tcp[i]) < 0) {
-      listen_close_all ();
-      return fail (error_message ());
-    }
-  if (run && !n_sockets && !n_tcp && !passed_fds) {
-    if (run_private_socket (server_loop, user, group, &sockets[0]) < 0) {
-      listen_close_all ();
-      return fail (error_message ());
-    }
-    n_sockets = 1;
-  }
-  /* Before dropping root: watching a file needs read access to it
-   * (inotify checks it once, when the watch is added), and headers are
-   * often root's alone. */
-  for (size_t i = 0; i < exports_count (); i++)
-    header_watch_start (server_loop, exports_get (i));
-  if ((user || group) && drop_privileges (user, group) < 0) {
-    header_watch_stop_all ();
-    listen_close_all ();
-    control_close ();
-    return fail (error_message ());
-  }
   uv_signal_init (server_loop, &sigterm);
   uv_signal_init (server_loop, &sigint);
   uv_signal_start (&sigterm, on_signal, SIGTERM);
   uv_signal_start (&sigint, on_signal, SIGINT);
-  log_info ("ready: %zu export(s), %ld worker threads", exports_count (),
-            threads);
-  {
-    char status[128];
-    snprintf (status, sizeof status, "READY=1\nSTATUS=serving %zu export(s)",
-              exports_count ());
-    if (systemd_notify (status) < 0)
-      log_warning ("%s", error_message ());
-    systemd_start_watchdog (server_loop);
+  if (control && control_listen (server_loop, control) < 0)
+    return fail (error_message ());
+  /* Serving while the other exports unlock needs no privilege beyond
+   * what the daemon keeps; with --user/--group the unlocks (and the
+   * header watches, which need read access once) run as root, so
+   * nothing is served before the drop. */
+  if (!user && !group && start_listening () < 0) {
+    control_close ();
+    return fail (error_message ());
   }
-  if (run &&
-      run_start (server_loop, run, n_sockets ? sockets[0] : NULL,
-                 n_tcp ? tcp[0] : NULL, passed_fds ? 3 : -1, on_run_exit) < 0) {
-    log_error ("%s", error_message ());
-    run_status = 1;
-    stop_serving ();
+  if (startup_unlock (server_loop, on_started) < 0) {
+    listen_close_all ();
+    control_close ();
+    return fail (error_message ());
   }
 
   uv_run (server_loop, UV_RUN_DEFAULT);
   reply_queue_close ();
   uv_run (server_loop, UV_RUN_DEFAULT); /* runs its close callbacks */
   run_remove_private_socket ();
+  startup_free ();
+  free (plan.passed);
 
   /* The signal handles stay open until exit, so the loop is not closed:
    * closing them would restore the default action, and a late SIGTERM
@@ -618,5 +718,5 @@ main (int argc, char **argv)
   tls_global_free ();
   bufpool_drain ();
   log_info ("stopped");
-  return run ? run_status : 0;
+  return exit_status ? exit_status : run ? run_status : 0;
 }

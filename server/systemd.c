@@ -19,17 +19,23 @@
 static uv_timer_t watchdog;
 
 int
-systemd_listen_fds (void)
+systemd_listen_fds (char **names)
 {
   const char *pid = getenv ("LISTEN_PID"), *fds = getenv ("LISTEN_FDS");
+  const char *fdnames = getenv ("LISTEN_FDNAMES");
   char *end;
   long n;
 
+  if (names)
+    *names = NULL;
   if (!pid || !fds || strtol (pid, &end, 10) != (long) getpid () || *end)
     return 0;
   n = strtol (fds, &end, 10);
-  if (*end || n < 0 || n > 64)
+  /* The fd store may add a key per export to the sockets. */
+  if (*end || n < 0 || n > 4096)
     return error_set (-EINVAL, "LISTEN_FDS=%s is not a count", fds);
+  if (names && fdnames && !(*names = strdup (fdnames)))
+    return error_set (-ENOMEM, "out of memory");
   /* Not for our children (--run). */
   unsetenv ("LISTEN_PID");
   unsetenv ("LISTEN_FDS");

@@ -10,11 +10,12 @@ import os
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 
 import nbd
-from nbdtest import report
+from nbdtest import recv_exact, report
 
 sock_path, notify_path, creds, plain_path = sys.argv[1:5]
 cmd = sys.argv[sys.argv.index("--") + 1:]
@@ -48,6 +49,13 @@ for _ in range(3000):
         select.select([notify], [], [], 0.005)
 ok(client is not None, "a client connects to the socket systemd passes")
 
+# The daemon listens at once and greets; the export is served once it
+# is unlocked, and READY=1 says every export is: a client that asked
+# for the export (NBD_OPT_GO) before that gets its reply after READY=1.
+hello = recv_exact(client, 18)
+ok(hello[:16] == b"NBDMAGICIHAVEOPT", "the early client is greeted at once")
+client.sendall(struct.pack(">L", 1))  # NBD_FLAG_C_FIXED_NEWSTYLE
+client.sendall(struct.pack(">QLL", 0x49484156454F5054, 7, 6) + struct.pack(">LH", 0, 0))
 messages = []
 first = None
 while first is None:
@@ -61,10 +69,11 @@ while first is None:
             first = "ready"
     elif client in readable:
         first = "data"
-ok(first == "ready", f"READY=1 comes before the first byte is served ({first}, {messages})")
+ok(first == "ready", f"READY=1 comes before the export's first reply ({first}, {messages})")
 ok(any("STATUS=" in m for m in messages), "STATUS= is sent with READY=1")
-hello = client.recv(8)
-ok(hello == b"NBDMAGIC", "the early client is then served")
+reply = client.recv(20)
+ok(len(reply) == 20 and struct.unpack(">QLLL", reply)[2] == 3,
+   "the early client's NBD_OPT_GO is then answered (NBD_REP_INFO)")
 client.close()
 
 # Watchdog pings: wait (bounded) for two WATCHDOG=1 messages.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Proves the systemd side: units pass systemd-analyze verify; under
-# systemd-socket-activate the daemon serves on the passed socket, says
+# systemd-socket-activate the daemon serves on the passed socket (greets at
+# once, answers the export once unlocked), says
 # READY=1 before serving, reads its key from a credential and a --config
 # file, and says STOPPING=1 on SIGTERM; a passed TCP socket serves too.
 . "$(dirname "$0")/lib.sh"
@@ -30,7 +31,7 @@ EOC
 timeout 300 python3 "$top_srcdir/tests/systemd_activation.py" "$TMP/sock" "$TMP/notify" \
   "$TMP/creds" "$TMP/v.plain" -- "$top_builddir/server/luks-nbd" --config "$TMP/exports.conf" > "$TMP/py.out"
 check "the activation script ran" test $? -eq 0
-tap_report "$TMP/py.out" 8 "the activation script"
+tap_report "$TMP/py.out" 9 "the activation script"
 # TCP: systemd passes a listening TCP socket (luks-nbd@.socket with
 # ListenStream=PORT); libnbd reads the plaintext over it.
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
