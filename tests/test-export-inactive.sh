@@ -17,7 +17,7 @@ ctl () { local c=$1; shift; "$LN" ctl --control "$TMP/$c.ctl" "$@"; }
 uri () { echo "nbd+unix:///v?socket=$TMP/$1.sock"; }
 
 # start NAME SPEC: a daemon in the background, until its control socket
-# and NBD socket are there.
+# and NBD socket are there and its export is unlocked.
 start () {
   # exec: $! is the daemon's timeout, which passes SIGTERM on.
   ( exec timeout --kill-after=10 600 ${LUKS_NBD_WRAPPER:-} "$LN" -v \
@@ -26,7 +26,10 @@ start () {
   echo $! > "$TMP/$1.pid"
   cleanup_hooks="kill \$(cat $TMP/$1.pid) 2>/dev/null; $cleanup_hooks"
   for _ in $(seq 600); do
-    [ -S "$TMP/$1.sock" ] && [ -S "$TMP/$1.ctl" ] && return 0
+    # Sockets come first; exports are served as they unlock, and "ready"
+    # is logged once all have (READY=1's meaning).
+    [ -S "$TMP/$1.sock" ] && [ -S "$TMP/$1.ctl" ] &&
+      grep -q 'ready: ' "$TMP/$1.log" && return 0
     kill -0 "$(cat "$TMP/$1.pid")" 2>/dev/null || return 1
     sleep 0.05
   done

@@ -38,7 +38,13 @@ start_daemon () {
   timeout --kill-after=10 600 ${LUKS_NBD_WRAPPER:-} "$LN" --socket "$TMP/sock" \
     --control "$TMP/ctl" -v "$@" 2> "$log" < /dev/null > /dev/null &
   daemon_pid=$!
-  for _ in $(seq 300); do [ -S "$TMP/ctl" ] && return 0; sleep 0.05; done
+  # The sockets come first; exports are served as they unlock, and
+  # "ready" is logged once all have.
+  for _ in $(seq 1200); do
+    [ -S "$TMP/ctl" ] && grep -q 'ready: ' "$log" && return 0
+    kill -0 "$daemon_pid" 2> /dev/null || return 1
+    sleep 0.05
+  done
   return 1
 }
 stop_rc=
