@@ -38,13 +38,17 @@ tap_report "$TMP/nonreader.out" 1 "the nonreader case"
 # when SIGTERM came (the payload is behind nbdkit's delay filter, 1.5 s a
 # read): it is making progress, so it gets every reply, though its queue
 # grows between the 1 s drain ticks.
+# check-plaintext=off and payload-format=raw: the 32 sample reads and the
+# format probe would take 50 s here, while the
+# client, connected at once, may wait in NBD_OPT_GO only one handshake
+# timeout (1 s) for the export to be ready.
 nbdkit -U "$TMP/r.sock" -P "$TMP/r.pid" --filter=delay file "$TMP/v.payload" delay-read=1500ms
 cleanup_hooks="kill \$(cat $TMP/r.pid) 2>/dev/null; $cleanup_hooks"
 rm -f "$S"
 # shellcheck disable=SC2086
 timeout 120 python3 "$top_srcdir/tests/nbd_idle_at_sigterm.py" slowreader "$S" \
   "$TMP/pki/server-cert.pem" 60 -- ${LUKS_NBD_WRAPPER:-} $top_builddir/server/luks-nbd --socket $S \
-  --export "name=v,payload=nbd+unix:///?socket=$TMP/r.sock,header=$TMP/v.hdr,key-file=$TMP/v.key" \
+  --export "name=v,payload=nbd+unix:///?socket=$TMP/r.sock,header=$TMP/v.hdr,key-file=$TMP/v.key,check-plaintext=off,payload-format=raw" \
   --handshake-timeout 1 > "$TMP/slowreader.out"
 tap_report "$TMP/slowreader.out" 2 "the slowreader case"
 done_testing
