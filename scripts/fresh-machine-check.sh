@@ -44,6 +44,7 @@ unmount_all () {
   for m in dev/shm dev/pts dev sys proc; do
     if mountpoint -q "$root/$m" 2>/dev/null; then umount -l "$root/$m"; fi
   done
+  if mountpoint -q "$root" 2>/dev/null; then umount -l "$root"; fi
 }
 trap unmount_all EXIT
 
@@ -85,6 +86,9 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 # writes it); a minbase chroot has none, and "localhost" would not resolve.
 [ -e "$root/etc/hosts" ] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
 
+# The chroot's / is a mount point, as a machine's is: a test that makes a
+# private mount namespace (the real-systemd test's unshare) needs that.
+mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount -t sysfs sys "$root/sys"
 mount --bind /dev "$root/dev"
