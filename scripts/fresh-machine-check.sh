@@ -41,7 +41,7 @@ say () { echo "== $(date -u +%H:%M:%S) $*"; }
 mounts="proc sys dev dev/pts dev/shm"
 unmount_all () {
   local m
-  for m in dev/shm dev/pts dev sys proc; do
+  for m in sys/fs/cgroup dev/shm dev/pts dev sys proc; do
     if mountpoint -q "$root/$m" 2>/dev/null; then umount -l "$root/$m"; fi
   done
   if mountpoint -q "$root" 2>/dev/null; then umount -l "$root"; fi
@@ -91,6 +91,9 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 mount --bind "$root" "$root"
 mount -t proc proc "$root/proc"
 mount -t sysfs sys "$root/sys"
+# A booted machine has its cgroup hierarchy mounted; systemd-nspawn (the
+# real-systemd test) needs it.
+mount -t cgroup2 cgroup2 "$root/sys/fs/cgroup"
 mount --bind /dev "$root/dev"
 mount --bind /dev/pts "$root/dev/pts"
 mount -t tmpfs -o mode=1777 shm "$root/dev/shm"
