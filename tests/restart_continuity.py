@@ -24,13 +24,27 @@ for x in names:
 m = Manager(f"{d}/nbd.sock", f"{d}/notify")
 
 
+def on_alarm(signum, frame):
+    raise TimeoutError("no reply within 120 s (is the daemon running?)")
+
+
+signal.signal(signal.SIGALRM, on_alarm)
+
+
 def read_export(name, count=4096, offset=0):
-    h = nbd.NBD()
-    h.set_export_name(name)
-    h.connect_unix(m.sock_path)
-    data = h.pread(count, offset)
-    h.shutdown()
-    return data
+    """The export's bytes; a daemon that is gone (the socket is the
+    manager's, so a client would wait in its backlog) fails the script
+    after a bound instead of hanging it."""
+    signal.alarm(120)
+    try:
+        h = nbd.NBD()
+        h.set_export_name(name)
+        h.connect_unix(m.sock_path)
+        data = h.pread(count, offset)
+        h.shutdown()
+        return data
+    finally:
+        signal.alarm(0)
 
 
 def plain(name, count=4096, offset=0):
@@ -59,7 +73,10 @@ def log_of(path):
 log1 = open(f"{d}/run1.log", "w")
 t = time.monotonic()
 m.start(cmd, stderr=log1)
-ok(m.wait_ready(900), "the first daemon says READY=1")
+ready = m.wait_ready(900)
+ok(ready, "the first daemon says READY=1")
+if not ready:
+    sys.exit(f"the first daemon did not start (status {m.proc.poll()})")
 cold = time.monotonic() - t
 print(f"INFO cold start (every KDF): {cold:.2f} s until READY=1 for {n} exports", flush=True)
 key_names = sorted(nm for nm, _ in m.store)
