@@ -16,6 +16,22 @@
 #include "secmem.h"
 #include "volume.h"
 
+/* What names a keyslot as the header has it now: the metadata hash, the
+ * keyslot id and the SHA-256 of its area bytes.  The vouch and the
+ * binding both start from it. */
+enum { SLOT_ID_BYTES = 2 * LUKS_META_HASH_BYTES + 4 };
+static int
+slot_identity (const struct luks_header *hdr, const struct luks_keyslot *ks,
+               const uint8_t *area, uint8_t out[SLOT_ID_BYTES])
+{
+  enum { H = LUKS_META_HASH_BYTES };
+
+  memcpy (out, hdr->meta_hash, H);
+  store_be32 (out + H, (uint32_t) ks->id);
+  return hash_buffer (GCRY_MD_SHA256, out + H + 4, area,
+                      luks_keyslot_material_bytes (hdr, ks));
+}
+
 /* What vouches for a key: HMAC-SHA256 (hash_keyed) over the header's metadata hash, the
  * keyslot id, the hash of that keyslot's (encrypted) area bytes and the
  * hash of the passphrase.  The same passphrase over the same bytes always
@@ -27,15 +43,11 @@ slot_vouch (const struct luks_header *hdr, const struct luks_keyslot *ks,
             uint8_t out[LUKS_META_HASH_BYTES])
 {
   enum { H = LUKS_META_HASH_BYTES };
-  uint8_t buf[3 * H + 4];
-  int r;
+  uint8_t buf[SLOT_ID_BYTES + H];
+  int r = slot_identity (hdr, ks, area, buf);
 
-  memcpy (buf, hdr->meta_hash, H);
-  store_be32 (buf + H, (uint32_t) ks->id);
-  r = hash_buffer (GCRY_MD_SHA256, buf + H + 4, area,
-                   luks_keyslot_material_bytes (hdr, ks));
   if (r == 0)
-    r = hash_buffer (GCRY_MD_SHA256, buf + 2 * H + 4, pass, passlen);
+    r = hash_buffer (GCRY_MD_SHA256, buf + SLOT_ID_BYTES, pass, passlen);
   /* Keyed: the vouch lives in ordinary memory with the volume, and the
    * header's bytes are public, so a plain hash would let a copy of that
    * memory test passphrase guesses at hash speed, skipping the KDF. */
@@ -53,14 +65,9 @@ static int
 slot_binding (const struct luks_header *hdr, const struct luks_keyslot *ks,
               const uint8_t *area, uint8_t out[LUKS_META_HASH_BYTES])
 {
-  enum { H = LUKS_META_HASH_BYTES };
-  uint8_t buf[2 * H + 4];
-  int r;
+  uint8_t buf[SLOT_ID_BYTES];
+  int r = slot_identity (hdr, ks, area, buf);
 
-  memcpy (buf, hdr->meta_hash, H);
-  store_be32 (buf + H, (uint32_t) ks->id);
-  r = hash_buffer (GCRY_MD_SHA256, buf + H + 4, area,
-                   luks_keyslot_material_bytes (hdr, ks));
   if (r == 0)
     r = hash_buffer (GCRY_MD_SHA256, out, buf, sizeof buf);
   return r;
