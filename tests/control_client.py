@@ -6,7 +6,7 @@ import socket
 import sys
 
 import nbd
-from nbdtest import report
+from nbdtest import control_call, report
 
 control, sock = sys.argv[1:3]
 
@@ -15,17 +15,7 @@ ok = report
 
 
 def call(req):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(control)
-    s.sendall((json.dumps(req) + "\n").encode())
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return json.loads(data)
+    return control_call(control, req)
 
 
 h = nbd.NBD()

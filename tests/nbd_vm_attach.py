@@ -19,7 +19,7 @@ import socket
 import sys
 import time
 
-from nbdtest import report
+from nbdtest import control_call, report
 from qemu_vm import Vm, VmError
 
 # Deadlines: generous (TCG on two busy cores boots the guest in 3-25 s);
@@ -32,17 +32,7 @@ BOOT, IO, EXIT = 240, 240, 60
 
 def connections():
     """luks-nbd's count of clients on EXPORT (control socket, query-stats)."""
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(control)
-    s.sendall(b'{"cmd":"query-stats"}\n')
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return json.loads(data)["stats"][export]["connections"]
+    return control_call(control, {"cmd": "query-stats"})["stats"][export]["connections"]
 
 
 def until_connections(n, seconds=60):

@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 
-from nbdtest import report
+from nbdtest import control_call, report
 from qemu_vm import Vm, VmError
 
 BOOT, IO, MIGRATE, EXIT = 240, 240, 600, 60
@@ -34,18 +34,7 @@ BOOT, IO, MIGRATE, EXIT = 240, 240, 600, 60
 
 
 def ctl(path, cmd, **members):
-    """One control-socket request; its reply as a dict."""
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(path)
-    s.sendall(json.dumps(dict(cmd=cmd, **members)).encode() + b"\n")
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return json.loads(data)
+    return control_call(path, dict(cmd=cmd, **members))
 
 
 def vm(name, sock, extra=()):

@@ -1,6 +1,7 @@
 """Helpers shared by the Python test clients (run with /usr/bin/python3,
 which has python3-libnbd)."""
 import errno
+import json
 import select
 import socket
 import struct
@@ -111,3 +112,19 @@ def wait_settled(pid, samples=5, seconds=60):
             return True
         select.select([], [], [], 0.1)
     return False
+
+
+def control_call(path, request):
+    """One request (a dict) to luks-nbd's control socket at PATH; the
+    reply line, parsed."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.sendall((json.dumps(request) + "\n").encode())
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return json.loads(data)
