@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Installs the build dependencies, builds luks-nbd, makes a demo volume
 # with cryptsetup (LUKS2, detached header) if there is none, and serves it
 # on a unix socket until Ctrl-C.  Run as root on Debian 12.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Runs every test: installs what the tests need, builds with -Werror, runs
 # `make check`, then again in an ASan+UBSan build, the concurrency tests in
 # a TSan build, and the end-to-end tests with the daemon under valgrind.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd benchmark: sector decryption through crypto/'s API against a
  * bare libgcrypt loop on the same buffer, and its scaling with threads.
  *   crypto-bench HEADER KEYFILE [ROUNDS]
@@ -16,8 +17,8 @@
 
 #include <gcrypt.h>
 
-#include "error.h"
-#include "luks.h"
+#include "common/error_msg.h"
+#include "crypto/luks.h"
 
 #define BUF_BYTES (4 << 20)
 #define SECTOR 512

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the one place that converts on-disk and on-wire integers.
  * Every big- or little-endian field goes through these loaders/storers;
  * nothing else in the tree swaps bytes by hand. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: checked arithmetic.  Every offset + count and every size
  * derived from untrusted input goes through these, so overflow is a
  * reported error instead of a wrapped value. */

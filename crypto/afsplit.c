@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: AF split and merge (see afsplit.h). */
 #include <config.h>
 
@@ -6,11 +7,11 @@
 
 #include <gcrypt.h>
 
-#include "afsplit.h"
-#include "byteorder.h"
-#include "error.h"
-#include "hash.h"
-#include "secmem.h"
+#include "crypto/afsplit.h"
+#include "common/byteorder.h"
+#include "common/error_msg.h"
+#include "crypto/hash.h"
+#include "crypto/secmem.h"
 
 /* buf = H(0||buf[0..d)) || H(1||buf[d..2d)) || ..., the last block
  * truncated: the diffusion step of the LUKS AF splitter. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: anti-forensic split and merge (LUKS1 section 2.4, also LUKS2 "luks1" af). */
 #ifndef LUKS_NBD_AFSPLIT_H
 #define LUKS_NBD_AFSPLIT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: base64 decoding (see base64.h). */
 #include <config.h>
 
@@ -5,7 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "base64.h"
+#include "crypto/base64.h"
 
 static int
 sextet (char c)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: base64 decoding and encoding of LUKS2 JSON salts and digests. */
 #ifndef LUKS_NBD_BASE64_H
 #define LUKS_NBD_BASE64_H

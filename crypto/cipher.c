@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: cipher spec parsing and keyed contexts (see cipher.h). */
 #include <config.h>
 
@@ -7,11 +8,11 @@
 
 #include <gcrypt.h>
 
-#include "byteorder.h"
-#include "cipher.h"
-#include "error.h"
-#include "hash.h"
-#include "secmem.h"
+#include "common/byteorder.h"
+#include "crypto/cipher.h"
+#include "common/error_msg.h"
+#include "crypto/hash.h"
+#include "crypto/secmem.h"
 
 /* Cipher families by the name LUKS headers use, with the libgcrypt
  * algorithm for each key length. */

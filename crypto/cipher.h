@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: cipher specs ("aes-xts-plain64") and keyed cipher contexts that
  * en/decrypt runs of sectors with dm-crypt's IV generators. */
 #ifndef LUKS_NBD_CIPHER_H

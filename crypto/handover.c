@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: an unlocked volume key as a blob for the next daemon, and
  * the checks that a blob handed over still belongs to the header.
  *
@@ -14,10 +15,10 @@
 #include <errno.h>
 #include <string.h>
 
-#include "byteorder.h"
-#include "error.h"
-#include "secmem.h"
-#include "volume.h"
+#include "common/byteorder.h"
+#include "common/error_msg.h"
+#include "crypto/secmem.h"
+#include "crypto/volume.h"
 
 #define MAGIC "LNBDKEY1"
 #define MAGIC_BYTES 8

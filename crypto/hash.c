@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: hash name table (see hash.h). */
 #include <config.h>
 
@@ -9,9 +10,9 @@
 
 #include <gcrypt.h>
 
-#include "error.h"
-#include "hash.h"
-#include "secmem.h"
+#include "common/error_msg.h"
+#include "crypto/hash.h"
+#include "crypto/secmem.h"
 
 /* Names as cryptsetup and qemu write them in headers. */
 static const struct {

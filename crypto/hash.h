@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: LUKS hash names (as cryptsetup writes them) -> libgcrypt. */
 #ifndef LUKS_NBD_HASH_H
 #define LUKS_NBD_HASH_H

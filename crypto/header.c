@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: opening a header of either version and the checks both share. */
 #include <config.h>
 
@@ -5,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "byteorder.h"
-#include "checked.h"
-#include "error.h"
-#include "header.h"
-#include "secmem.h"
+#include "common/byteorder.h"
+#include "common/checked.h"
+#include "common/error_msg.h"
+#include "crypto/header.h"
+#include "crypto/secmem.h"
 
 static const uint8_t luks_magic[6] = { 'L', 'U', 'K', 'S', 0xba, 0xbe };
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the version-independent model of a parsed LUKS header that
  * luks1.c and luks2*.c fill and unlock.c and volume.c use.  Host order,
  * validated; no secrets. */
@@ -7,9 +8,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "cipher.h"
-#include "kdf.h"
-#include "luks.h"
+#include "crypto/cipher.h"
+#include "crypto/kdf.h"
+#include "crypto/luks.h"
 
 #define LUKS_KEYSLOTS_MAX 32 /* LUKS2; LUKS1 has 8 */
 #define LUKS_DIGEST_MAX 64

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: KDFs through libgcrypt (see kdf.h). */
 #include <config.h>
 
@@ -6,8 +7,8 @@
 
 #include <gcrypt.h>
 
-#include "error.h"
-#include "kdf.h"
+#include "common/error_msg.h"
+#include "crypto/kdf.h"
 
 static int
 check_range (uint64_t v, uint64_t min, uint64_t max, const char *src,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: key derivation (PBKDF2, Argon2i, Argon2id) with the cost caps
  * cryptsetup applies, so a hostile header cannot make us run for hours or
  * allocate terabytes. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: adding and removing keyslots of a header (see luks.h), common
  * to both versions, and LUKS1's fixed slots; LUKS2's JSON edits are in
  * luks2_keyslots.c.  A new keyslot is made as unlock.c opens one, in
@@ -11,11 +12,11 @@
 
 #include <gcrypt.h>
 
-#include "afsplit.h"
-#include "error.h"
-#include "keyslot_edit.h"
-#include "secmem.h"
-#include "volume.h"
+#include "crypto/afsplit.h"
+#include "common/error_msg.h"
+#include "crypto/keyslot_edit.h"
+#include "crypto/secmem.h"
+#include "crypto/volume.h"
 
 /* cryptsetup's defaults for a new keyslot (lib/libcryptsetup.h,
  * DEFAULT_LUKS2_*). */

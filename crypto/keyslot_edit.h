@@ -1,8 +1,9 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: what keyslot_edit.c and luks2_keyslots.c share. */
 #ifndef LUKS_NBD_KEYSLOT_EDIT_H
 #define LUKS_NBD_KEYSLOT_EDIT_H
 
-#include "header.h"
+#include "crypto/header.h"
 
 /* p (salt, type, costs) for a new keyslot of hdr deriving outlen bytes:
  * benchmarked unless kc forces the iterations; checked against kdf.h's

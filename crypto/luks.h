@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the one API that formats/ uses from crypto/.
  *
  * A header is opened from a read callback (never a file), validated as

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: LUKS1 phdr parsing (LUKS1 On-Disk Format Specification 1.2.3). */
 #include <config.h>
 
@@ -7,11 +8,11 @@
 
 #include <gcrypt.h>
 
-#include "byteorder.h"
-#include "checked.h"
-#include "error.h"
-#include "hash.h"
-#include "header.h"
+#include "common/byteorder.h"
+#include "common/checked.h"
+#include "common/error_msg.h"
+#include "crypto/hash.h"
+#include "crypto/header.h"
 
 /* Field offsets of the phdr; all integers big-endian. */
 enum {

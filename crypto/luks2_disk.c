@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: LUKS2 binary headers: both copies, checksums, which one wins. */
 #include <config.h>
 
@@ -8,10 +9,10 @@
 
 #include <gcrypt.h>
 
-#include "byteorder.h"
-#include "error.h"
-#include "hash.h"
-#include "header.h"
+#include "common/byteorder.h"
+#include "common/error_msg.h"
+#include "crypto/hash.h"
+#include "crypto/header.h"
 
 /* Offsets in the 4096-byte binary header; integers big-endian. */
 enum {

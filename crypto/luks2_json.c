@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: LUKS2 JSON metadata: parsing and validation into the header
  * model.  Every field is checked for type and range; what we do not
  * implement (reencryption, integrity, extra segments, requirements) is
@@ -12,11 +13,11 @@
 
 #include <json-c/json.h>
 
-#include "base64.h"
-#include "checked.h"
-#include "error.h"
-#include "hash.h"
-#include "header.h"
+#include "crypto/base64.h"
+#include "common/checked.h"
+#include "common/error_msg.h"
+#include "crypto/hash.h"
+#include "crypto/header.h"
 
 /* Real LUKS2 metadata nests 4 deep; anything deeper is hostile. */
 #define JSON_MAX_DEPTH 16

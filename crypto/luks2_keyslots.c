@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: LUKS2 keyslot edits: the JSON of the copy parsed (hdr->raw),
  * changed as cryptsetup 2.6 changes it, written back as both copies by
  * luks2_disk.c.  A new keyslot takes the first gap in the keyslots area
@@ -14,11 +15,11 @@
 
 #include <json-c/json.h>
 
-#include "base64.h"
-#include "checked.h"
-#include "error.h"
-#include "keyslot_edit.h"
-#include "secmem.h"
+#include "crypto/base64.h"
+#include "common/checked.h"
+#include "common/error_msg.h"
+#include "crypto/keyslot_edit.h"
+#include "crypto/secmem.h"
 
 enum { L2_BINARY_SIZE = 4096, AREA_ALIGN = 4096 };
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: secure memory (see secmem.h).  This file, like the rest of
  * crypto/, is allowed to call gcry_*; nothing above crypto/ does. */
 #include <config.h>
@@ -11,8 +12,8 @@
 
 #include <gcrypt.h>
 
-#include "error.h"
-#include "secmem.h"
+#include "common/error_msg.h"
+#include "crypto/secmem.h"
 
 /* Room for a few volume keys, a 4000-stripe AF buffer of a 512-bit key
  * (256000 bytes) and passphrases; the pool grows on demand beyond it.

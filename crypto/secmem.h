@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: secure memory for secrets (passphrases, derived keys, AF
  * buffers, volume keys).  Backed by libgcrypt's locked pool; every free
  * wipes first. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: keyslot unlock, common to LUKS1 and LUKS2: KDF, decrypt the key
  * material, AF merge, check the digest.  Every secret lives in secure
  * memory and is wiped on every path. */
@@ -9,12 +10,12 @@
 
 #include <gcrypt.h>
 
-#include "afsplit.h"
-#include "byteorder.h"
-#include "error.h"
-#include "hash.h"
-#include "secmem.h"
-#include "volume.h"
+#include "crypto/afsplit.h"
+#include "common/byteorder.h"
+#include "common/error_msg.h"
+#include "crypto/hash.h"
+#include "crypto/secmem.h"
+#include "crypto/volume.h"
 
 /* What names a keyslot as the header has it now: the metadata hash, the
  * keyslot id and the SHA-256 of its area bytes.  The vouch and the

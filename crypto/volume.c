@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: an unlocked volume: the volume key and a pool of keyed cipher
  * contexts, so that any number of worker threads en/decrypt at once
  * without sharing a gcry handle and without a setkey per request. */
@@ -10,10 +11,10 @@
 
 #include <gcrypt.h>
 
-#include "error.h"
-#include "hash.h"
-#include "secmem.h"
-#include "volume.h"
+#include "common/error_msg.h"
+#include "crypto/hash.h"
+#include "crypto/secmem.h"
+#include "crypto/volume.h"
 
 struct luks_volume {
   struct cipher_spec spec;

@@ -1,8 +1,9 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: construction of an unlocked volume (used by unlock.c). */
 #ifndef LUKS_NBD_VOLUME_H
 #define LUKS_NBD_VOLUME_H
 
-#include "header.h"
+#include "crypto/header.h"
 
 /* Takes ownership of key (secure memory, hdr->key_bytes long), which
  * keyslot `slot` opened; `vouch` fingerprints the header metadata and that

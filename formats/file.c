@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the file node: pread/pwrite/fdatasync on a regular file or
  * block device. */
 #include <config.h>
@@ -13,9 +14,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "file_locks.h"
-#include "node.h"
+#include "common/error_msg.h"
+#include "formats/file_locks.h"
+#include "formats/node.h"
 
 struct file_node {
   struct node node;

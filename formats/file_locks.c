@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the files this process holds image locks on (file_locks.h).
  * Export opens run on several threads (export-add): one mutex. */
 #include <config.h>
@@ -8,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "file_locks.h"
+#include "common/error_msg.h"
+#include "formats/file_locks.h"
 
 struct held {
   struct held *next;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the files this process holds image locks on, so that a lock
  * refused because of ourselves (one payload in two exports) says so
  * instead of blaming another program.  OFD locks conflict between two

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: reading passphrases into secure memory.  key-file= gives the
  * file's exact bytes (like cryptsetup --key-file), up to 8 MiB;
  * passphrase-file= strips one trailing newline, as a file written by
@@ -16,9 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "keyfile.h"
-#include "luks.h"
+#include "common/error_msg.h"
+#include "formats/keyfile.h"
+#include "crypto/luks.h"
 
 /* cryptsetup's limits: --keyfile-size defaults to 8 MiB, a passphrase
  * to 512 characters. */

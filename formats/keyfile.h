@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: passphrase sources (see keyfile.c). */
 #ifndef LUKS_NBD_KEYFILE_H
 #define LUKS_NBD_KEYFILE_H

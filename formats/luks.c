@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the luks node: a plaintext view of an encrypted payload.
  *
  * Maps plaintext offset X to payload offset payload_offset + X and
@@ -15,10 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checked.h"
-#include "error.h"
-#include "luks.h"
-#include "node.h"
+#include "common/checked.h"
+#include "common/error_msg.h"
+#include "crypto/luks.h"
+#include "formats/node.h"
 
 struct luks_node {
   struct node node;

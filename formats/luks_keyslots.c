@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: keyslot edits on a served export's header file.  The header
  * is opened read-write beside the export's read-only header node, under
  * the lock cryptsetup takes to write metadata (lib/utils_device_locking.c:
@@ -17,9 +18,9 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "luks.h"
-#include "node.h"
+#include "common/error_msg.h"
+#include "crypto/luks.h"
+#include "formats/node.h"
 
 /* cryptsetup's DEFAULT_LUKS2_LOCK_PATH. */
 #define CRYPTSETUP_LOCK_DIR "/run/cryptsetup"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the nbd node: a remote export through libnbd, so ciphertext
  * (or a header) can live on any NBD server (nbdkit, qemu-nbd, rbd-nbd,
  * another luks-nbd).  Workers share a small pool of connections: one per
@@ -26,8 +27,8 @@
 
 #include <libnbd.h>
 
-#include "error.h"
-#include "node.h"
+#include "common/error_msg.h"
+#include "formats/node.h"
 
 #define NBD_POOL_MAX 8
 #define NBD_CHUNK_DEFAULT (32 * 1024 * 1024)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: node helpers shared by all node types. */
 #include <config.h>
 
@@ -6,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "error.h"
-#include "node.h"
+#include "common/error_msg.h"
+#include "formats/node.h"
 
 static void (*log_hook) (const char *fmt, ...);
 

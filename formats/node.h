@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: block nodes.  An export is a small stack of nodes (luks over
  * raw over file); every op may be called from several worker threads at
  * once, and a node with mutable state locks it itself.  Ops return 0 or

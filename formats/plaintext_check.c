@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: does the payload decrypt to data?  A header of another
  * volume with the same passphrase unlocks, and then decrypts the payload
  * to bytes indistinguishable from random; the first write through it
@@ -20,9 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "luks.h"
-#include "node.h"
+#include "common/error_msg.h"
+#include "crypto/luks.h"
+#include "formats/node.h"
 
 #define BLOCK 4096 /* whole sectors of any LUKS sector size */
 #define FIRST_BLOCKS 16

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the qcow2 node: qcow2 v2/v3 images as a block node.
  *
  * Reads map each cluster through L1/L2 (runs of contiguous clusters go in
@@ -14,10 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "byteorder.h"
-#include "checked.h"
-#include "error.h"
-#include "qcow2.h"
+#include "common/byteorder.h"
+#include "common/checked.h"
+#include "common/error_msg.h"
+#include "formats/qcow2.h"
 
 static uint64_t
 min_u64 (uint64_t a, uint64_t b)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: qcow2 internals shared by formats/qcow2*.c.  The qcow2 node
  * stores ciphertext for the luks node above it; it knows nothing of
  * encryption. */
@@ -9,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "node.h"
+#include "formats/node.h"
 
 /* Named limits on what an image may ask of us. */
 #define QCOW2_MIN_CLUSTER_BITS 9

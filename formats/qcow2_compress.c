@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: compressed qcow2 clusters: raw deflate (qemu's default) and
  * zstd (compression_type=1). */
 #include <config.h>
@@ -8,8 +9,8 @@
 #include <zlib.h>
 #include <zstd.h>
 
-#include "error.h"
-#include "qcow2.h"
+#include "common/error_msg.h"
+#include "formats/qcow2.h"
 
 static int
 inflate_raw (const void *in, size_t in_len, void *out, size_t out_len)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: qcow2 discard (the node's trim), as qemu discards a guest's
  * request: every cluster the range covers whole is unmapped and its host
  * clusters freed for reuse; partial clusters are left alone.
@@ -19,8 +20,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "error.h"
-#include "qcow2.h"
+#include "common/error_msg.h"
+#include "formats/qcow2.h"
 
 /* What a discarded entry becomes, or `entry` itself if nothing changes. */
 static uint64_t

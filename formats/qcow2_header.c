@@ -1,13 +1,14 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: qcow2 header parsing and validation (pure: bytes in). */
 #include <config.h>
 
 #include <errno.h>
 #include <string.h>
 
-#include "byteorder.h"
-#include "checked.h"
-#include "error.h"
-#include "qcow2.h"
+#include "common/byteorder.h"
+#include "common/checked.h"
+#include "common/error_msg.h"
+#include "formats/qcow2.h"
 
 static const uint8_t qcow2_magic[4] = { 'Q', 'F', 'I', 0xfb };
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: qcow2 cluster map: L1 in memory, L2 tables through a cache
  * of fixed size (so memory does not grow with the disk), entry updates
  * written through to the file at once.  Callers hold q->lock, except
@@ -8,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "byteorder.h"
-#include "error.h"
-#include "qcow2.h"
+#include "common/byteorder.h"
+#include "common/error_msg.h"
+#include "formats/qcow2.h"
 
 int
 qcow2_l2_get (struct qcow2 *q, uint64_t l2_offset, uint64_t **table)

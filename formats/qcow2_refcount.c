@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: qcow2 refcounts and cluster allocation.  New clusters are
  * the lowest ones with refcount 0 (freed by a discard or a copy-on-write,
  * as qemu reuses them), else taken from the end of the file; every
@@ -7,9 +8,9 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "byteorder.h"
-#include "error.h"
-#include "qcow2.h"
+#include "common/byteorder.h"
+#include "common/error_msg.h"
+#include "formats/qcow2.h"
 
 /* Writable images use 16-bit refcounts (refcount_order 4, the default);
  * qcow2.c refuses others for writing. */

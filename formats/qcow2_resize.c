@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: growing a qcow2 image's virtual size, as qemu-img resize
  * does: a larger L1 table if the new size needs one, then the header's
  * size.  Every step is made durable before the one that depends on it,
@@ -10,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "byteorder.h"
-#include "checked.h"
-#include "error.h"
-#include "qcow2.h"
+#include "common/byteorder.h"
+#include "common/checked.h"
+#include "common/error_msg.h"
+#include "formats/qcow2.h"
 
 /* Header fields rewritten here (offsets in the qcow2 header). */
 #define HDR_SIZE 24

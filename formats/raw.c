@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the raw node: an offset/size window on its child (the raw
  * payload format, and the place an attached layout is cut). */
 #include <config.h>
@@ -6,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "checked.h"
-#include "error.h"
-#include "node.h"
+#include "common/checked.h"
+#include "common/error_msg.h"
+#include "formats/node.h"
 
 struct raw_node {
   struct node node;

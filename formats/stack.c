@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: building an export's node stack from its spec:
  *   luks(payload = raw(file(P)), header = file(H) or the payload itself). */
 #include <config.h>
@@ -9,10 +10,10 @@
 #include <pthread.h>
 #include <sys/stat.h>
 
-#include "error.h"
-#include "keyfile.h"
-#include "luks.h"
-#include "node.h"
+#include "common/error_msg.h"
+#include "formats/keyfile.h"
+#include "crypto/luks.h"
+#include "formats/node.h"
 
 #define QCOW2_CACHE_DEFAULT (1024 * 1024)
 

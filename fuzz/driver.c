@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* A small, deterministic mutation runner for the fuzz targets, so that
  * make check exercises them without libFuzzer: each seed file, then
  * RUNS mutants of it (bit flips, byte stores, interesting values,
@@ -10,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz.h"
+#include "fuzz/fuzz.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15u;
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Fuzz target: the control socket.  Each input is the byte stream a
  * management client sends (JSON lines); it is written into one end of a
  * socketpair whose other end is served by the real control code
@@ -10,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz.h"
-#include "internal.h"
-#include "mem-node.h"
-#include "stream-client.h"
+#include "fuzz/fuzz.h"
+#include "server/internal.h"
+#include "fuzz/mem-node.h"
+#include "fuzz/stream-client.h"
 
 #define EXPORT_BYTES (64 * 1024)
 

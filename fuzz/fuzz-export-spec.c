@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Fuzz target: one --export / config-file line through export_parse (the
  * key=value splitter, ',,' escapes, every key's value checks). */
 #include <config.h>
@@ -5,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz.h"
-#include "internal.h"
+#include "fuzz/fuzz.h"
+#include "server/internal.h"
 
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)

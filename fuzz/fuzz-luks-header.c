@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Fuzz target: a whole LUKS1 or LUKS2 header file (binary headers, both
  * copies, JSON, keyslot areas) through luks_header_open.  For LUKS2 the
  * checksums are recomputed first, as cryptsetup's fuzzer does, so that
@@ -10,10 +11,10 @@
 
 #include <gcrypt.h>
 
-#include "byteorder.h"
-#include "error.h"
-#include "fuzz.h"
-#include "luks.h"
+#include "common/byteorder.h"
+#include "common/error_msg.h"
+#include "fuzz/fuzz.h"
+#include "crypto/luks.h"
 
 struct mem {
   const uint8_t *d;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Fuzz target: the NBD server side.  Each input is the byte stream a
  * client sends (handshake, options, requests, write data); it is written
  * into one end of a socketpair whose other end is served by the real
@@ -9,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz.h"
-#include "internal.h"
-#include "mem-node.h"
-#include "stream-client.h"
+#include "fuzz/fuzz.h"
+#include "server/internal.h"
+#include "fuzz/mem-node.h"
+#include "fuzz/stream-client.h"
 
 #define EXPORT_BYTES (1024 * 1024)
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Fuzz target: a whole qcow2 image (header, L1/L2 tables, refcounts,
  * compressed clusters) through the qcow2 node, over an in-memory node:
  * open, read, map and prefetch parts of the disk, write two clusters
@@ -8,8 +9,8 @@
 
 #include <string.h>
 
-#include "fuzz.h"
-#include "mem-node.h"
+#include "fuzz/fuzz.h"
+#include "fuzz/mem-node.h"
 
 #define GROWTH (1024 * 1024) /* room for clusters the writes allocate */
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd fuzz targets: each file defines LLVMFuzzerTestOneInput, so it
  * links with libFuzzer (make fuzz) or with driver.c, the bounded mutation
  * runner that make check uses. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* An in-memory block node for the fuzz targets (see mem-node.h). */
 #include <config.h>
 
@@ -5,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "mem-node.h"
+#include "common/error_msg.h"
+#include "fuzz/mem-node.h"
 
 struct mem_node {
   struct node node;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* An in-memory block node for the fuzz targets. */
 #ifndef LUKS_NBD_FUZZ_MEM_NODE_H
 #define LUKS_NBD_FUZZ_MEM_NODE_H
@@ -5,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "node.h"
+#include "formats/node.h"
 
 /* A node holding a copy of data (size bytes) with room to grow by
  * `growth` bytes; NULL if out of memory.  node_close frees it. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd fuzzing: a client that sends one input and drops the replies
  * (see stream-client.h). */
 #include <config.h>
@@ -6,7 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "stream-client.h"
+#include "fuzz/stream-client.h"
 
 struct client {
   uv_pipe_t pipe;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd fuzzing: one input as the byte stream of a client of a server
  * socket (NBD or control), shared by the server fuzz targets. */
 #ifndef LUKS_NBD_FUZZ_STREAM_CLIENT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: nbdkit-luksnbd-filter, the luks node of formats/ as an nbdkit
  * filter: the plugin below holds the ciphertext (and the header, unless
  * header= names a file), clients see the plaintext.
@@ -24,11 +25,11 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-filter.h>
 
-#include "error.h"
-#include "keyfile.h"
-#include "luks.h"
-#include "next-node.h"
-#include "node.h"
+#include "common/error_msg.h"
+#include "formats/keyfile.h"
+#include "crypto/luks.h"
+#include "nbdkit/next-node.h"
+#include "formats/node.h"
 
 /* The daemon's NBD_INFO_BLOCK_SIZE maximum (server/internal.h). */
 #define MAX_REQUEST_BYTES (32 * 1024 * 1024)

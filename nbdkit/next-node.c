@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the nbdkit filter's lower node (see next-node.h).  Every op
  * forwards to the entered nbdkit_next; nbdkit's ops take 32-bit counts,
  * so larger ranges go down in pieces (FUA on each piece, which covers the
@@ -9,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "next-node.h"
+#include "common/error_msg.h"
+#include "nbdkit/next-node.h"
 
 #define PIECE_MAX (1u << 30)
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the nbdkit filter's lower node: the plugin below the filter,
  * reached through the nbdkit_next of the request being served. */
 #ifndef LUKS_NBD_NEXT_NODE_H
@@ -5,7 +6,7 @@
 
 #include <nbdkit-filter.h>
 
-#include "node.h"
+#include "formats/node.h"
 
 /* The node's ops call whatever next the calling thread entered last.  One
  * luks node (one key, one read-modify-write lock) serves every connection,

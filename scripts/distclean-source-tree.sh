@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Every build is out of tree (quickstart.sh: build-quickstart/, run-tests.sh:
 # build/, build-asan/, build-tsan/, build-valgrind/).  configure refuses to
 # build out of tree once the source tree itself was configured ("source

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Runs the README's two commands, in the README's order, on a machine that
 # has none of luks-nbd's packages: a debootstrap'd Debian 12 (bookworm)
 # chroot.  A developer tool, not part of `make check` (it downloads ~200 MB of

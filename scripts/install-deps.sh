@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Installs the Debian packages luks-nbd builds with and its tests drive
 # (run as root).  Does nothing when all are present.
 # tests/test-deps-complete.sh checks that every program and Python module

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: a pool of request buffers (loop thread only).
  *
  * Every read and write needs a buffer of up to 32 MiB.  Fresh memory from
@@ -10,7 +11,7 @@
 
 #include <stdlib.h>
 
-#include "internal.h"
+#include "server/internal.h"
 
 #define MIN_CLASS 12 /* 4 KiB */
 #define MAX_CLASS 25 /* 32 MiB = MAX_REQUEST_BYTES */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: client connections on the loop thread: accepting, reading
  * into the input buffer (or straight into a write request's buffer),
  * handing input to the handshake or transmission parser through one
@@ -10,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "internal.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
 
 static struct conn *all_conns;
 static size_t n_conns;

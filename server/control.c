@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the control socket (--control PATH, mode 0600): one JSON
  * object per line in, one per line out.
  *   {"cmd":"export-add","spec":"name=vm2,payload=...,header=...",
@@ -28,8 +29,8 @@
 
 #include <json-c/json.h>
 
-#include "error.h"
-#include "internal.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
 
 /* Replies a client has not read yet: beyond this, its lines wait. */
 #define CONTROL_OUTPUT_MAX (1024 * 1024)

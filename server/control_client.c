@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: `luks-nbd ctl`, the control socket's command-line client:
  * one request, built by hand so that a passphrase from stdin stays in
  * buffers that are wiped (json-c's printbuf is freed unwiped), and the
@@ -16,8 +17,8 @@
 
 #include <json-c/json.h>
 
-#include "error.h"
-#include "internal.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
 
 /* --passphrase-stdin: longer input is refused, not cut. */
 #define CONTROL_PASSPHRASE_MAX 8192

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the control socket's keyslot commands on a served export:
  *   {"cmd":"keyslot-list","name":"vm1"}
  *   {"cmd":"keyslot-add","name":"vm1","passphrase":"...","slot":3,
@@ -24,9 +25,9 @@
 
 #include <json-c/json.h>
 
-#include "error.h"
-#include "internal.h"
-#include "keyfile.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
+#include "formats/keyfile.h"
 
 enum ks_op { KS_LIST, KS_ADD, KS_REMOVE, KS_CHANGE };
 

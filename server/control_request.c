@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the control protocol's request line, parsed by us rather than
  * by json-c.  A request is one flat JSON object whose members are strings,
  * numbers, booleans or null (no nesting: no command needs it).  Strings
@@ -14,8 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "error.h"
-#include "internal.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
 
 static const char *const type_names[] = {
   [CTL_NULL] = "null",

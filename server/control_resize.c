@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: export-resize on the control socket.
  *   {"cmd":"export-resize","name":"vm1","size":21474836480,"force":false}
  * The rules are checked on the loop; the node stack resizes itself on a
@@ -17,9 +18,9 @@
 
 #include <json-c/json.h>
 
-#include "checked.h"
-#include "error.h"
-#include "internal.h"
+#include "common/checked.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
 
 struct resize {
   uv_work_t work;

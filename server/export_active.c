@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: inactive exports, for the live migration handoff (modelled
  * on QEMU 10's inactive block nodes and blockdev-set-active).  The source
  * host's export goes inactive after its guest stopped: every write
@@ -13,8 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "error.h"
-#include "internal.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
 
 struct change {
   uv_work_t work;

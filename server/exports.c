@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: export specs ("name=vm1,payload=P,header=H,key-file=K") and
  * the registry of exports.  ",," in a value stands for a literal comma,
  * as in qemu's option syntax. */
@@ -9,9 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "internal.h"
-#include "keyfile.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
+#include "formats/keyfile.h"
 
 static struct export **exports;
 static size_t n_exports;

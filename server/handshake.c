@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: fixed newstyle negotiation, one function per option. */
 #include <config.h>
 
@@ -5,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "byteorder.h"
-#include "internal.h"
-#include "nbd-protocol.h"
+#include "common/byteorder.h"
+#include "server/internal.h"
+#include "server/nbd-protocol.h"
 
 static uint16_t
 transmission_flags (const struct conn *c, const struct export *e)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: watching detached header files while serving (loop thread).
  *
  * An export validated its header and took the volume key when it was
@@ -25,8 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "internal.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
 
 /* A rewrite (cryptsetup reencrypt) fires events for seconds: the header
  * is re-checked once no event came for this long. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the server's internal API, grouped by the file that defines
  * it.  Threading: everything here runs on the libuv loop thread except
  * what transmission.c hands to the thread pool (node ops only). */
@@ -12,7 +13,7 @@
 
 #include <uv.h>
 
-#include "node.h"
+#include "formats/node.h"
 
 /* Limits. */
 #define MAX_REQUEST_BYTES (32 * 1024 * 1024) /* NBD_INFO_BLOCK_SIZE maximum */
@@ -35,7 +36,6 @@
 
 /* log.c */
 void log_set_verbose (int level);
-int log_verbose (void);
 void log_error (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 void log_warning (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 void log_info (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: volume keys kept across a restart in systemd's file
  * descriptor store (--fd-store).  Once an export is unlocked, its key
  * goes into a memfd (memfd_secret(2) where the kernel has it: out of the
@@ -26,8 +27,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "internal.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
 
 #define FDNAME_PREFIX "luks-nbd-key-"
 #define FDNAME_MAX 255 /* systemd's limit */

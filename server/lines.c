@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: reading a text file line by line for the option parsers
  * (--config, --tls-psk): one loop, one set of messages. */
 #include <config.h>
@@ -7,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "error.h"
-#include "internal.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
 
 /* Longer lines are refused: a line is an export spec or a key, and
  * --config /dev/zero (or a runaway generator) must not grow the daemon

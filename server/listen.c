@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: listening sockets: unix (replacing a stale socket file,
  * refusing a live one) and TCP. */
 #include <config.h>
@@ -12,8 +13,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "internal.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
 
 #define NBD_DEFAULT_PORT 10809
 #define LISTEN_BACKLOG 128

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: logging to stderr.  Errors always; connections with -v;
  * requests with -vv.  Never data or secrets. */
 #include <config.h>
@@ -5,7 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "internal.h"
+#include "server/internal.h"
 
 static int verbose;
 
@@ -13,12 +14,6 @@ void
 log_set_verbose (int level)
 {
   verbose = level;
-}
-
-int
-log_verbose (void)
-{
-  return verbose;
 }
 
 static void

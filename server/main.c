@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: command line, start-up (listen at once, serve each export
  * as its unlock finishes: startup.c; with --user/--group, unlock every
  * export before anything listens, as root), the loop, and orderly
@@ -18,8 +19,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "internal.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
 
 #define MAX_THREADS 1024 /* libuv's own limit */
 #define DIRECT_IO_THREADS 16

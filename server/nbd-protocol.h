@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: NBD protocol constants (NBD project's doc/proto.md). */
 #ifndef LUKS_NBD_NBD_PROTOCOL_H
 #define LUKS_NBD_NBD_PROTOCOL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: replies that finish in the same loop iteration leave in one
  * write per connection.  Each reply written on its own costs a syscall
  * and wakes the client once per reply; at queue depth 32 with 4 KiB
@@ -13,8 +14,8 @@
 #include <errno.h>
 #include <stdbool.h>
 
-#include "error.h"
-#include "internal.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
 
 /* Replies per write: at most two buffers each, well under IOV_MAX.  A
  * batch also ends once it holds BATCH_BYTES: every buffer in a batch is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: --run CMD, as nbdkit --run: the command's $uri and
  * $unixsocket, its environment, and the private socket made for it when
  * nothing else is to be listened on. */
@@ -15,9 +16,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "byteorder.h"
-#include "error.h"
-#include "internal.h"
+#include "common/byteorder.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
 
 static uv_process_t run_process;
 static void (*run_exit_cb) (int status);

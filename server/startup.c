@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the configured exports unlock one by one while the daemon
  * already listens.  A few threads of their own (not the libuv pool,
  * whose threads serve NBD I/O of the exports already open) take the
@@ -21,8 +22,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "internal.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
 
 /* KDFs at once: each may take a core and up to a GiB (Argon2). */
 #define UNLOCK_THREADS_MAX 4

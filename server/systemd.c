@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: systemd integration without libsystemd: sockets passed by
  * socket activation (LISTEN_FDS/LISTEN_PID/LISTEN_FDNAMES) and the
  * sd_notify protocol (READY=1, STATUS=, STOPPING=1, WATCHDOG=1). */
@@ -11,8 +12,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "internal.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
 
 #define SD_LISTEN_FDS_START 3
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: TLS for NBD (STARTTLS) with GnuTLS under libuv.
  *
  * GnuTLS never touches the socket: its pull function reads ciphertext
@@ -16,8 +17,8 @@
 
 #include <gnutls/gnutls.h>
 
-#include "error.h"
-#include "internal.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
 
 #define CIPHER_READ_BYTES (64 * 1024)
 /* PSK needs the PSK key exchanges, which GnuTLS leaves out of NORMAL;

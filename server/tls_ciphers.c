@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: which TLS cipher the server prefers, measured rather than
  * assumed.  GnuTLS's NORMAL order puts ChaCha20-Poly1305 first when it
  * believes the CPU lacks AES instructions, and it believed so on a
@@ -14,7 +15,7 @@
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
 
-#include "internal.h"
+#include "server/internal.h"
 
 #define PROBE_BYTES (64 * 1024)
 #define PROBE_ROUNDS 3

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the transmission phase.  The loop thread parses requests and
  * checks them in one place (check_request); node ops run in the libuv
  * thread pool; replies are written on the loop thread as each request
@@ -9,11 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "byteorder.h"
-#include "checked.h"
-#include "error.h"
-#include "internal.h"
-#include "nbd-protocol.h"
+#include "common/byteorder.h"
+#include "common/checked.h"
+#include "common/error_msg.h"
+#include "server/internal.h"
+#include "server/nbd-protocol.h"
 
 /* Large reads and writes are split into parts that workers run in
  * parallel; the reply goes out when the last part is done. */

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Control socket checks that need a client held open while export-remove
 runs.  argv: CONTROL NBD_SOCKET.  Prints PASS/FAIL lines."""
 import json

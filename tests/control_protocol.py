@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The control socket as hostile input, and its secrets and shutdown.
 argv: MODE CONTROL SECRET_SPEC LUKS_NBD_BINARY -- DAEMON_ARGS...
 MODE "requests": inline passphrases and malformed requests, then SIGTERM;

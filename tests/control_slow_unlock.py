@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """A slow export-add (a PBKDF2 keyslot taking seconds) must not hold up
 NBD I/O or shutdown.  argv: DAEMON TMP.  $TMP/a.* is a volume to serve,
 $TMP/s.hdr a slow header for $TMP/s.payload, $TMP/s.key its passphrase.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Rebuilds every state a file could be left in by a power cut during the
 run that tests/write-log.so recorded, and checks each with qemu-img check.
 A flush makes every earlier write durable; between two flushes the disk

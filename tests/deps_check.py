@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Checks that every program and Python module the tests use comes from a
 Debian package that scripts/install-deps.sh installs.
 

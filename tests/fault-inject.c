@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* LD_PRELOAD shim for fault tests: makes pread, pwrite or fdatasync on
  * one file fail with a chosen errno while a trigger file exists, so a
  * test turns faults on and off without timing.
@@ -21,7 +22,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "shim-fd-path.h"
+#include "tests/shim-fd-path.h"
 
 static int
 is_target (int fd)

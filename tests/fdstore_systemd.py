@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """A small stand-in for systemd as a service's manager, for make check
 (no systemd as PID 1 there): one listening unix socket kept across
 restarts (socket activation), NOTIFY_SOCKET with the fd store

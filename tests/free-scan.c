@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* LD_PRELOAD shim for the secret-hygiene tests: scans every block the
  * process frees (free, and the old block of a realloc) for a secret and
  * appends a line to a report file for each block that still holds it.

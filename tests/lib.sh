@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Shared helpers for the shell tests: TAP output, temp dir, tool checks,
 # volume makers that use cryptsetup and qemu-img (never our own code).
 set -u

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Socket activation, emulated as systemd does it, without waiting for a
 first client (systemd-socket-activate does wait).
 argv: ADDRESS -- COMMAND...

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Test helper: drives crypto/ over files so shell tests can compare our
  * output with cryptsetup's and qemu-img's.
  *   luks-crypt-tool info HEADER
@@ -14,8 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "luks.h"
+#include "common/error_msg.h"
+#include "crypto/luks.h"
 
 static int
 file_read (void *opaque, void *buf, size_t count, uint64_t offset)

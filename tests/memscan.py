@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """memscan.py PID HEX...: counts where each byte string (given in hex)
 occurs in the readable memory of process PID (as root: /proc/PID/mem).
 Prints one line per needle: 'HEX COUNT'.  Regions over 1 GiB are

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Run under `luks-nbd --run "exec ..."` (the daemon is our parent).  A
 write's header and half its data are sent; SIGTERM; once the daemon has
 stopped taking connections (so the first signal was handled), a second

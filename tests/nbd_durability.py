@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """FUA and FLUSH through luks-nbd, checked against what reached the payload.
 
 Usage: nbd_durability.py SOCKET EXPORT KIND LOG DATA_OFFSET

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Protocol edge cases against a running luks-nbd, printing TAP.
 
 argv: SOCKET PLAINTEXT

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """NBD_OPT_EXTENDED_HEADERS from a raw client (libnbd 1.14 cannot send
 them): negotiation, 32-byte requests and replies, 64-bit lengths and
 their bounds, the two header styles never mixed, STARTTLS forgetting

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Payload faults injected by tests/fault-inject.so while a trigger file
 exists.  argv: SOCKET TRIGGER OP ERRNO_NAME
 OP is what fails on the payload (pread, pwrite or fdatasync).

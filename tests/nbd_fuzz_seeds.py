@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Writes seed inputs for fuzz/fuzz-nbd-server: client byte streams of
 whole NBD sessions (handshake, options, requests with data).
 argv: DIRECTORY"""

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Starts the daemon, leaves one client in the state CASE names, sends
 SIGTERM and checks that the daemon exits 0 within BOUND seconds (it
 closes every connection: none may hold shutdown).

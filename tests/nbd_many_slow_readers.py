@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Many clients that each send large reads and read no reply: together
 they must not make the server hold more than its daemon-wide in-flight
 budget (--max-inflight-total) plus one request per connection, though

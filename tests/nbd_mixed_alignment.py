@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """cache=none coherence: on the same 4 KiB pages, requests that the
 payload can take with O_DIRECT (whole sectors from the request buffer)
 run together with ones that luks-nbd bounces (write zeroes, partial

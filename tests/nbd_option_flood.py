@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """A client that sends options in a loop and reads no reply: the server
 must stop reading once its replies to this client are unread (its output
 budget before transmission), so its memory stays bounded; then every

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Structured replies, metadata contexts and block status, write zeroes,
 fast zero, trim, cache, DF, and connection limits against a running
 luks-nbd.  Prints PASS/FAIL lines that the calling script numbers.

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Reads at QD32 from an export whose payload is partly in the page cache
 and partly not, while another thread keeps evicting it: every read, small
 (served from the page cache on the daemon's loop thread when it can) or

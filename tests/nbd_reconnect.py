@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """A remote payload that goes away and comes back (test-nbd-payload-
 reconnect.sh).  Usage: nbd_reconnect.py SOCKET REMOTE_CTL REMOTE_LOG
 

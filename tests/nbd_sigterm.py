@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Run under `luks-nbd --run "exec ..."` (so the daemon is our parent): issue reads and writes, SIGTERM the daemon
 while they are in flight, and check every request still completes
 correctly and no new connection is accepted.  argv: SOCKET PLAINTEXT OUT

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """A client that sends many large reads at once and reads no reply until
 the server has gone idle: the server's memory must stay bounded by its
 in-flight limits (128 requests, 128 MiB per connection), not grow with

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """NBD_OPT_STARTTLS from a raw client (Python's ssl module as the TLS
 peer), against a luks-nbd started with the --tls MODE given.
 argv: MODE(on|require|off) SOCKET CA_CERT PLAINTEXT

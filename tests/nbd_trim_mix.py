@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Random writes, trims and rewrites (some in flight together, on disjoint
 ranges) through a running luks-nbd export with discard=on, against a model:
 every byte last written must read back; trimmed bytes may read as anything.

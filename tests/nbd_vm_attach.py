@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """A QEMU VM attached to a luks-nbd export, the seed's two ways; the guest
 (tests/guest/disk-rw.sh) reads the plaintext, checks it and writes a
 pattern through.  Prints PASS/FAIL lines (nbdtest.report).

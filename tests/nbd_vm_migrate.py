@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Live migration of a QEMU guest between two luks-nbd daemons that share
 one payload and header, the test playing libvirt (or the operator).  The
 guest (tests/guest/migrate-writer.sh) writes numbered blocks with fsync

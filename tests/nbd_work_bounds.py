@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Per-request work bounds: NBD_CMD_CACHE and NBD_CMD_BLOCK_STATUS whose
 length (up to 4 GiB) does not bound their work the way a read's payload
 does.  Measures work, not time: the daemon's CPU time (utime + stime from

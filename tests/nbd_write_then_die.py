@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Writes 32 blocks of 64 KiB that must persist (FUA, or a FLUSH after
 them), saves what the volume must then hold, starts 32 more writes
 without waiting, and kills the daemon (our parent, via --run 'exec ...')

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Helpers shared by the Python test clients (run with /usr/bin/python3,
 which has python3-libnbd)."""
 import errno

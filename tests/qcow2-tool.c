@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Test helper: drives the qcow2 node directly, so tests can compare it
  * with qemu-img on images whose content is compressible (ciphertext never
  * is, so compressed clusters cannot be made through the luks stack).
@@ -17,8 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "error.h"
-#include "node.h"
+#include "common/error_msg.h"
+#include "formats/node.h"
 
 static int
 die (const char *what)

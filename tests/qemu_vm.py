@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """A QEMU VM for the tests: qemu-system-x86_64 booting the guest that
 tests/guest/make-guest.py builds, its serial console read line by line,
 and a stdlib QMP client.  Nothing here sleeps to synchronise: every wait

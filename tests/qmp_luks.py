@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Makes a LUKS volume with a detached header the way QEMU does it: QMP
 blockdev-create (driver luks, "file" = the payload node, "header" = the
 header node) in a qemu-storage-daemon, as QEMU's own iotest

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Restart continuity under an emulated systemd with the fd store.
 argv: DIR N DAEMON...  DIR holds e0..e(N-1).{payload,hdr,key,plain} and
 y.{payload,hdr,plain} (another volume, same passphrase as e0).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd tests: for the LD_PRELOAD shims (fault-inject.c,
  * write-log.c), whether a descriptor is the file a test names. */
 #ifndef LUKS_NBD_SHIM_FD_PATH_H

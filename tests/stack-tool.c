@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Test helper: opens an export's node stack as the daemon would and
  * prints its extents, one "offset length flags" line each (flags: 1 hole,
  * 2 reads as zeros).
@@ -8,8 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "error.h"
-#include "node.h"
+#include "common/error_msg.h"
+#include "formats/node.h"
 
 static int
 print_extents (struct node *n)

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # The guest half of tests/test-systemd-real.sh: runs inside a Debian root
 # booted with systemd as PID 1 (a oneshot unit starts it once the system is
 # up), follows README.md's steps for the shipped units, writes one

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Socket activation and readiness, as systemd does them.
 argv: SOCKET NOTIFY_SOCKET CREDENTIALS_DIR PLAINTEXT -- COMMAND...
 Starts COMMAND under systemd-socket-activate with NOTIFY_SOCKET set,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: a tiny TAP producer for the C unit tests.  Each check prints
  * "ok N - what" or "not ok N - what" with file, line and values. */
 #ifndef LUKS_NBD_TAP_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Proves that hostile headers are refused with a clear error and never
  * crash: a table of broken headers, each made by changing one field of a
  * good cryptsetup-made LUKS1 or LUKS2 header (argv[1], argv[2]; argv[3] is
@@ -14,10 +15,10 @@
 
 #include <gcrypt.h>
 
-#include "byteorder.h"
-#include "error.h"
-#include "luks.h"
-#include "tap.h"
+#include "common/byteorder.h"
+#include "common/error_msg.h"
+#include "crypto/luks.h"
+#include "tests/tap.h"
 
 struct image {
   unsigned char *buf;

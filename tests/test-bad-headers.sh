@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Runs the broken-header table (tests/test-bad-headers.c) over good headers
 # that cryptsetup makes here: LUKS1 and LUKS2 (two keyslots, 4096 sectors).
 . "$(dirname "$0")/lib.sh"

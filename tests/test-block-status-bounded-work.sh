@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves NBD_CMD_BLOCK_STATUS does bounded work, not only a bounded
 # reply: the nodes stop their walk when the reply is full (4096 extents)
 # or their own bound is spent (qcow2: 64 Ki L2 entries per request, the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves NBD_CMD_CACHE does bounded work: it warms the ciphertext (and the
 # qcow2 tables) under at most the first 32 MiB of a request, decrypting
 # nothing, and answers success.  Three 4 GiB CACHE requests, and then 128

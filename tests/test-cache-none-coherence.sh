@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves that cache=none never goes through the page cache, not even for
 # what O_DIRECT cannot take as it is (write zeroes and partial sectors,
 # which luks-nbd bounces; qcow2 metadata): such transfers are bounced

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves cache=none (qemu-nbd's --cache=none): payload data moves with
 # O_DIRECT, bypassing the page cache; what is written is what cryptsetup
 # decrypts; transfers direct I/O cannot take as they are (partial sectors,

@@ -1,13 +1,14 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Proves the byte-order and checked-arithmetic helpers in common/. */
 #include <config.h>
 
 #include <errno.h>
 #include <stdint.h>
 
-#include "byteorder.h"
-#include "checked.h"
-#include "error.h"
-#include "tap.h"
+#include "common/byteorder.h"
+#include "common/checked.h"
+#include "common/error_msg.h"
+#include "tests/tap.h"
 
 int
 main (void)

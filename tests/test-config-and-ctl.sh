@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # --config files and `luks-nbd ctl` as a new user writes them (issue 20):
 # - errors name the config file and line, also once name= is known and
 #   when the unlock fails;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves the control socket survives hostile lines and keeps its secrets:
 # members of the wrong type (null cmd, name or spec killed the daemon),
 # duplicates, nesting and trailing text get clear errors and the daemon

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves a slow export-add (a LUKS2 keyslot whose PBKDF2 takes seconds,
 # within the accepted caps) runs beside NBD I/O instead of taking the
 # worker pool from it: with two such unlocks running, another client's

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves the control socket end to end: a running daemon gets an export
 # added (passphrase on stdin of `luks-nbd ctl`, never in argv), data is
 # copied through it, query-stats counts it, and it is removed (refused

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Proves crypto/ against published vectors: IEEE 1619 XTS-AES, RFC 6070
  * PBKDF2, RFC 9106 Argon2, and ESSIV/benbi/plain IVs as dm-crypt defines
  * them (ESSIV expectations computed with `openssl dgst -sha256` and
@@ -7,11 +8,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "cipher.h"
-#include "hash.h"
-#include "kdf.h"
-#include "luks.h"
-#include "tap.h"
+#include "crypto/cipher.h"
+#include "crypto/hash.h"
+#include "crypto/kdf.h"
+#include "crypto/luks.h"
+#include "tests/tap.h"
 
 static void
 xts_vector (const char *key_hex, uint64_t sector, const char *pt_hex,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves LUKS1 detached headers from cryptsetup: a LUKS2 volume encrypted
 # by cryptsetup and converted with `cryptsetup convert --type luks1`
 # decrypts to the plaintext (sha1 and sha256 headers), and a header from

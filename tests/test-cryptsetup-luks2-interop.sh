@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves that volumes cryptsetup encrypts with a detached LUKS2 header
 # (pbkdf2, argon2i, argon2id; 512..4096-byte sectors; xts and cbc-essiv)
 # decrypt through crypto/ to exactly the plaintext, and that encrypting the

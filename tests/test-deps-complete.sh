@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves scripts/install-deps.sh installs everything the tests use, so a
 # fresh Debian 12 machine runs every test instead of skipping some (CI
 # counts a skip as a failure): every `need` tool, every program the shell

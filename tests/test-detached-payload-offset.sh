@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves where the data of a detached header with a non-zero payload
 # offset is, for cryptsetup, QEMU 10 and luks-nbd alike: at the header's
 # offset into the payload (LUKS1 payloadOffset, LUKS2 segment offset),

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves that a daemon started as root with --user still watches a header
 # only root may read: the watch is added before root is dropped, so no
 # "not watching header" warning, and a passphrase that cryptsetup adds to

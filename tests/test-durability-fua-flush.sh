@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves that a FUA reply means every byte of the request is durable, and
 # that FLUSH covers every write before it, through every node on a remote
 # payload: luks -> raw -> nbd and luks -> qcow2 -> nbd (header remote

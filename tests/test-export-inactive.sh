@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves the live migration handoff between two daemons that share one
 # payload and header (source and destination hosts), without a VM: the
 # destination's export starts inactive (active=off) although the source

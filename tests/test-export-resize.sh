@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # luks-nbd ctl export-resize (issue 17, "Resize"):
 # - a raw payload and qcow2 payloads (one where the L1 table must grow,
 #   over several clusters; one where it need not) grow while a client is

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves that exports become available one by one: the daemon listens
 # at once; an export whose unlock is done is served while another's KDF
 # still runs (before the daemon is "ready"); a client asking for the

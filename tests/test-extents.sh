@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves extents: each node reports what is stored where, and the luks
 # node maps the payload's to plaintext: a region with no ciphertext is a
 # hole but never "reads as zeros" (ciphertext zeros decrypt to noise).

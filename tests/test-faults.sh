@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Payload faults (EIO, ENOSPC from pread, pwrite and fdatasync, injected
 # by an LD_PRELOAD shim while a trigger file exists) reach the client as
 # NBD errors, never as success; a failed fdatasync fails every later

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves a FIFO no one writes cannot hold the daemon: an export-add whose
 # header= is a FIFO is refused at once (a header must be a file or block
 # device; opening a FIFO for reading used to wait for a writer, holding a

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Secrets and headers that are easy to get wrong, as a new user meets them
 # (issue 20): each mistake gets a message that names the cause and the
 # fix, and a header of another volume is caught before it is served.

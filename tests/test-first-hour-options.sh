@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Options as a new user tries them (issue 20, "Options and paths"):
 # --listen's forms and the $uri --run gets for each (IPv6 in brackets,
 # nbds under --tls=require), --run with no socket (a private one, removed

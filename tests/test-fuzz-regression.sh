@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Runs the fuzz targets (fuzz/) over seeds made by cryptsetup and qemu-img
 # plus a fixed number of deterministic mutants each: any crash or
 # sanitizer report fails.  `make fuzz` builds the same targets with

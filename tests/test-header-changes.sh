@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # A detached header edited, replaced or removed while serving: the daemon
 # serves on with the header it validated at start (same plaintext, writes
 # still work) and logs each kind of change once.

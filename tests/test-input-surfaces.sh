@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves the command-line, --config, credential and environment inputs
 # refuse what they silently misread before: signed or blank numbers
 # (qcow2-cache-size=-18446744073709486080 was 64K), export names with

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves scripts/install-deps.sh's decisions, run against stub dpkg-query,
 # apt-get and id (the real dpkg compares versions): a machine with
 # bookworm's QEMU 7.2 gets bookworm-backports (the deb822 file) and QEMU

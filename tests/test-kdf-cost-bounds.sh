@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves that a header cannot keep the daemon in a KDF for minutes: a
 # LUKS1 header (made by cryptsetup) with one cost field set to 2^32-1 is
 # refused at once, the error naming the file, the field and the bound,

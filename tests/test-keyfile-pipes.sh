@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves key-file= and passphrase-file= read to the end of what they are
 # given, not to a size that a pipe, a FIFO or /dev/stdin does not have
 # (they read as empty before): cryptsetup volumes (LUKS2, LUKS1, a 3 MiB

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves keyslot edits on served exports (luks-nbd ctl keyslot-*), judged
 # by cryptsetup alone.  For a LUKS2 and a LUKS1 detached header made by
 # cryptsetup, while a client keeps writing through the export:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # kill -9 during a stream of writes, then restart: every write that was
 # acknowledged with FUA or followed by an acknowledged FLUSH is there
 # (checked through the restarted daemon and by cryptsetup decrypting the

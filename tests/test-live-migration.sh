@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves the live migration handoff with QEMU 10: two luks-nbd daemons
 # (the source and destination hosts) share one payload and header; a
 # guest with its disk on the source writes numbered blocks with fsync all

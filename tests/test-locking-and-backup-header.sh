@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves safety between processes and header recovery: a payload served
 # read-write is refused to a second luks-nbd and to qemu-img, a payload
 # qemu-nbd holds is refused to luks-nbd, locking=off overrides, readers

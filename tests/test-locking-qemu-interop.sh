@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves that luks-nbd's locks speak QEMU's lock-byte protocol
 # (block/file-posix.c): a read-only export shares its payload and header
 # with QEMU's readers (`qemu-io -r`, `qemu-img compare`, `qemu-nbd -r`),

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # The man page as groff renders it says what --help says: every export key
 # sits under --export (not at the options' level, where a stray .RE once
 # put locking=, backup-header= and credential=), every option of --help is

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves NBD extended headers (NBD_OPT_EXTENDED_HEADERS: 32-byte requests
 # and replies, 64-bit lengths) with QEMU 10's own NBD client, which
 # negotiates them (QEMU >= 8.2), in plaintext and over TLS: the daemon's

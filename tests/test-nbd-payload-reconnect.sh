@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves that a remote payload connection that died is made again: nbdkit
 # serving the ciphertext is restarted on the same socket while luks-nbd
 # serves, and reads and writes work again with the right data; a request

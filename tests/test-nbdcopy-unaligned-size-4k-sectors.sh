@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves that a file whose size is not a multiple of the encryption
 # sector copies onto a 4096-byte-sector volume with nbdcopy and reads
 # back byte for byte: the server advertises minimum block size 1 (it

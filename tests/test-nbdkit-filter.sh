@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves nbdkit-luksnbd-filter.so (nbdkit/) serves cryptsetup's LUKS1 and
 # LUKS2 volumes -- detached and attached headers, argon2id, 4096-byte
 # sectors -- through nbdkit's file, memory and nbd plugins: what it reads

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves that no power cut leaves a qcow2 payload corrupt: the copy-on-write
 # of compressed clusters (down to the one whose host cluster's refcount
 # drops to 0), discards of compressed and normal clusters, writes that

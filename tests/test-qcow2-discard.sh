@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves discard on a qcow2 payload (discard=on): trims from nbdsh, an
 # fstrim-like run of trims and qemu-io's discard unmap every cluster they
 # cover whole, as qemu does (zero flag on v3, unallocated on v2), free it

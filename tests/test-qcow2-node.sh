@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves the qcow2 node against qemu-img: images qemu-img makes (v2, v3,
 # 4 KiB..2 MiB clusters, deflate and zstd compressed clusters, zero and
 # unallocated clusters) read back exactly; writes (in place, into

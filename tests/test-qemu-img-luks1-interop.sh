@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves LUKS1 volumes made by `qemu-img convert -O luks` with many
 # ciphers, modes, IV generators and hashes: attached, and split into a
 # detached header + payload pair, they decrypt through crypto/ to the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves interop with QEMU >= 10's own detached LUKS headers, both ways:
 # headers QEMU makes (QMP blockdev-create through qemu-storage-daemon, as
 # QEMU's iotest luks-detached-header does; the seed's `qemu-img create

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves the seed's VM flows with qemu-system-x86_64 (QEMU 10): a Linux
 # guest attached to a luks-nbd export of a cryptsetup-made detached-header
 # volume (1) with -blockdev driver=nbd + -device virtio-blk-pci at start,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves the README's two commands work in either order, in a copy of the
 # source tree: quickstart.sh builds out of tree (build-quickstart/), so
 # run-tests.sh's out-of-tree builds (build/, ...) can still configure after

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Small whole-sector reads whose bytes the page cache holds are served on
 # the daemon's loop thread (preadv2 RWF_NOWAIT), the rest by workers.
 # Proves that both paths, and the fallback from one to the other when the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves restarts under running clients: 50 Argon2id exports (distinct
 # header files: the shared-key cache cannot hide the KDF) served under
 # an emulated systemd with the fd store (tests/fdstore_systemd.py); after

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves --run under socket activation (it dereferenced NULL: SIGSEGV):
 # the command gets $uri (and $unixsocket) for the socket systemd passed,
 # unix or TCP (a wildcard address becomes loopback), and reads the

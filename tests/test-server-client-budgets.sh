@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves that every connection is held to its budgets in every phase
 # (docs/security.md has the table): option floods before transmission
 # (NBD_OPT_INFO, NBD_OPT_LIST, refusals under --tls=require, options over

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves the command-line contract: bad input gets a clear error naming
 # the export and key, exit status 1, and no socket; ',,' escapes a comma;
 # a stale socket file is replaced and a live one refused; --help works.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves that a client cannot make the daemon hold more than its in-flight
 # limits (128 requests, 128 MiB per connection): 300 reads of 4 MiB sent at
 # once, no reply read until the daemon is idle, peak RSS stays far below

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves remote payloads and headers: nbdkit serves the ciphertext and the
 # header over NBD and luks-nbd serves the plaintext on top (reads equal
 # the plaintext; writes decrypt with cryptsetup to what was written).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves what nbdinfo sees: export list with descriptions, sizes, the
 # read-only flag, and block sizes (minimum 1, the sector size preferred).
 . "$(dirname "$0")/lib.sh"

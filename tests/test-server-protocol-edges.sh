@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves the request checkpoint and handshake limits through libnbd (strict
 # mode off) and a raw socket client: out of range, wrapping, length 0,
 # read-only, unknown command and flags, oversized writes and options,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves structured replies, base:allocation block status (holes never
 # reported as zeros), write zeroes (encrypted zeros), fast zero, trim with
 # discard=on, cache, DF, --max-connections and the handshake timeout, and

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves the seed use case: a LUKS volume whose payload is a qcow2 image
 # (holding ciphertext only) and whose header is a separate file.  Data
 # written through luks-nbd is what `qemu-img convert -O raw` of the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves qemu's NBD client against luks-nbd: qemu-img info and convert
 # over nbd+unix, and qemu-io writes and pattern reads at unaligned
 # offsets and lengths, checked afterwards through nbdcopy.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves that nbdcopy reads, through luks-nbd, exactly the plaintext of
 # volumes made by cryptsetup (LUKS2 detached, 512 and 4096 sectors,
 # pbkdf2 and argon2id; LUKS1 converted) and qemu-img (LUKS1 attached with

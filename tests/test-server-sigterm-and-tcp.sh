@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves orderly shutdown (SIGTERM with requests in flight: all complete,
 # writes persist, exit 0; a second SIGTERM does not cut that short) and
 # serving over TCP (--listen).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves that no NBD client can hold up shutdown: after SIGTERM the
 # daemon exits 0 promptly with a client idle in the handshake, idle in
 # transmission (plaintext and TLS), idle just after STARTTLS's

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # TLS (--tls, --tls-certs, --tls-psk, --tls-verify-peer) against real TLS
 # clients: libnbd (nbdinfo, nbdcopy over nbds:// and nbds+unix://),
 # qemu-img with tls-creds-x509, and Python's ssl module for STARTTLS

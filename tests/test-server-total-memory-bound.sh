@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves that many clients together cannot make the daemon hold more than
 # its daemon-wide in-flight budget (--max-inflight-total, here 256 MiB)
 # plus one request per connection: 16 connections each send 8 reads of

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves writes: data written with nbdcopy through luks-nbd is exactly
 # what `cryptsetup reencrypt --decrypt --force-offline-reencrypt --header`
 # recovers from the payload, and the payload never holds plaintext or a

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves shared headers: several exports naming the same header file are
 # unlocked with one KDF run when they hold the same passphrase (the log
 # says so and every export serves its plaintext); a different valid

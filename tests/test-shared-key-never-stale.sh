@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves that a key kept for sharing is never reused once its header no
 # longer vouches for it.  A running daemon unlocked header H for export a;
 # then, on the same header file (same inode):

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves the shipped units under a real systemd as PID 1: `make install`
 # into a Debian 12 root (debootstrap, cached in the build directory), booted
 # with systemd-nspawn -b; inside (tests/systemd-real-inside.sh), README's

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves the systemd side: units pass systemd-analyze verify; under
 # systemd-socket-activate the daemon serves on the passed socket (greets at
 # once, answers the export once unlocked), says

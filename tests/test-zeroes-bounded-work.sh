@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Proves WRITE_ZEROES (and TRIM) count their range against the
 # connection's in-flight budget: a request of that kind carries no data,
 # yet one of 256 MiB encrypts and writes 256 MiB.  A client that sends 16

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """A QEMU 10 guest attached with reconnect-delay and open-timeout keeps
 writing across a SIGTERM restart and a kill -9 + restart of luks-nbd
 (under tests/fdstore_systemd.py, with --fd-store).  The guest

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Shared by the per-request work-bound tests.
 # cpu_limit_ticks: the daemon CPU (clock ticks) that a few maximal CACHE
 # or BLOCK_STATUS requests may cost: 2 s, with room for a sanitizer's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* LD_PRELOAD shim for crash-order tests: records, in order, every write,
  * hole punch and fdatasync/fsync a process makes to one file, so a test
  * can rebuild each state the file could be in after a power cut (what
@@ -18,7 +19,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include "shim-fd-path.h"
+#include "tests/shim-fd-path.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 

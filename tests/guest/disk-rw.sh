@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Guest side of tests/test-qemu10-vm.sh (run by the guest's /init, busybox
 # sh; see tests/guest/make-guest.py).  The boot's kernel command line sets:
 #   size=BYTES   the disk's expected size     sha=HEX  sha256 of its plaintext

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Builds a tiny Linux guest for the VM tests: the host's Debian kernel and
 an initramfs (newc cpio, written here: no cpio, no root needed for
 /dev/console) holding a static busybox, the kernel modules a virtio disk

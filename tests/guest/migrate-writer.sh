@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Guest side of tests/test-live-migration.sh (run by the guest's /init,
 # busybox sh; see tests/guest/make-guest.py).  Kernel command line:
 #   seed=WORD    in every block, so a block from another run never passes

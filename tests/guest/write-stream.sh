@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Guest side of tests/test-restart-continuity.sh's VM part (run by the
 # guest's /init, busybox sh; see tests/guest/make-guest.py).  Writes
 # numbered 4 KiB blocks one by one, each with conv=fsync (a FLUSH down to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: thread-local error messages (see error.h). */
 #include <config.h>
 
@@ -5,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "error.h"
+#include "common/error_msg.h"
 
 enum { ERROR_MESSAGE_MAX = 1024 };
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the one error helper.  Functions return 0 or -errno and, on
  * error, leave a message naming the cause (file, field, value) in a
  * thread-local buffer that the caller up the stack prints or prefixes. */
