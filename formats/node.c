@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* luks-nbd: node helpers shared by all node types. */
+/* luks-nbd: the dispatch of node ops (every call into a node comes
+ * through here) and the helpers shared by all node types. */
 #include <config.h>
 
 #include <errno.h>
@@ -38,6 +39,58 @@ node_close (struct node *n)
 {
   if (n)
     n->ops->close (n);
+}
+
+uint64_t
+node_size (const struct node *n)
+{
+  return n->size;
+}
+
+uint32_t
+node_block_size (const struct node *n)
+{
+  return n->block_size ? n->block_size : 1;
+}
+
+const char *
+node_label (const struct node *n)
+{
+  return n->label;
+}
+
+uint32_t
+node_preferred_block_size (const struct node *n)
+{
+  uint32_t bs = node_block_size (n);
+  return bs > NODE_PREFERRED_BLOCK_MIN ? bs : NODE_PREFERRED_BLOCK_MIN;
+}
+
+int
+node_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
+{
+  return n->ops->pread (n, buf, count, offset);
+}
+
+int
+node_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
+             int flags)
+{
+  return n->ops->pwrite (n, buf, count, offset, flags);
+}
+
+int
+node_pread_cached (struct node *n, void *buf, uint64_t count, uint64_t offset)
+{
+  if (!n->ops->pread_cached)
+    return -EAGAIN;
+  return n->ops->pread_cached (n, buf, count, offset);
+}
+
+int
+node_flush (struct node *n)
+{
+  return n->ops->flush (n);
 }
 
 int

@@ -341,6 +341,49 @@ newline_hint (const struct stack_spec *spec)
                   spec->key_file, spec->key_file);
 }
 
+/* The nbdkit filter's header: read-only, no lock (nbdkit's plugin may be
+ * the file, and the filter runs in one process for all connections). */
+static int
+open_plain_header (const char *path, struct node **out)
+{
+  return node_is_uri (path) ? node_nbd_open (path, true, out)
+                            : node_file_open (path, true, out);
+}
+
+int
+node_stack_open_over (struct node *payload, const char *header_path,
+                      const char *label, const void *pass, size_t passlen,
+                      int key_slot, struct luks_volume *shared,
+                      struct node **out)
+{
+  struct node *header = payload;
+  int r = header_path ? open_plain_header (header_path, &header) : 0;
+
+  if (r == 0)
+    r = node_luks_open (payload, header, pass, passlen, key_slot, label, shared,
+                        NULL, 0, out);
+  if (r == 0)
+    return 0;
+  if (header != payload)
+    node_close (header);
+  node_close (payload);
+  return r;
+}
+
+int
+node_stack_unlock_header (const char *path, const void *pass, size_t passlen,
+                          int key_slot, struct luks_volume **out)
+{
+  struct node *header;
+  int r = node_file_open (path, true, &header);
+
+  if (r < 0)
+    return r;
+  r = node_luks_header_unlock (header, path, pass, passlen, key_slot, out);
+  node_close (header);
+  return r;
+}
+
 int
 node_stack_open (const struct stack_spec *spec, struct node **out,
                  const char **detected_format)

@@ -151,11 +151,11 @@ check_resize (const struct export *e, uint64_t size, bool force)
                       e->name);
   if (e->resizing)
     return error_set (-EBUSY, "export '%s': a resize runs already", e->name);
-  if (e->node->block_size && size % e->node->block_size)
+  if (size % node_block_size (e->node))
     return error_set (-EINVAL,
                       "export '%s': %" PRIu64 " bytes is not a multiple of "
                       "its %u-byte sectors",
-                      e->name, size, e->node->block_size);
+                      e->name, size, node_block_size (e->node));
   if (size < e->size && !force)
     return error_set (-EPERM,
                       "export '%s': shrinking from %" PRIu64 " to %" PRIu64

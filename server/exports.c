@@ -567,18 +567,16 @@ log_key_wiped (const char *header)
 /* A key the previous daemon handed over (--fd-store): taken (at -v), or
  * why not. */
 static void
-log_handover (const struct export *e)
+log_handover (const struct export *e, const struct node_stack_info *info)
 {
-  const char *why = node_luks_handover_refused (e->node);
-
-  if (node_luks_key_handed_over (e->node))
+  if (info->key_handed_over)
     log_info ("export '%s': key handed over by the previous daemon, "
               "verified against the header %s (no KDF run)",
               e->name, e->spec.header ? e->spec.header : e->spec.payload);
-  else if (why)
+  else if (info->handover_refused)
     log_warning ("export '%s': the handed-over key was refused (%s); "
                  "unlocked with the passphrase instead",
-                 e->name, why);
+                 e->name, info->handover_refused);
 }
 
 int
@@ -601,14 +599,16 @@ export_open (struct export *e)
 
   if (r < 0)
     return error_prefix (r, "%s", e->label);
-  e->size = e->node->size;
-  log_handover (e);
+  struct node_stack_info info;
+  node_stack_info (e->node, &info);
+  e->size = node_size (e->node);
+  log_handover (e, &info);
   if (keystore_save (e->name, e->node) < 0)
     log_warning ("export '%s': its key is not kept for a restart: %s", e->name,
                  error_message ());
-  if (node_luks_warning (e->node))
-    log_warning ("export '%s': %s", e->name, node_luks_warning (e->node));
-  if (node_luks_key_shared (e->node))
+  if (info.warning)
+    log_warning ("export '%s': %s", e->name, info.warning);
+  if (info.key_shared)
     log_info ("export '%s': header %s already unlocked with this passphrase "
               "and unchanged since; sharing its key (no second KDF run)",
               e->name, e->spec.header);
@@ -616,15 +616,15 @@ export_open (struct export *e)
             "sectors, data from byte %llu of the payload%s",
             e->name, format, e->spec.payload,
             e->spec.header ? e->spec.header : "(attached)",
-            (unsigned long long) e->node->size, e->node->block_size,
-            (unsigned long long) node_luks_data_offset (e->node),
+            (unsigned long long) e->size, node_block_size (e->node),
+            (unsigned long long) info.data_offset,
             e->readonly ? ", read-only" : "");
   /* Which volume each header belongs to, so a mix-up shows in the log. */
   log_info ("export '%s': serving with the header of UUID %s", e->name,
-            node_luks_uuid (e->node));
-  if (node_luks_backup_uuid (e->node))
+            info.uuid);
+  if (info.backup_uuid)
     log_info ("export '%s': backup-header=%s has UUID %s (the same volume)",
-              e->name, e->spec.backup_header, node_luks_backup_uuid (e->node));
+              e->name, e->spec.backup_header, info.backup_uuid);
   return 0;
 }
 
@@ -642,7 +642,7 @@ exports_add (struct export *e)
   exports = n;
   exports[n_exports++] = e;
   if (e->node && !e->size) /* added open (export_open sets it too) */
-    e->size = e->node->size;
+    e->size = node_size (e->node);
   return 0;
 }
 
