@@ -85,6 +85,26 @@ struct node {
 /* Events a node reports on its own, to the hook node_set_log_hook set. */
 void node_log (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 
+/* A payload format: its name in payload-format=, whether a payload's
+ * first bytes (at most PAYLOAD_PROBE_BYTES, fewer if the payload is
+ * shorter) are its own, and how to open it on the payload's file or nbd
+ * node, taken over on success.  Adding a format: its file defines one,
+ * payload_formats.c lists it. */
+#define PAYLOAD_PROBE_BYTES 512
+struct payload_format {
+  const char *name;
+  bool (*probe) (const uint8_t *buf, size_t len);
+  int (*open) (struct node *file, const struct stack_spec *spec,
+               struct node **out);
+};
+extern const struct payload_format payload_format_qcow2; /* qcow2.c */
+extern const struct payload_format payload_format_raw;   /* raw.c */
+/* payload_formats.c: the format spec->payload_format names, or ("auto"
+ * or NULL) the first in the table whose probe takes file's first bytes;
+ * -EINVAL for an unknown name. */
+int payload_format_choose (struct node *file, const char *want,
+                           const struct payload_format **out);
+
 /* file.c */
 int node_file_open (const char *path, bool readonly, struct node **out);
 /* cache=none: aligned transfers bypass the page cache (O_DIRECT). */

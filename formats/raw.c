@@ -128,6 +128,29 @@ static const struct node_ops raw_ops = {
   .close = raw_close,
 };
 
+/* Anything is raw: the table's last entry takes what no probe claimed. */
+static bool
+probe_any (const uint8_t *buf, size_t len)
+{
+  (void) buf;
+  (void) len;
+  return true;
+}
+
+static int
+open_payload (struct node *file, const struct stack_spec *spec,
+              struct node **out)
+{
+  (void) spec;
+  return node_raw_open (file, 0, file->size, out);
+}
+
+const struct payload_format payload_format_raw = {
+  .name = "raw",
+  .probe = probe_any,
+  .open = open_payload,
+};
+
 int
 node_raw_open (struct node *child, uint64_t offset, uint64_t size,
                struct node **out)

@@ -129,6 +129,16 @@ struct stack_spec {
 int node_stack_open (const struct stack_spec *spec, struct node **out,
                      const char **detected_format);
 
+/* payload_formats.c: checks a payload-format= value ("auto" or a
+ * format's name): 0, or -EINVAL with a message listing the choices. */
+int node_stack_check_format (const char *name);
+/* The choices, "auto|raw|qcow2" (for usage texts). */
+const char *node_stack_format_choices (void);
+/* The spec's rules that concern formats/ rather than its syntax (the
+ * payload format, cache=none only on files): 0 or -EINVAL saying why,
+ * without the export's name.  node_stack_open checks them too. */
+int node_stack_check_spec (const struct stack_spec *spec);
+
 /* A stack over a payload node the caller made (the nbdkit filter's
  * plugin), taken over: luks(payload, header = header_path, a file or a
  * URI, read-only and unlocked, or the payload itself if NULL).  label

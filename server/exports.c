@@ -451,14 +451,6 @@ export_parse (const char *text, const char *origin, bool force_readonly,
   if (r == 0)
     r = parse_switch (label, KEY_READONLY, values, "on", "off", &readonly);
   e->readonly = force_readonly || readonly;
-  if (r == 0 && values[KEY_PAYLOAD_FORMAT] &&
-      strcmp (values[KEY_PAYLOAD_FORMAT], "auto") != 0 &&
-      strcmp (values[KEY_PAYLOAD_FORMAT], "raw") != 0 &&
-      strcmp (values[KEY_PAYLOAD_FORMAT], "qcow2") != 0)
-    r = error_set (-EINVAL,
-                   "%s: payload-format=%s: expected auto, raw or "
-                   "qcow2",
-                   label, values[KEY_PAYLOAD_FORMAT]);
   if (r == 0)
     r = parse_switch (label, KEY_LOCKING, values, "on", "off", &locking);
   e->spec.no_locking = !locking;
@@ -466,12 +458,6 @@ export_parse (const char *text, const char *origin, bool force_readonly,
     r =
       parse_switch (label, KEY_CACHE, values, "writeback", "none", &writeback);
   e->spec.direct_io = !writeback;
-  if (r == 0 && e->spec.direct_io && values[KEY_PAYLOAD] &&
-      node_is_uri (values[KEY_PAYLOAD]))
-    r = error_set (-EINVAL,
-                   "%s: cache=none applies to files and block devices, "
-                   "not to NBD payloads",
-                   label);
   if (r == 0)
     r = parse_switch (label, KEY_DISCARD, values, "on", "off", &e->discard);
   bool check_plaintext = true;
@@ -530,6 +516,9 @@ export_parse (const char *text, const char *origin, bool force_readonly,
   e->spec.payload_format = values[KEY_PAYLOAD_FORMAT];
   e->spec.backup_header = values[KEY_BACKUP_HEADER];
   e->spec.readonly = e->readonly;
+  /* What formats/ knows: the payload formats, cache=none only on files. */
+  if (r == 0 && (r = node_stack_check_spec (&e->spec)) < 0)
+    error_prefix (r, "%s", label);
   {
     static const enum spec_key keep[] = {
       KEY_NAME,           KEY_DESCRIPTION,   KEY_PAYLOAD,
