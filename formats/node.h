@@ -87,9 +87,10 @@ void node_log (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 
 /* A payload format: its name in payload-format=, whether a payload's
  * first bytes (at most PAYLOAD_PROBE_BYTES, fewer if the payload is
- * shorter) are its own, and how to open it on the payload's file or nbd
- * node, taken over on success.  Adding a format: its file defines one,
- * payload_formats.c lists it. */
+ * shorter) are its own (raw has no probe: it is what no probe takes),
+ * and how to open it on the payload's file or nbd node, taken over on
+ * success.  Adding a format: its file defines one, payload_formats.c
+ * lists it. */
 #define PAYLOAD_PROBE_BYTES 512
 struct payload_format {
   const char *name;
@@ -99,8 +100,8 @@ struct payload_format {
 };
 extern const struct payload_format payload_format_qcow2; /* qcow2.c */
 extern const struct payload_format payload_format_raw;   /* raw.c */
-/* payload_formats.c: the format spec->payload_format names, or ("auto"
- * or NULL) the first in the table whose probe takes file's first bytes;
+/* payload_formats.c: the format `want` names, or ("auto" or NULL) the
+ * first in the table whose probe takes file's first bytes, else raw;
  * -EINVAL for an unknown name. */
 int payload_format_choose (struct node *file, const char *want,
                            const struct payload_format **out);
