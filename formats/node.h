@@ -79,6 +79,12 @@ struct node {
   uint64_t size;       /* bytes */
   uint32_t block_size; /* smallest efficient I/O (sector size) */
   bool readonly;
+  /* Ops may address bytes past size, and the node answers those with
+   * errors (not the dispatch with asserts): a file or remote export,
+   * whose size is only what it was when last looked at (another process
+   * may truncate it), and a node its parent extends by writing past its
+   * end (qcow2 allocates clusters there). */
+  bool past_end_ok;
   char *label; /* file name or "luks(...)", for messages */
 };
 

@@ -632,6 +632,7 @@ qcow2_open_depth (struct node *file, uint64_t cache_bytes, bool allow_backing,
   pthread_mutex_init (&q->lock, NULL);
   init_io_lock (q);
   q->file = file;
+  file->past_end_ok = true; /* new clusters go past its end */
   q->node.label = strdup (file->label);
   r = node_pread (file, head, head_len, 0);
   if (r == 0)
