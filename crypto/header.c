@@ -12,10 +12,17 @@
 #include "crypto/header.h"
 #include "crypto/secmem.h"
 
-static const uint8_t luks_magic[6] = { 'L', 'U', 'K', 'S', 0xba, 0xbe };
+const uint8_t luks_magic[LUKS_MAGIC_BYTES] = { 'L', 'U', 'K', 'S', 0xba, 0xbe };
 
 /* LUKS1's phdr is 592 bytes; LUKS2's binary header 4096. */
 enum { PROBE_BYTES = 592 };
+
+bool
+luks_probe (const void *buf, size_t len)
+{
+  return len >= sizeof luks_magic &&
+         memcmp (buf, luks_magic, sizeof luks_magic) == 0;
+}
 
 int
 luks_init (void)

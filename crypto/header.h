@@ -20,6 +20,9 @@
 /* SHA-256 of the metadata a header was parsed from (see meta_hash). */
 #define LUKS_META_HASH_BYTES 32
 
+/* "LUKS\xba\xbe": a LUKS1 header and a LUKS2 primary copy start with it. */
+extern const uint8_t luks_magic[LUKS_MAGIC_BYTES];
+
 enum keyslot_priority {
   PRIORITY_IGNORE = 0,
   PRIORITY_NORMAL = 1,

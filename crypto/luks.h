@@ -37,6 +37,12 @@ struct luks_source {
 struct luks_header;
 struct luks_volume;
 
+/* The magic both LUKS versions start with (crypto/header.c holds it).
+ * True if buf, the first len bytes of a device, starts with it: a header
+ * may be there (a probe only; luks_header_open checks the rest). */
+#define LUKS_MAGIC_BYTES 6
+bool luks_probe (const void *buf, size_t len);
+
 /* Initialise libgcrypt and secure memory; call once before anything else. */
 int luks_init (void);
 

@@ -28,8 +28,9 @@ enum {
   L2_BINARY_SIZE = 4096,
 };
 
-static const uint8_t magic_1st[6] = { 'L', 'U', 'K', 'S', 0xba, 0xbe };
-static const uint8_t magic_2nd[6] = { 'S', 'K', 'U', 'L', 0xba, 0xbe };
+/* The primary copy starts with luks_magic (header.c), the secondary with
+ * its first four bytes reversed. */
+static const uint8_t magic_2nd[] = { 'S', 'K', 'U', 'L', 0xba, 0xbe };
 
 /* The only header sizes (binary + JSON) the specification allows. */
 static const uint64_t allowed_hdr_sizes[] = {
@@ -57,7 +58,7 @@ hdr_size_allowed (uint64_t size)
 /* Reads and checks one copy at `offset`; on failure copy->why says why. */
 static void
 read_copy (const struct luks_header *hdr, uint64_t offset,
-           const uint8_t magic[6], struct copy *c)
+           const uint8_t magic[LUKS_MAGIC_BYTES], struct copy *c)
 {
   uint8_t bin[L2_BINARY_SIZE], sum[L2_CSUM_LEN];
   char alg[L2_CSUM_ALG_LEN];
@@ -151,7 +152,7 @@ luks2_read (struct luks_header *hdr)
   const char *src = hdr->src.name;
   int r;
 
-  read_copy (hdr, 0, magic_1st, &primary);
+  read_copy (hdr, 0, luks_magic, &primary);
   if (primary.buf) {
     read_copy (hdr, primary.hdr_size, magic_2nd, &secondary);
     /* Both copies have one size (the keyslots start after two of them):
@@ -226,7 +227,7 @@ out:
  * copy on disk there is kept (cryptsetup gives each copy its own). */
 static int
 build_copy (const struct luks_header *hdr, const char *json, uint64_t offset,
-            const uint8_t magic[6], uint64_t seqid, uint8_t *buf)
+            const uint8_t magic[LUKS_MAGIC_BYTES], uint64_t seqid, uint8_t *buf)
 {
   enum { L2_SALT = 192, L2_SALT_LEN = 64 };
   uint64_t size = hdr->raw_size;
@@ -272,7 +273,7 @@ luks2_write_json (const struct luks_header *hdr, const char *json)
   buf = malloc (size);
   if (!buf)
     return error_set (-ENOMEM, "out of memory");
-  r = build_copy (hdr, json, 0, magic_1st, seqid, buf);
+  r = build_copy (hdr, json, 0, luks_magic, seqid, buf);
   if (r == 0)
     r = s->write (s->opaque, buf, size, 0);
   if (r == 0)

@@ -630,6 +630,7 @@ node_file_open (const char *path, bool readonly, struct node **out)
   f->node.ops = &file_ops;
   f->node.size = (uint64_t) end;
   f->node.block_size = 1;
+  f->node.past_end_ok = true; /* others may change the file's size */
   f->node.readonly = readonly;
   *out = &f->node;
   return 0;

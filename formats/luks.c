@@ -328,6 +328,12 @@ static const struct node_ops luks_ops = {
   .close = luks_close,
 };
 
+bool
+node_is_luks (const struct node *n)
+{
+  return n->ops == &luks_ops;
+}
+
 void
 node_luks_set_warning (struct node *n, const char *fmt, ...)
 {

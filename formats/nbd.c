@@ -597,6 +597,7 @@ node_nbd_open (const char *uri, bool readonly, struct node **out)
   n->node.ops = &nbd_ops;
   n->node.size = (uint64_t) size;
   n->node.block_size = 1;
+  n->node.past_end_ok = true; /* a reconnection may find another size */
   n->node.readonly = readonly;
   *out = &n->node;
   return 0;

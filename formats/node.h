@@ -1,50 +1,25 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* luks-nbd: block nodes.  An export is a small stack of nodes (luks over
- * raw over file); every op may be called from several worker threads at
- * once, and a node with mutable state locks it itself.  Ops return 0 or
- * -errno with a message set through common/error.h. */
+/* luks-nbd: the implementer's header of formats/ (as QEMU's block_int.h
+ * beside block.h): struct node and its ops, helpers for writing a node,
+ * the constructors of the node types and what stack.c needs of the luks
+ * node.  An export is a small stack of nodes (luks over raw over file);
+ * every op may be called from several worker threads at once, and a node
+ * with mutable state locks it itself.  Ops return 0 or -errno with a
+ * message set through common/error_msg.h.  Users of a stack (server/,
+ * nbdkit/luksnbd.c) include formats/stack.h only. */
 #ifndef LUKS_NBD_NODE_H
 #define LUKS_NBD_NODE_H
 
-#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-struct node;
-
-/* pwrite, zero: every byte of this call is on stable storage before it
- * returns.  A node that splits the call must not pass FUA to only part of
- * it: FUA on each piece, or a flush after them (docs/design.md,
- * Durability).  flush: every write completed before it is durable. */
-#define NODE_FUA 1
-/* pwrite: the caller no longer needs the buffer's contents, so a node may
- * transform it in place (the luks node encrypts there: no copy). */
-#define NODE_MAY_CLOBBER 2
-
-/* Extents: what a range of a node is made of. */
-#define EXTENT_HOLE 1 /* nothing stored (sparse, unallocated) */
-#define EXTENT_ZERO 2 /* reads as zeros */
-
-struct extent {
-  uint64_t offset, length;
-  uint32_t flags;
-};
-
-/* Extents describe a prefix of the range asked for: a node stops its walk
- * when the list is full or its own work bound is spent, and the caller
- * asks again from where the list ends (NBD allows a shorter reply). */
-struct extent_list {
-  struct extent *e;
-  size_t n, cap;
-  size_t max; /* at most this many extents (0: no limit) */
-};
+#include "formats/stack.h"
 
 /* Appends, merging with the previous extent when the flags match.  When
  * the list is full a new extent is dropped (so the list stays one
  * contiguous prefix); walkers check extent_list_full to stop early. */
 int extent_add (struct extent_list *l, uint64_t offset, uint64_t length,
                 uint32_t flags);
-void extent_list_free (struct extent_list *l);
 
 static inline bool
 extent_list_full (const struct extent_list *l)
@@ -104,70 +79,38 @@ struct node {
   uint64_t size;       /* bytes */
   uint32_t block_size; /* smallest efficient I/O (sector size) */
   bool readonly;
+  /* Ops may address bytes past size, and the node answers those with
+   * errors (not the dispatch with asserts): a file or remote export,
+   * whose size is only what it was when last looked at (another process
+   * may truncate it), and a node its parent extends by writing past its
+   * end (qcow2 allocates clusters there). */
+  bool past_end_ok;
   char *label; /* file name or "luks(...)", for messages */
 };
 
-/* The size a server tells clients to prefer (NBD_INFO_BLOCK_SIZE, from
- * the daemon and the nbdkit filter alike): the node's block size, and at
- * least a page (as nbdkit's file plugin says for 4K disks).  The minimum
- * it tells is 1: every node serves any byte range (the luks node by
- * read-modify-write of its sectors). */
-#define NODE_PREFERRED_BLOCK_MIN 4096
-static inline uint32_t
-node_preferred_block_size (const struct node *n)
-{
-  return n->block_size > NODE_PREFERRED_BLOCK_MIN ? n->block_size
-                                                  : NODE_PREFERRED_BLOCK_MIN;
-}
-
-/* Checked entry points (range and read-only checks live in the server's
- * one request checkpoint; these only forward). */
-static inline int
-node_pread (struct node *n, void *buf, uint64_t count, uint64_t offset)
-{
-  return n->ops->pread (n, buf, count, offset);
-}
-
-static inline int
-node_pwrite (struct node *n, const void *buf, uint64_t count, uint64_t offset,
-             int flags)
-{
-  return n->ops->pwrite (n, buf, count, offset, flags);
-}
-
-static inline int
-node_pread_cached (struct node *n, void *buf, uint64_t count, uint64_t offset)
-{
-  return n->ops->pread_cached ? n->ops->pread_cached (n, buf, count, offset)
-                              : -EAGAIN;
-}
-
-static inline int
-node_flush (struct node *n)
-{
-  return n->ops->flush (n);
-}
-
-void node_close (struct node *n);
-
-/* Events a node reports on its own (an NBD connection lost and made
- * again): to the hook the server sets, else to stderr.  Any thread. */
-void node_set_log_hook (void (*hook) (const char *fmt, ...));
+/* Events a node reports on its own, to the hook node_set_log_hook set. */
 void node_log (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 
-/* The optional ops, or -ENOTSUP with a message when a node lacks them. */
-int node_trim (struct node *n, uint64_t count, uint64_t offset);
-int node_zero (struct node *n, uint64_t count, uint64_t offset, int flags);
-/* Without an extents op a node is all data.  The list may cover only a
- * prefix of the range (at least one byte of it on success). */
-int node_extents (struct node *n, uint64_t count, uint64_t offset,
-                  struct extent_list *out);
-/* Without a prefetch op there is nothing to warm: success. */
-int node_prefetch (struct node *n, uint64_t count, uint64_t offset);
-/* Without a resize op: -ENOTSUP naming the node type. */
-int node_resize (struct node *n, uint64_t size);
-/* Without a set_active op: success (nothing cached, nothing locked). */
-int node_set_active (struct node *n, bool active);
+/* A payload format: its name in payload-format=, whether a payload's
+ * first bytes (at most PAYLOAD_PROBE_BYTES, fewer if the payload is
+ * shorter) are its own (raw has no probe: it is what no probe takes),
+ * and how to open it on the payload's file or nbd node, taken over on
+ * success.  Adding a format: its file defines one, payload_formats.c
+ * lists it. */
+#define PAYLOAD_PROBE_BYTES 512
+struct payload_format {
+  const char *name;
+  bool (*probe) (const uint8_t *buf, size_t len);
+  int (*open) (struct node *file, const struct stack_spec *spec,
+               struct node **out);
+};
+extern const struct payload_format payload_format_qcow2; /* qcow2.c */
+extern const struct payload_format payload_format_raw;   /* raw.c */
+/* payload_formats.c: the format `want` names, or ("auto" or NULL) the
+ * first in the table whose probe takes file's first bytes, else raw;
+ * -EINVAL for an unknown name. */
+int payload_format_choose (struct node *file, const char *want,
+                           const struct payload_format **out);
 
 /* file.c */
 int node_file_open (const char *path, bool readonly, struct node **out);
@@ -185,7 +128,6 @@ int node_file_refresh_size (struct node *n);
 
 /* nbd.c: a remote export (any libnbd URI: nbd://, nbd+unix://, ...). */
 int node_nbd_open (const char *uri, bool readonly, struct node **out);
-bool node_is_uri (const char *s);
 
 /* raw.c: a window [offset, offset+size) of child; takes ownership. */
 int node_raw_open (struct node *child, uint64_t offset, uint64_t size,
@@ -205,11 +147,13 @@ int node_qcow2_open (struct node *file, uint64_t cache_bytes,
  * (luks_volume_handover_open): taken if the header as it is now is the
  * one it was unlocked from and its digest matches, else refused (see
  * node_luks_handover_refused) and the passphrase unlocks as usual. */
-struct luks_volume;
 int node_luks_open (struct node *payload, struct node *header, const void *pass,
                     size_t passlen, int keyslot, const char *header_label,
                     struct luks_volume *shared, const void *handover,
                     size_t handover_len, struct node **out);
+/* True if n is a luks node (the top of every stack node_stack_open
+ * builds). */
+bool node_is_luks (const struct node *n);
 /* True if the node serves with the key handed over (no KDF run). */
 bool node_luks_key_handed_over (const struct node *luks);
 /* Why a handed-over key was refused, or NULL if none was or it was
@@ -237,21 +181,7 @@ struct node *node_luks_header_node (struct node *luks);
 struct luks_header;
 int node_luks_header_parse (struct node *luks, struct luks_header **out);
 
-/* luks_keyslots.c: keyslots of a served export's header, edited with
- * the key it serves with (see luks.h's luks_keyslot_*).  path is the
- * header's file (the payload file if the header is attached).  Off the
- * loop: the edits run a KDF and fsync. */
-struct node_keyslot_info {
-  int id;
-  const char *kdf; /* "pbkdf2", "argon2i", "argon2id" */
-  uint32_t iterations, memory_kib, parallel;
-  const char *priority;
-};
-struct node_kdf_choice {
-  const char *type; /* NULL: the LUKS version's default */
-  uint32_t iter_time_ms, iterations, memory_kib, parallel; /* 0: default */
-};
-/* *version is 1 or 2. */
+/* luks_keyslots.c: the keyslot edits behind node_stack_keyslot_*. */
 int node_luks_keyslot_list (struct node *luks, struct node_keyslot_info *out,
                             int cap, int *n, int *version);
 int node_luks_keyslot_add (struct node *luks, const char *path,
@@ -259,23 +189,12 @@ int node_luks_keyslot_add (struct node *luks, const char *path,
                            const struct node_kdf_choice *kc, int *added);
 int node_luks_keyslot_remove (struct node *luks, const char *path, int slot,
                               bool force);
-/* A new keyslot with pass, then keyslot slot removed; *added: the new. */
 int node_luks_keyslot_change (struct node *luks, const char *path, int slot,
                               const void *pass, size_t passlen,
                               const struct node_kdf_choice *kc, int *added);
 
 /* fn(arg) runs when the node closes, after it let go of its key. */
 void node_luks_on_close (struct node *luks, void (*fn) (void *), void *arg);
-
-/* stack.c: the keys kept for sharing between exports of one header.
- * Stops offering every kept key (at exit). */
-void node_stack_forget_keys (void);
-/* Stops offering the keys kept for the header file at `path` (it
- * changed); exports using them keep them.  Returns how many. */
-size_t node_stack_forget_header (const char *path);
-/* fn(header path) runs (on the thread that closed the last export using
- * it) when a kept key is wiped because no export uses it any more. */
-void node_stack_on_key_wiped (void (*fn) (const char *header));
 
 /* The UUID of the header that serves, and of a backup header once it
  * was read and found to be the same volume's (else NULL). */
@@ -306,30 +225,5 @@ int node_luks_header_unlock (struct node *header, const char *label,
 const char *node_luks_warning (const struct node *luks);
 void node_luks_set_warning (struct node *luks, const char *fmt, ...)
   __attribute__ ((format (printf, 2, 3)));
-
-/* stack.c: the whole stack for an export. */
-struct stack_spec {
-  const char *payload;         /* path */
-  const char *header;          /* path, or NULL: attached */
-  const char *key_file;        /* exact bytes */
-  const char *credential;      /* its name, if key_file is a credential */
-  const char *passphrase_file; /* one trailing newline stripped */
-  int key_slot;                /* -1: any */
-  bool readonly;
-  const char *payload_format; /* "auto", "raw", "qcow2" */
-  uint64_t qcow2_cache_bytes; /* L2 cache bound; 0: the default */
-  bool payload_backing;       /* follow a qcow2 backing chain */
-  bool no_locking;            /* locking=off */
-  bool direct_io;             /* cache=none: O_DIRECT on the payload */
-  bool no_plaintext_check;    /* check-plaintext=off (plaintext_check.c) */
-  const char *backup_header;  /* used if the header fails */
-  bool inactive;              /* active=off: no lock, no writes yet */
-  const char *passphrase;     /* in memory (control socket), or NULL */
-  size_t passphrase_len;
-  const void *handover; /* a key blob from the previous daemon, or NULL */
-  size_t handover_len;
-};
-int node_stack_open (const struct stack_spec *spec, struct node **out,
-                     const char **detected_format);
 
 #endif

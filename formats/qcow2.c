@@ -548,9 +548,10 @@ open_backing (struct qcow2 *q, bool allow, int depth)
     return error_prefix (r, "%s: backing file", label);
   bool is_qcow2 = strcmp (q->h.backing_format, "qcow2") == 0;
   if (!q->h.backing_format[0]) {
-    unsigned char magic[4];
-    is_qcow2 = file->size >= 4 && node_pread (file, magic, 4, 0) == 0 &&
-               memcmp (magic, "QFI\xfb", 4) == 0;
+    uint8_t magic[4];
+    is_qcow2 = file->size >= sizeof magic &&
+               node_pread (file, magic, sizeof magic, 0) == 0 &&
+               qcow2_probe (magic, sizeof magic);
   } else if (!is_qcow2 && strcmp (q->h.backing_format, "raw") != 0) {
     node_close (file);
     return error_set (-ENOTSUP, "%s: backing format '%s' is not supported",
@@ -600,6 +601,21 @@ node_qcow2_open (struct node *file, uint64_t cache_bytes, bool allow_backing,
 }
 
 static int
+open_payload (struct node *file, const struct stack_spec *spec,
+              struct node **out)
+{
+  uint64_t cache = spec->qcow2_cache_bytes ? spec->qcow2_cache_bytes
+                                           : QCOW2_DEFAULT_CACHE_BYTES;
+  return node_qcow2_open (file, cache, spec->payload_backing, out);
+}
+
+const struct payload_format payload_format_qcow2 = {
+  .name = "qcow2",
+  .probe = qcow2_probe,
+  .open = open_payload,
+};
+
+static int
 qcow2_open_depth (struct node *file, uint64_t cache_bytes, bool allow_backing,
                   int depth, struct node **out)
 {
@@ -616,6 +632,7 @@ qcow2_open_depth (struct node *file, uint64_t cache_bytes, bool allow_backing,
   pthread_mutex_init (&q->lock, NULL);
   init_io_lock (q);
   q->file = file;
+  file->past_end_ok = true; /* new clusters go past its end */
   q->node.label = strdup (file->label);
   r = node_pread (file, head, head_len, 0);
   if (r == 0)

@@ -65,7 +65,10 @@ struct qcow2_header {
   bool external_data_file;
 };
 
-/* qcow2_header.c: parses the first cluster of an image (buf holds
+/* qcow2_header.c: true if buf, the first len bytes of a file, starts
+ * with the qcow2 magic (the probe of payload_format_qcow2). */
+bool qcow2_probe (const uint8_t *buf, size_t len);
+/* Parses the first cluster of an image (buf holds
  * min(file size, 2 MiB) bytes).  Errors name `label` and the field. */
 int qcow2_header_parse (const uint8_t *buf, size_t len, uint64_t file_size,
                         const char *label, struct qcow2_header *h);

@@ -10,6 +10,7 @@
 #include "common/error_msg.h"
 #include "formats/qcow2.h"
 
+/* The one definition of the qcow2 magic ("QFI\xfb"). */
 static const uint8_t qcow2_magic[4] = { 'Q', 'F', 'I', 0xfb };
 
 #define EXT_END 0
@@ -58,6 +59,13 @@ parse_extensions (const uint8_t *buf, size_t len, const char *label,
   return 0;
 }
 
+bool
+qcow2_probe (const uint8_t *buf, size_t len)
+{
+  return len >= sizeof qcow2_magic &&
+         memcmp (buf, qcow2_magic, sizeof qcow2_magic) == 0;
+}
+
 int
 qcow2_header_parse (const uint8_t *buf, size_t len, uint64_t file_size,
                     const char *label, struct qcow2_header *h)
@@ -66,7 +74,7 @@ qcow2_header_parse (const uint8_t *buf, size_t len, uint64_t file_size,
   int r;
 
   memset (h, 0, sizeof *h);
-  if (len < 72 || memcmp (buf, qcow2_magic, 4) != 0)
+  if (len < 72 || !qcow2_probe (buf, len))
     return error_set (-EINVAL, "%s: not a qcow2 image (bad magic)", label);
   h->version = load_be32 (buf + 4);
   if (h->version != 2 && h->version != 3)

@@ -128,6 +128,20 @@ static const struct node_ops raw_ops = {
   .close = raw_close,
 };
 
+static int
+open_payload (struct node *file, const struct stack_spec *spec,
+              struct node **out)
+{
+  (void) spec;
+  return node_raw_open (file, 0, file->size, out);
+}
+
+const struct payload_format payload_format_raw = {
+  .name = "raw",
+  .probe = NULL, /* anything is raw: what no other format's probe takes */
+  .open = open_payload,
+};
+
 int
 node_raw_open (struct node *child, uint64_t offset, uint64_t size,
                struct node **out)

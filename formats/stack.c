@@ -15,34 +15,6 @@
 #include "crypto/luks.h"
 #include "formats/node.h"
 
-#define QCOW2_CACHE_DEFAULT (1024 * 1024)
-
-static const unsigned char qcow2_magic[4] = { 'Q', 'F', 'I', 0xfb };
-
-/* Probes the payload's format (qcow2 magic) unless the spec names it. */
-static int
-payload_format (struct node *file, const char *want, const char **format)
-{
-  unsigned char magic[4];
-  bool is_qcow2 = false;
-
-  if (want && strcmp (want, "auto") != 0) {
-    if (strcmp (want, "raw") != 0 && strcmp (want, "qcow2") != 0)
-      return error_set (-EINVAL,
-                        "payload-format=%s: expected auto, raw or qcow2", want);
-    *format = want; /* named: the payload is not even read */
-    return 0;
-  }
-  if (file->size >= sizeof magic) {
-    int r = node_pread (file, magic, sizeof magic, 0);
-    if (r < 0)
-      return error_prefix (r, "probing the payload format (payload-format=)");
-    is_qcow2 = memcmp (magic, qcow2_magic, sizeof magic) == 0;
-  }
-  *format = is_qcow2 ? "qcow2" : "raw";
-  return 0;
-}
-
 /* Unlocked keys kept for other exports naming the same header file (by
  * device and inode) with the same key slot choice and the very same
  * passphrase: one KDF run for all of them.  A kept key is only offered:
@@ -307,17 +279,16 @@ check_pairing (const struct stack_spec *spec, struct node *luks,
 static bool
 lacks_luks_magic (struct node *payload)
 {
-  static const unsigned char magic[6] = { 'L', 'U', 'K', 'S', 0xba, 0xbe };
-  unsigned char probe[sizeof magic];
+  unsigned char probe[LUKS_MAGIC_BYTES];
   char why[1024];
   bool read;
 
-  if (payload->size < sizeof magic)
+  if (payload->size < sizeof probe)
     return true;
   snprintf (why, sizeof why, "%s", error_message ());
   read = node_pread (payload, probe, sizeof probe, 0) == 0;
   error_set (-EINVAL, "%s", why);
-  return read && memcmp (probe, magic, sizeof magic) != 0;
+  return read && !luks_probe (probe, sizeof probe);
 }
 
 /* After a refused passphrase read from a key file that ends in a
@@ -341,15 +312,72 @@ newline_hint (const struct stack_spec *spec)
                   spec->key_file, spec->key_file);
 }
 
+/* The nbdkit filter's header: read-only, no lock (nbdkit's plugin may be
+ * the file, and the filter runs in one process for all connections). */
+static int
+open_plain_header (const char *path, struct node **out)
+{
+  return node_is_uri (path) ? node_nbd_open (path, true, out)
+                            : node_file_open (path, true, out);
+}
+
+int
+node_stack_open_over (struct node *payload, const char *header_path,
+                      const char *label, const void *pass, size_t passlen,
+                      int key_slot, struct luks_volume *shared,
+                      struct node **out)
+{
+  struct node *header = payload;
+  int r = header_path ? open_plain_header (header_path, &header) : 0;
+
+  if (r == 0)
+    r = node_luks_open (payload, header, pass, passlen, key_slot, label, shared,
+                        NULL, 0, out);
+  if (r == 0)
+    return 0;
+  if (header != payload)
+    node_close (header);
+  node_close (payload);
+  return r;
+}
+
+int
+node_stack_unlock_header (const char *path, const void *pass, size_t passlen,
+                          int key_slot, struct luks_volume **out)
+{
+  struct node *header;
+  int r = node_file_open (path, true, &header);
+
+  if (r < 0)
+    return r;
+  r = node_luks_header_unlock (header, path, pass, passlen, key_slot, out);
+  node_close (header);
+  return r;
+}
+
+int
+node_stack_check_spec (const struct stack_spec *spec)
+{
+  int r = node_stack_check_format (spec->payload_format);
+
+  if (r == 0 && spec->direct_io && spec->payload && node_is_uri (spec->payload))
+    r = error_set (-EINVAL, "cache=none applies to files and block devices, "
+                            "not to NBD payloads");
+  return r;
+}
+
 int
 node_stack_open (const struct stack_spec *spec, struct node **out,
                  const char **detected_format)
 {
   struct node *file = NULL, *payload = NULL, *header = NULL;
+  const struct payload_format *format;
   char *pass = NULL;
   size_t passlen = 0, passalloc = 0;
-  int r;
+  int r = node_stack_check_spec (spec);
 
+  if (r < 0)
+    return r;
   /* Before the first secure allocation (the passphrase). */
   r = luks_init ();
   if (r < 0)
@@ -387,21 +415,16 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
     else
       r = node_file_lock (file, !spec->readonly);
   }
-  /* exports.c refuses cache=none on NBD payloads. */
-  if (r == 0 && spec->direct_io && !node_is_uri (spec->payload))
+  /* node_stack_check_spec refused cache=none on NBD payloads. */
+  if (r == 0 && spec->direct_io)
     r = node_file_set_direct (file);
   if (r < 0)
     goto out;
-  r = payload_format (file, spec->payload_format, detected_format);
+  r = payload_format_choose (file, spec->payload_format, &format);
   if (r < 0)
     goto out;
-  if (strcmp (*detected_format, "qcow2") == 0)
-    r = node_qcow2_open (file,
-                         spec->qcow2_cache_bytes ? spec->qcow2_cache_bytes
-                                                 : QCOW2_CACHE_DEFAULT,
-                         spec->payload_backing, &payload);
-  else
-    r = node_raw_open (file, 0, file->size, &payload);
+  *detected_format = format->name;
+  r = format->open (file, spec, &payload);
   if (r < 0)
     goto out;
   file = NULL;

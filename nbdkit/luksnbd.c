@@ -29,7 +29,7 @@
 #include "formats/keyfile.h"
 #include "crypto/luks.h"
 #include "nbdkit/next-node.h"
-#include "formats/node.h"
+#include "formats/stack.h"
 
 /* The daemon's NBD_INFO_BLOCK_SIZE maximum (server/internal.h). */
 #define MAX_REQUEST_BYTES (32 * 1024 * 1024)
@@ -195,22 +195,11 @@ read_secret (void)
   return pass ? 0 : error_set (-ENOMEM, "out of secure memory");
 }
 
-static int
-open_header (struct node *payload, struct node **header)
-{
-  if (!header_path) {
-    *header = payload;
-    return 0;
-  }
-  return node_is_uri (header_path) ? node_nbd_open (header_path, true, header)
-                                   : node_file_open (header_path, true, header);
-}
-
 /* The luks node over the plugin context `ctx`, which is entered. */
 static int
 unlock (nbdkit_next *ctx)
 {
-  struct node *payload = NULL, *header = NULL;
+  struct node *payload = NULL;
   int64_t size = ctx->get_size (ctx);
   int r;
 
@@ -219,20 +208,15 @@ unlock (nbdkit_next *ctx)
   payload_size = (uint64_t) size;
   r = next_node_open (payload_size, "the plugin", &payload);
   if (r == 0)
-    r = open_header (payload, &header);
-  if (r == 0)
-    r = node_luks_open (payload, header, pass, passlen, key_slot,
-                        header_path ? header_path : "the plugin", early, NULL,
-                        0, &volume);
+    r = node_stack_open_over (payload, header_path,
+                              header_path ? header_path : "the plugin", pass,
+                              passlen, key_slot, early, &volume);
   if (r == 0) {
-    const char *w = node_luks_warning (volume);
-    if (w)
-      nbdkit_error ("warning: %s", w);
-    return 0;
+    struct node_stack_info info;
+    node_stack_info (volume, &info);
+    if (info.warning)
+      nbdkit_error ("warning: %s", info.warning);
   }
-  if (header != payload)
-    node_close (header);
-  node_close (payload);
   return r;
 }
 
@@ -251,18 +235,10 @@ log_hook (const char *fmt, ...)
 static int
 unlock_early (void)
 {
-  struct node *header;
-  int r;
-
   if (!header_path || node_is_uri (header_path))
     return 0;
-  r = node_file_open (header_path, true, &header);
-  if (r == 0) {
-    r = node_luks_header_unlock (header, header_path, pass, passlen, key_slot,
-                                 &early);
-    node_close (header);
-  }
-  return r;
+  return node_stack_unlock_header (header_path, pass, passlen, key_slot,
+                                   &early);
 }
 
 static int
@@ -320,10 +296,11 @@ luksnbd_after_fork (nbdkit_backend *backend)
     nbdkit_error ("%s", error_message ());
     return -1;
   }
+  struct node_stack_info info;
+  node_stack_info (volume, &info);
   nbdkit_debug ("luksnbd: unlocked %s: %llu bytes of plaintext%s",
-                volume->label, (unsigned long long) volume->size,
-                node_luks_key_shared (volume) ? " (key unlocked before fork)"
-                                              : "");
+                node_label (volume), (unsigned long long) node_size (volume),
+                info.key_shared ? " (key unlocked before fork)" : "");
   return 0;
 }
 
@@ -364,7 +341,7 @@ luksnbd_prepare (nbdkit_next *next, void *handle, int readonly)
 static int64_t
 luksnbd_get_size (nbdkit_next *next, void *handle)
 {
-  return (int64_t) volume->size;
+  return (int64_t) node_size (volume);
 }
 
 /* As the daemon's NBD_INFO_BLOCK_SIZE (server/handshake.c), and no more
@@ -381,7 +358,7 @@ luksnbd_block_size (nbdkit_next *next, void *handle, uint32_t *minimum,
   *preferred = node_preferred_block_size (volume);
   *maximum = MAX_REQUEST_BYTES;
   if (pmax && pmax < *maximum)
-    *maximum = pmax / volume->block_size * volume->block_size;
+    *maximum = pmax / node_block_size (volume) * node_block_size (volume);
   if (*maximum < *preferred)
     *maximum = *preferred;
   return 0;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/error_msg.h"
+#include "formats/node.h"
 #include "nbdkit/next-node.h"
 
 #define PIECE_MAX (1u << 30)

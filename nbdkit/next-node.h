@@ -6,7 +6,7 @@
 
 #include <nbdkit-filter.h>
 
-#include "formats/node.h"
+#include "formats/stack.h"
 
 /* The node's ops call whatever next the calling thread entered last.  One
  * luks node (one key, one read-modify-write lock) serves every connection,

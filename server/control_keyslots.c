@@ -66,18 +66,19 @@ job_thread (void *arg)
 
   switch (j->op) {
   case KS_LIST:
-    j->r = node_luks_keyslot_list (n, j->info, KS_LIST_MAX, &j->n, &j->version);
+    j->r =
+      node_stack_keyslot_list (n, j->info, KS_LIST_MAX, &j->n, &j->version);
     break;
   case KS_ADD:
-    j->r = node_luks_keyslot_add (n, path, j->pass, j->pass_len, j->slot,
-                                  &j->kdf, &j->added);
+    j->r = node_stack_keyslot_add (n, path, j->pass, j->pass_len, j->slot,
+                                   &j->kdf, &j->added);
     break;
   case KS_REMOVE:
-    j->r = node_luks_keyslot_remove (n, path, j->slot, j->force);
+    j->r = node_stack_keyslot_remove (n, path, j->slot, j->force);
     break;
   case KS_CHANGE:
-    j->r = node_luks_keyslot_change (n, path, j->slot, j->pass, j->pass_len,
-                                     &j->kdf, &j->added);
+    j->r = node_stack_keyslot_change (n, path, j->slot, j->pass, j->pass_len,
+                                      &j->kdf, &j->added);
     break;
   }
   if (j->r < 0)

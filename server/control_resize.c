@@ -92,9 +92,13 @@ after_resize (uv_work_t *w, int status)
     snprintf (z->error, sizeof z->error, "export-resize: %s",
               uv_strerror (status));
   }
-  if (z->r < 0)
+  if (z->r < 0) {
+    /* Failed: the export's size as the node has it now, and no more
+     * than before (a shrink told new clients less meanwhile). */
+    uint64_t now = node_size (e->node);
+    e->size = now < z->old_size ? now : z->old_size;
     ctl_send_error (z->cc, z->error);
-  else {
+  } else {
     json_object *o = json_object_new_object ();
     e->size = z->size;
     log_info ("control: export '%s' resized from %" PRIu64 " to %" PRIu64
@@ -151,11 +155,11 @@ check_resize (const struct export *e, uint64_t size, bool force)
                       e->name);
   if (e->resizing)
     return error_set (-EBUSY, "export '%s': a resize runs already", e->name);
-  if (e->node->block_size && size % e->node->block_size)
+  if (size % node_block_size (e->node))
     return error_set (-EINVAL,
                       "export '%s': %" PRIu64 " bytes is not a multiple of "
                       "its %u-byte sectors",
-                      e->name, size, e->node->block_size);
+                      e->name, size, node_block_size (e->node));
   if (size < e->size && !force)
     return error_set (-EPERM,
                       "export '%s': shrinking from %" PRIu64 " to %" PRIu64
@@ -205,6 +209,10 @@ ctl_export_resize (struct ctl_conn *cc, const struct ctl_request *req)
     return error_set (r, "cannot queue the resize: %s", uv_strerror (r));
   }
   e->resizing = true;
+  /* A shrink: clients that connect while it runs are told the new size,
+   * so none addresses the bytes it removes (formats/ asserts that). */
+  if (size < e->size)
+    e->size = size;
   export_ref (e);
   ctl_conn_hold (cc);
   return 0;

@@ -451,14 +451,6 @@ export_parse (const char *text, const char *origin, bool force_readonly,
   if (r == 0)
     r = parse_switch (label, KEY_READONLY, values, "on", "off", &readonly);
   e->readonly = force_readonly || readonly;
-  if (r == 0 && values[KEY_PAYLOAD_FORMAT] &&
-      strcmp (values[KEY_PAYLOAD_FORMAT], "auto") != 0 &&
-      strcmp (values[KEY_PAYLOAD_FORMAT], "raw") != 0 &&
-      strcmp (values[KEY_PAYLOAD_FORMAT], "qcow2") != 0)
-    r = error_set (-EINVAL,
-                   "%s: payload-format=%s: expected auto, raw or "
-                   "qcow2",
-                   label, values[KEY_PAYLOAD_FORMAT]);
   if (r == 0)
     r = parse_switch (label, KEY_LOCKING, values, "on", "off", &locking);
   e->spec.no_locking = !locking;
@@ -466,12 +458,6 @@ export_parse (const char *text, const char *origin, bool force_readonly,
     r =
       parse_switch (label, KEY_CACHE, values, "writeback", "none", &writeback);
   e->spec.direct_io = !writeback;
-  if (r == 0 && e->spec.direct_io && values[KEY_PAYLOAD] &&
-      node_is_uri (values[KEY_PAYLOAD]))
-    r = error_set (-EINVAL,
-                   "%s: cache=none applies to files and block devices, "
-                   "not to NBD payloads",
-                   label);
   if (r == 0)
     r = parse_switch (label, KEY_DISCARD, values, "on", "off", &e->discard);
   bool check_plaintext = true;
@@ -530,6 +516,9 @@ export_parse (const char *text, const char *origin, bool force_readonly,
   e->spec.payload_format = values[KEY_PAYLOAD_FORMAT];
   e->spec.backup_header = values[KEY_BACKUP_HEADER];
   e->spec.readonly = e->readonly;
+  /* What formats/ knows: the payload formats, cache=none only on files. */
+  if (r == 0 && (r = node_stack_check_spec (&e->spec)) < 0)
+    error_prefix (r, "%s", label);
   {
     static const enum spec_key keep[] = {
       KEY_NAME,           KEY_DESCRIPTION,   KEY_PAYLOAD,
@@ -567,18 +556,16 @@ log_key_wiped (const char *header)
 /* A key the previous daemon handed over (--fd-store): taken (at -v), or
  * why not. */
 static void
-log_handover (const struct export *e)
+log_handover (const struct export *e, const struct node_stack_info *info)
 {
-  const char *why = node_luks_handover_refused (e->node);
-
-  if (node_luks_key_handed_over (e->node))
+  if (info->key_handed_over)
     log_info ("export '%s': key handed over by the previous daemon, "
               "verified against the header %s (no KDF run)",
               e->name, e->spec.header ? e->spec.header : e->spec.payload);
-  else if (why)
+  else if (info->handover_refused)
     log_warning ("export '%s': the handed-over key was refused (%s); "
                  "unlocked with the passphrase instead",
-                 e->name, why);
+                 e->name, info->handover_refused);
 }
 
 int
@@ -601,14 +588,16 @@ export_open (struct export *e)
 
   if (r < 0)
     return error_prefix (r, "%s", e->label);
-  e->size = e->node->size;
-  log_handover (e);
+  struct node_stack_info info;
+  node_stack_info (e->node, &info);
+  e->size = node_size (e->node);
+  log_handover (e, &info);
   if (keystore_save (e->name, e->node) < 0)
     log_warning ("export '%s': its key is not kept for a restart: %s", e->name,
                  error_message ());
-  if (node_luks_warning (e->node))
-    log_warning ("export '%s': %s", e->name, node_luks_warning (e->node));
-  if (node_luks_key_shared (e->node))
+  if (info.warning)
+    log_warning ("export '%s': %s", e->name, info.warning);
+  if (info.key_shared)
     log_info ("export '%s': header %s already unlocked with this passphrase "
               "and unchanged since; sharing its key (no second KDF run)",
               e->name, e->spec.header);
@@ -616,15 +605,15 @@ export_open (struct export *e)
             "sectors, data from byte %llu of the payload%s",
             e->name, format, e->spec.payload,
             e->spec.header ? e->spec.header : "(attached)",
-            (unsigned long long) e->node->size, e->node->block_size,
-            (unsigned long long) node_luks_data_offset (e->node),
+            (unsigned long long) e->size, node_block_size (e->node),
+            (unsigned long long) info.data_offset,
             e->readonly ? ", read-only" : "");
   /* Which volume each header belongs to, so a mix-up shows in the log. */
   log_info ("export '%s': serving with the header of UUID %s", e->name,
-            node_luks_uuid (e->node));
-  if (node_luks_backup_uuid (e->node))
+            info.uuid);
+  if (info.backup_uuid)
     log_info ("export '%s': backup-header=%s has UUID %s (the same volume)",
-              e->name, e->spec.backup_header, node_luks_backup_uuid (e->node));
+              e->name, e->spec.backup_header, info.backup_uuid);
   return 0;
 }
 
@@ -642,7 +631,7 @@ exports_add (struct export *e)
   exports = n;
   exports[n_exports++] = e;
   if (e->node && !e->size) /* added open (export_open sets it too) */
-    e->size = e->node->size;
+    e->size = node_size (e->node);
   return 0;
 }
 

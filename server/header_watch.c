@@ -68,7 +68,7 @@ check_work (uv_work_t *req)
 {
   struct header_check *c = req->data;
 
-  c->r = node_luks_check_header (c->e->node);
+  c->r = node_stack_check_header (c->e->node);
   if (c->r < 0)
     snprintf (c->why, sizeof c->why, "%s", error_message ());
 }

@@ -13,7 +13,7 @@
 
 #include <uv.h>
 
-#include "formats/node.h"
+#include "formats/stack.h"
 
 /* Limits. */
 #define MAX_REQUEST_BYTES (32 * 1024 * 1024) /* NBD_INFO_BLOCK_SIZE maximum */
@@ -373,7 +373,7 @@ void keystore_adopt (const char *fdname, int fd); /* before unlocks */
 int keystore_take (const char *export_name, const void **blob, size_t *len);
 void keystore_release (const void *blob, size_t len);
 /* Puts an unlocked export's key in the store (not one handed over). */
-int keystore_save (const char *export_name, struct node *luks);
+int keystore_save (const char *export_name, struct node *top);
 void keystore_forget (const char *export_name); /* export removed */
 void keystore_close_untaken (void);             /* after the start-up unlocks */
 

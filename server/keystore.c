@@ -232,7 +232,7 @@ store_remove (const char *fdname)
 }
 
 int
-keystore_save (const char *export_name, struct node *luks)
+keystore_save (const char *export_name, struct node *top)
 {
   char fdname[FDNAME_MAX + 1], state[FDNAME_MAX + 64];
   const char *kind = NULL;
@@ -248,13 +248,15 @@ keystore_save (const char *export_name, struct node *luks)
               export_name);
     return 0;
   }
-  if (node_luks_key_handed_over (luks))
+  struct node_stack_info info;
+  node_stack_info (top, &info);
+  if (info.key_handed_over)
     return 0; /* the store holds it already */
-  r = node_luks_handover_blob (luks, &blob, &len);
+  r = node_stack_handover_blob (top, &blob, &len);
   if (r < 0)
     return r;
   fd = key_memfd (blob, len, &kind);
-  node_luks_handover_free (blob, len);
+  node_stack_handover_free (blob, len);
   if (fd < 0)
     return fd;
   /* One key per name: an older one (refused, or of a changed header)

@@ -169,7 +169,7 @@ usage (FILE *f)
     "\n"
     "  --export SPEC       name=NAME,payload=PATH|URI[,header=PATH|URI]\n"
     "                      [,key-file=PATH|passphrase-file=PATH][,key-slot=N]\n"
-    "                      [,readonly=on|off][,payload-format=auto|raw|qcow2]\n"
+    "                      [,readonly=on|off][,payload-format=%s]\n"
     "                      [,description=TEXT][,qcow2-cache-size=SIZE]\n"
     "                      [,payload-backing=on|off][,discard=on|off]\n"
     "                      [,locking=on|off][,backup-header=PATH|URI]\n"
@@ -221,7 +221,8 @@ usage (FILE *f)
     "\n"
     "       luks-nbd ctl --control PATH export-list | query-stats |\n"
     "                export-remove NAME [--force] | export-add SPEC "
-    "[--passphrase-stdin]\n");
+    "[--passphrase-stdin]\n",
+    node_stack_format_choices ());
 }
 
 static void

@@ -479,7 +479,7 @@ transmission_set_threads (unsigned n)
 static unsigned
 split (struct request *r, uint64_t offset, uint64_t count)
 {
-  uint32_t bs = r->node->block_size ? r->node->block_size : 1;
+  uint32_t bs = node_block_size (r->node);
   unsigned n = 1;
 
   if (r->type == NBD_CMD_READ || r->type == NBD_CMD_WRITE ||

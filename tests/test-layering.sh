@@ -5,7 +5,10 @@
 # only from itself and the layers below it:
 #   server -> formats -> crypto -> common   (nbdkit/ is a second front door
 #   beside server/: it uses formats/, never the daemon's code)
-# formats/ and nbdkit/ see crypto/ only through crypto/luks.h.  Only crypto/
+# formats/ and nbdkit/ see crypto/ only through crypto/luks.h.  Users of a
+# stack see formats/ only through its facade (formats/stack.h, and
+# formats/keyfile.h for passphrases); formats/node.h, the implementer's
+# header, is for node types (formats/, nbdkit/next-node.c).  Only crypto/
 # calls libgcrypt; only server/ calls libuv; nothing below nbdkit/ knows it.
 . "$(dirname "$0")/lib.sh"
 cd "$top_srcdir"
@@ -36,10 +39,22 @@ check "common/ includes only common/" only_from common common
 check "crypto/ includes only crypto/ and common/" only_from crypto crypto common
 check "formats/ includes formats/, common/ and crypto/luks.h" \
   only_from formats formats common crypto/luks.h
-check "server/ includes server/, formats/ and common/, never crypto/" \
-  only_from server server formats common
-check "nbdkit/ includes nbdkit/, formats/, common/ and crypto/luks.h" \
-  only_from nbdkit nbdkit formats common crypto/luks.h
+facade="formats/stack.h formats/keyfile.h"
+# shellcheck disable=SC2086 # one word per header
+check "server/ includes server/, common/ and formats/' facade, never crypto/" \
+  only_from server server common $facade
+# shellcheck disable=SC2086
+check "nbdkit/ includes nbdkit/, common/, crypto/luks.h and formats/' facade" \
+  only_from nbdkit nbdkit common crypto/luks.h $facade formats/node.h
+# Prints "# FILE" for each file of nbdkit/ but next-node.c that includes
+# formats/node.h; succeeds if there is one.
+node_h_users () {
+  local bad
+  bad=$(grep -lE '^\s*#\s*include\s+"formats/node.h"' nbdkit/*.[ch] | grep -vx nbdkit/next-node.c)
+  [ -n "$bad" ] && echo "# $bad includes formats/node.h"
+}
+check "in nbdkit/ only next-node.c (a node type) includes formats/node.h" \
+  not node_h_users
 
 angled_outside () {
   local lib=$1; shift; local d

@@ -136,4 +136,13 @@ check_fails_with "compressed entry at offset 0: a trim fails" "compressed cluste
 check "and neither touched a byte of the image" cmp -s "$TMP/meta.qcow2" "$TMP/meta.before"
 head -c 100 "$TMP/base.qcow2" > "$TMP/trunc.qcow2"
 check_fails_with "truncated image refused" "qcow2" "$T" read "$TMP/trunc.qcow2" "$TMP/out"
+# The dispatch (formats/node.c) asserts the op contract: a read past a
+# node's end is its caller's bug (clients are refused before, with
+# errors), so it aborts instead of reaching the node.
+qemu-img create -q -f qcow2 "$TMP/end.qcow2" 1M
+rc=0
+"$T" read-range "$TMP/end.qcow2" 1048064 1024 2> "$TMP/assert.err" || rc=$?
+check "a read past the node's end aborts in the dispatch (SIGABRT, exit 134)" test "$rc" -eq 134
+check "... on the range assert of formats/node.c" grep -qF "range_within (offset, count, n->size)" "$TMP/assert.err"
+check "a read that ends at the node's end is served" "$T" read-range "$TMP/end.qcow2" 1047552 1024
 done_testing
