@@ -18,7 +18,7 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 passed=0 failed=0 skipped=0
 # run_suite DIR [CONFIGURE-ARGS...]; $tests (if set) picks the tests,
-# $wrapper runs the daemon under a checker (tests/lib.sh), $tsan sets
+# $wrapper runs the daemon under a checker (tests/lib/lib.sh), $tsan sets
 # TSAN_OPTIONS.
 run_suite () {
   local dir=$1; shift
@@ -35,7 +35,7 @@ run_suite () {
   e=$(sed -n 's/^# ERROR: *//p' "$log"); s=$(sed -n 's/^# SKIP: *//p' "$log")
   x=$(sed -n 's/^# XPASS: *//p' "$log")
   passed=$((passed + p)); failed=$((failed + f + e + x)); skipped=$((skipped + s))
-  grep -E '^(FAIL|ERROR|SKIP|XPASS):' "$dir"/tests/*.log 2>/dev/null | head -50 || true
+  grep -E '^(FAIL|ERROR|SKIP|XPASS):' "$dir"/tests/*/*.log 2>/dev/null | head -50 || true
 }
 
 run_suite build
@@ -44,25 +44,25 @@ run_suite build-asan --enable-sanitizers
 # shared keys (and their re-check against the header), the control
 # socket's KDF in the pool, TLS, libnbd pools and their reconnects, the
 # connection gate's wake-ups, qcow2 discard against in-flight I/O.
-tests="tests/test-server-protocol-edges.sh tests/test-server-write-roundtrip.sh
-  tests/test-shared-header.sh tests/test-control-socket.sh
-  tests/test-server-sigterm-and-tcp.sh tests/test-server-tls.sh
-  tests/test-server-nbd-payload.sh tests/test-server-qcow2.sh
-  tests/test-server-protocol-features.sh
-  tests/test-server-client-budgets.sh tests/test-server-sigterm-idle-clients.sh
-  tests/test-nbd-payload-reconnect.sh tests/test-shared-key-never-stale.sh
-  tests/test-qcow2-discard.sh tests/test-zeroes-bounded-work.sh
-  tests/test-server-total-memory-bound.sh tests/test-control-slow-unlock.sh
-  tests/test-export-resize.sh tests/test-export-inactive.sh
-  tests/test-keyslots-live.sh tests/test-read-page-cache.sh" \
+tests="tests/server/test-protocol-edges.sh tests/interop/test-write-roundtrip.sh
+  tests/server/test-shared-header.sh tests/server/test-control-socket.sh
+  tests/server/test-sigterm-and-tcp.sh tests/server/test-tls.sh
+  tests/server/test-nbd-payload.sh tests/interop/test-qcow2-payload.sh
+  tests/server/test-protocol-features.sh
+  tests/server/test-client-budgets.sh tests/server/test-sigterm-idle-clients.sh
+  tests/server/test-nbd-payload-reconnect.sh tests/server/test-shared-key-never-stale.sh
+  tests/server/test-qcow2-discard.sh tests/server/test-zeroes-bounded-work.sh
+  tests/server/test-total-memory-bound.sh tests/server/test-control-slow-unlock.sh
+  tests/server/test-export-resize.sh tests/server/test-export-inactive.sh
+  tests/server/test-keyslots-live.sh tests/server/test-read-page-cache.sh" \
 tsan="halt_on_error=1:exitcode=66:second_deadlock_stack=1" \
   run_suite build-tsan --enable-sanitizers=thread
-# valgrind memcheck on the daemon (tests/lib.sh runs it under
+# valgrind memcheck on the daemon (tests/lib/lib.sh runs it under
 # $LUKS_NBD_WRAPPER): any error or definite leak fails the run.
-tests="tests/test-server-write-roundtrip.sh tests/test-server-qcow2.sh
-  tests/test-extents.sh tests/test-server-tls.sh
-  tests/test-durability-fua-flush.sh tests/test-nbd-payload-reconnect.sh
-  tests/test-server-sigterm-idle-clients.sh" \
+tests="tests/interop/test-write-roundtrip.sh tests/interop/test-qcow2-payload.sh
+  tests/server/test-extents.sh tests/server/test-tls.sh
+  tests/server/test-durability-fua-flush.sh tests/server/test-nbd-payload-reconnect.sh
+  tests/server/test-sigterm-idle-clients.sh" \
 wrapper="valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite" \
   run_suite build-valgrind
 

@@ -148,7 +148,7 @@ bounce_window (struct file_node *f, bool write, char *p, uint64_t n,
  * leaves a dirty page the kernel cannot invalidate ("Page cache
  * invalidation failure on direct I/O"), whose writeback later undoes the
  * direct write (seen on a block device, where nothing serialises the two:
- * tests/test-cache-none-coherence.sh).  Such transfers are bounced
+ * tests/server/test-cache-none-coherence.sh).  Such transfers are bounced
  * through aligned memory, still with O_DIRECT. */
 static int
 bounced_io (struct file_node *f, bool write, char *p, uint64_t count,

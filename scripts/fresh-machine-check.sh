@@ -146,7 +146,7 @@ echo "  debootstrap (or unpack):  ${t_debootstrap}s"
 echo "  ./quickstart.sh:          ${t_quickstart}s, $quickstart"
 echo "  CI=true ./run-tests.sh:   ${t_tests}s, exit $rc"
 echo "  run-tests.sh's last line: $last"
-echo "  logs: $root/root/luks-nbd/{quickstart.log,run-tests.log} and build*/tests/*.log"
+echo "  logs: $root/root/luks-nbd/{quickstart.log,run-tests.log} and build*/tests/*/*.log"
 if grep -qE '^(FAIL|ERROR|SKIP|XPASS):|failed$|^CI:' "$log"; then
   echo "  not passed:"
   grep -E '^(FAIL|ERROR|SKIP|XPASS):|failed$|^CI:' "$log" | sed 's/^/    /'

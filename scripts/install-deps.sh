@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # Installs the Debian packages luks-nbd builds with and its tests drive
 # (run as root).  Does nothing when all are present.
-# tests/test-deps-complete.sh checks that every program and Python module
+# tests/tree/test-deps-complete.sh checks that every program and Python module
 # the tests use comes from a package here (or one these depend on, or one
 # of Priority: required): a package that is merely present on the
 # developer's machine makes tests skip on a fresh one.
@@ -10,7 +10,7 @@
 # QEMU comes from bookworm-backports (10.x): detached LUKS headers need
 # QEMU >= 9.0, and the tests and bench/run use them.  A machine with
 # bookworm's QEMU 7.2 is upgraded: the version is checked, not only the
-# presence.  tests/test-install-deps.sh runs this script against stubs.
+# presence.  tests/tree/test-install-deps.sh runs this script against stubs.
 set -eu
 PKGS="build-essential autoconf automake pkg-config
       linux-image-amd64 busybox-static

@@ -16,14 +16,7 @@
 
 #include "common/error_msg.h"
 #include "server/internal.h"
-
-/* Replies per write: at most two buffers each, well under IOV_MAX.  A
- * batch also ends once it holds BATCH_BYTES: every buffer in a batch is
- * held until the whole batch is written, and large replies gain nothing
- * from sharing a syscall (on sequential reads, batching them raised peak
- * memory by half). */
-#define BATCH_MAX 128
-#define BATCH_BYTES (256 * 1024)
+#include "server/reply_batch.h"
 
 static uv_prepare_t before_poll;
 static uv_check_t after_poll;
@@ -46,10 +39,8 @@ after_batch (uv_write_t *w, int status)
   complete (w->data, status);
 }
 
-/* Takes up to BATCH_MAX replies off the connection's queue; returns the
- * first, its chain ending in NULL, and their buffers in bufs. */
-static struct queued_reply *
-take_batch (struct conn *c, uv_buf_t *bufs, unsigned *nbufs)
+struct queued_reply *
+reply_queue_take_batch (struct conn *c, uv_buf_t *bufs, unsigned *nbufs)
 {
   struct queued_reply *first = c->replies, *q = first;
   unsigned n = 0;
@@ -79,7 +70,7 @@ flush_conn (struct conn *c)
   conn_ref (c); /* completing replies may drop the last other reference */
   while (c->replies) {
     unsigned n;
-    struct queued_reply *first = take_batch (c, bufs, &n);
+    struct queued_reply *first = reply_queue_take_batch (c, bufs, &n);
     int r = -ESHUTDOWN;
 
     first->write.data = first;

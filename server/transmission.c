@@ -15,57 +15,14 @@
 #include "common/error_msg.h"
 #include "server/internal.h"
 #include "server/nbd-protocol.h"
+#include "server/transmission_rules.h"
 
-/* Large reads and writes are split into parts that workers run in
- * parallel; the reply goes out when the last part is done. */
-#define SPLIT_MAX_PARTS 8
-#define SPLIT_MIN_PART (256 * 1024)
 /* A WRITE_ZEROES or TRIM runs in steps of at most STEP_BYTES, each
  * queued once the one before is done.  Its work is its length (zeroing
  * encrypts and writes every byte), and with extended headers one request
  * may cover the whole export: queued whole, it would hold every worker
  * for minutes while other clients' requests wait behind it. */
 #define STEP_BYTES (256 * 1024 * 1024)
-
-/* Per-request work bounds for the commands whose length does not bound
- * their work by itself (no payload moves): a CACHE warms at most its
- * first MAX_CACHE_BYTES (it is advice: the rest is still answered with
- * success), and a BLOCK_STATUS reply carries at most MAX_DESCRIPTORS
- * extents, which also stops the nodes' walk (each node bounds its own
- * walk too; the client asks again for the rest). */
-#define MAX_CACHE_BYTES MAX_REQUEST_BYTES
-#define MAX_DESCRIPTORS 4096
-
-struct request;
-struct part {
-  uv_work_t work; /* worker: node op on [offset, +count) */
-  struct request *req;
-  uint64_t offset;
-  uint64_t count;
-  uint32_t error; /* set by the worker */
-};
-
-struct request {
-  struct part parts[SPLIT_MAX_PARTS];
-  unsigned parts_left;     /* loop thread only */
-  uint64_t next;           /* loop: where the next step starts */
-  struct queued_reply out; /* loop: the reply, batched */
-  struct conn *conn;
-  struct node *node;
-  struct export *exp; /* its gate and active flag (workers read them) */
-  uint16_t flags, type;
-  uint64_t handle, offset;
-  /* 64-bit only with extended headers (a READ's or WRITE's passes
-   * check_request only up to 32 MiB). */
-  uint64_t count;
-  uint32_t error;                             /* NBD error for the reply */
-  uint64_t charged;                           /* counted in c->inflight_bytes */
-  char *buf;                                  /* read result or write data */
-  size_t filled;                              /* write data received so far */
-  struct extent_list extents;                 /* BLOCK_STATUS result (worker) */
-  char *status;                               /* BLOCK_STATUS reply (loop) */
-  uint8_t reply[NBD_EXTENDED_REPLY_SIZE + 8]; /* header (+ offset/error) */
-};
 
 /* The only errno -> NBD error mapping. */
 static uint32_t
@@ -125,7 +82,7 @@ allowed_flags (const struct conn *c, uint16_t type)
 
 /* The one checkpoint: every request's rules, before it goes anywhere.
  * Returns 0 or the NBD error to answer with. */
-static uint32_t
+uint32_t
 check_request (const struct conn *c, uint16_t type, uint16_t flags,
                uint64_t offset, uint64_t count)
 {
@@ -262,7 +219,7 @@ put_descriptor (uint8_t *p, bool extended, uint64_t length, uint32_t flags)
  * then descriptors covering at most the request; REQ_ONE keeps only the
  * first.  A compact descriptor is at most 4 GiB - 4 KiB (the client asks
  * again); an extended one (BLOCK_STATUS_EXT) is as long as the extent. */
-static size_t
+size_t
 build_status (struct request *r)
 {
   const struct extent_list *l = &r->extents;
@@ -476,8 +433,8 @@ transmission_set_threads (unsigned n)
 
 /* Splits on block-size boundaries so that no encryption sector is shared
  * between parts (each part's read-modify-write stays its own). */
-static unsigned
-split (struct request *r, uint64_t offset, uint64_t count)
+unsigned
+request_split (struct request *r, uint64_t offset, uint64_t count)
 {
   uint32_t bs = node_block_size (r->node);
   unsigned n = 1;
@@ -534,7 +491,7 @@ bound_work (struct request *r)
 
 /* Queues the parts of the request's next step: all of it, or for a
  * WRITE_ZEROES or TRIM at most STEP_BYTES (after_part queues the rest).
- * Steps start on the block size, as split's parts do. */
+ * Steps start on the block size, as request_split's parts do. */
 static void
 queue_step (struct request *r)
 {
@@ -544,7 +501,7 @@ queue_step (struct request *r)
   if ((r->type == NBD_CMD_WRITE_ZEROES || r->type == NBD_CMD_TRIM) &&
       len > STEP_BYTES)
     len = STEP_BYTES;
-  n = split (r, off, len);
+  n = request_split (r, off, len);
   r->next = off + len;
   r->parts_left = n;
   for (unsigned i = 0; i < n; i++)

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# The man page as groff renders it says what --help says: every export key
+# sits under --export (not at the options' level, where a stray .RE once
+# put locking=, backup-header= and credential=), every option of --help is
+# in the SYNOPSIS and in OPTIONS, every long option the daemon takes is in
+# OPTIONS, nothing but options sits at the options' level, the page renders
+# without a groff warning, and the README names every export key.
+. "$(dirname "$0")/../lib/lib.sh"
+need groff python3
+
+page=$top_srcdir/docs/luks-nbd.8
+check "groff -ww renders the man page without a warning" \
+  test -z "$(groff -man -Tascii -ww -z "$page" 2>&1)"
+# ASCII, no overstriking, lines long enough that no option is wrapped.
+groff -man -Tascii -P-cbou -rLL=250n "$page" > "$TMP/page.txt" 2> /dev/null
+"$top_builddir/server/luks-nbd" --help > "$TMP/help.txt"
+check "the man page and --help were produced" test -s "$TMP/page.txt" -a -s "$TMP/help.txt"
+
+python3 - "$TMP/page.txt" "$TMP/help.txt" "$top_srcdir/server/main.c" \
+  "$top_srcdir/README.md" > "$TMP/checks.out" 2>&1 <<'EOF'
+import re, sys
+
+page = open(sys.argv[1]).read().splitlines()
+help_text = open(sys.argv[2]).read().splitlines()
+main_c = open(sys.argv[3]).read()
+readme = open(sys.argv[4]).read()
+
+def report(ok, what):
+    print(("PASS " if ok else "FAIL ") + what)
+
+def section(name):
+    start = page.index(name)
+    end = next(i for i in range(start + 1, len(page))
+               if page[i] and not page[i][0].isspace())
+    return page[start + 1:end]
+
+def indent(line):
+    return len(line) - len(line.lstrip())
+
+# --help: the option column (lines starting "  -") and the --export block.
+help_options, export_keys, in_export = [], [], False
+for line in help_text:
+    if re.match(r"  -", line):
+        in_export = line.startswith("  --export")
+        # the option column ends at the first run of two spaces
+        column = line.strip().split("  ")[0]
+        for opt in re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", column):
+            help_options.append(opt)
+    elif not line.strip():
+        in_export = False
+    if in_export:
+        export_keys += re.findall(r"(?:^|[\[,\s|])([a-z][a-z0-9-]*)=", line)
+export_keys = list(dict.fromkeys(export_keys))
+help_options = list(dict.fromkeys(help_options))
+report(len(export_keys) >= 16, "--help lists the export keys (%d)" % len(export_keys))
+report(len(help_options) >= 20, "--help lists the options (%d)" % len(help_options))
+
+synopsis = " ".join(section("SYNOPSIS"))
+options = section("OPTIONS")
+opt_level = indent(next(l for l in options if l.strip().startswith("--export")))
+
+def has_token(text, opt):
+    return re.search(r"(?<![\w-])" + re.escape(opt) + r"(?![\w-])", text) is not None
+
+for opt in help_options:
+    report(has_token(synopsis, opt), "SYNOPSIS lists %s" % opt)
+    report(any(indent(l) == opt_level and has_token(l, opt) for l in options),
+           "OPTIONS has an item for %s" % opt)
+
+# Every long option the daemon parses (aliases too) is documented.
+for opt in re.findall(r'\{ "([a-z][a-z-]*)", (?:required|no)_argument', main_c):
+    report(any(indent(l) == opt_level and has_token(l, "--" + opt) for l in options),
+           "OPTIONS documents --%s (main.c's long_options)" % opt)
+
+# Export keys: an item indented under --export, before the next option.
+export_at = next(i for i, l in enumerate(options)
+                 if indent(l) == opt_level and l.strip().startswith("--export"))
+export_end = next(i for i in range(export_at + 1, len(options))
+                  if options[i].strip() and indent(options[i]) <= opt_level)
+# An item's tag sits at the least indentation of the key lines; a body line
+# that merely starts with "key=" (wrapped text) is deeper.
+key_lines = [l for l in options[export_at + 1:export_end]
+             if any(l.strip().startswith(k + "=") for k in export_keys)]
+key_level = min((indent(l) for l in key_lines), default=-1)
+for key in export_keys:
+    items = [i for i, l in enumerate(options)
+             if l.strip().startswith(key + "=") and indent(l) <= key_level]
+    report(len(items) == 1 and export_at < items[0] < export_end
+           and indent(options[items[0]]) > opt_level,
+           "%s= is an item under --export" % key)
+    report("`%s" % key in readme, "README names the export key %s" % key)
+
+# Nothing but options at the options' level (no "Shared headers",
+# "In-flight limits" or export key there).
+strays = [l.strip() for l in options
+          if l.strip() and indent(l) == opt_level and not l.strip().startswith("-")]
+report(not strays, "only options at the options' level of OPTIONS (strays: %s)" % strays)
+print("END")
+EOF
+while read -r verdict desc; do
+  case $verdict in
+    PASS) ok "$desc" ;;
+    FAIL) not_ok "$desc" ;;
+    END) ;;
+    *) not_ok "the checker said: $verdict $desc" ;;
+  esac
+done < "$TMP/checks.out"
+check "the man page checker ran to the end" test "$(tail -n 1 "$TMP/checks.out")" = END
+done_testing
