@@ -14,6 +14,9 @@
 #include <stdlib.h>
 
 #include "common/byteorder.h"
+/* The implementer's header: the split test builds a bare node of a given
+ * block size, which the server itself (formats/stack.h) cannot. */
+#include "formats/node.h"
 #include "server/internal.h"
 #include "server/nbd-protocol.h"
 #include "server/transmission_rules.h"
