@@ -37,7 +37,9 @@ struct luks_source {
 struct luks_header;
 struct luks_volume;
 
-/* Initialise libgcrypt and secure memory; call once before anything else. */
+/* Initialise libgcrypt and secure memory; call once before anything else.
+ * Passphrases and other secrets the caller holds go in secure memory
+ * through crypto/secmem.h, the one secure-memory API. */
 int luks_init (void);
 
 /* Reads and validates a LUKS1 or LUKS2 header.  The source must outlive
@@ -162,13 +164,5 @@ int luks_keyslot_add (const struct luks_header *hdr,
  * overwritten with random bytes.  The last keyslot that opens the
  * volume only with force (-EBUSY otherwise). */
 int luks_keyslot_remove (const struct luks_header *hdr, int slot, bool force);
-
-/* Secure buffers for passphrases read by the layer above. */
-void *luks_secret_alloc (size_t n);
-void luks_secret_free (void *p, size_t n);
-/* Locks the secure memory that holds keys and secrets again, in a process
- * forked after they were made (mlock does not survive fork): 0 or -errno
- * with a message. */
-int luks_secret_relock (void);
 
 #endif

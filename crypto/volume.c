@@ -222,21 +222,3 @@ luks_volume_crypt (struct luks_volume *v, enum luks_direction dir, void *buf,
   ctx_put (v, ctx);
   return r;
 }
-
-void *
-luks_secret_alloc (size_t n)
-{
-  return secmem_alloc (n);
-}
-
-void
-luks_secret_free (void *p, size_t n)
-{
-  secmem_free (p, n);
-}
-
-int
-luks_secret_relock (void)
-{
-  return secmem_relock ();
-}

@@ -5,8 +5,13 @@
 # only from itself and the layers below it:
 #   server -> formats -> crypto -> common   (nbdkit/ is a second front door
 #   beside server/: it uses formats/, never the daemon's code)
-# formats/ and nbdkit/ see crypto/ only through crypto/luks.h.  Only crypto/
-# calls libgcrypt; only server/ calls libuv; nothing below nbdkit/ knows it.
+# formats/ and nbdkit/ see crypto/ only through crypto/luks.h, and every
+# layer above crypto/ may use crypto/secmem.h, the one secure-memory API:
+# formats/, server/ and nbdkit/ hold passphrases (read from files, sent on
+# the control socket, typed into nbdkit) and keep them in secure memory
+# without a wrapper of their own (there were three names for it; server/
+# still never touches a cipher).  Only crypto/ calls libgcrypt; only
+# server/ calls libuv; nothing below nbdkit/ knows it.
 . "$(dirname "$0")/lib.sh"
 cd "$top_srcdir"
 
@@ -34,12 +39,12 @@ bare_includes () {
 check "every quoted include names its directory" not bare_includes
 check "common/ includes only common/" only_from common common
 check "crypto/ includes only crypto/ and common/" only_from crypto crypto common
-check "formats/ includes formats/, common/ and crypto/luks.h" \
-  only_from formats formats common crypto/luks.h
-check "server/ includes server/, formats/ and common/, never crypto/" \
-  only_from server server formats common
-check "nbdkit/ includes nbdkit/, formats/, common/ and crypto/luks.h" \
-  only_from nbdkit nbdkit formats common crypto/luks.h
+check "formats/ includes formats/, common/, crypto/luks.h and crypto/secmem.h" \
+  only_from formats formats common crypto/luks.h crypto/secmem.h
+check "server/ includes server/, formats/, common/ and of crypto/ only crypto/secmem.h" \
+  only_from server server formats common crypto/secmem.h
+check "nbdkit/ includes nbdkit/, formats/, common/, crypto/luks.h and crypto/secmem.h" \
+  only_from nbdkit nbdkit formats common crypto/luks.h crypto/secmem.h
 
 angled_outside () {
   local lib=$1; shift; local d
