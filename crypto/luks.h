@@ -118,6 +118,8 @@ uint32_t luks_volume_sector_size (const struct luks_volume *vol);
 uint64_t luks_volume_payload_offset (const struct luks_volume *vol);
 uint64_t luks_volume_payload_size (const struct luks_volume *vol);
 
+/* The one en/decrypt direction, of volumes and of crypto/cipher.h's
+ * contexts alike. */
 enum luks_direction { LUKS_DECRYPT, LUKS_ENCRYPT };
 
 /* En/decrypts len bytes in place: whole encryption sectors, the first of

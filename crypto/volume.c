@@ -215,10 +215,9 @@ luks_volume_crypt (struct luks_volume *v, enum luks_direction dir, void *buf,
 
   if (!ctx)
     return -ENOMEM;
-  r = cipher_ctx_crypt (
-    ctx, dir == LUKS_ENCRYPT ? CRYPT_ENCRYPT : CRYPT_DECRYPT, buf, len,
-    v->sector_size, v->iv_tweak + (sector << v->iv_shift),
-    UINT64_C (1) << v->iv_shift);
+  r = cipher_ctx_crypt (ctx, dir, buf, len, v->sector_size,
+                        v->iv_tweak + (sector << v->iv_shift),
+                        UINT64_C (1) << v->iv_shift);
   ctx_put (v, ctx);
   return r;
 }
