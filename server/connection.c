@@ -94,7 +94,7 @@ conn_unref (struct conn *c)
   if (c->next)
     c->next->prev = c->prev;
   n_conns--;
-  log_info ("connection %llu closed", (unsigned long long) c->id);
+  conn_log (c, LOG_LEVEL_INFO, "closed");
   if (c->exp)
     export_unref (c->exp);
   tls_free (c);
@@ -123,9 +123,8 @@ on_timer (uv_timer_t *t)
   size_t queued = uv_stream_get_write_queue_size (&c->h.stream);
 
   if (c->state < CONN_TRANSMISSION || !c->exp) {
-    log_info ("connection %llu: no export chosen within the handshake "
-              "timeout; closing",
-              (unsigned long long) c->id);
+    conn_log (c, LOG_LEVEL_INFO,
+              "no export chosen within the handshake timeout; closing");
     conn_close (c);
     return;
   }
@@ -138,9 +137,9 @@ on_timer (uv_timer_t *t)
   c->drain_taken = taken;
   if (queued == 0 || moved)
     return;
-  log_info ("connection %llu: the client took none of its last %zu bytes "
-            "in %u ms; closing",
-            (unsigned long long) c->id, queued, handshake_ms);
+  conn_log (c, LOG_LEVEL_INFO,
+            "the client took none of its last %zu bytes in %u ms; closing",
+            queued, handshake_ms);
   conn_close (c);
 }
 
@@ -416,10 +415,9 @@ read_cb (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
   if (nread < 0) {
     if (nread != UV_EOF)
-      log_info ("connection %llu: %s", (unsigned long long) c->id,
-                uv_strerror ((int) nread));
+      conn_log (c, LOG_LEVEL_INFO, "%s", uv_strerror ((int) nread));
     else
-      log_info ("connection %llu: client closed", (unsigned long long) c->id);
+      conn_log (c, LOG_LEVEL_INFO, "client closed");
     conn_close (c);
     return;
   }
@@ -478,8 +476,7 @@ conn_wake (struct conn *c)
     return;
   if (!wake_ready) {
     if (uv_idle_init (c->h.stream.loop, &wake_idle) < 0) {
-      log_error ("connection %llu: cannot schedule it; closing",
-                 (unsigned long long) c->id);
+      conn_log (c, LOG_LEVEL_ERROR, "cannot schedule it; closing");
       conn_close (c);
       return;
     }
@@ -530,15 +527,15 @@ conn_new (uv_loop_t *loop, bool tcp)
 static void
 conn_start (struct conn *c)
 {
-  log_info ("connection %llu opened", (unsigned long long) c->id);
+  conn_log (c, LOG_LEVEL_INFO, "opened");
   if (server_stopping ()) {
     conn_close (c);
     return;
   }
   if (n_live > max_connections) {
-    log_error ("connection %llu refused: already %u connections "
-               "(--max-connections)",
-               (unsigned long long) c->id, max_connections);
+    conn_log (c, LOG_LEVEL_ERROR,
+              "refused: already %u connections (--max-connections)",
+              max_connections);
     conn_close (c);
     return;
   }

@@ -65,8 +65,7 @@ reply (struct conn *c, uint32_t option, uint32_t type, const void *data,
 static int
 reply_error (struct conn *c, uint32_t option, uint32_t type, const char *msg)
 {
-  log_info ("connection %llu: option %u refused: %s",
-            (unsigned long long) c->id, option, msg);
+  conn_log (c, LOG_LEVEL_INFO, "option %u refused: %s", option, msg);
   return reply (c, option, type, msg, strlen (msg));
 }
 
@@ -80,8 +79,7 @@ enter_transmission (struct conn *c, struct export *e)
   e->total_connections++;
   c->state = CONN_TRANSMISSION;
   uv_timer_stop (&c->timer);
-  log_info ("connection %llu: serving export '%s'", (unsigned long long) c->id,
-            e->name);
+  conn_log (c, LOG_LEVEL_INFO, "serving export '%s'", e->name);
 }
 
 static void
@@ -93,16 +91,16 @@ opt_export_name (struct conn *c, const uint8_t *data, uint32_t len)
   if (c->extended) {
     /* proto.md: a client that negotiated extended headers MUST NOT use
      * this option, and it has no error reply: close. */
-    log_info ("connection %llu: NBD_OPT_EXPORT_NAME after extended headers; "
-              "closing",
-              (unsigned long long) c->id);
+    conn_log (c, LOG_LEVEL_INFO,
+              "NBD_OPT_EXPORT_NAME after extended headers; "
+              "closing");
     conn_close (c);
     return;
   }
   if (!e) {
     /* This option has no error reply: the protocol says to close. */
-    log_info ("connection %llu: NBD_OPT_EXPORT_NAME: no export '%.*s'",
-              (unsigned long long) c->id, (int) (len > 64 ? 64 : len), data);
+    conn_log (c, LOG_LEVEL_INFO, "NBD_OPT_EXPORT_NAME: no export '%.*s'",
+              (int) (len > 64 ? 64 : len), data);
     conn_close (c);
     return;
   }
@@ -243,8 +241,7 @@ opt_extended_headers (struct conn *c, uint32_t len)
     return;
   c->extended = true;
   c->structured = true;
-  log_info ("connection %llu: extended headers negotiated",
-            (unsigned long long) c->id);
+  conn_log (c, LOG_LEVEL_INFO, "extended headers negotiated");
 }
 
 /* LIST_META_CONTEXT and SET_META_CONTEXT: export name, then queries.
@@ -342,8 +339,7 @@ refused_without_tls (struct conn *c, uint32_t option)
     return false;
   if (option == NBD_OPT_EXPORT_NAME) {
     /* No error reply exists for this option: close. */
-    log_info ("connection %llu: NBD_OPT_EXPORT_NAME without TLS; closing",
-              (unsigned long long) c->id);
+    conn_log (c, LOG_LEVEL_INFO, "NBD_OPT_EXPORT_NAME without TLS; closing");
     conn_close (c);
   } else
     reply_error (c, option, NBD_REP_ERR_TLS_REQD,
@@ -379,8 +375,7 @@ static void
 handle_option (struct conn *c, uint32_t option, const uint8_t *data,
                uint32_t len)
 {
-  log_debug ("connection %llu: option %u, %u bytes", (unsigned long long) c->id,
-             option, len);
+  conn_log (c, LOG_LEVEL_DEBUG, "option %u, %u bytes", option, len);
   if (server_stopping ()) {
     reply_error (c, option, NBD_REP_ERR_SHUTDOWN, "server is shutting down");
     conn_finish (c);
@@ -417,8 +412,7 @@ handshake_input (struct conn *c, const uint8_t *in, size_t len)
     uint32_t flags = load_be32 (in);
     if (!(flags & NBD_FLAG_FIXED_NEWSTYLE) ||
         (flags & ~(uint32_t) (NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES))) {
-      log_info ("connection %llu: unsupported client flags 0x%x",
-                (unsigned long long) c->id, flags);
+      conn_log (c, LOG_LEVEL_INFO, "unsupported client flags 0x%x", flags);
       conn_close (c);
       return -1;
     }
@@ -429,7 +423,7 @@ handshake_input (struct conn *c, const uint8_t *in, size_t len)
   if (len < NBD_OPTION_HEADER_SIZE)
     return 0;
   if (load_be64 (in) != NBD_IHAVEOPT) {
-    log_info ("connection %llu: bad option magic", (unsigned long long) c->id);
+    conn_log (c, LOG_LEVEL_INFO, "bad option magic");
     conn_close (c);
     return -1;
   }
@@ -445,8 +439,7 @@ handshake_input (struct conn *c, const uint8_t *in, size_t len)
   if (!server_stopping () && !(tls_mode () == TLS_REQUIRE && !tls_active (c)) &&
       awaits_export (c, option, in + NBD_OPTION_HEADER_SIZE, optlen)) {
     if (!c->awaiting_export)
-      log_info ("connection %llu: waiting for its export to be unlocked",
-                (unsigned long long) c->id);
+      conn_log (c, LOG_LEVEL_INFO, "waiting for its export to be unlocked");
     c->awaiting_export = true;
     return 0;
   }

@@ -363,8 +363,7 @@ send_reply (struct request *r)
   r->out.n = n;
   r->out.done = after_reply;
   if (reply_queue_push (c, &r->out) < 0) {
-    log_error ("connection %llu: %s", (unsigned long long) c->id,
-               error_message ());
+    conn_log (c, LOG_LEVEL_ERROR, "%s", error_message ());
     conn_close (c);
     request_free (r);
   }
@@ -594,10 +593,10 @@ read_inline (struct request *r)
 static void
 dispatch (struct request *r)
 {
-  log_debug ("connection %llu: %s %llu bytes at %llu%s",
-             (unsigned long long) r->conn->id, command_name (r->type),
-             (unsigned long long) r->count, (unsigned long long) r->offset,
-             (r->flags & NBD_CMD_FLAG_FUA) ? " (fua)" : "");
+  conn_log (r->conn, LOG_LEVEL_DEBUG, "%s %llu bytes at %llu%s",
+            command_name (r->type), (unsigned long long) r->count,
+            (unsigned long long) r->offset,
+            (r->flags & NBD_CMD_FLAG_FUA) ? " (fua)" : "");
   bound_work (r);
   if (read_inline (r))
     return;
@@ -671,7 +670,7 @@ magic_ok (struct conn *c, const uint8_t *in)
 
   if (magic == want)
     return true;
-  log_info ("connection %llu: %s; closing", (unsigned long long) c->id,
+  conn_log (c, LOG_LEVEL_INFO, "%s; closing",
             magic != other ? "bad request magic"
             : c->extended  ? "compact request after extended headers"
                            : "extended request without extended headers");
@@ -718,19 +717,17 @@ transmission_input (struct conn *c, const uint8_t *in, size_t len)
   if (c->extended && payload > MAX_REQUEST_BYTES) {
     /* Over the advertised maximum payload (it may say 2^64 bytes):
      * proto.md's hard disconnect, rather than skipping it. */
-    log_info ("connection %llu: %s with a payload of %llu bytes; closing",
-              (unsigned long long) c->id, command_name (r->type),
-              (unsigned long long) payload);
+    conn_log (c, LOG_LEVEL_INFO, "%s with a payload of %llu bytes; closing",
+              command_name (r->type), (unsigned long long) payload);
     conn_close (c);
     request_free (r);
     return -1;
   }
   error = check_request (c, r->type, r->flags, r->offset, r->count);
   if (error) {
-    log_info ("connection %llu: %s of %llu bytes at %llu refused: error %u",
-              (unsigned long long) c->id, command_name (r->type),
-              (unsigned long long) r->count, (unsigned long long) r->offset,
-              error);
+    conn_log (c, LOG_LEVEL_INFO, "%s of %llu bytes at %llu refused: error %u",
+              command_name (r->type), (unsigned long long) r->count,
+              (unsigned long long) r->offset, error);
     c->discard = payload; /* keep the stream in sync */
     r->error = error;
     send_reply (r);
@@ -743,8 +740,7 @@ transmission_input (struct conn *c, const uint8_t *in, size_t len)
     return (ssize_t) hsize;
   }
   if (r->type == NBD_CMD_DISC) {
-    log_info ("connection %llu: client disconnects",
-              (unsigned long long) c->id);
+    conn_log (c, LOG_LEVEL_INFO, "client disconnects");
     c->inflight--; /* DISC has no reply */
     conn_unref (c);
     free (r);
