@@ -206,7 +206,7 @@ struct send_req {
 };
 
 static void
-after_send (uv_write_t *w, int status)
+after_conn_send (uv_write_t *w, int status)
 {
   struct send_req *s = (struct send_req *) w;
   struct conn *c = s->c; /* it outlives its handle's write callbacks */
@@ -253,7 +253,7 @@ conn_send (struct conn *c, const void *data, size_t len)
   s->len = len;
   memcpy (s->data, data, len);
   b = uv_buf_init (s->data, (unsigned) len);
-  r = conn_stream_write (c, &s->w, &b, 1, after_send);
+  r = conn_stream_write (c, &s->w, &b, 1, after_conn_send);
   if (r < 0) {
     free (s);
     conn_close (c);

@@ -127,7 +127,7 @@ ctl_output_bytes (struct ctl_conn *cc)
 }
 
 static void
-after_send (uv_write_t *w, int status)
+after_ctl_send (uv_write_t *w, int status)
 {
   struct ctl_conn *cc = w->handle->data;
 
@@ -151,7 +151,7 @@ ctl_send (struct ctl_conn *cc, json_object *obj)
     memcpy (line, text, n);
     line[n] = '\n';
     uv_buf_t b = uv_buf_init (line, (unsigned) n + 1);
-    if (uv_write (w, (uv_stream_t *) &cc->pipe, &b, 1, after_send) < 0) {
+    if (uv_write (w, (uv_stream_t *) &cc->pipe, &b, 1, after_ctl_send) < 0) {
       free (w);
       ctl_close (cc);
     }
@@ -462,7 +462,7 @@ struct ctl_change {
 };
 
 static void
-change_done (void *arg, int r, const char *msg)
+change_active_done (void *arg, int r, const char *msg)
 {
   struct ctl_change *ch = arg;
 
@@ -501,7 +501,7 @@ change_active (struct ctl_conn *cc, const struct ctl_request *req, bool active)
   }
   ch->cc = cc;
   ch->active = active;
-  r = export_set_active (e, active, change_done, ch);
+  r = export_set_active (e, active, change_active_done, ch);
   if (r < 0) {
     free (ch->name);
     free (ch);

@@ -31,7 +31,7 @@ static bool handles_ready;
 static struct conn *waiting; /* connections with queued replies */
 
 static void
-complete (struct queued_reply *q, int status)
+batch_complete (struct queued_reply *q, int status)
 {
   while (q) {
     struct queued_reply *next = q->next;
@@ -43,7 +43,7 @@ complete (struct queued_reply *q, int status)
 static void
 after_batch (uv_write_t *w, int status)
 {
-  complete (w->data, status);
+  batch_complete (w->data, status);
 }
 
 /* Takes up to BATCH_MAX replies off the connection's queue; returns the
@@ -90,7 +90,7 @@ flush_conn (struct conn *c)
        * instead: c->output_bytes). */
       r = conn_write (c, NULL, bufs, n, NULL);
       if (r == 0) {
-        complete (first, 0);
+        batch_complete (first, 0);
         continue;
       }
     } else if (!conn_closed (c))
@@ -98,7 +98,7 @@ flush_conn (struct conn *c)
     if (r < 0) {
       /* Not written, so not acknowledged: the client sees the close. */
       conn_close (c);
-      complete (first, r);
+      batch_complete (first, r);
     }
   }
   conn_unref (c);

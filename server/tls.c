@@ -299,7 +299,7 @@ reserve (struct tls *t, size_t more)
 }
 
 static ssize_t
-push (gnutls_transport_ptr_t ptr, const void *data, size_t len)
+transport_push (gnutls_transport_ptr_t ptr, const void *data, size_t len)
 {
   struct tls *t = ((struct conn *) ptr)->tls;
 
@@ -315,7 +315,7 @@ push (gnutls_transport_ptr_t ptr, const void *data, size_t len)
 }
 
 static ssize_t
-pull (gnutls_transport_ptr_t ptr, void *data, size_t len)
+transport_pull (gnutls_transport_ptr_t ptr, void *data, size_t len)
 {
   struct tls *t = ((struct conn *) ptr)->tls;
 
@@ -333,7 +333,7 @@ pull (gnutls_transport_ptr_t ptr, void *data, size_t len)
 
 /* Never waits: there is data or there is not (the loop calls again). */
 static int
-pull_timeout (gnutls_transport_ptr_t ptr, unsigned ms)
+transport_pull_timeout (gnutls_transport_ptr_t ptr, unsigned ms)
 {
   return ((struct conn *) ptr)->tls->in_len > 0;
 }
@@ -436,9 +436,10 @@ tls_start (struct conn *c)
   /* The connection's handshake timer bounds the TLS handshake too. */
   gnutls_handshake_set_timeout (t->session, 0);
   gnutls_transport_set_ptr (t->session, c);
-  gnutls_transport_set_push_function (t->session, push);
-  gnutls_transport_set_pull_function (t->session, pull);
-  gnutls_transport_set_pull_timeout_function (t->session, pull_timeout);
+  gnutls_transport_set_push_function (t->session, transport_push);
+  gnutls_transport_set_pull_function (t->session, transport_pull);
+  gnutls_transport_set_pull_timeout_function (t->session,
+                                              transport_pull_timeout);
   return 0;
 fail:
   conn_log (c, LOG_LEVEL_ERROR, "TLS session: %s", gnutls_strerror (r));
@@ -653,7 +654,7 @@ tls_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs, unsigned n,
     while (off < bufs[i].len) {
       ssize_t s =
         gnutls_record_send (t->session, bufs[i].base + off, bufs[i].len - off);
-      /* push never blocks, so these are only requests to call again. */
+      /* transport_push never blocks: these only ask to call again. */
       if ((s == GNUTLS_E_INTERRUPTED || s == GNUTLS_E_AGAIN) && ++retries < 16)
         continue;
       if (s < 0) {

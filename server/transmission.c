@@ -476,7 +476,7 @@ transmission_set_threads (unsigned n)
 /* Splits on block-size boundaries so that no encryption sector is shared
  * between parts (each part's read-modify-write stays its own). */
 static unsigned
-split (struct request *r, uint64_t offset, uint64_t count)
+request_split (struct request *r, uint64_t offset, uint64_t count)
 {
   uint32_t bs = r->node->block_size ? r->node->block_size : 1;
   unsigned n = 1;
@@ -533,7 +533,7 @@ bound_work (struct request *r)
 
 /* Queues the parts of the request's next step: all of it, or for a
  * WRITE_ZEROES or TRIM at most STEP_BYTES (after_part queues the rest).
- * Steps start on the block size, as split's parts do. */
+ * Steps start on the block size, as request_split's parts do. */
 static void
 queue_step (struct request *r)
 {
@@ -543,7 +543,7 @@ queue_step (struct request *r)
   if ((r->type == NBD_CMD_WRITE_ZEROES || r->type == NBD_CMD_TRIM) &&
       len > STEP_BYTES)
     len = STEP_BYTES;
-  n = split (r, off, len);
+  n = request_split (r, off, len);
   r->next = off + len;
   r->parts_left = n;
   for (unsigned i = 0; i < n; i++)
