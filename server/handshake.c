@@ -66,7 +66,7 @@ static int
 option_reply_error (struct conn *c, uint32_t option, uint32_t type,
                     const char *msg)
 {
-  conn_log (c, LOG_LEVEL_INFO, "option %u refused: %s", option, msg);
+  conn_log_refusal (c, "option %u refused: %s", option, msg);
   return option_reply (c, option, type, msg, strlen (msg));
 }
 

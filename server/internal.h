@@ -53,6 +53,12 @@ void log_debug (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 struct conn;
 void conn_log (const struct conn *c, enum log_level level, const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
+/* A refused option or request (loop thread): logged with -v, but a
+ * client may send them without end, so after a connection's first
+ * CONN_REFUSALS_LOGGED (and a line saying so) only with -vv. */
+#define CONN_REFUSALS_LOGGED 16
+void conn_log_refusal (struct conn *c, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
 
 /* exports.c */
 struct export
@@ -273,6 +279,7 @@ struct conn {
   size_t in_len;
   struct request *pending; /* write waiting for its data */
   uint64_t discard;        /* payload bytes of a refused request to skip */
+  unsigned refusals;       /* options and requests refused (log.c) */
   unsigned inflight;       /* requests not yet replied */
   uint64_t inflight_bytes; /* their buffers (and the ranges of zeroes
                             * and trims), until their reply is out */

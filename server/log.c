@@ -3,6 +3,7 @@
  * requests with -vv.  Never data or secrets. */
 #include <config.h>
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -69,6 +70,28 @@ conn_log (const struct conn *c, enum log_level level, const char *fmt, ...)
 {
   va_list ap;
 
+  if (!log_enabled (level))
+    return;
+  va_start (ap, fmt);
+  vlog (level, c, fmt, ap);
+  va_end (ap);
+}
+
+void
+conn_log_refusal (struct conn *c, const char *fmt, ...)
+{
+  enum log_level level = LOG_LEVEL_INFO;
+  va_list ap;
+
+  if (c->refusals < UINT_MAX)
+    c->refusals++;
+  if (c->refusals == CONN_REFUSALS_LOGGED + 1)
+    conn_log (c, LOG_LEVEL_INFO,
+              "more than %d options or requests refused: the rest are "
+              "logged with -vv only",
+              CONN_REFUSALS_LOGGED);
+  if (c->refusals > CONN_REFUSALS_LOGGED)
+    level = LOG_LEVEL_DEBUG;
   if (!log_enabled (level))
     return;
   va_start (ap, fmt);
