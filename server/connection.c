@@ -7,6 +7,7 @@
  * life is struct conn's state (internal.h). */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,9 +38,14 @@ conn_set_inflight_total (uint64_t bytes)
   max_inflight_total = bytes;
 }
 
+/* A connection's counters cannot wrap: the gate takes a request only while
+ * the connection holds under its budget, and one request holds less than
+ * the export's size (< 2^63).  (The daemon-wide sum is not asserted: with
+ * exports of exabytes, three whole-export zeroes could wrap it.) */
 void
 conn_hold (uint64_t *counter, uint64_t n)
 {
+  assert (n <= UINT64_MAX - *counter);
   *counter += n;
   total_inflight += n;
 }
@@ -52,6 +58,7 @@ conn_release (uint64_t *counter, uint64_t n)
 {
   bool was_over = total_inflight >= max_inflight_total;
 
+  assert (n <= *counter); /* released more than was held */
   *counter -= n;
   total_inflight -= n;
   if (was_over && total_inflight < max_inflight_total)
@@ -79,12 +86,14 @@ conn_stream_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs,
 void
 conn_ref (struct conn *c)
 {
+  assert (c->refs > 0); /* a freed connection cannot be held again */
   c->refs++;
 }
 
 void
 conn_unref (struct conn *c)
 {
+  assert (c->refs > 0);
   if (--c->refs > 0)
     return;
   if (c->prev)
@@ -150,8 +159,10 @@ conn_close (struct conn *c)
     return;
   c->state = CONN_CLOSED;
   n_live--;
-  if (c->exp)
+  if (c->exp) {
+    assert (c->exp->connections > 0);
     c->exp->connections--;
+  }
   if (c->reading)
     uv_read_stop (&c->h.stream);
   c->reading = false;

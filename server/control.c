@@ -21,6 +21,7 @@
  * unlocks: the loop does not wait for them. */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,7 @@ static void ctl_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 void
 ctl_conn_release (struct ctl_conn *cc)
 {
+  assert (cc->refs > 0);
   if (--cc->refs == 0) {
     explicit_bzero (cc->buf, sizeof cc->buf);
     free (cc);

@@ -4,6 +4,7 @@
  * as in qemu's option syntax. */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -295,12 +296,14 @@ export_set_passphrase (struct export *e, const char *pass, size_t len)
 void
 export_ref (struct export *e)
 {
+  assert (e->refs > 0); /* a freed export cannot be held again */
   e->refs++;
 }
 
 void
 export_unref (struct export *e)
 {
+  assert (e->refs > 0);
   if (--e->refs == 0) {
     if (e->node && !e->readonly && node_flush (e->node) < 0)
       log_error ("export '%s': flush: %s", e->name, error_message ());

@@ -5,6 +5,7 @@
  * finishes, so they may go out of order. */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -224,6 +225,8 @@ request_new (struct conn *c, const uint8_t *hdr)
   r->count = c->extended ? load_be64 (hdr + 24) : load_be32 (hdr + 24);
   conn_ref (c);
   c->inflight++;
+  /* The gate (connection.c's may_parse) parses no request at the limit. */
+  assert (c->inflight <= MAX_INFLIGHT_REQUESTS);
   return r;
 }
 
@@ -232,6 +235,7 @@ request_free (struct request *r)
 {
   struct conn *c = r->conn;
 
+  assert (c->inflight > 0);
   c->inflight--;
   conn_release (&c->inflight_bytes, r->charged);
   bufpool_put (r->buf, r->count);
@@ -482,6 +486,7 @@ after_part (uv_work_t *w, int status)
     p->error = NBD_EIO;
   if (p->error && !r->error)
     r->error = p->error;
+  assert (r->parts_left > 0);
   if (--r->parts_left > 0)
     return;
   more = r->next - r->offset < r->count;
@@ -661,6 +666,8 @@ transmission_direct_buffer (struct conn *c, uv_buf_t *buf)
 void
 transmission_direct_filled (struct conn *c, size_t n)
 {
+  /* alloc_cb handed out only the room left in the buffer. */
+  assert (n <= c->pending->count - c->pending->filled);
   c->pending->filled += n;
   pending_complete (c);
 }
@@ -789,6 +796,7 @@ transmission_input (struct conn *c, const uint8_t *in, size_t len)
   }
   if (r->type == NBD_CMD_DISC) {
     conn_log (c, LOG_LEVEL_INFO, "client disconnects");
+    assert (c->inflight > 0);
     c->inflight--; /* DISC has no reply */
     conn_unref (c);
     free (r);
