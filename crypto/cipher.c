@@ -305,9 +305,9 @@ cipher_ctx_iv (struct cipher_ctx *ctx, uint64_t sector,
 }
 
 int
-cipher_ctx_crypt (struct cipher_ctx *ctx, enum crypt_direction dir,
-                  uint8_t *buf, size_t len, size_t sector_bytes,
-                  uint64_t iv_first, uint64_t iv_step)
+cipher_ctx_crypt (struct cipher_ctx *ctx, enum luks_direction dir, uint8_t *buf,
+                  size_t len, size_t sector_bytes, uint64_t iv_first,
+                  uint64_t iv_step)
 {
   const struct cipher_spec *spec = ctx->spec;
   uint8_t iv[CIPHER_BLOCK_MAX];
@@ -330,7 +330,7 @@ cipher_ctx_crypt (struct cipher_ctx *ctx, enum crypt_direction dir,
       if (e)
         break;
     }
-    e = dir == CRYPT_ENCRYPT
+    e = dir == LUKS_ENCRYPT
           ? gcry_cipher_encrypt (ctx->hd, buf + off, sector_bytes, NULL, 0)
           : gcry_cipher_decrypt (ctx->hd, buf + off, sector_bytes, NULL, 0);
     if (e)

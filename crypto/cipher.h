@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crypto/luks.h" /* enum luks_direction */
+
 #define CIPHER_SPEC_MAX 96
 #define CIPHER_BLOCK_MAX 16
 #define CIPHER_KEY_MAX 512 /* bytes; LUKS key sizes above this are refused */
@@ -33,8 +35,6 @@ struct cipher_spec {
   size_t block_bytes;
 };
 
-enum crypt_direction { CRYPT_DECRYPT, CRYPT_ENCRYPT };
-
 /* Parses cipher name ("aes") and mode ("xts-plain64") for a key of
  * key_bytes; `what` names the header field in messages.  -ENOTSUP for
  * what libgcrypt or we do not do, -EINVAL for malformed specs. */
@@ -54,7 +54,7 @@ void cipher_ctx_free (struct cipher_ctx *ctx);
 
 /* En/decrypts len bytes (a multiple of sector_bytes) in place.  Sector k
  * of the run uses IV number iv_first + k * iv_step. */
-int cipher_ctx_crypt (struct cipher_ctx *ctx, enum crypt_direction dir,
+int cipher_ctx_crypt (struct cipher_ctx *ctx, enum luks_direction dir,
                       uint8_t *buf, size_t len, size_t sector_bytes,
                       uint64_t iv_first, uint64_t iv_step);
 

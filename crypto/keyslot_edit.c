@@ -144,7 +144,7 @@ keyslot_write_material (const struct luks_header *hdr,
     r = cipher_ctx_new (&ks->area_cipher, derived, &ctx);
   /* As unlock.c decrypts it: 512-byte sectors from IV 0. */
   if (r == 0)
-    r = cipher_ctx_crypt (ctx, CRYPT_ENCRYPT, material, len, LUKS_SECTOR, 0, 1);
+    r = cipher_ctx_crypt (ctx, LUKS_ENCRYPT, material, len, LUKS_SECTOR, 0, 1);
   if (r == 0)
     r = hdr->src.write (hdr->src.opaque, material, len, ks->area_offset);
   if (r == 0)

@@ -43,7 +43,9 @@ struct luks_volume;
 #define LUKS_MAGIC_BYTES 6
 bool luks_probe (const void *buf, size_t len);
 
-/* Initialise libgcrypt and secure memory; call once before anything else. */
+/* Initialise libgcrypt and secure memory; call once before anything else.
+ * Passphrases and other secrets the caller holds go in secure memory
+ * through crypto/secmem.h, the one secure-memory API. */
 int luks_init (void);
 
 /* Reads and validates a LUKS1 or LUKS2 header.  The source must outlive
@@ -122,6 +124,8 @@ uint32_t luks_volume_sector_size (const struct luks_volume *vol);
 uint64_t luks_volume_payload_offset (const struct luks_volume *vol);
 uint64_t luks_volume_payload_size (const struct luks_volume *vol);
 
+/* The one en/decrypt direction, of volumes and of crypto/cipher.h's
+ * contexts alike. */
 enum luks_direction { LUKS_DECRYPT, LUKS_ENCRYPT };
 
 /* En/decrypts len bytes in place: whole encryption sectors, the first of
@@ -168,13 +172,5 @@ int luks_keyslot_add (const struct luks_header *hdr,
  * overwritten with random bytes.  The last keyslot that opens the
  * volume only with force (-EBUSY otherwise). */
 int luks_keyslot_remove (const struct luks_header *hdr, int slot, bool force);
-
-/* Secure buffers for passphrases read by the layer above. */
-void *luks_secret_alloc (size_t n);
-void luks_secret_free (void *p, size_t n);
-/* Locks the secure memory that holds keys and secrets again, in a process
- * forked after they were made (mlock does not survive fork): 0 or -errno
- * with a message. */
-int luks_secret_relock (void);
 
 #endif

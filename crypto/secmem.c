@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -27,6 +28,9 @@ enum { SECMEM_POOL_BYTES = 1024 * 1024, SECMEM_EXPAND_BYTES = 9 * 1024 * 1024 };
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static int init_result;
+/* Why initialisation failed: error_set's message is the initialising
+ * thread's, and every later caller (any thread) gets it again. */
+static char init_error[256];
 /* The first allocation from the primary pool, freed at once: its page is
  * the start of the pool libgcrypt mapped (secmem_relock). */
 static uintptr_t pool_first;
@@ -35,8 +39,9 @@ static void
 do_init (void)
 {
   if (!gcry_check_version (GCRYPT_MIN_VERSION)) {
-    init_result = error_set (-ENOTSUP, "libgcrypt %s is older than %s",
-                             gcry_check_version (NULL), GCRYPT_MIN_VERSION);
+    init_result = -ENOTSUP;
+    snprintf (init_error, sizeof init_error, "libgcrypt %s is older than %s",
+              gcry_check_version (NULL), GCRYPT_MIN_VERSION);
     return;
   }
   /* Without CAP_IPC_LOCK or enough RLIMIT_MEMLOCK the pool is not
@@ -47,8 +52,9 @@ do_init (void)
   /* Auto-expansion must be set before the pool exists. */
   gcry_control (GCRYCTL_AUTO_EXPAND_SECMEM, SECMEM_EXPAND_BYTES);
   if (gcry_control (GCRYCTL_INIT_SECMEM, SECMEM_POOL_BYTES, 0) != 0) {
-    init_result =
-      error_set (-ENOMEM, "cannot initialise libgcrypt secure memory");
+    init_result = -ENOMEM;
+    snprintf (init_error, sizeof init_error,
+              "cannot initialise libgcrypt secure memory");
     return;
   }
   void *first = gcry_malloc_secure (1);
@@ -63,7 +69,9 @@ int
 secmem_init (void)
 {
   pthread_once (&init_once, do_init);
-  return init_result;
+  if (init_result < 0)
+    return error_set (init_result, "%s", init_error);
+  return 0;
 }
 
 /* libgcrypt mmaps the primary pool page-aligned, SECMEM_POOL_BYTES (a
@@ -85,14 +93,34 @@ secmem_relock (void)
   return 0;
 }
 
+/* Initialised first: a secure allocation before the pool exists would
+ * make libgcrypt set one up implicitly, without our sizes. */
 void *
 secmem_alloc (size_t n)
 {
-  void *p = gcry_calloc_secure (1, n ? n : 1);
+  void *p;
 
+  if (secmem_init () < 0)
+    return NULL;
+  p = gcry_calloc_secure (1, n ? n : 1);
   if (!p)
     error_set (-ENOMEM, "out of secure memory allocating %zu bytes", n);
   return p;
+}
+
+char *
+secmem_copy (const void *p, size_t n)
+{
+  char *c;
+
+  if (n == SIZE_MAX) {
+    error_set (-EOVERFLOW, "a secret of %zu bytes", n);
+    return NULL;
+  }
+  c = secmem_alloc (n + 1);
+  if (c)
+    memcpy (c, p, n); /* the NUL: secmem_alloc zeroes */
+  return c;
 }
 
 void

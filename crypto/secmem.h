@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: secure memory for secrets (passphrases, derived keys, AF
  * buffers, volume keys).  Backed by libgcrypt's locked pool; every free
- * wipes first. */
+ * wipes first.  The one secure-memory API of the tree: crypto/ uses it for
+ * keys, and the layers above (formats/, server/, nbdkit/) for the
+ * passphrases they hold; its interface has no libgcrypt types, so they
+ * may include it beside crypto/luks.h (tests/test-layering.sh). */
 #ifndef LUKS_NBD_SECMEM_H
 #define LUKS_NBD_SECMEM_H
 
@@ -16,8 +19,13 @@ int secmem_init (void);
  * -errno with a message if they cannot be locked. */
 int secmem_relock (void);
 
-/* Zeroed secure allocation; NULL (with a message) if the pool is full. */
+/* Zeroed secure allocation (initialising the pool first if need be);
+ * NULL (with a message) if the pool is full. */
 void *secmem_alloc (size_t n);
+
+/* A secure copy of n bytes with a NUL after them, n + 1 bytes: free with
+ * secmem_free (p, n + 1).  NULL (with a message) if the pool is full. */
+char *secmem_copy (const void *p, size_t n);
 
 /* Wipes n bytes and frees; NULL is a no-op. */
 void secmem_free (void *p, size_t n);

@@ -137,8 +137,8 @@ try_keyslot (const struct luks_header *hdr, const struct luks_keyslot *ks,
   r = cipher_ctx_new (&ks->area_cipher, derived, &ctx);
   if (r < 0)
     goto out;
-  r = cipher_ctx_crypt (ctx, CRYPT_DECRYPT, material, area_len, LUKS_SECTOR, 0,
-                        1);
+  r =
+    cipher_ctx_crypt (ctx, LUKS_DECRYPT, material, area_len, LUKS_SECTOR, 0, 1);
   if (r < 0)
     goto out;
   r = af_merge (ks->af_md, material, hdr->key_bytes, ks->stripes, key);

@@ -4,7 +4,9 @@
  * without sharing a gcry handle and without a setkey per request. */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,7 +76,13 @@ volume_new (const struct luks_header *hdr, uint8_t *key, int slot,
 void
 luks_volume_free (struct luks_volume *v)
 {
-  if (!v || __atomic_sub_fetch (&v->refs, 1, __ATOMIC_ACQ_REL) > 0)
+  unsigned before;
+
+  if (!v)
+    return;
+  before = __atomic_fetch_sub (&v->refs, 1, __ATOMIC_ACQ_REL);
+  assert (before > 0); /* more frees than references */
+  if (before > 1)
     return;
   while (v->idle) {
     struct cipher_ctx *next = *cipher_ctx_next (v->idle);
@@ -146,7 +154,9 @@ volume_key (const struct luks_volume *v, size_t *bytes)
 struct luks_volume *
 luks_volume_ref (struct luks_volume *v)
 {
-  __atomic_add_fetch (&v->refs, 1, __ATOMIC_RELAXED);
+  unsigned before = __atomic_fetch_add (&v->refs, 1, __ATOMIC_RELAXED);
+
+  assert (before > 0 && before < UINT_MAX); /* alive, and no wrap */
   return v;
 }
 
@@ -206,37 +216,24 @@ ctx_put (struct luks_volume *v, struct cipher_ctx *ctx)
   pthread_mutex_unlock (&v->lock);
 }
 
+/* The caller (formats/luks.c) maps requests to whole sectors before it
+ * calls: a partial sector here is a bug in that mapping, never input. */
 int
 luks_volume_crypt (struct luks_volume *v, enum luks_direction dir, void *buf,
                    size_t len, uint64_t sector)
 {
-  struct cipher_ctx *ctx = ctx_get (v);
+  struct cipher_ctx *ctx;
   int r;
 
+  assert (len % v->sector_size == 0);
+  /* Sector numbers in IV units (sector << iv_shift) must not wrap. */
+  assert (sector <= UINT64_MAX >> v->iv_shift);
+  ctx = ctx_get (v);
   if (!ctx)
     return -ENOMEM;
-  r = cipher_ctx_crypt (
-    ctx, dir == LUKS_ENCRYPT ? CRYPT_ENCRYPT : CRYPT_DECRYPT, buf, len,
-    v->sector_size, v->iv_tweak + (sector << v->iv_shift),
-    UINT64_C (1) << v->iv_shift);
+  r = cipher_ctx_crypt (ctx, dir, buf, len, v->sector_size,
+                        v->iv_tweak + (sector << v->iv_shift),
+                        UINT64_C (1) << v->iv_shift);
   ctx_put (v, ctx);
   return r;
-}
-
-void *
-luks_secret_alloc (size_t n)
-{
-  return secmem_alloc (n);
-}
-
-void
-luks_secret_free (void *p, size_t n)
-{
-  secmem_free (p, n);
-}
-
-int
-luks_secret_relock (void)
-{
-  return secmem_relock ();
 }

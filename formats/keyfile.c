@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "common/error_msg.h"
+#include "crypto/secmem.h"
 #include "formats/keyfile.h"
-#include "crypto/luks.h"
 
 /* cryptsetup's limits: --keyfile-size defaults to 8 MiB, a passphrase
  * to 512 characters. */
@@ -67,12 +67,12 @@ read_until (int fd, void *buf, size_t len, int64_t deadline_ms)
 static int
 grow (char **buf, size_t n, size_t *alloc, size_t want)
 {
-  char *b = luks_secret_alloc (want);
+  char *b = secmem_alloc (want);
 
   if (!b)
     return -ENOMEM;
   memcpy (b, *buf, n);
-  luks_secret_free (*buf, *alloc);
+  secmem_free (*buf, *alloc);
   *buf = b;
   *alloc = want;
   return 0;
@@ -92,7 +92,7 @@ read_bounded (int fd, const char *path, const char *what, size_t max,
 
   if (cap > max + 1)
     cap = max + 1;
-  buf = luks_secret_alloc (cap);
+  buf = secmem_alloc (cap);
   if (!buf)
     return -ENOMEM;
   for (;;) {
@@ -127,7 +127,7 @@ read_bounded (int fd, const char *path, const char *what, size_t max,
     n += (size_t) got;
   }
   if (r < 0) {
-    luks_secret_free (buf, cap);
+    secmem_free (buf, cap);
     return r;
   }
   *out = buf;
@@ -175,7 +175,7 @@ keyfile_read (const char *path, const char *label, bool strip_newline,
   if (strip_newline && *len > 0 && (*pass)[*len - 1] == '\n')
     (*pass)[--*len] = '\0';
   if (strip_newline && *len > PASSPHRASE_MAX) {
-    luks_secret_free (*pass, *alloc);
+    secmem_free (*pass, *alloc);
     return error_set (-EFBIG,
                       "%s: passphrase longer than %d characters (key-file= "
                       "takes up to %d bytes)",
@@ -184,26 +184,10 @@ keyfile_read (const char *path, const char *label, bool strip_newline,
   /* An empty passphrase would reach the KDF, whose complaint (argon2:
    * "Invalid value") names neither the file nor the cause. */
   if (*len == 0) {
-    luks_secret_free (*pass, *alloc);
+    secmem_free (*pass, *alloc);
     return error_set (-EINVAL, "%s: empty %s%s", name, what,
                       strip_newline ? " (nothing but a newline, or nothing)"
                                     : " (0 bytes)");
   }
   return 0;
-}
-
-char *
-keyfile_secret_copy (const void *p, size_t n)
-{
-  char *c = luks_init () < 0 ? NULL : luks_secret_alloc (n + 1);
-
-  if (c)
-    memcpy (c, p, n);
-  return c;
-}
-
-void
-keyfile_secret_free (char *p, size_t n_plus_1)
-{
-  luks_secret_free (p, n_plus_1);
 }

@@ -6,15 +6,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* *pass is secure memory of *alloc bytes; free with luks_secret_free.
+/* *pass is secure memory of *alloc bytes; free with secmem_free.
  * Messages name `label` (e.g. "credential=vm1.key"), or path if NULL.
  * An empty passphrase is refused. */
 int keyfile_read (const char *path, const char *label, bool strip_newline,
                   char **pass, size_t *len, size_t *alloc);
-
-/* Secure copies for passphrases that arrive in memory (control socket):
- * NUL-terminated, n + 1 bytes, wiped on free. */
-char *keyfile_secret_copy (const void *p, size_t n);
-void keyfile_secret_free (char *p, size_t n_plus_1);
 
 #endif

@@ -19,6 +19,7 @@
 #include "common/checked.h"
 #include "common/error_msg.h"
 #include "crypto/luks.h"
+#include "crypto/secmem.h"
 #include "formats/node.h"
 
 struct luks_node {
@@ -504,14 +505,14 @@ node_luks_handover_blob (struct node *n, uint8_t **blob, size_t *len)
 {
   struct luks_node *l = (struct luks_node *) n;
   size_t size = luks_volume_handover_size (l->vol);
-  uint8_t *b = luks_secret_alloc (size);
+  uint8_t *b = secmem_alloc (size);
   int r;
 
   if (!b)
     return error_set (-ENOMEM, "out of secure memory");
   r = luks_volume_handover_write (l->vol, b, size);
   if (r < 0) {
-    luks_secret_free (b, size);
+    secmem_free (b, size);
     return r;
   }
   *blob = b;
@@ -522,7 +523,7 @@ node_luks_handover_blob (struct node *n, uint8_t **blob, size_t *len)
 void
 node_luks_handover_free (uint8_t *blob, size_t len)
 {
-  luks_secret_free (blob, len);
+  secmem_free (blob, len);
 }
 
 /* A key handed over by the previous daemon, if the header takes it. */

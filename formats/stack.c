@@ -13,6 +13,7 @@
 #include "common/error_msg.h"
 #include "formats/keyfile.h"
 #include "crypto/luks.h"
+#include "crypto/secmem.h"
 #include "formats/node.h"
 
 /* Unlocked keys kept for other exports naming the same header file (by
@@ -383,10 +384,10 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
   if (r < 0)
     return r;
   if (spec->passphrase) {
-    pass = keyfile_secret_copy (spec->passphrase, spec->passphrase_len);
+    pass = secmem_copy (spec->passphrase, spec->passphrase_len);
     passlen = spec->passphrase_len;
     passalloc = passlen + 1;
-    r = pass ? 0 : error_set (-ENOMEM, "out of secure memory");
+    r = pass ? 0 : -ENOMEM;
   } else if (spec->key_file) {
     char label[300];
     if (spec->credential)
@@ -490,7 +491,7 @@ node_stack_open (const struct stack_spec *spec, struct node **out,
     payload = header = NULL; /* owned by the luks node now */
 
 out:
-  luks_secret_free (pass, passalloc);
+  secmem_free (pass, passalloc);
   if (header != payload)
     node_close (header);
   node_close (payload);

@@ -28,6 +28,7 @@
 #include "common/error_msg.h"
 #include "formats/keyfile.h"
 #include "crypto/luks.h"
+#include "crypto/secmem.h"
 #include "nbdkit/next-node.h"
 #include "formats/stack.h"
 
@@ -67,7 +68,7 @@ forget_typed (void)
 static void
 forget_pass (void)
 {
-  luks_secret_free (pass, passalloc);
+  secmem_free (pass, passalloc);
   pass = NULL;
   luks_volume_free (early);
   early = NULL;
@@ -190,9 +191,9 @@ read_secret (void)
                          &passalloc);
   passlen = strlen (typed);
   passalloc = passlen + 1;
-  pass = keyfile_secret_copy (typed, passlen);
+  pass = secmem_copy (typed, passlen);
   forget_typed ();
-  return pass ? 0 : error_set (-ENOMEM, "out of secure memory");
+  return pass ? 0 : -ENOMEM; /* secmem_copy said why */
 }
 
 /* The luks node over the plugin context `ctx`, which is entered. */
@@ -258,7 +259,7 @@ luksnbd_get_ready (int thread_model)
   /* libgcrypt locked its pool if it could (RLIMIT_MEMLOCK); if it could
    * not, the serving process cannot either, and runs as the daemon does
    * then: secrets kept apart and wiped, not locked. */
-  pool_locked = luks_secret_relock () == 0;
+  pool_locked = secmem_relock () == 0;
   if (!pool_locked)
     nbdkit_debug ("luksnbd: %s", error_message ());
   return 0;
@@ -271,7 +272,7 @@ luksnbd_after_fork (nbdkit_backend *backend)
   int r;
 
   /* The key and passphrase are in the pool: lock it before anything. */
-  if (pool_locked && luks_secret_relock () < 0) {
+  if (pool_locked && secmem_relock () < 0) {
     nbdkit_error ("luksnbd: after nbdkit forked: %s", error_message ());
     forget_pass ();
     return -1;

@@ -7,6 +7,7 @@
  * life is struct conn's state (internal.h). */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,9 +38,14 @@ conn_set_inflight_total (uint64_t bytes)
   max_inflight_total = bytes;
 }
 
+/* A connection's counters cannot wrap: the gate takes a request only while
+ * the connection holds under its budget, and one request holds less than
+ * the export's size (< 2^63).  (The daemon-wide sum is not asserted: with
+ * exports of exabytes, three whole-export zeroes could wrap it.) */
 void
 conn_hold (uint64_t *counter, uint64_t n)
 {
+  assert (n <= UINT64_MAX - *counter);
   *counter += n;
   total_inflight += n;
 }
@@ -52,6 +58,7 @@ conn_release (uint64_t *counter, uint64_t n)
 {
   bool was_over = total_inflight >= max_inflight_total;
 
+  assert (n <= *counter); /* released more than was held */
   *counter -= n;
   total_inflight -= n;
   if (was_over && total_inflight < max_inflight_total)
@@ -79,12 +86,14 @@ conn_stream_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs,
 void
 conn_ref (struct conn *c)
 {
+  assert (c->refs > 0); /* a freed connection cannot be held again */
   c->refs++;
 }
 
 void
 conn_unref (struct conn *c)
 {
+  assert (c->refs > 0);
   if (--c->refs > 0)
     return;
   if (c->prev)
@@ -94,7 +103,7 @@ conn_unref (struct conn *c)
   if (c->next)
     c->next->prev = c->prev;
   n_conns--;
-  log_info ("connection %llu closed", (unsigned long long) c->id);
+  conn_log (c, LOG_LEVEL_INFO, "closed");
   if (c->exp)
     export_unref (c->exp);
   tls_free (c);
@@ -123,9 +132,8 @@ on_timer (uv_timer_t *t)
   size_t queued = uv_stream_get_write_queue_size (&c->h.stream);
 
   if (c->state < CONN_TRANSMISSION || !c->exp) {
-    log_info ("connection %llu: no export chosen within the handshake "
-              "timeout; closing",
-              (unsigned long long) c->id);
+    conn_log (c, LOG_LEVEL_INFO,
+              "no export chosen within the handshake timeout; closing");
     conn_close (c);
     return;
   }
@@ -138,9 +146,9 @@ on_timer (uv_timer_t *t)
   c->drain_taken = taken;
   if (queued == 0 || moved)
     return;
-  log_info ("connection %llu: the client took none of its last %zu bytes "
-            "in %u ms; closing",
-            (unsigned long long) c->id, queued, handshake_ms);
+  conn_log (c, LOG_LEVEL_INFO,
+            "the client took none of its last %zu bytes in %u ms; closing",
+            queued, handshake_ms);
   conn_close (c);
 }
 
@@ -151,8 +159,10 @@ conn_close (struct conn *c)
     return;
   c->state = CONN_CLOSED;
   n_live--;
-  if (c->exp)
+  if (c->exp) {
+    assert (c->exp->connections > 0);
     c->exp->connections--;
+  }
   if (c->reading)
     uv_read_stop (&c->h.stream);
   c->reading = false;
@@ -207,7 +217,7 @@ struct send_req {
 };
 
 static void
-after_send (uv_write_t *w, int status)
+after_conn_send (uv_write_t *w, int status)
 {
   struct send_req *s = (struct send_req *) w;
   struct conn *c = s->c; /* it outlives its handle's write callbacks */
@@ -254,7 +264,7 @@ conn_send (struct conn *c, const void *data, size_t len)
   s->len = len;
   memcpy (s->data, data, len);
   b = uv_buf_init (s->data, (unsigned) len);
-  r = conn_stream_write (c, &s->w, &b, 1, after_send);
+  r = conn_stream_write (c, &s->w, &b, 1, after_conn_send);
   if (r < 0) {
     free (s);
     conn_close (c);
@@ -416,10 +426,9 @@ read_cb (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
   if (nread < 0) {
     if (nread != UV_EOF)
-      log_info ("connection %llu: %s", (unsigned long long) c->id,
-                uv_strerror ((int) nread));
+      conn_log (c, LOG_LEVEL_INFO, "%s", uv_strerror ((int) nread));
     else
-      log_info ("connection %llu: client closed", (unsigned long long) c->id);
+      conn_log (c, LOG_LEVEL_INFO, "client closed");
     conn_close (c);
     return;
   }
@@ -478,8 +487,7 @@ conn_wake (struct conn *c)
     return;
   if (!wake_ready) {
     if (uv_idle_init (c->h.stream.loop, &wake_idle) < 0) {
-      log_error ("connection %llu: cannot schedule it; closing",
-                 (unsigned long long) c->id);
+      conn_log (c, LOG_LEVEL_ERROR, "cannot schedule it; closing");
       conn_close (c);
       return;
     }
@@ -530,15 +538,15 @@ conn_new (uv_loop_t *loop, bool tcp)
 static void
 conn_start (struct conn *c)
 {
-  log_info ("connection %llu opened", (unsigned long long) c->id);
+  conn_log (c, LOG_LEVEL_INFO, "opened");
   if (server_stopping ()) {
     conn_close (c);
     return;
   }
   if (n_live > max_connections) {
-    log_error ("connection %llu refused: already %u connections "
-               "(--max-connections)",
-               (unsigned long long) c->id, max_connections);
+    conn_log (c, LOG_LEVEL_ERROR,
+              "refused: already %u connections (--max-connections)",
+              max_connections);
     conn_close (c);
     return;
   }

@@ -21,6 +21,7 @@
  * unlocks: the loop does not wait for them. */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +87,7 @@ static void ctl_read (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 void
 ctl_conn_release (struct ctl_conn *cc)
 {
+  assert (cc->refs > 0);
   if (--cc->refs == 0) {
     explicit_bzero (cc->buf, sizeof cc->buf);
     free (cc);
@@ -127,7 +129,7 @@ ctl_output_bytes (struct ctl_conn *cc)
 }
 
 static void
-after_send (uv_write_t *w, int status)
+after_ctl_send (uv_write_t *w, int status)
 {
   struct ctl_conn *cc = w->handle->data;
 
@@ -151,7 +153,7 @@ ctl_send (struct ctl_conn *cc, json_object *obj)
     memcpy (line, text, n);
     line[n] = '\n';
     uv_buf_t b = uv_buf_init (line, (unsigned) n + 1);
-    if (uv_write (w, (uv_stream_t *) &cc->pipe, &b, 1, after_send) < 0) {
+    if (uv_write (w, (uv_stream_t *) &cc->pipe, &b, 1, after_ctl_send) < 0) {
       free (w);
       ctl_close (cc);
     }
@@ -462,7 +464,7 @@ struct ctl_change {
 };
 
 static void
-change_done (void *arg, int r, const char *msg)
+change_active_done (void *arg, int r, const char *msg)
 {
   struct ctl_change *ch = arg;
 
@@ -501,7 +503,7 @@ change_active (struct ctl_conn *cc, const struct ctl_request *req, bool active)
   }
   ch->cc = cc;
   ch->active = active;
-  r = export_set_active (e, active, change_done, ch);
+  r = export_set_active (e, active, change_active_done, ch);
   if (r < 0) {
     free (ch->name);
     free (ch);

@@ -27,7 +27,7 @@
 
 #include "common/error_msg.h"
 #include "server/internal.h"
-#include "formats/keyfile.h"
+#include "crypto/secmem.h"
 
 enum ks_op { KS_LIST, KS_ADD, KS_REMOVE, KS_CHANGE };
 
@@ -83,7 +83,7 @@ job_thread (void *arg)
   }
   if (j->r < 0)
     snprintf (j->error, sizeof j->error, "%s", error_message ());
-  keyfile_secret_free (j->pass, j->pass_len + 1);
+  secmem_free (j->pass, j->pass_len + 1);
   j->pass = NULL;
   uv_async_send (&j->done);
 }
@@ -234,14 +234,14 @@ start_job (struct ctl_conn *cc, const struct ctl_request *req, enum ks_op op)
   if (r >= 0 && (op == KS_ADD || op == KS_CHANGE))
     r = kdf_members (req, j);
   if (r >= 0 && pass) {
-    j->pass = keyfile_secret_copy (pass->text, pass->len);
+    j->pass = secmem_copy (pass->text, pass->len);
     j->pass_len = pass->len;
     if (!j->pass)
-      r = error_set (-ENOMEM, "no secure memory for the passphrase");
+      r = error_prefix (-ENOMEM, "the passphrase");
   }
   if (r < 0) {
     if (j)
-      keyfile_secret_free (j->pass, j->pass_len + 1);
+      secmem_free (j->pass, j->pass_len + 1);
     free (j);
     return r;
   }
@@ -259,7 +259,7 @@ start_job (struct ctl_conn *cc, const struct ctl_request *req, enum ks_op op)
   if (r < 0) {
     if (op != KS_LIST)
       header_watch_own_edit (header_path (e), false);
-    keyfile_secret_free (j->pass, j->pass_len + 1);
+    secmem_free (j->pass, j->pass_len + 1);
     export_unref (e);
     ctl_conn_release (cc);
     uv_close ((uv_handle_t *) &j->done, job_free);

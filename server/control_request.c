@@ -31,7 +31,7 @@ struct cursor {
 };
 
 static int
-fail (const struct cursor *c, const char *what)
+syntax_error (const struct cursor *c, const char *what)
 {
   return error_set (-EINVAL, "byte %zu: %s", (size_t) (c->p - c->start) + 1,
                     what);
@@ -76,14 +76,14 @@ unicode_escape (struct cursor *c, char **w)
   char *o = *w;
 
   if (c->end - c->p < 5 || hex4 (c->p + 1, &cp) < 0)
-    return fail (c, "\\u needs four hex digits");
+    return syntax_error (c, "\\u needs four hex digits");
   c->p += 5;
   if (cp >= 0xdc00 && cp <= 0xdfff)
-    return fail (c, "a lone low surrogate");
+    return syntax_error (c, "a lone low surrogate");
   if (cp >= 0xd800 && cp <= 0xdbff) {
     if (c->end - c->p < 6 || c->p[0] != '\\' || c->p[1] != 'u' ||
         hex4 (c->p + 2, &lo) < 0 || lo < 0xdc00 || lo > 0xdfff)
-      return fail (c, "a high surrogate without its low half");
+      return syntax_error (c, "a high surrogate without its low half");
     c->p += 6;
     cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
   }
@@ -116,18 +116,18 @@ string (struct cursor *c, const char **out, size_t *len)
 
   for (;;) {
     if (c->p == c->end)
-      return fail (c, "a string is not closed");
+      return syntax_error (c, "a string is not closed");
     unsigned char ch = (unsigned char) *c->p;
     if (ch == '"')
       break;
     if (ch < 0x20)
-      return fail (c, "a control character in a string (escape it)");
+      return syntax_error (c, "a control character in a string (escape it)");
     if (ch != '\\') {
       *w++ = *c->p++;
       continue;
     }
     if (c->end - c->p < 2)
-      return fail (c, "a string is not closed");
+      return syntax_error (c, "a string is not closed");
     c->p++;
     static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
     const char *e = strchr (from, *c->p);
@@ -138,7 +138,7 @@ string (struct cursor *c, const char **out, size_t *len)
       *w++ = to[e - from];
       c->p++;
     } else
-      return fail (c, "an unknown escape in a string");
+      return syntax_error (c, "an unknown escape in a string");
   }
   c->p++; /* the closing quote, which w has not passed */
   *w = '\0';
@@ -179,15 +179,16 @@ number (struct cursor *c, struct ctl_member *m)
   if (c->p < c->end && *c->p == '0')
     c->p++;
   else if (!digits (c))
-    return fail (c, "expected a value (string, number, true, false or null)");
+    return syntax_error (
+      c, "expected a value (string, number, true, false or null)");
   if (c->p < c->end && *c->p == '.' && (c->p++, !digits (c)))
-    return fail (c, "digits must follow a decimal point");
+    return syntax_error (c, "digits must follow a decimal point");
   if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
     c->p++;
     if (c->p < c->end && (*c->p == '+' || *c->p == '-'))
       c->p++;
     if (!digits (c))
-      return fail (c, "digits must follow an exponent");
+      return syntax_error (c, "digits must follow an exponent");
   }
   m->type = CTL_NUMBER;
   m->text = s;
@@ -199,7 +200,7 @@ static int
 value (struct cursor *c, struct ctl_member *m)
 {
   if (c->p == c->end)
-    return fail (c, "a member has no value");
+    return syntax_error (c, "a member has no value");
   switch (*c->p) {
   case '"': m->type = CTL_STRING; return string (c, &m->text, &m->len);
   case '{':
@@ -235,7 +236,7 @@ member (struct cursor *c, struct ctl_request *req)
   int r;
 
   if (c->p == c->end || *c->p != '"')
-    return fail (c, "expected a member name in double quotes");
+    return syntax_error (c, "expected a member name in double quotes");
   if (req->n == CTL_MEMBERS_MAX)
     return error_set (-EINVAL, "more than %d members", CTL_MEMBERS_MAX);
   if ((r = string (c, &m->key, &keylen)) < 0)
@@ -247,7 +248,7 @@ member (struct cursor *c, struct ctl_request *req)
       return error_set (-EINVAL, "member \"%s\" is given twice", m->key);
   skip_space (c);
   if (c->p == c->end || *c->p != ':')
-    return fail (c, "expected ':' after a member name");
+    return syntax_error (c, "expected ':' after a member name");
   c->p++;
   skip_space (c);
   if ((r = value (c, m)) < 0)
@@ -265,7 +266,7 @@ ctl_request_parse (char *line, size_t len, struct ctl_request *req)
   req->n = 0;
   skip_space (&c);
   if (c.p == c.end || *c.p != '{')
-    return fail (&c, "expected one JSON object per line");
+    return syntax_error (&c, "expected one JSON object per line");
   c.p++;
   skip_space (&c);
   if (c.p < c.end && *c.p == '}')
@@ -280,13 +281,13 @@ ctl_request_parse (char *line, size_t len, struct ctl_request *req)
         break;
       }
       if (c.p == c.end || *c.p != ',')
-        return fail (&c, "expected ',' or '}' after a member");
+        return syntax_error (&c, "expected ',' or '}' after a member");
       c.p++;
       skip_space (&c);
     }
   skip_space (&c);
   if (c.p != c.end)
-    return fail (&c, "text after the object (one object per line)");
+    return syntax_error (&c, "text after the object (one object per line)");
   return 0;
 }
 

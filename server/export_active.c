@@ -61,7 +61,7 @@ change_work (uv_work_t *w)
 }
 
 static void
-change_done (uv_work_t *w, int status)
+after_change_work (uv_work_t *w, int status)
 {
   struct change *c = w->data;
 
@@ -99,7 +99,7 @@ export_set_active (struct export *e, bool active,
   c->active = active;
   c->done = done;
   c->arg = arg;
-  r = uv_queue_work (server_loop, &c->work, change_work, change_done);
+  r = uv_queue_work (server_loop, &c->work, change_work, after_change_work);
   if (r < 0) {
     free (c);
     return error_set (r, "cannot queue the change: %s", uv_strerror (r));

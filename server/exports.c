@@ -4,6 +4,7 @@
  * as in qemu's option syntax. */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +13,7 @@
 
 #include "common/error_msg.h"
 #include "server/internal.h"
-#include "formats/keyfile.h"
+#include "crypto/secmem.h"
 
 static struct export **exports;
 static size_t n_exports;
@@ -272,7 +273,7 @@ export_free (struct export *e)
     return;
   node_close (e->node);
   pthread_rwlock_destroy (&e->gate);
-  keyfile_secret_free (e->inline_pass, e->inline_pass_len + 1);
+  secmem_free (e->inline_pass, e->inline_pass_len + 1);
   free (e->label);
   for (size_t i = 0; i < sizeof e->spec_strings / sizeof e->spec_strings[0];
        i++)
@@ -283,9 +284,9 @@ export_free (struct export *e)
 int
 export_set_passphrase (struct export *e, const char *pass, size_t len)
 {
-  e->inline_pass = keyfile_secret_copy (pass, len);
+  e->inline_pass = secmem_copy (pass, len);
   if (!e->inline_pass)
-    return error_set (-ENOMEM, "out of secure memory");
+    return -ENOMEM; /* secmem_copy said why */
   e->inline_pass_len = len;
   e->spec.passphrase = e->inline_pass;
   e->spec.passphrase_len = len;
@@ -295,12 +296,14 @@ export_set_passphrase (struct export *e, const char *pass, size_t len)
 void
 export_ref (struct export *e)
 {
+  assert (e->refs > 0); /* a freed export cannot be held again */
   e->refs++;
 }
 
 void
 export_unref (struct export *e)
 {
+  assert (e->refs > 0);
   if (--e->refs == 0) {
     if (e->node && !e->readonly && node_flush (e->node) < 0)
       log_error ("export '%s': flush: %s", e->name, error_message ());

@@ -43,8 +43,8 @@ handshake_start (struct conn *c)
 
 /* One option reply: magic, option, type, length, data. */
 static int
-reply (struct conn *c, uint32_t option, uint32_t type, const void *data,
-       size_t len)
+option_reply (struct conn *c, uint32_t option, uint32_t type, const void *data,
+              size_t len)
 {
   uint8_t *buf = malloc (20 + len);
   int r;
@@ -63,11 +63,11 @@ reply (struct conn *c, uint32_t option, uint32_t type, const void *data,
 }
 
 static int
-reply_error (struct conn *c, uint32_t option, uint32_t type, const char *msg)
+option_reply_error (struct conn *c, uint32_t option, uint32_t type,
+                    const char *msg)
 {
-  log_info ("connection %llu: option %u refused: %s",
-            (unsigned long long) c->id, option, msg);
-  return reply (c, option, type, msg, strlen (msg));
+  conn_log_refusal (c, "option %u refused: %s", option, msg);
+  return option_reply (c, option, type, msg, strlen (msg));
 }
 
 static void
@@ -80,8 +80,7 @@ enter_transmission (struct conn *c, struct export *e)
   e->total_connections++;
   c->state = CONN_TRANSMISSION;
   uv_timer_stop (&c->timer);
-  log_info ("connection %llu: serving export '%s'", (unsigned long long) c->id,
-            e->name);
+  conn_log (c, LOG_LEVEL_INFO, "serving export '%s'", e->name);
 }
 
 static void
@@ -93,16 +92,16 @@ opt_export_name (struct conn *c, const uint8_t *data, uint32_t len)
   if (c->extended) {
     /* proto.md: a client that negotiated extended headers MUST NOT use
      * this option, and it has no error reply: close. */
-    log_info ("connection %llu: NBD_OPT_EXPORT_NAME after extended headers; "
-              "closing",
-              (unsigned long long) c->id);
+    conn_log (c, LOG_LEVEL_INFO,
+              "NBD_OPT_EXPORT_NAME after extended headers; "
+              "closing");
     conn_close (c);
     return;
   }
   if (!e) {
     /* This option has no error reply: the protocol says to close. */
-    log_info ("connection %llu: NBD_OPT_EXPORT_NAME: no export '%.*s'",
-              (unsigned long long) c->id, (int) (len > 64 ? 64 : len), data);
+    conn_log (c, LOG_LEVEL_INFO, "NBD_OPT_EXPORT_NAME: no export '%.*s'",
+              (int) (len > 64 ? 64 : len), data);
     conn_close (c);
     return;
   }
@@ -116,8 +115,8 @@ static void
 opt_list (struct conn *c, uint32_t len)
 {
   if (len != 0) {
-    reply_error (c, NBD_OPT_LIST, NBD_REP_ERR_INVALID,
-                 "NBD_OPT_LIST takes no data");
+    option_reply_error (c, NBD_OPT_LIST, NBD_REP_ERR_INVALID,
+                        "NBD_OPT_LIST takes no data");
     return;
   }
   for (size_t i = 0; i < exports_count (); i++) {
@@ -133,10 +132,10 @@ opt_list (struct conn *c, uint32_t len)
     memcpy (buf + 4, e->name, nl);
     if (dl)
       memcpy (buf + 4 + nl, e->description, dl);
-    reply (c, NBD_OPT_LIST, NBD_REP_SERVER, buf, 4 + nl + dl);
+    option_reply (c, NBD_OPT_LIST, NBD_REP_SERVER, buf, 4 + nl + dl);
     free (buf);
   }
-  reply (c, NBD_OPT_LIST, NBD_REP_ACK, NULL, 0);
+  option_reply (c, NBD_OPT_LIST, NBD_REP_ACK, NULL, 0);
 }
 
 static void
@@ -149,7 +148,7 @@ info_string (struct conn *c, uint32_t option, uint16_t type, const char *s)
     return;
   store_be16 (buf, type);
   memcpy (buf + 2, s, n);
-  reply (c, option, NBD_REP_INFO, buf, 2 + n);
+  option_reply (c, option, NBD_REP_INFO, buf, 2 + n);
   free (buf);
 }
 
@@ -167,8 +166,8 @@ opt_info_go (struct conn *c, uint32_t option, const uint8_t *data, uint32_t len)
   if (len < 6 || (namelen = load_be32 (data)) > len - 6 ||
       (nreq = load_be16 (data + 4 + namelen),
        (uint64_t) 6 + namelen + 2 * (uint64_t) nreq != len)) {
-    reply_error (c, option, NBD_REP_ERR_INVALID,
-                 "malformed NBD_OPT_INFO/GO: lengths do not add up");
+    option_reply_error (c, option, NBD_REP_ERR_INVALID,
+                        "malformed NBD_OPT_INFO/GO: lengths do not add up");
     return;
   }
   for (uint16_t i = 0; i < nreq; i++) {
@@ -178,13 +177,13 @@ opt_info_go (struct conn *c, uint32_t option, const uint8_t *data, uint32_t len)
   }
   e = exports_find ((const char *) data + 4, namelen);
   if (!e) {
-    reply_error (c, option, NBD_REP_ERR_UNKNOWN, "no such export");
+    option_reply_error (c, option, NBD_REP_ERR_UNKNOWN, "no such export");
     return;
   }
   store_be16 (buf, NBD_INFO_EXPORT);
   store_be64 (buf + 2, e->size);
   store_be16 (buf + 10, transmission_flags (c, e));
-  reply (c, option, NBD_REP_INFO, buf, 12);
+  option_reply (c, option, NBD_REP_INFO, buf, 12);
   if (want_name)
     info_string (c, option, NBD_INFO_NAME, e->name);
   if (want_desc && e->description)
@@ -198,8 +197,8 @@ opt_info_go (struct conn *c, uint32_t option, const uint8_t *data, uint32_t len)
   store_be32 (buf + 2, 1);
   store_be32 (buf + 6, node_preferred_block_size (e->node));
   store_be32 (buf + 10, MAX_REQUEST_BYTES);
-  reply (c, option, NBD_REP_INFO, buf, 14);
-  reply (c, option, NBD_REP_ACK, NULL, 0);
+  option_reply (c, option, NBD_REP_INFO, buf, 14);
+  option_reply (c, option, NBD_REP_ACK, NULL, 0);
   if (option == NBD_OPT_GO)
     enter_transmission (c, e);
 }
@@ -208,18 +207,19 @@ static void
 opt_structured_reply (struct conn *c, uint32_t len)
 {
   if (len != 0) {
-    reply_error (c, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ERR_INVALID,
-                 "NBD_OPT_STRUCTURED_REPLY takes no data");
+    option_reply_error (c, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ERR_INVALID,
+                        "NBD_OPT_STRUCTURED_REPLY takes no data");
     return;
   }
   if (c->extended) {
     /* Extended headers take precedence: no going back to compact ones. */
-    reply_error (c, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ERR_EXT_HEADER_REQD,
-                 "extended headers are already negotiated");
+    option_reply_error (c, NBD_OPT_STRUCTURED_REPLY,
+                        NBD_REP_ERR_EXT_HEADER_REQD,
+                        "extended headers are already negotiated");
     return;
   }
   c->structured = true;
-  reply (c, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NULL, 0);
+  option_reply (c, NBD_OPT_STRUCTURED_REPLY, NBD_REP_ACK, NULL, 0);
 }
 
 /* NBD_OPT_EXTENDED_HEADERS: 32-byte requests and replies with 64-bit
@@ -230,21 +230,20 @@ static void
 opt_extended_headers (struct conn *c, uint32_t len)
 {
   if (len != 0) {
-    reply_error (c, NBD_OPT_EXTENDED_HEADERS, NBD_REP_ERR_INVALID,
-                 "NBD_OPT_EXTENDED_HEADERS takes no data");
+    option_reply_error (c, NBD_OPT_EXTENDED_HEADERS, NBD_REP_ERR_INVALID,
+                        "NBD_OPT_EXTENDED_HEADERS takes no data");
     return;
   }
   if (c->extended) {
-    reply_error (c, NBD_OPT_EXTENDED_HEADERS, NBD_REP_ERR_INVALID,
-                 "extended headers are already negotiated");
+    option_reply_error (c, NBD_OPT_EXTENDED_HEADERS, NBD_REP_ERR_INVALID,
+                        "extended headers are already negotiated");
     return;
   }
-  if (reply (c, NBD_OPT_EXTENDED_HEADERS, NBD_REP_ACK, NULL, 0) < 0)
+  if (option_reply (c, NBD_OPT_EXTENDED_HEADERS, NBD_REP_ACK, NULL, 0) < 0)
     return;
   c->extended = true;
   c->structured = true;
-  log_info ("connection %llu: extended headers negotiated",
-            (unsigned long long) c->id);
+  conn_log (c, LOG_LEVEL_INFO, "extended headers negotiated");
 }
 
 /* LIST_META_CONTEXT and SET_META_CONTEXT: export name, then queries.
@@ -258,16 +257,17 @@ opt_meta_context (struct conn *c, uint32_t option, const uint8_t *data,
   uint32_t namelen, nq, off;
 
   if (!c->structured) {
-    reply_error (c, option, NBD_REP_ERR_INVALID,
-                 "negotiate structured replies first");
+    option_reply_error (c, option, NBD_REP_ERR_INVALID,
+                        "negotiate structured replies first");
     return;
   }
   if (len < 8 || (namelen = load_be32 (data)) > len - 8) {
-    reply_error (c, option, NBD_REP_ERR_INVALID, "malformed meta context");
+    option_reply_error (c, option, NBD_REP_ERR_INVALID,
+                        "malformed meta context");
     return;
   }
   if (!exports_find ((const char *) data + 4, namelen)) {
-    reply_error (c, option, NBD_REP_ERR_UNKNOWN, "no such export");
+    option_reply_error (c, option, NBD_REP_ERR_UNKNOWN, "no such export");
     return;
   }
   nq = load_be32 (data + 4 + namelen);
@@ -276,7 +276,8 @@ opt_meta_context (struct conn *c, uint32_t option, const uint8_t *data,
   for (uint32_t i = 0; i < nq; i++) {
     uint32_t ql;
     if (len - off < 4 || (ql = load_be32 (data + off)) > len - off - 4) {
-      reply_error (c, option, NBD_REP_ERR_INVALID, "malformed meta context");
+      option_reply_error (c, option, NBD_REP_ERR_INVALID,
+                          "malformed meta context");
       return;
     }
     const char *q = (const char *) data + off + 4;
@@ -286,7 +287,7 @@ opt_meta_context (struct conn *c, uint32_t option, const uint8_t *data,
     off += 4 + ql;
   }
   if (off != len) {
-    reply_error (c, option, NBD_REP_ERR_INVALID, "meta context length");
+    option_reply_error (c, option, NBD_REP_ERR_INVALID, "meta context length");
     return;
   }
   if (set)
@@ -295,9 +296,9 @@ opt_meta_context (struct conn *c, uint32_t option, const uint8_t *data,
     uint8_t buf[4 + sizeof ctx - 1];
     store_be32 (buf, set ? NBD_CONTEXT_ID_BASE_ALLOCATION : 0);
     memcpy (buf + 4, ctx, sizeof ctx - 1);
-    reply (c, option, NBD_REP_META_CONTEXT, buf, sizeof buf);
+    option_reply (c, option, NBD_REP_META_CONTEXT, buf, sizeof buf);
   }
-  reply (c, option, NBD_REP_ACK, NULL, 0);
+  option_reply (c, option, NBD_REP_ACK, NULL, 0);
 }
 
 /* NBD_OPT_STARTTLS: acknowledged in plaintext, then everything is TLS
@@ -307,20 +308,21 @@ static void
 opt_starttls (struct conn *c, uint32_t len)
 {
   if (tls_mode () == TLS_OFF) {
-    reply_error (c, NBD_OPT_STARTTLS, NBD_REP_ERR_UNSUP,
-                 "TLS is not enabled on this server (--tls)");
+    option_reply_error (c, NBD_OPT_STARTTLS, NBD_REP_ERR_UNSUP,
+                        "TLS is not enabled on this server (--tls)");
     return;
   }
   if (len != 0) {
-    reply_error (c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID,
-                 "NBD_OPT_STARTTLS takes no data");
+    option_reply_error (c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID,
+                        "NBD_OPT_STARTTLS takes no data");
     return;
   }
   if (tls_active (c)) {
-    reply_error (c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID, "TLS is already on");
+    option_reply_error (c, NBD_OPT_STARTTLS, NBD_REP_ERR_INVALID,
+                        "TLS is already on");
     return;
   }
-  if (reply (c, NBD_OPT_STARTTLS, NBD_REP_ACK, NULL, 0) < 0)
+  if (option_reply (c, NBD_OPT_STARTTLS, NBD_REP_ACK, NULL, 0) < 0)
     return;
   c->structured = false;
   c->extended = false;
@@ -342,12 +344,11 @@ refused_without_tls (struct conn *c, uint32_t option)
     return false;
   if (option == NBD_OPT_EXPORT_NAME) {
     /* No error reply exists for this option: close. */
-    log_info ("connection %llu: NBD_OPT_EXPORT_NAME without TLS; closing",
-              (unsigned long long) c->id);
+    conn_log (c, LOG_LEVEL_INFO, "NBD_OPT_EXPORT_NAME without TLS; closing");
     conn_close (c);
   } else
-    reply_error (c, option, NBD_REP_ERR_TLS_REQD,
-                 "TLS is required: send NBD_OPT_STARTTLS first");
+    option_reply_error (c, option, NBD_REP_ERR_TLS_REQD,
+                        "TLS is required: send NBD_OPT_STARTTLS first");
   return true;
 }
 
@@ -379,10 +380,10 @@ static void
 handle_option (struct conn *c, uint32_t option, const uint8_t *data,
                uint32_t len)
 {
-  log_debug ("connection %llu: option %u, %u bytes", (unsigned long long) c->id,
-             option, len);
+  conn_log (c, LOG_LEVEL_DEBUG, "option %u, %u bytes", option, len);
   if (server_stopping ()) {
-    reply_error (c, option, NBD_REP_ERR_SHUTDOWN, "server is shutting down");
+    option_reply_error (c, option, NBD_REP_ERR_SHUTDOWN,
+                        "server is shutting down");
     conn_finish (c);
     return;
   }
@@ -392,7 +393,7 @@ handle_option (struct conn *c, uint32_t option, const uint8_t *data,
   case NBD_OPT_STARTTLS: opt_starttls (c, len); break;
   case NBD_OPT_EXPORT_NAME: opt_export_name (c, data, len); break;
   case NBD_OPT_ABORT:
-    reply (c, option, NBD_REP_ACK, NULL, 0);
+    option_reply (c, option, NBD_REP_ACK, NULL, 0);
     conn_finish (c);
     break;
   case NBD_OPT_LIST: opt_list (c, len); break;
@@ -403,7 +404,7 @@ handle_option (struct conn *c, uint32_t option, const uint8_t *data,
   case NBD_OPT_LIST_META_CONTEXT:
   case NBD_OPT_SET_META_CONTEXT: opt_meta_context (c, option, data, len); break;
   default:
-    reply_error (c, option, NBD_REP_ERR_UNSUP, "option not supported");
+    option_reply_error (c, option, NBD_REP_ERR_UNSUP, "option not supported");
     break;
   }
 }
@@ -417,8 +418,7 @@ handshake_input (struct conn *c, const uint8_t *in, size_t len)
     uint32_t flags = load_be32 (in);
     if (!(flags & NBD_FLAG_FIXED_NEWSTYLE) ||
         (flags & ~(uint32_t) (NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES))) {
-      log_info ("connection %llu: unsupported client flags 0x%x",
-                (unsigned long long) c->id, flags);
+      conn_log (c, LOG_LEVEL_INFO, "unsupported client flags 0x%x", flags);
       conn_close (c);
       return -1;
     }
@@ -429,14 +429,14 @@ handshake_input (struct conn *c, const uint8_t *in, size_t len)
   if (len < NBD_OPTION_HEADER_SIZE)
     return 0;
   if (load_be64 (in) != NBD_IHAVEOPT) {
-    log_info ("connection %llu: bad option magic", (unsigned long long) c->id);
+    conn_log (c, LOG_LEVEL_INFO, "bad option magic");
     conn_close (c);
     return -1;
   }
   uint32_t option = load_be32 (in + 8), optlen = load_be32 (in + 12);
   if (optlen > MAX_OPTION_BYTES) {
     /* Refused without reading it: the data may be 4 GB. */
-    reply_error (c, option, NBD_REP_ERR_TOO_BIG, "option too long");
+    option_reply_error (c, option, NBD_REP_ERR_TOO_BIG, "option too long");
     conn_finish (c);
     return -1;
   }
@@ -445,8 +445,7 @@ handshake_input (struct conn *c, const uint8_t *in, size_t len)
   if (!server_stopping () && !(tls_mode () == TLS_REQUIRE && !tls_active (c)) &&
       awaits_export (c, option, in + NBD_OPTION_HEADER_SIZE, optlen)) {
     if (!c->awaiting_export)
-      log_info ("connection %llu: waiting for its export to be unlocked",
-                (unsigned long long) c->id);
+      conn_log (c, LOG_LEVEL_INFO, "waiting for its export to be unlocked");
     c->awaiting_export = true;
     return 0;
   }

@@ -34,12 +34,31 @@
 #define INPUT_BUFFER_BYTES (64 * 1024)
 #define NBD_STRING_MAX 4096 /* export names and descriptions */
 
-/* log.c */
+/* log.c: one line per call on stderr.  Errors and warnings always,
+ * info with -v, debug with -vv.  Never data or secrets. */
+enum log_level {
+  LOG_LEVEL_ERROR,
+  LOG_LEVEL_WARNING,
+  LOG_LEVEL_INFO,
+  LOG_LEVEL_DEBUG,
+};
 void log_set_verbose (int level);
+bool log_enabled (enum log_level level); /* would a line be written? */
 void log_error (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 void log_warning (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 void log_info (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 void log_debug (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
+/* A line about one client connection: "connection N: " and the message.
+ * Safe from any thread (it reads only c->id, fixed at accept). */
+struct conn;
+void conn_log (const struct conn *c, enum log_level level, const char *fmt, ...)
+  __attribute__ ((format (printf, 3, 4)));
+/* A refused option or request (loop thread): logged with -v, but a
+ * client may send them without end, so after a connection's first
+ * CONN_REFUSALS_LOGGED (and a line saying so) only with -vv. */
+#define CONN_REFUSALS_LOGGED 16
+void conn_log_refusal (struct conn *c, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
 
 /* exports.c */
 struct export
@@ -260,6 +279,7 @@ struct conn {
   size_t in_len;
   struct request *pending; /* write waiting for its data */
   uint64_t discard;        /* payload bytes of a refused request to skip */
+  unsigned refusals;       /* options and requests refused (log.c) */
   unsigned inflight;       /* requests not yet replied */
   uint64_t inflight_bytes; /* their buffers (and the ranges of zeroes
                             * and trims), until their reply is out */

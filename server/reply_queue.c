@@ -24,7 +24,7 @@ static bool handles_ready;
 static struct conn *waiting; /* connections with queued replies */
 
 static void
-complete (struct queued_reply *q, int status)
+batch_complete (struct queued_reply *q, int status)
 {
   while (q) {
     struct queued_reply *next = q->next;
@@ -36,7 +36,7 @@ complete (struct queued_reply *q, int status)
 static void
 after_batch (uv_write_t *w, int status)
 {
-  complete (w->data, status);
+  batch_complete (w->data, status);
 }
 
 struct queued_reply *
@@ -81,7 +81,7 @@ flush_conn (struct conn *c)
        * instead: c->output_bytes). */
       r = conn_write (c, NULL, bufs, n, NULL);
       if (r == 0) {
-        complete (first, 0);
+        batch_complete (first, 0);
         continue;
       }
     } else if (!conn_closed (c))
@@ -89,7 +89,7 @@ flush_conn (struct conn *c)
     if (r < 0) {
       /* Not written, so not acknowledged: the client sees the close. */
       conn_close (c);
-      complete (first, r);
+      batch_complete (first, r);
     }
   }
   conn_unref (c);

@@ -25,7 +25,7 @@ static void (*run_exit_cb) (int status);
 static char private_dir[64], private_socket[80];
 
 static void
-on_run_exit (uv_process_t *p, int64_t status, int signum)
+on_process_exit (uv_process_t *p, int64_t status, int signum)
 {
   int st = signum ? 128 + signum : (int) status;
 
@@ -194,7 +194,7 @@ run_start (uv_loop_t *loop, const char *cmd, const char *socket_path,
   run_exit_cb = exit_cb;
   o.file = args[0];
   o.args = args;
-  o.exit_cb = on_run_exit;
+  o.exit_cb = on_process_exit;
   o.stdio_count = 3;
   uv_stdio_container_t stdio[3] = {
     { .flags = UV_INHERIT_FD, .data.fd = 0 },

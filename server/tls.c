@@ -299,7 +299,7 @@ reserve (struct tls *t, size_t more)
 }
 
 static ssize_t
-push (gnutls_transport_ptr_t ptr, const void *data, size_t len)
+transport_push (gnutls_transport_ptr_t ptr, const void *data, size_t len)
 {
   struct tls *t = ((struct conn *) ptr)->tls;
 
@@ -315,7 +315,7 @@ push (gnutls_transport_ptr_t ptr, const void *data, size_t len)
 }
 
 static ssize_t
-pull (gnutls_transport_ptr_t ptr, void *data, size_t len)
+transport_pull (gnutls_transport_ptr_t ptr, void *data, size_t len)
 {
   struct tls *t = ((struct conn *) ptr)->tls;
 
@@ -333,7 +333,7 @@ pull (gnutls_transport_ptr_t ptr, void *data, size_t len)
 
 /* Never waits: there is data or there is not (the loop calls again). */
 static int
-pull_timeout (gnutls_transport_ptr_t ptr, unsigned ms)
+transport_pull_timeout (gnutls_transport_ptr_t ptr, unsigned ms)
 {
   return ((struct conn *) ptr)->tls->in_len > 0;
 }
@@ -436,13 +436,13 @@ tls_start (struct conn *c)
   /* The connection's handshake timer bounds the TLS handshake too. */
   gnutls_handshake_set_timeout (t->session, 0);
   gnutls_transport_set_ptr (t->session, c);
-  gnutls_transport_set_push_function (t->session, push);
-  gnutls_transport_set_pull_function (t->session, pull);
-  gnutls_transport_set_pull_timeout_function (t->session, pull_timeout);
+  gnutls_transport_set_push_function (t->session, transport_push);
+  gnutls_transport_set_pull_function (t->session, transport_pull);
+  gnutls_transport_set_pull_timeout_function (t->session,
+                                              transport_pull_timeout);
   return 0;
 fail:
-  log_error ("connection %llu: TLS session: %s", (unsigned long long) c->id,
-             gnutls_strerror (r));
+  conn_log (c, LOG_LEVEL_ERROR, "TLS session: %s", gnutls_strerror (r));
   tls_free (c);
   return -EIO;
 }
@@ -543,8 +543,8 @@ log_peer (struct conn *c)
     psk_creds ? gnutls_psk_server_get_username (c->tls->session) : NULL;
   char *desc = gnutls_session_get_desc (c->tls->session);
 
-  log_info ("connection %llu: TLS %s%s%s", (unsigned long long) c->id,
-            desc ? desc : "", user ? ", PSK user " : "", user ? user : "");
+  conn_log (c, LOG_LEVEL_INFO, "TLS %s%s%s", desc ? desc : "",
+            user ? ", PSK user " : "", user ? user : "");
   gnutls_free (desc);
 }
 
@@ -554,7 +554,6 @@ static void
 log_handshake_failure (struct conn *c, int r)
 {
   struct tls *t = c->tls;
-  unsigned long long id = (unsigned long long) c->id;
 
   if (verify_peer &&
       (r == GNUTLS_E_NO_CERTIFICATE_FOUND ||
@@ -562,26 +561,29 @@ log_handshake_failure (struct conn *c, int r)
        r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR))
     /* Refused by our rule, not a network hiccup: said without -v, as a
      * refused PSK client is. */
-    log_warning ("connection %llu: TLS handshake failed: client "
-                 "certificate refused (--tls-verify-peer): %s",
-                 id, gnutls_strerror (r));
+    conn_log (c, LOG_LEVEL_WARNING,
+              "TLS handshake failed: client certificate refused "
+              "(--tls-verify-peer): %s",
+              gnutls_strerror (r));
   else if (!psk_creds || !t->psk_identity[0])
-    log_info ("connection %llu: TLS handshake failed: %s", id,
+    conn_log (c, LOG_LEVEL_INFO, "TLS handshake failed: %s",
               gnutls_strerror (r));
   else if (t->psk_unknown)
-    log_warning ("connection %llu: TLS handshake failed: PSK identity '%s': "
-                 "wrong key or unknown identity (no such user in --tls-psk %s)",
-                 id, t->psk_identity, psk_path);
+    conn_log (c, LOG_LEVEL_WARNING,
+              "TLS handshake failed: PSK identity '%s': wrong key or unknown "
+              "identity (no such user in --tls-psk %s)",
+              t->psk_identity, psk_path);
   else if (r == GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER ||
            r == GNUTLS_E_DECRYPTION_FAILED ||
            r == GNUTLS_E_ERROR_IN_FINISHED_PACKET)
-    log_warning ("connection %llu: TLS handshake failed: PSK identity '%s': "
-                 "wrong key or unknown identity (the client's key for it is "
-                 "not the one in --tls-psk %s; GnuTLS: %s)",
-                 id, t->psk_identity, psk_path, gnutls_strerror (r));
+    conn_log (
+      c, LOG_LEVEL_WARNING,
+      "TLS handshake failed: PSK identity '%s': wrong key or unknown identity "
+      "(the client's key for it is not the one in --tls-psk %s; GnuTLS: %s)",
+      t->psk_identity, psk_path, gnutls_strerror (r));
   else
-    log_info ("connection %llu: TLS handshake failed: PSK identity '%s': %s",
-              id, t->psk_identity, gnutls_strerror (r));
+    conn_log (c, LOG_LEVEL_INFO, "TLS handshake failed: PSK identity '%s': %s",
+              t->psk_identity, gnutls_strerror (r));
 }
 
 ssize_t
@@ -619,18 +621,15 @@ tls_recv (struct conn *c, uint8_t *buf, size_t len)
     if (n == GNUTLS_E_AGAIN)
       return 0;
     if (n == 0) {
-      log_info ("connection %llu: client ended TLS",
-                (unsigned long long) c->id);
+      conn_log (c, LOG_LEVEL_INFO, "client ended TLS");
       return -1;
     }
     if (gnutls_error_is_fatal ((int) n)) {
-      log_info ("connection %llu: TLS: %s", (unsigned long long) c->id,
-                gnutls_strerror ((int) n));
+      conn_log (c, LOG_LEVEL_INFO, "TLS: %s", gnutls_strerror ((int) n));
       return -1;
     }
   }
-  log_info ("connection %llu: TLS: too many non-fatal errors; closing",
-            (unsigned long long) c->id);
+  conn_log (c, LOG_LEVEL_INFO, "TLS: too many non-fatal errors; closing");
   return -1;
 }
 
@@ -655,12 +654,11 @@ tls_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs, unsigned n,
     while (off < bufs[i].len) {
       ssize_t s =
         gnutls_record_send (t->session, bufs[i].base + off, bufs[i].len - off);
-      /* push never blocks, so these are only requests to call again. */
+      /* transport_push never blocks: these only ask to call again. */
       if ((s == GNUTLS_E_INTERRUPTED || s == GNUTLS_E_AGAIN) && ++retries < 16)
         continue;
       if (s < 0) {
-        log_info ("connection %llu: TLS send: %s", (unsigned long long) c->id,
-                  gnutls_strerror ((int) s));
+        conn_log (c, LOG_LEVEL_INFO, "TLS send: %s", gnutls_strerror ((int) s));
         return -EIO;
       }
       off += (size_t) s;

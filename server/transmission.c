@@ -5,8 +5,10 @@
  * finishes, so they may go out of order. */
 #include <config.h>
 
+#include <assert.h>
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +46,25 @@ nbd_errno (int err)
   }
 }
 
+/* For the log: which error a refused request got. */
+static const char *
+nbd_error_name (uint32_t error)
+{
+  switch (error) {
+  case NBD_EPERM: return "EPERM";
+  case NBD_EIO: return "EIO";
+  case NBD_ENOMEM: return "ENOMEM";
+  case NBD_EINVAL: return "EINVAL";
+  case NBD_ENOSPC: return "ENOSPC";
+  case NBD_EOVERFLOW: return "EOVERFLOW";
+  case NBD_ENOTSUP: return "ENOTSUP";
+  case NBD_ESHUTDOWN: return "ESHUTDOWN";
+  default: return "error";
+  }
+}
+
+static const char unknown_command[] = "unknown command";
+
 static const char *
 command_name (uint16_t type)
 {
@@ -56,7 +77,7 @@ command_name (uint16_t type)
   case NBD_CMD_CACHE: return "cache";
   case NBD_CMD_WRITE_ZEROES: return "write zeroes";
   case NBD_CMD_BLOCK_STATUS: return "block status";
-  default: return "unknown command";
+  default: return unknown_command;
   }
 }
 
@@ -80,53 +101,65 @@ allowed_flags (const struct conn *c, uint16_t type)
   }
 }
 
+/* check_request's refusal: the rule broken into *why, the error out. */
+static uint32_t
+broke (const char **why, const char *rule, uint32_t error)
+{
+  *why = rule;
+  return error;
+}
+
 /* The one checkpoint: every request's rules, before it goes anywhere.
- * Returns 0 or the NBD error to answer with. */
+ * Returns 0, or the NBD error to answer with and in *why the rule the
+ * request broke (for the log: nbdkit and QEMU say it too). */
 uint32_t
 check_request (const struct conn *c, uint16_t type, uint16_t flags,
-               uint64_t offset, uint64_t count)
+               uint64_t offset, uint64_t count, const char **why)
 {
   const struct export *e = c->exp;
   bool writes = type == NBD_CMD_WRITE || type == NBD_CMD_WRITE_ZEROES ||
                 type == NBD_CMD_TRIM;
+  uint64_t end;
 
   switch (type) {
   case NBD_CMD_FLUSH:
-  case NBD_CMD_DISC: return flags & ~allowed_flags (c, type) ? NBD_EINVAL : 0;
+  case NBD_CMD_DISC:
   case NBD_CMD_READ:
   case NBD_CMD_WRITE:
   case NBD_CMD_WRITE_ZEROES:
   case NBD_CMD_TRIM:
   case NBD_CMD_CACHE:
   case NBD_CMD_BLOCK_STATUS: break;
-  default: return NBD_EINVAL;
+  default: return broke (why, "unknown command", NBD_EINVAL);
   }
   if (flags & ~allowed_flags (c, type))
-    return NBD_EINVAL;
+    return broke (why, "a flag this command does not take", NBD_EINVAL);
+  if (type == NBD_CMD_FLUSH || type == NBD_CMD_DISC)
+    return 0; /* no range */
   if (type == NBD_CMD_TRIM && !e->discard)
-    return NBD_EINVAL; /* not advertised: discard=off */
+    return broke (why, "trim is not offered (discard=off)", NBD_EINVAL);
   if (type == NBD_CMD_BLOCK_STATUS && !c->base_allocation)
-    return NBD_EINVAL; /* no metadata context selected */
+    return broke (why, "no metadata context was selected", NBD_EINVAL);
   if (writes && e->readonly)
-    return NBD_EPERM;
+    return broke (why, "the export is read-only", NBD_EPERM);
   /* Inactive (live migration): refused here already; do_part decides
    * for a write accepted just before an inactivation. */
   if (writes && !atomic_load (&e->active))
-    return NBD_EPERM;
+    return broke (why, "the export is inactive (live migration)", NBD_EPERM);
   if (count == 0)
-    return NBD_EINVAL;
+    return broke (why, "length 0", NBD_EINVAL);
   /* Payloads stay within the advertised maximum whatever the header's
    * width; the commands without one (zeroes, trim, cache, block status)
    * may cover more than 4 GiB with extended headers. */
   if ((type == NBD_CMD_READ || type == NBD_CMD_WRITE) &&
       count > MAX_REQUEST_BYTES)
-    return NBD_EOVERFLOW;
-  if (!range_within (offset, count, c->size)) {
-    uint64_t end;
-    /* A write past the end is ENOSPC; a range that wraps is just invalid. */
-    return writes && !ckd_add_u64 (&end, offset, count) ? NBD_ENOSPC
-                                                        : NBD_EINVAL;
-  }
+    return broke (why, "longer than the 32 MiB maximum", NBD_EOVERFLOW);
+  /* A write past the end is ENOSPC; a range that wraps is just invalid. */
+  if (ckd_add_u64 (&end, offset, count))
+    return broke (why, "offset + length wraps past 2^64", NBD_EINVAL);
+  if (!range_within (offset, count, c->size))
+    return broke (why, "past the end of the export",
+                  writes ? NBD_ENOSPC : NBD_EINVAL);
   return 0;
 }
 
@@ -149,6 +182,8 @@ request_new (struct conn *c, const uint8_t *hdr)
   r->count = c->extended ? load_be64 (hdr + 24) : load_be32 (hdr + 24);
   conn_ref (c);
   c->inflight++;
+  /* The gate (connection.c's may_parse) parses no request at the limit. */
+  assert (c->inflight <= MAX_INFLIGHT_REQUESTS);
   return r;
 }
 
@@ -157,6 +192,7 @@ request_free (struct request *r)
 {
   struct conn *c = r->conn;
 
+  assert (c->inflight > 0);
   c->inflight--;
   conn_release (&c->inflight_bytes, r->charged);
   bufpool_put (r->buf, r->count);
@@ -320,8 +356,7 @@ send_reply (struct request *r)
   r->out.n = n;
   r->out.done = after_reply;
   if (reply_queue_push (c, &r->out) < 0) {
-    log_error ("connection %llu: %s", (unsigned long long) c->id,
-               error_message ());
+    conn_log (c, LOG_LEVEL_ERROR, "%s", error_message ());
     conn_close (c);
     request_free (r);
   }
@@ -408,6 +443,7 @@ after_part (uv_work_t *w, int status)
     p->error = NBD_EIO;
   if (p->error && !r->error)
     r->error = p->error;
+  assert (r->parts_left > 0);
   if (--r->parts_left > 0)
     return;
   more = r->next - r->offset < r->count;
@@ -431,8 +467,11 @@ transmission_set_threads (unsigned n)
   worker_threads = n ? n : 1;
 }
 
-/* Splits on block-size boundaries so that no encryption sector is shared
- * between parts (each part's read-modify-write stays its own). */
+/* Splits into parts of whole blocks, so that for a block-aligned request
+ * no encryption sector is shared between parts (each part's
+ * read-modify-write stays its own).  An unaligned request's part
+ * boundaries fall mid-sector; that stays correct because luks_pwrite
+ * takes its lock exclusively for unaligned writes. */
 unsigned
 request_split (struct request *r, uint64_t offset, uint64_t count)
 {
@@ -551,10 +590,10 @@ read_inline (struct request *r)
 static void
 dispatch (struct request *r)
 {
-  log_debug ("connection %llu: %s %llu bytes at %llu%s",
-             (unsigned long long) r->conn->id, command_name (r->type),
-             (unsigned long long) r->count, (unsigned long long) r->offset,
-             (r->flags & NBD_CMD_FLAG_FUA) ? " (fua)" : "");
+  conn_log (r->conn, LOG_LEVEL_DEBUG, "%s %llu bytes at %llu%s",
+            command_name (r->type), (unsigned long long) r->count,
+            (unsigned long long) r->offset,
+            (r->flags & NBD_CMD_FLAG_FUA) ? " (fua)" : "");
   bound_work (r);
   if (read_inline (r))
     return;
@@ -587,6 +626,8 @@ transmission_direct_buffer (struct conn *c, uv_buf_t *buf)
 void
 transmission_direct_filled (struct conn *c, size_t n)
 {
+  /* alloc_cb handed out only the room left in the buffer. */
+  assert (n <= c->pending->count - c->pending->filled);
   c->pending->filled += n;
   pending_complete (c);
 }
@@ -628,12 +669,33 @@ magic_ok (struct conn *c, const uint8_t *in)
 
   if (magic == want)
     return true;
-  log_info ("connection %llu: %s; closing", (unsigned long long) c->id,
+  conn_log (c, LOG_LEVEL_INFO, "%s; closing",
             magic != other ? "bad request magic"
             : c->extended  ? "compact request after extended headers"
                            : "extended request without extended headers");
   conn_close (c);
   return false;
+}
+
+/* Answers r with error at once, saying why in the log, and skips its
+ * payload (if it has one) to keep the stream in sync. */
+static void
+refuse (struct conn *c, struct request *r, uint32_t error, const char *why,
+        uint64_t payload)
+{
+  char name[32];
+
+  if (command_name (r->type) == unknown_command)
+    snprintf (name, sizeof name, "command %u", r->type);
+  else
+    snprintf (name, sizeof name, "%s", command_name (r->type));
+  conn_log_refusal (
+    c, "%s of %llu bytes at %llu (flags 0x%x) refused with %s: %s", name,
+    (unsigned long long) r->count, (unsigned long long) r->offset, r->flags,
+    nbd_error_name (error), why);
+  c->discard = payload;
+  r->error = error;
+  send_reply (r);
 }
 
 ssize_t
@@ -643,6 +705,7 @@ transmission_input (struct conn *c, const uint8_t *in, size_t len)
   struct request *r;
   uint64_t payload;
   uint32_t error;
+  const char *why;
 
   if (c->discard) {
     size_t n = len < c->discard ? len : (size_t) c->discard;
@@ -675,33 +738,25 @@ transmission_input (struct conn *c, const uint8_t *in, size_t len)
   if (c->extended && payload > MAX_REQUEST_BYTES) {
     /* Over the advertised maximum payload (it may say 2^64 bytes):
      * proto.md's hard disconnect, rather than skipping it. */
-    log_info ("connection %llu: %s with a payload of %llu bytes; closing",
-              (unsigned long long) c->id, command_name (r->type),
-              (unsigned long long) payload);
+    conn_log (c, LOG_LEVEL_INFO, "%s with a payload of %llu bytes; closing",
+              command_name (r->type), (unsigned long long) payload);
     conn_close (c);
     request_free (r);
     return -1;
   }
-  error = check_request (c, r->type, r->flags, r->offset, r->count);
+  error = check_request (c, r->type, r->flags, r->offset, r->count, &why);
   if (error) {
-    log_info ("connection %llu: %s of %llu bytes at %llu refused: error %u",
-              (unsigned long long) c->id, command_name (r->type),
-              (unsigned long long) r->count, (unsigned long long) r->offset,
-              error);
-    c->discard = payload; /* keep the stream in sync */
-    r->error = error;
-    send_reply (r);
+    refuse (c, r, error, why, payload);
     return (ssize_t) hsize;
   }
   if (r->type == NBD_CMD_WRITE_ZEROES && (r->flags & NBD_CMD_FLAG_FAST_ZERO)) {
-    /* Zeroing writes encrypted zeros: never fast. */
-    r->error = NBD_ENOTSUP;
-    send_reply (r);
+    refuse (c, r, NBD_ENOTSUP,
+            "fast zero (zeroing writes encrypted zeros: never fast)", payload);
     return (ssize_t) hsize;
   }
   if (r->type == NBD_CMD_DISC) {
-    log_info ("connection %llu: client disconnects",
-              (unsigned long long) c->id);
+    conn_log (c, LOG_LEVEL_INFO, "client disconnects");
+    assert (c->inflight > 0);
     c->inflight--; /* DISC has no reply */
     conn_unref (c);
     free (r);
@@ -711,9 +766,7 @@ transmission_input (struct conn *c, const uint8_t *in, size_t len)
   if (r->type == NBD_CMD_READ || r->type == NBD_CMD_WRITE) {
     r->buf = bufpool_get (r->count);
     if (!r->buf) {
-      r->error = NBD_ENOMEM;
-      c->discard = payload;
-      send_reply (r);
+      refuse (c, r, NBD_ENOMEM, "out of memory for its buffer", payload);
       return (ssize_t) hsize;
     }
   }

@@ -58,9 +58,10 @@ struct request {
   uint8_t reply[NBD_EXTENDED_REPLY_SIZE + 8]; /* header (+ offset/error) */
 };
 
-/* Returns 0 or the NBD error to answer the request with. */
+/* Returns 0, or the NBD error to answer the request with and in *why the
+ * rule it broke. */
 uint32_t check_request (const struct conn *c, uint16_t type, uint16_t flags,
-                        uint64_t offset, uint64_t count);
+                        uint64_t offset, uint64_t count, const char **why);
 /* Fills r->parts for [offset, offset + count) (r->node and r->type set);
  * returns how many parts: at most the worker threads and SPLIT_MAX_PARTS,
  * each but the last a multiple of the node's block size. */

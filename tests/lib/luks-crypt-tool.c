@@ -17,6 +17,7 @@
 
 #include "common/error_msg.h"
 #include "crypto/luks.h"
+#include "crypto/secmem.h"
 
 static int
 file_read (void *opaque, void *buf, size_t count, uint64_t offset)
@@ -89,7 +90,7 @@ main (int argc, char **argv)
     return 1;
   }
   size_t klen = (size_t) kst.st_size;
-  char *pass = luks_secret_alloc (klen + 1);
+  char *pass = secmem_alloc (klen + 1);
   if (!pass || read (kfd, pass, klen) != (ssize_t) klen)
     die ("key file");
   close (kfd);
@@ -97,7 +98,7 @@ main (int argc, char **argv)
   struct luks_volume *vol;
   if (luks_unlock (hdr, pass, klen, argc > 5 ? atoi (argv[5]) : -1, &vol) < 0)
     die ("unlock");
-  luks_secret_free (pass, klen + 1);
+  secmem_free (pass, klen + 1);
 
   int dfd = open (argv[3], O_RDONLY);
   if (dfd < 0 || fstat (dfd, &st) < 0) {

@@ -5,9 +5,13 @@
 # only from itself and the layers below it:
 #   server -> formats -> crypto -> common   (nbdkit/ is a second front door
 #   beside server/: it uses formats/, never the daemon's code)
-# formats/ and nbdkit/ see crypto/ only through crypto/luks.h.  Users of a
-# stack see formats/ only through its facade (formats/stack.h, and
-# formats/keyfile.h for passphrases); formats/node.h, the implementer's
+# formats/ and nbdkit/ see crypto/ only through crypto/luks.h, and every
+# layer above crypto/ may use crypto/secmem.h, the one secure-memory API:
+# formats/, server/ and nbdkit/ hold passphrases (read from files, sent on
+# the control socket, typed into nbdkit) and keep them in secure memory
+# without a wrapper of their own (server/ still never touches a cipher).
+# Users of a stack see formats/ only through its facade (formats/stack.h,
+# and formats/keyfile.h for passphrases); formats/node.h, the implementer's
 # header, is for node types (formats/, nbdkit/next-node.c).  Only crypto/
 # calls libgcrypt; only server/ calls libuv; nothing below nbdkit/ knows it.
 . "$(dirname "$0")/../lib/lib.sh"
@@ -37,15 +41,15 @@ bare_includes () {
 check "every quoted include names its directory" not bare_includes
 check "common/ includes only common/" only_from common common
 check "crypto/ includes only crypto/ and common/" only_from crypto crypto common
-check "formats/ includes formats/, common/ and crypto/luks.h" \
-  only_from formats formats common crypto/luks.h
+check "formats/ includes formats/, common/, crypto/luks.h and crypto/secmem.h" \
+  only_from formats formats common crypto/luks.h crypto/secmem.h
 facade="formats/stack.h formats/keyfile.h"
 # shellcheck disable=SC2086 # one word per header
-check "server/ includes server/, common/ and formats/' facade, never crypto/" \
-  only_from server server common $facade
+check "server/ includes server/, common/, formats/' facade and of crypto/ only crypto/secmem.h" \
+  only_from server server common $facade crypto/secmem.h
 # shellcheck disable=SC2086
-check "nbdkit/ includes nbdkit/, common/, crypto/luks.h and formats/' facade" \
-  only_from nbdkit nbdkit common crypto/luks.h $facade formats/node.h
+check "nbdkit/ includes nbdkit/, common/, crypto/luks.h, crypto/secmem.h and formats/' facade" \
+  only_from nbdkit nbdkit common crypto/luks.h crypto/secmem.h $facade formats/node.h
 # Prints "# FILE" for each file of nbdkit/ but next-node.c that includes
 # formats/node.h; succeeds if there is one.
 node_h_users () {

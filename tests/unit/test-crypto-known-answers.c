@@ -33,10 +33,10 @@ xts_vector (const char *key_hex, uint64_t sector, const char *pt_hex,
   ok (cipher_spec_parse ("aes", "xts-plain64", klen, "test", &spec) == 0 &&
         cipher_ctx_new (&spec, key, &ctx) == 0,
       "%s: key accepted", what);
-  ok (cipher_ctx_crypt (ctx, CRYPT_ENCRYPT, buf, len, len, sector, 1) == 0,
+  ok (cipher_ctx_crypt (ctx, LUKS_ENCRYPT, buf, len, len, sector, 1) == 0,
       "%s: encrypt runs", what);
   ok_mem (buf + cmp_off, expect, elen, "%s: ciphertext", what);
-  cipher_ctx_crypt (ctx, CRYPT_DECRYPT, buf, len, len, sector, 1);
+  cipher_ctx_crypt (ctx, LUKS_DECRYPT, buf, len, len, sector, 1);
   ok_mem (buf, orig, len, "%s: decrypt restores the plaintext", what);
   cipher_ctx_free (ctx);
 }

@@ -51,10 +51,18 @@ conn_of_size (uint64_t size)
   return &conn_;
 }
 
+/* Refusals that came without a rule to log (each must name one). */
+static unsigned refusals_without_rule;
+
 static uint32_t
 check (uint16_t type, uint16_t flags, uint64_t offset, uint64_t count)
 {
-  return check_request (&conn_, type, flags, offset, count);
+  const char *why = NULL;
+  uint32_t err = check_request (&conn_, type, flags, offset, count, &why);
+
+  if (err != 0 && (why == NULL || why[0] == '\0'))
+    refusals_without_rule++;
+  return err;
 }
 
 static void
@@ -519,6 +527,8 @@ main (void)
   test_lengths ();
   test_flags ();
   test_export_state ();
+  ok (refusals_without_rule == 0,
+      "every refusal above names the rule it broke");
   test_split ();
   test_status_headers ();
   test_status_clipping ();
