@@ -159,8 +159,9 @@ server_stopping (void)
 static void
 usage (FILE *f)
 {
-  fprintf (
-    f,
+  char names[512], control[640];
+
+  fputs (
     "Usage: luks-nbd [OPTION]... --export SPEC [--export SPEC]...\n"
     "       luks-nbd [OPTION]... --config FILE | --control PATH\n"
     "\n"
@@ -184,11 +185,13 @@ usage (FILE *f)
     "(every\n"
     "                      address) or PORT; the port defaults to 10809\n"
     "  --config FILE       one --export SPEC per line (# comments; relative\n"
-    "                      paths from the file's directory)\n"
-    "  --control PATH      control socket (JSON lines): export-add, "
-    "export-remove,\n"
-    "                      export-list, query-stats, export-activate,\n"
-    "                      export-inactivate; see 'luks-nbd ctl'\n"
+    "                      paths from the file's directory)\n",
+    f);
+  ctl_command_names (names, sizeof names);
+  snprintf (control, sizeof control,
+            "control socket (JSON lines): %s (see luks-nbd ctl --help)", names);
+  usage_item (f, 2, 22, "--control PATH", control);
+  fputs (
     "  --threads N         worker threads (default: number of CPUs; 16 with\n"
     "                      cache=none)\n"
     "  --max-connections N refuse clients beyond N (default 100)\n"
@@ -217,11 +220,10 @@ usage (FILE *f)
     "                      with its status\n"
     "  -v, --verbose       log connections (-vv: every request)\n"
     "  --help              print this and exit\n"
-    "  --version           print the version and exit\n"
-    "\n"
-    "       luks-nbd ctl --control PATH export-list | query-stats |\n"
-    "                export-remove NAME [--force] | export-add SPEC "
-    "[--passphrase-stdin]\n");
+    "  --version           print the version and exit\n",
+    f);
+  fputs ("\n       luks-nbd ctl --control PATH COMMAND, where COMMAND is\n", f);
+  ctl_commands_synopses (f, 9);
 }
 
 static void
