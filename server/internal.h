@@ -42,7 +42,8 @@ void log_warning (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 void log_info (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 void log_debug (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 
-/* exports.c */
+/* exports.c: the registry; export_spec.c: the spec syntax. */
+#define EXPORT_KEYS_MAX 24
 struct export
 {
   char *name;
@@ -57,8 +58,10 @@ struct export
   uint64_t size;
   bool resizing; /* an export-resize runs */
   struct stack_spec spec;
-  char *spec_strings[9]; /* owned strings behind spec */
-  char *inline_pass;     /* control socket passphrase (secure memory) */
+  /* Every key's value as given, by export_spec.c's key (the name
+   * first); spec's strings, name and description point into them. */
+  char *spec_strings[EXPORT_KEYS_MAX];
+  char *inline_pass; /* control socket passphrase (secure memory) */
   size_t inline_pass_len;
   /* Live migration (export_active.c): an inactive export holds no image
    * lock and refuses writes.  Node ops run holding `gate` shared; a
@@ -72,17 +75,24 @@ struct export
   unsigned connections; /* clients serving it now */
   uint64_t total_connections, requests, errors, bytes_read, bytes_written;
 };
-/* Parses one --export value; errors name the export and the key, or
- * origin ("--export #2", "--config FILE line 7") before the name is known. */
+/* export_spec.c: parses one --export value; errors name the export and
+ * the key, or origin ("--export #2", "--config FILE line 7") before the
+ * name is known. */
 int export_parse (const char *text, const char *origin, bool force_readonly,
                   bool inline_passphrase, struct export **out);
 /* Appends "key=value" (value's commas doubled) to a spec being built. */
 int export_spec_append (char **spec, size_t *len, const char *key,
                         const char *v);
-/* The spec with every relative file path (payload=, header=, key-file=,
- * passphrase-file=, backup-header=; not URIs) made relative to dir: a
- * --config file's directory, or the caller's for luks-nbd ctl. */
+/* The spec with every relative file path (the keys marked as paths:
+ * payload=, header=, key-file=, passphrase-file=, backup-header=; not
+ * URIs) made relative to dir: a --config file's directory, or the
+ * caller's for luks-nbd ctl. */
 int export_spec_absolute (const char *text, const char *dir, char **out);
+/* --help's list of keys, one per line with its help. */
+void export_keys_usage (FILE *f);
+/* exports.c: an export with nothing parsed yet (its gate ready, active,
+ * any key slot, the registry's reference), for export_parse. */
+struct export *export_new (void);
 /* Takes a copy of a passphrase given on the control socket. */
 int export_set_passphrase (struct export *e, const char *pass, size_t len);
 void export_ref (struct export *e);

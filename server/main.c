@@ -167,18 +167,14 @@ usage (FILE *f)
     "\n"
     "Serves LUKS-encrypted volumes (detached or attached headers) as plain\n"
     "block devices over NBD.\n"
-    "\n"
-    "  --export SPEC       name=NAME,payload=PATH|URI[,header=PATH|URI]\n"
-    "                      [,key-file=PATH|passphrase-file=PATH][,key-slot=N]\n"
-    "                      [,readonly=on|off][,payload-format=auto|raw|qcow2]\n"
-    "                      [,description=TEXT][,qcow2-cache-size=SIZE]\n"
-    "                      [,payload-backing=on|off][,discard=on|off]\n"
-    "                      [,locking=on|off][,backup-header=PATH|URI]\n"
-    "                      [,cache=writeback|none][,check-plaintext=on|off]\n"
-    "                      [,active=on|off]  (off: live migration, see\n"
-    "                      export-activate)\n"
-    "                      [,credential=NAME]  ($CREDENTIALS_DIRECTORY/NAME)\n"
-    "                      (',,' is a literal comma)\n"
+    "\n",
+    f);
+  usage_item (f, 2, 22, "--export SPEC",
+              "an export, as comma-separated KEY=VALUE (',,' is a literal "
+              "comma); name=, payload= and one of key-file=, "
+              "passphrase-file= and credential= are required.  Keys:");
+  export_keys_usage (f);
+  fputs (
     "  --socket PATH       listen on a unix socket (mode 0600)\n"
     "  --socket-mode MODE  octal mode of the unix sockets\n"
     "  --listen [HOST]:PORT  listen on TCP: HOST:PORT, [IPV6]:PORT, :PORT "

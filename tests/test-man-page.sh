@@ -7,7 +7,7 @@
 # OPTIONS, nothing but options sits at the options' level, the page renders
 # without a groff warning, and the README names every export key.  The
 # export keys --help lists (export_spec.c's table) are exactly the keys
-# under --export; the control commands luks-nbd ctl --help lists
+# under --export, in the same order; the control commands luks-nbd ctl --help lists
 # (control_commands.c's table) are exactly those of the SYNOPSIS, each
 # with its arguments, and of the control protocol under --control.
 . "$(dirname "$0")/lib.sh"
@@ -56,8 +56,14 @@ for line in help_text:
             help_options.append(opt)
     elif not line.strip():
         in_export = False
-    if in_export:
-        export_keys += re.findall(r"(?:^|[\[,\s|])([a-z][a-z0-9-]*)=", line)
+    if line.startswith("  --export"):
+        # the option's help column; keys are items left of it, one a line
+        # (export_spec.c's table makes them)
+        help_column = re.match(r"  --export SPEC +", line).end()
+    elif in_export:
+        m = re.match(r"( +)([a-z][a-z0-9-]*)=", line)
+        if m and len(m.group(1)) < help_column:
+            export_keys.append(m.group(2))
 export_keys = list(dict.fromkeys(export_keys))
 help_options = list(dict.fromkeys(help_options))
 report(len(export_keys) >= 16, "--help lists the export keys (%d)" % len(export_keys))
@@ -102,8 +108,8 @@ for key in export_keys:
 # parser does not know.
 man_keys = [l.strip().split("=")[0] for l in options[export_at + 1:export_end]
             if indent(l) == key_level and re.match(r"[a-z][a-z0-9-]*=", l.strip())]
-report(sorted(man_keys) == sorted(export_keys),
-       "the keys under --export are --help's (only in the man page: %s; only in --help: %s)"
+report(man_keys == export_keys,
+       "the keys under --export are --help's, in its order (only in the man page: %s; only in --help: %s)"
        % (sorted(set(man_keys) - set(export_keys)), sorted(set(export_keys) - set(man_keys))))
 
 # Control commands: luks-nbd ctl --help lists each as "  SYNOPSIS" after
