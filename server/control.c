@@ -1,14 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* luks-nbd: the control socket (--control PATH, mode 0600): one JSON
  * object per line in, one per line out.
- *   {"cmd":"export-add","spec":"name=vm2,payload=...,header=...",
- *    "passphrase":"..."}            (or every --export key as a member)
  *   {"cmd":"export-remove","name":"vm2","force":false}
- *   {"cmd":"export-list"}
- *   {"cmd":"query-stats"}
- *   {"cmd":"export-resize","name":"vm2","size":21474836480,"force":false}
- *   {"cmd":"export-activate","name":"vm2"}    (live migration handoff:
- *   {"cmd":"export-inactivate","name":"vm2"}   export_active.c)
+ * Which commands there are, and the members each takes, is
+ * control_commands.c's table, which dispatches; the export-add,
+ * -remove, -list, query-stats and -(in)activate handlers are here
+ * (export_active.c does the activation), export-resize is
+ * control_resize.c's, the keyslot commands control_keyslots.c's.
  * Replies: {"ok":true,...} or {"ok":false,"error":"..."}.  Requests are
  * parsed in place by control_request.c (never by json-c, whose buffers
  * would keep an inline passphrase) and every member is read through its
@@ -373,8 +371,8 @@ adds_abandon (void)
 }
 
 /* Parses and checks the export now; unlocks it on a thread of its own. */
-static int
-cmd_export_add (struct ctl_conn *cc, const struct ctl_request *req)
+int
+ctl_cmd_export_add (struct ctl_conn *cc, const struct ctl_request *req)
 {
   const struct ctl_member *pass;
   struct export *e = NULL;
@@ -422,8 +420,8 @@ cmd_export_add (struct ctl_conn *cc, const struct ctl_request *req)
   return 0;
 }
 
-static int
-cmd_export_remove (struct ctl_conn *cc, const struct ctl_request *req)
+int
+ctl_cmd_export_remove (struct ctl_conn *cc, const struct ctl_request *req)
 {
   const struct ctl_member *name, *force;
   struct export *e;
@@ -513,14 +511,14 @@ change_active (struct ctl_conn *cc, const struct ctl_request *req, bool active)
   return 0;
 }
 
-static int
-cmd_export_activate (struct ctl_conn *cc, const struct ctl_request *req)
+int
+ctl_cmd_export_activate (struct ctl_conn *cc, const struct ctl_request *req)
 {
   return change_active (cc, req, true);
 }
 
-static int
-cmd_export_inactivate (struct ctl_conn *cc, const struct ctl_request *req)
+int
+ctl_cmd_export_inactivate (struct ctl_conn *cc, const struct ctl_request *req)
 {
   return change_active (cc, req, false);
 }
@@ -569,88 +567,18 @@ export_list (struct ctl_conn *cc, bool stats)
   ctl_send (cc, o);
 }
 
-static int
-cmd_export_list (struct ctl_conn *cc, const struct ctl_request *req)
+int
+ctl_cmd_export_list (struct ctl_conn *cc, const struct ctl_request *req)
 {
   export_list (cc, false);
   return 0;
 }
 
-static int
-cmd_query_stats (struct ctl_conn *cc, const struct ctl_request *req)
+int
+ctl_cmd_query_stats (struct ctl_conn *cc, const struct ctl_request *req)
 {
   export_list (cc, true);
   return 0;
-}
-
-#define KDF_MEMBERS                                                            \
-  "pbkdf", "pbkdf_memory", "pbkdf_parallel", "iter_time",                      \
-    "pbkdf_force_iterations"
-
-/* The commands: one entry each, with the members they take besides
- * "cmd" (export-add takes the export's keys, checked by its parser). */
-static const struct ctl_command {
-  const char *name;
-  int (*run) (struct ctl_conn *cc, const struct ctl_request *req);
-  bool any_members;
-  const char *members[10];
-} commands[] = {
-  { "export-add", cmd_export_add, true, { NULL } },
-  { "export-remove", cmd_export_remove, false, { "name", "force", NULL } },
-  { "export-list", cmd_export_list, false, { NULL } },
-  { "query-stats", cmd_query_stats, false, { NULL } },
-  { "export-resize", ctl_export_resize, false, { "name", "size", "force" } },
-  { "export-activate", cmd_export_activate, false, { "name", NULL } },
-  { "export-inactivate", cmd_export_inactivate, false, { "name", NULL } },
-  { "keyslot-list", ctl_cmd_keyslot_list, false, { "name", NULL } },
-  { "keyslot-add",
-    ctl_cmd_keyslot_add,
-    false,
-    { "name", "passphrase", "slot", KDF_MEMBERS, NULL } },
-  { "keyslot-remove",
-    ctl_cmd_keyslot_remove,
-    false,
-    { "name", "slot", "force", NULL } },
-  { "keyslot-change",
-    ctl_cmd_keyslot_change,
-    false,
-    { "name", "passphrase", "slot", KDF_MEMBERS, NULL } },
-};
-
-static int
-check_members (const struct ctl_command *c, const struct ctl_request *req)
-{
-  for (size_t i = 0; !c->any_members && i < req->n; i++) {
-    const char *key = req->m[i].key;
-    bool known = !strcmp (key, "cmd");
-    for (size_t k = 0; !known && c->members[k]; k++)
-      known = !strcmp (key, c->members[k]);
-    if (!known)
-      return error_set (-EINVAL, "unknown member \"%s\"", key);
-  }
-  return 0;
-}
-
-static int
-ctl_dispatch (struct ctl_conn *cc, const struct ctl_request *req)
-{
-  const struct ctl_member *cmd;
-  int r = ctl_member_get (req, "cmd", CTL_TEXT, true, &cmd);
-
-  if (r < 0)
-    return r;
-  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-    if (!strcmp (cmd->text, commands[i].name)) {
-      r = check_members (&commands[i], req);
-      if (r >= 0)
-        r = commands[i].run (cc, req);
-      return r < 0 ? error_prefix (r, "%s", commands[i].name) : 0;
-    }
-  return error_set (-EINVAL,
-                    "unknown cmd (expected export-add, export-remove, "
-                    "export-list, query-stats, export-resize, "
-                    "export-activate, export-inactivate, keyslot-list, "
-                    "keyslot-add, keyslot-remove, keyslot-change)");
 }
 
 /* One request line; it is parsed in place and wiped afterwards (it may

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,51 +26,49 @@
 /* The longest reply read. */
 #define CONTROL_REPLY_MAX (64 * 1024 * 1024)
 
-/* luks-nbd ctl --control PATH CMD [ARGS]: one request, prints the reply. */
-static int
-ctl_usage (void)
+/* luks-nbd ctl --help: the commands come from control_commands.c. */
+static void
+ctl_usage (FILE *f)
 {
-  fprintf (
-    stderr,
-    "usage: luks-nbd ctl --control PATH export-list | query-stats |\n"
-    "         export-remove NAME [--force] |\n"
-    "         export-resize NAME SIZE [--force] |\n"
-    "         export-add SPEC [--passphrase-stdin] [--inactive] |\n"
-    "         export-activate NAME | export-inactivate NAME |\n"
-    "         keyslot-list NAME |\n"
-    "         keyslot-add NAME --passphrase-stdin [--key-slot N] [KDF] |\n"
-    "         keyslot-change NAME SLOT --passphrase-stdin [KDF] |\n"
-    "         keyslot-remove NAME SLOT [--force]\n"
-    "KDF (new keyslots; cryptsetup's defaults if not given): --pbkdf\n"
-    "  argon2id|argon2i|pbkdf2, --pbkdf-memory KiB, --pbkdf-parallel N,\n"
-    "  --iter-time MS, --pbkdf-force-iterations N\n"
-    "keyslot-add/-change read the new passphrase from stdin; the key\n"
-    "comes from the running export (no old passphrase).  keyslot-remove\n"
-    "refuses the last keyslot that opens the volume unless --force.\n"
-    "SIZE is bytes or has a K, M, G or T suffix (powers of 1024); a resize\n"
-    "that shrinks needs --force.\n"
-    "(options may come before or after the command; relative paths "
-    "in SPEC\nare taken from the current directory)\n");
+  char kdf[256];
+  size_t len = 0;
+
+  fprintf (f, "usage: luks-nbd ctl --control PATH COMMAND [ARGUMENT]... "
+              "[OPTION]...\n"
+              "Sends one request to luks-nbd's control socket and prints "
+              "the reply (stdout\n"
+              "and exit status 0 if ok, else stderr and 1).  Options may "
+              "come before or\n"
+              "after the command; --control=PATH works too.  Commands:\n");
+  ctl_commands_help (f);
+  for (size_t k = 0; k < CTL_KDF_OPTIONS && len < sizeof kdf; k++)
+    len += (size_t) snprintf (kdf + len, sizeof kdf - len, "%s--%s %s",
+                              k ? ", " : "", ctl_kdf_options[k].option,
+                              ctl_kdf_options[k].value);
+  usage_item (f, 0, 2,
+              "KDF, for new keyslots (cryptsetup's defaults if not "
+              "given):",
+              kdf);
+}
+
+/* The whole usage, for a command line that names no known command. */
+static int
+usage_error (void)
+{
+  ctl_usage (stderr);
   return 2;
 }
 
 /* What the command line asked for. */
 struct ctl_args {
   const char *path; /* --control */
+  const struct ctl_command *cmd;
+  const char *arg;  /* NAME or SPEC */
+  const char *arg2; /* SIZE or SLOT */
+  const char *key_slot;
   bool force, passphrase_stdin, inactive;
-  const char *cmd, *arg; /* arg: NAME or SPEC */
-  const char *size;      /* export-resize's SIZE */
-  const char *slot;      /* keyslot-remove/-change SLOT, or --key-slot */
   /* Keyslot KDF options, as given (numbers checked at parse time). */
-  const char *pbkdf, *num[4];
-};
-
-/* The numeric KDF options: option name and request member. */
-static const char *const num_opts[4][2] = {
-  { "pbkdf-memory", "pbkdf_memory" },
-  { "pbkdf-parallel", "pbkdf_parallel" },
-  { "iter-time", "iter_time" },
-  { "pbkdf-force-iterations", "pbkdf_force_iterations" },
+  const char *kdf[CTL_KDF_OPTIONS];
 };
 
 static bool
@@ -77,6 +76,61 @@ is_number (const char *s)
 {
   size_t n = strspn (s, "0123456789");
   return n > 0 && n < 11 && !s[n];
+}
+
+/* A command given what it does not take: why, and its synopsis. */
+static int misuse (const struct ctl_command *c, const char *fmt, ...)
+  __attribute__ ((format (printf, 2, 3)));
+static int
+misuse (const struct ctl_command *c, const char *fmt, ...)
+{
+  char synopsis[160];
+  va_list ap;
+
+  ctl_command_synopsis (c, synopsis, sizeof synopsis);
+  fprintf (stderr, "luks-nbd ctl: %s: ", c->name);
+  va_start (ap, fmt);
+  vfprintf (stderr, fmt, ap);
+  va_end (ap);
+  fprintf (stderr, "\nusage: luks-nbd ctl --control PATH %s\n", synopsis);
+  return 2;
+}
+
+/* The command's row says what it takes: 0, or an exit code. */
+static int
+check_args (const struct ctl_args *a, const char *extra)
+{
+  static const char *const arg_names[] = { "", "NAME", "SPEC", "SIZE", "SLOT" };
+  const struct ctl_command *c = a->cmd;
+  unsigned o = c->opts;
+  bool kdf = false;
+
+  for (size_t k = 0; k < CTL_KDF_OPTIONS; k++)
+    kdf = kdf || a->kdf[k];
+  if (extra)
+    return misuse (c, "unexpected argument '%s'", extra);
+  if (c->arg && !a->arg)
+    return misuse (c, "%s is missing", arg_names[c->arg]);
+  if (c->arg2 && !a->arg2)
+    return misuse (c, "%s is missing", arg_names[c->arg2]);
+  if (c->arg2 == CTL_ARG_SLOT && !is_number (a->arg2))
+    return misuse (c, "SLOT is a number, not '%s'", a->arg2);
+  if (a->key_slot && !(o & CTL_OPT_KEY_SLOT))
+    return misuse (c, "%s does not apply", "--key-slot");
+  if (a->key_slot && !is_number (a->key_slot))
+    return misuse (c, "--key-slot takes a number, not '%s'", a->key_slot);
+  if (a->force && !(o & CTL_OPT_FORCE))
+    return misuse (c, "%s does not apply", "--force");
+  if (a->inactive && !(o & CTL_OPT_INACTIVE))
+    return misuse (c, "%s does not apply", "--inactive");
+  if (kdf && !(o & CTL_OPT_KDF))
+    return misuse (c, "%s do not apply", "the KDF options");
+  if (a->passphrase_stdin && !(o & (CTL_OPT_PASS | CTL_OPT_PASS_REQUIRED)))
+    return misuse (c, "%s does not apply", "--passphrase-stdin");
+  if (!a->passphrase_stdin && (o & CTL_OPT_PASS_REQUIRED))
+    return misuse (c, "%s is required (the new passphrase comes from stdin)",
+                   "--passphrase-stdin");
+  return 0;
 }
 
 /* Options anywhere (getopt permutes), --control PATH or --control=PATH.
@@ -91,26 +145,22 @@ parse_args (int argc, char **argv, struct ctl_args *a)
     OPT_INACTIVE,
     OPT_HELP,
     OPT_SLOT,
-    OPT_PBKDF,
-    OPT_NUM /* + index into num_opts */
+    OPT_KDF /* + index into ctl_kdf_options */
   };
-  static const struct option opts[] = {
+  struct option opts[6 + CTL_KDF_OPTIONS + 1] = {
     { "control", required_argument, NULL, OPT_CONTROL },
     { "force", no_argument, NULL, OPT_FORCE },
     { "passphrase-stdin", no_argument, NULL, OPT_PASS },
     { "inactive", no_argument, NULL, OPT_INACTIVE },
     { "help", no_argument, NULL, OPT_HELP },
     { "key-slot", required_argument, NULL, OPT_SLOT },
-    { "pbkdf", required_argument, NULL, OPT_PBKDF },
-    { "pbkdf-memory", required_argument, NULL, OPT_NUM + 0 },
-    { "pbkdf-parallel", required_argument, NULL, OPT_NUM + 1 },
-    { "iter-time", required_argument, NULL, OPT_NUM + 2 },
-    { "pbkdf-force-iterations", required_argument, NULL, OPT_NUM + 3 },
-    { NULL, 0, NULL, 0 },
   };
-  bool key_slot = false;
+  char names[512];
   int c;
 
+  for (int k = 0; k < CTL_KDF_OPTIONS; k++)
+    opts[6 + k] = (struct option){ ctl_kdf_options[k].option, required_argument,
+                                   NULL, OPT_KDF + k };
   optind = 1;
   while ((c = getopt_long (argc, argv, "", opts, NULL)) != -1) {
     switch (c) {
@@ -118,64 +168,37 @@ parse_args (int argc, char **argv, struct ctl_args *a)
     case OPT_FORCE: a->force = true; break;
     case OPT_PASS: a->passphrase_stdin = true; break;
     case OPT_INACTIVE: a->inactive = true; break;
-    case OPT_HELP: ctl_usage (); return 2;
-    case OPT_SLOT: a->slot = optarg, key_slot = true; break;
-    case OPT_PBKDF: a->pbkdf = optarg; break;
+    case OPT_HELP: ctl_usage (stdout); return -1;
+    case OPT_SLOT: a->key_slot = optarg; break;
     default:
-      if (c < OPT_NUM || c >= OPT_NUM + 4)
-        return ctl_usage ();
-      if (!is_number (optarg)) {
+      if (c < OPT_KDF || c >= OPT_KDF + CTL_KDF_OPTIONS)
+        return usage_error ();
+      if (ctl_kdf_options[c - OPT_KDF].number && !is_number (optarg)) {
         fprintf (stderr, "luks-nbd ctl: --%s takes a number, not '%s'\n",
-                 num_opts[c - OPT_NUM][0], optarg);
+                 ctl_kdf_options[c - OPT_KDF].option, optarg);
         return 2;
       }
-      a->num[c - OPT_NUM] = optarg;
+      a->kdf[c - OPT_KDF] = optarg;
     }
   }
-  if (optind < argc)
-    a->cmd = argv[optind++];
-  if (optind < argc)
-    a->arg = argv[optind++];
-  bool resize = a->cmd && !strcmp (a->cmd, "export-resize");
-  if (resize && optind < argc)
-    a->size = argv[optind++];
-  bool two = a->cmd && (!strcmp (a->cmd, "keyslot-remove") ||
-                        !strcmp (a->cmd, "keyslot-change"));
-  if (two && optind < argc && !key_slot)
-    a->slot = argv[optind++];
   if (!a->path) {
     fprintf (stderr, "luks-nbd ctl: --control PATH is required\n");
-    return ctl_usage ();
+    return usage_error ();
   }
-  if (!a->cmd || optind < argc)
-    return ctl_usage ();
-  /* Commands that take a NAME: remove, activate, inactivate. */
-  bool remove = !strcmp (a->cmd, "export-remove") ||
-                !strcmp (a->cmd, "export-activate") ||
-                !strcmp (a->cmd, "export-inactivate");
-  bool add = !strcmp (a->cmd, "export-add");
-  bool list =
-    !strcmp (a->cmd, "export-list") || !strcmp (a->cmd, "query-stats");
-  bool ks_list = !strcmp (a->cmd, "keyslot-list");
-  bool ks_add = !strcmp (a->cmd, "keyslot-add");
-  bool ks_remove = !strcmp (a->cmd, "keyslot-remove");
-  bool ks_new = ks_add || !strcmp (a->cmd, "keyslot-change");
-  bool kdf = a->pbkdf || a->num[0] || a->num[1] || a->num[2] || a->num[3];
-  if (ks_list || ks_remove || ks_new) {
-    if (!a->arg || (two && !a->slot) || (key_slot && !ks_add) ||
-        (a->slot && !is_number (a->slot)) || (a->force && !ks_remove) ||
-        (kdf && !ks_new) || (ks_new && !a->passphrase_stdin) ||
-        (a->passphrase_stdin && !ks_new) || a->inactive)
-      return ctl_usage ();
-    return 0;
+  if (optind == argc)
+    return usage_error ();
+  if (!(a->cmd = ctl_command_find (argv[optind]))) {
+    ctl_command_names (names, sizeof names);
+    fprintf (stderr, "luks-nbd ctl: unknown command '%s' (expected %s)\n",
+             argv[optind], names);
+    return 2;
   }
-  if ((!remove && !add && !list && !resize) ||
-      ((remove || add || resize) && !a->arg) || (resize && !a->size) ||
-      (list && a->arg) ||
-      (a->force && strcmp (a->cmd, "export-remove") && !resize) ||
-      ((a->passphrase_stdin || a->inactive) && !add) || a->slot || kdf)
-    return ctl_usage ();
-  return 0;
+  optind++;
+  if (a->cmd->arg && optind < argc)
+    a->arg = argv[optind++];
+  if (a->cmd->arg2 && optind < argc)
+    a->arg2 = argv[optind++];
+  return check_args (a, optind < argc ? argv[optind] : NULL);
 }
 
 /* Appends s as a JSON string to the request line being built; false if
@@ -243,60 +266,78 @@ spec_absolute (const char *spec, char **out)
   return 0;
 }
 
-/* The request as one line, built by hand: a passphrase in it stays in
- * buffers that are wiped (json-c's printbuf is not).  0 or an exit code. */
+/* ,"size":BYTES from SIZE (K, M, G, T suffixes); false if it is not a
+ * size (said on stderr). */
+static bool
+size_member (const char *text, char *out, size_t cap)
+{
+  uint64_t size;
+
+  if (ctl_parse_size (text, &size) < 0) {
+    fprintf (stderr, "luks-nbd ctl: export-resize: %s\n", error_message ());
+    return false;
+  }
+  snprintf (out, cap, ",\"size\":%" PRIu64, size);
+  return true;
+}
+
+/* ,"spec":"SPEC" with SPEC's relative paths made absolute, and
+ * active=off for --inactive.  0 or an exit code. */
+static int
+spec_member (const struct ctl_args *a, char *line, size_t cap, size_t *len,
+             bool *ok)
+{
+  char *spec;
+  int rc = spec_absolute (a->arg, &spec);
+
+  if (rc)
+    return rc;
+  *ok = *ok && line_add (line, cap, len, ",\"spec\":", spec, strlen (spec));
+  free (spec);
+  /* --inactive: the spec key, appended inside the JSON string. */
+  if (*ok && a->inactive && *len > 0 && line[*len - 1] == '"') {
+    (*len)--;
+    *ok = line_add (line, cap, len, ",active=off\"", NULL, 0);
+  }
+  return 0;
+}
+
+/* The request as one line, built by hand from the command's row: a
+ * passphrase in it stays in buffers that are wiped (json-c's printbuf is
+ * not).  0 or an exit code. */
 static int
 build_request (const struct ctl_args *a, char *line, size_t cap, size_t *len)
 {
-  char pass[CONTROL_PASSPHRASE_MAX + 1];
-  bool ok = line_add (line, cap, len, "{\"cmd\":", a->cmd, strlen (a->cmd));
+  const struct ctl_command *c = a->cmd;
+  char pass[CONTROL_PASSPHRASE_MAX + 1], num[48];
+  bool ok = line_add (line, cap, len, "{\"cmd\":", c->name, strlen (c->name));
+  int rc;
 
-  if (!strcmp (a->cmd, "export-resize")) {
-    uint64_t size;
-    char num[32];
-    if (ctl_parse_size (a->size, &size) < 0) {
-      fprintf (stderr, "luks-nbd ctl: export-resize: %s\n", error_message ());
+  if (c->arg == CTL_ARG_NAME)
+    ok = ok && line_add (line, cap, len, ",\"name\":", a->arg, strlen (a->arg));
+  if (c->arg == CTL_ARG_SPEC && (rc = spec_member (a, line, cap, len, &ok)))
+    return rc;
+  if (c->arg2 == CTL_ARG_SIZE) {
+    if (!size_member (a->arg2, num, sizeof num))
       return 2;
-    }
-    snprintf (num, sizeof num, ",\"size\":%" PRIu64, size);
-    ok = ok && line_add (line, cap, len, ",\"name\":", a->arg, strlen (a->arg));
     ok = ok && line_add (line, cap, len, num, NULL, 0);
-    if (a->force)
-      ok = ok && line_add (line, cap, len, ",\"force\":true", NULL, 0);
-  } else if (!strncmp (a->cmd, "keyslot-", 8)) {
-    ok = ok && line_add (line, cap, len, ",\"name\":", a->arg, strlen (a->arg));
-    if (a->slot)
-      ok = ok && line_add (line, cap, len, ",\"slot\":", NULL, 0) &&
-           line_add (line, cap, len, a->slot, NULL, 0);
-    if (a->force)
-      ok = ok && line_add (line, cap, len, ",\"force\":true", NULL, 0);
-    if (a->pbkdf)
-      ok = ok && line_add (line, cap, len, ",\"pbkdf\":", a->pbkdf,
-                           strlen (a->pbkdf));
-    for (int i = 0; i < 4; i++)
-      if (a->num[i]) {
-        char key[40];
-        snprintf (key, sizeof key, ",\"%s\":", num_opts[i][1]);
-        ok = ok && line_add (line, cap, len, key, NULL, 0) &&
-             line_add (line, cap, len, a->num[i], NULL, 0);
-      }
-  } else if (strcmp (a->cmd, "export-add") && a->arg) { /* NAME */
-    ok = ok && line_add (line, cap, len, ",\"name\":", a->arg, strlen (a->arg));
-    if (a->force)
-      ok = ok && line_add (line, cap, len, ",\"force\":true", NULL, 0);
   }
-  if (!strcmp (a->cmd, "export-add")) {
-    char *spec;
-    int rc = spec_absolute (a->arg, &spec);
-    if (rc)
-      return rc;
-    ok = ok && line_add (line, cap, len, ",\"spec\":", spec, strlen (spec));
-    free (spec);
-    /* --inactive: the spec key, appended inside the JSON string. */
-    if (ok && a->inactive && *len > 0 && line[*len - 1] == '"') {
-      (*len)--;
-      ok = line_add (line, cap, len, ",active=off\"", NULL, 0);
-    }
+  if (c->arg2 == CTL_ARG_SLOT || a->key_slot)
+    ok =
+      ok && line_add (line, cap, len, ",\"slot\":", NULL, 0) &&
+      line_add (line, cap, len, a->key_slot ? a->key_slot : a->arg2, NULL, 0);
+  if (a->force)
+    ok = ok && line_add (line, cap, len, ",\"force\":true", NULL, 0);
+  for (int k = 0; k < CTL_KDF_OPTIONS; k++) {
+    const char *v = a->kdf[k];
+    if (!v)
+      continue;
+    snprintf (num, sizeof num, ",\"%s\":", ctl_kdf_options[k].member);
+    if (ctl_kdf_options[k].number) /* digits, checked: as they are */
+      ok = ok && line_add (line, cap, len, num, NULL, 0) &&
+           line_add (line, cap, len, v, NULL, 0);
+    else
+      ok = ok && line_add (line, cap, len, num, v, strlen (v));
   }
   if (a->passphrase_stdin) {
     ssize_t n = read_passphrase (pass, sizeof pass);
@@ -361,7 +402,7 @@ control_client (int argc, char **argv)
 
   rc = parse_args (argc, argv, &a);
   if (rc)
-    return rc;
+    return rc < 0 ? 0 : rc; /* -1: --help */
   path = a.path;
   rc = build_request (&a, req, sizeof req, &reqlen);
   if (rc) {

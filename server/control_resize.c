@@ -176,7 +176,7 @@ check_resize (const struct export *e, uint64_t size, bool force)
 }
 
 int
-ctl_export_resize (struct ctl_conn *cc, const struct ctl_request *req)
+ctl_cmd_export_resize (struct ctl_conn *cc, const struct ctl_request *req)
 {
   const struct ctl_member *name, *force;
   struct export *e;

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <uv.h>
 
@@ -60,7 +61,8 @@ void conn_log (const struct conn *c, enum log_level level, const char *fmt, ...)
 void conn_log_refusal (struct conn *c, const char *fmt, ...)
   __attribute__ ((format (printf, 2, 3)));
 
-/* exports.c */
+/* exports.c: the registry; export_spec.c: the spec syntax. */
+#define EXPORT_KEYS_MAX 24
 struct export
 {
   char *name;
@@ -75,8 +77,10 @@ struct export
   uint64_t size;
   bool resizing; /* an export-resize runs */
   struct stack_spec spec;
-  char *spec_strings[9]; /* owned strings behind spec */
-  char *inline_pass;     /* control socket passphrase (secure memory) */
+  /* Every key's value as given, by export_spec.c's key (the name
+   * first); spec's strings, name and description point into them. */
+  char *spec_strings[EXPORT_KEYS_MAX];
+  char *inline_pass; /* control socket passphrase (secure memory) */
   size_t inline_pass_len;
   /* Live migration (export_active.c): an inactive export holds no image
    * lock and refuses writes.  Node ops run holding `gate` shared; a
@@ -90,17 +94,24 @@ struct export
   unsigned connections; /* clients serving it now */
   uint64_t total_connections, requests, errors, bytes_read, bytes_written;
 };
-/* Parses one --export value; errors name the export and the key, or
- * origin ("--export #2", "--config FILE line 7") before the name is known. */
+/* export_spec.c: parses one --export value; errors name the export and
+ * the key, or origin ("--export #2", "--config FILE line 7") before the
+ * name is known. */
 int export_parse (const char *text, const char *origin, bool force_readonly,
                   bool inline_passphrase, struct export **out);
 /* Appends "key=value" (value's commas doubled) to a spec being built. */
 int export_spec_append (char **spec, size_t *len, const char *key,
                         const char *v);
-/* The spec with every relative file path (payload=, header=, key-file=,
- * passphrase-file=, backup-header=; not URIs) made relative to dir: a
- * --config file's directory, or the caller's for luks-nbd ctl. */
+/* The spec with every relative file path (the keys marked as paths:
+ * payload=, header=, key-file=, passphrase-file=, backup-header=; not
+ * URIs) made relative to dir: a --config file's directory, or the
+ * caller's for luks-nbd ctl. */
 int export_spec_absolute (const char *text, const char *dir, char **out);
+/* --help's list of keys, one per line with its help. */
+void export_keys_usage (FILE *f);
+/* exports.c: an export with nothing parsed yet (its gate ready, active,
+ * any key slot, the registry's reference), for export_parse. */
+struct export *export_new (void);
 /* Takes a copy of a passphrase given on the control socket. */
 int export_set_passphrase (struct export *e, const char *pass, size_t len);
 void export_ref (struct export *e);
@@ -316,8 +327,8 @@ conn_finishing (const struct conn *c)
   return c->state >= CONN_FINISHING;
 }
 
-/* control.c: --control PATH, JSON lines (export-add, export-remove,
- * export-list, query-stats); control_client.c: luks-nbd ctl. */
+/* control.c: --control PATH, JSON lines (the commands: control_commands.c);
+ * control_client.c: luks-nbd ctl. */
 #define CONTROL_LINE_MAX (64 * 1024) /* longer request lines are refused */
 int control_listen (uv_loop_t *loop, const char *path);
 /* Serves a connected unix stream socket fd (the control fuzz target). */
@@ -336,12 +347,60 @@ struct json_object *ctl_ok (void);
 void ctl_send (struct ctl_conn *cc, struct json_object *obj);
 void ctl_send_error (struct ctl_conn *cc, const char *msg);
 
-/* control_keyslots.c: keyslot-list, -add, -remove, -change. */
+/* The command handlers: 0 once the reply is sent or on its way, or
+ * -errno with a message (sent as the error reply).  control.c: */
 struct ctl_request;
-int ctl_cmd_keyslot_list (struct ctl_conn *cc, const struct ctl_request *req);
-int ctl_cmd_keyslot_add (struct ctl_conn *cc, const struct ctl_request *req);
-int ctl_cmd_keyslot_remove (struct ctl_conn *cc, const struct ctl_request *req);
-int ctl_cmd_keyslot_change (struct ctl_conn *cc, const struct ctl_request *req);
+typedef int ctl_handler (struct ctl_conn *cc, const struct ctl_request *req);
+ctl_handler ctl_cmd_export_add, ctl_cmd_export_remove, ctl_cmd_export_list,
+  ctl_cmd_query_stats, ctl_cmd_export_activate, ctl_cmd_export_inactivate;
+/* control_keyslots.c: keyslot-list, -add, -remove, -change. */
+ctl_handler ctl_cmd_keyslot_list, ctl_cmd_keyslot_add, ctl_cmd_keyslot_remove,
+  ctl_cmd_keyslot_change;
+/* control_resize.c (below). */
+ctl_handler ctl_cmd_export_resize;
+
+/* control_commands.c: the commands, one table row each: the handler,
+ * what luks-nbd ctl takes (positional arguments, options), which is also
+ * what the request may hold, and a line of help.  Dispatch, the member
+ * check, the unknown-command error, luks-nbd ctl's parsing and both
+ * usage texts come from the table. */
+enum ctl_arg {
+  CTL_ARG_NONE,
+  CTL_ARG_NAME, /* NAME: "name" */
+  CTL_ARG_SPEC, /* SPEC: "spec", or the export's keys as members */
+  CTL_ARG_SIZE, /* SIZE: "size" (bytes; ctl takes K, M, G, T) */
+  CTL_ARG_SLOT, /* SLOT: "slot" */
+};
+enum ctl_opt {
+  CTL_OPT_FORCE = 1 << 0,         /* [--force]: "force":true */
+  CTL_OPT_PASS = 1 << 1,          /* [--passphrase-stdin]: "passphrase" */
+  CTL_OPT_PASS_REQUIRED = 1 << 2, /* --passphrase-stdin, not optional */
+  CTL_OPT_INACTIVE = 1 << 3,      /* [--inactive]: active=off in SPEC */
+  CTL_OPT_KEY_SLOT = 1 << 4,      /* [--key-slot N]: "slot" */
+  CTL_OPT_KDF = 1 << 5,           /* [KDF]: ctl_kdf_options */
+};
+struct ctl_command {
+  const char *name;
+  ctl_handler *run;
+  enum ctl_arg arg, arg2; /* luks-nbd ctl's positional arguments */
+  unsigned opts;          /* enum ctl_opt */
+  const char *help;
+};
+const struct ctl_command *ctl_command_find (const char *name);
+int ctl_dispatch (struct ctl_conn *cc, const struct ctl_request *req);
+/* "keyslot-add NAME --passphrase-stdin [--key-slot N] [KDF]" */
+void ctl_command_synopsis (const struct ctl_command *c, char *buf, size_t cap);
+size_t ctl_command_names (char *buf, size_t cap); /* "export-add, ..." */
+void ctl_commands_help (FILE *f); /* each synopsis and its help */
+/* Each synopsis on a line of its own, indented, " |" between them. */
+void ctl_commands_synopses (FILE *f, size_t indent);
+/* New keyslots' KDF: option (--pbkdf-memory), member, value in help. */
+struct ctl_kdf_option {
+  const char *option, *member, *value;
+  bool number;
+};
+#define CTL_KDF_OPTIONS 5
+extern const struct ctl_kdf_option ctl_kdf_options[CTL_KDF_OPTIONS];
 
 /* control_request.c: one request line, a flat JSON object, parsed in
  * place (strings point into the line, which the caller wipes). */
@@ -368,11 +427,9 @@ int ctl_member_get (const struct ctl_request *req, const char *key,
  * needs, which may be more than cap (then out holds a prefix). */
 size_t ctl_json_string (char *out, size_t cap, const char *s, size_t len);
 
-/* control_resize.c: export-resize (the command, run in the pool), and
- * the SIZE syntax of luks-nbd ctl export-resize: bytes, or a K/M/G/T
- * suffix (powers of 1024, as qemu-img). */
-struct ctl_conn;
-int ctl_export_resize (struct ctl_conn *cc, const struct ctl_request *req);
+/* control_resize.c: export-resize (ctl_cmd_export_resize, run in the
+ * pool), and the SIZE syntax of luks-nbd ctl export-resize: bytes, or a
+ * K/M/G/T suffix (powers of 1024, as qemu-img). */
 int ctl_parse_size (const char *text, uint64_t *out);
 
 /* systemd.c */
@@ -418,6 +475,12 @@ int run_start (uv_loop_t *loop, const char *cmd, const char *socket_path,
 int run_private_socket (uv_loop_t *loop, const char *user, const char *group,
                         const char **path);
 void run_remove_private_socket (void);
+
+/* usage.c: "  TAG  help" for the --help texts that tables generate: the
+ * tag indented, the help wrapped at 79 columns from column col (beside
+ * the tag if it fits, else under it). */
+void usage_item (FILE *f, size_t indent, size_t col, const char *tag,
+                 const char *help);
 
 /* main.c */
 extern uv_loop_t *server_loop;

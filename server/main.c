@@ -133,62 +133,80 @@ read_config (const char *path, size_t *n_found)
   return r;
 }
 
-static bool stopping;
-static uv_signal_t sigterm, sigint;
-static int run_status;
-static int exit_status; /* 1 if an export failed to open at start-up */
-
-/* What to listen on, and what to do once every export is open. */
-static struct plan {
-  const char **sockets, **tcp;
+/* What the command line asked for.  start_listening may change the
+ * listeners: the sockets systemd passed replace --socket and --listen,
+ * --run without either gets a private socket. */
+static struct options {
+  const char **sockets, **tcp; /* main's, at most argc of each */
   size_t n_sockets, n_tcp;
+  unsigned socket_mode;
+  long threads;
+  bool threads_given, readonly;
+  const char *run, *control, *user, *group;
+  const char *tls_certs, *tls_psk;
+  enum tls_mode tls;
+  bool tls_verify_peer;
+  unsigned max_connections, handshake_timeout;
+  uint64_t inflight_total;
+  int verbose;
+  const char *empty_config; /* a --config file without a spec */
+} opt = {
+  .socket_mode = 0600,
+  .tls = TLS_OFF,
+  .max_connections = 100,
+  .handshake_timeout = 10,
+  .inflight_total = MAX_INFLIGHT_TOTAL_BYTES,
+};
+
+/* The daemon's run state (loop thread). */
+static struct {
   int *passed; /* listening sockets systemd passed */
   int n_passed;
-  unsigned socket_mode;
-  const char *run, *user, *group;
-  long threads;
   bool listening;
-} plan;
+  bool stopping;
+  uv_signal_t sigterm, sigint;
+  int run_status;  /* --run's command's */
+  int exit_status; /* 1 if an export failed to open at start-up */
+} state;
 
 bool
 server_stopping (void)
 {
-  return stopping;
+  return state.stopping;
 }
 
 static void
 usage (FILE *f)
 {
-  fprintf (
-    f,
+  char names[512], control[640];
+
+  fputs (
     "Usage: luks-nbd [OPTION]... --export SPEC [--export SPEC]...\n"
     "       luks-nbd [OPTION]... --config FILE | --control PATH\n"
     "\n"
     "Serves LUKS-encrypted volumes (detached or attached headers) as plain\n"
     "block devices over NBD.\n"
-    "\n"
-    "  --export SPEC       name=NAME,payload=PATH|URI[,header=PATH|URI]\n"
-    "                      [,key-file=PATH|passphrase-file=PATH][,key-slot=N]\n"
-    "                      [,readonly=on|off][,payload-format=%s]\n"
-    "                      [,description=TEXT][,qcow2-cache-size=SIZE]\n"
-    "                      [,payload-backing=on|off][,discard=on|off]\n"
-    "                      [,locking=on|off][,backup-header=PATH|URI]\n"
-    "                      [,cache=writeback|none][,check-plaintext=on|off]\n"
-    "                      [,active=on|off]  (off: live migration, see\n"
-    "                      export-activate)\n"
-    "                      [,credential=NAME]  ($CREDENTIALS_DIRECTORY/NAME)\n"
-    "                      (',,' is a literal comma)\n"
+    "\n",
+    f);
+  usage_item (f, 2, 22, "--export SPEC",
+              "an export, as comma-separated KEY=VALUE (',,' is a literal "
+              "comma); name=, payload= and one of key-file=, "
+              "passphrase-file= and credential= are required.  Keys:");
+  export_keys_usage (f);
+  fputs (
     "  --socket PATH       listen on a unix socket (mode 0600)\n"
     "  --socket-mode MODE  octal mode of the unix sockets\n"
     "  --listen [HOST]:PORT  listen on TCP: HOST:PORT, [IPV6]:PORT, :PORT "
     "(every\n"
     "                      address) or PORT; the port defaults to 10809\n"
     "  --config FILE       one --export SPEC per line (# comments; relative\n"
-    "                      paths from the file's directory)\n"
-    "  --control PATH      control socket (JSON lines): export-add, "
-    "export-remove,\n"
-    "                      export-list, query-stats, export-activate,\n"
-    "                      export-inactivate; see 'luks-nbd ctl'\n"
+    "                      paths from the file's directory)\n",
+    f);
+  ctl_command_names (names, sizeof names);
+  snprintf (control, sizeof control,
+            "control socket (JSON lines): %s (see luks-nbd ctl --help)", names);
+  usage_item (f, 2, 22, "--control PATH", control);
+  fputs (
     "  --threads N         worker threads (default: number of CPUs; 16 with\n"
     "                      cache=none)\n"
     "  --max-connections N refuse clients beyond N (default 100)\n"
@@ -217,20 +235,18 @@ usage (FILE *f)
     "                      with its status\n"
     "  -v, --verbose       log connections (-vv: every request)\n"
     "  --help              print this and exit\n"
-    "  --version           print the version and exit\n"
-    "\n"
-    "       luks-nbd ctl --control PATH export-list | query-stats |\n"
-    "                export-remove NAME [--force] | export-add SPEC "
-    "[--passphrase-stdin]\n",
-    node_stack_format_choices ());
+    "  --version           print the version and exit\n",
+    f);
+  fputs ("\n       luks-nbd ctl --control PATH COMMAND, where COMMAND is\n", f);
+  ctl_commands_synopses (f, 9);
 }
 
 static void
 stop_serving (void)
 {
-  if (stopping)
+  if (state.stopping)
     return;
-  stopping = true;
+  state.stopping = true;
   systemd_notify ("STOPPING=1\nSTATUS=finishing requests in flight");
   systemd_stop_watchdog ();
   startup_stop ();
@@ -242,14 +258,14 @@ stop_serving (void)
    * (an impatient admin, a process-group kill) must not turn a graceful
    * stop into death by the default action with writes in flight.
    * SIGKILL remains for that. */
-  uv_unref ((uv_handle_t *) &sigterm);
-  uv_unref ((uv_handle_t *) &sigint);
+  uv_unref ((uv_handle_t *) &state.sigterm);
+  uv_unref ((uv_handle_t *) &state.sigint);
 }
 
 static void
 on_signal (uv_signal_t *s, int signum)
 {
-  if (stopping) {
+  if (state.stopping) {
     log_info ("signal %d: already stopping", signum);
     return;
   }
@@ -260,7 +276,7 @@ on_signal (uv_signal_t *s, int signum)
 static void
 on_run_exit (int status)
 {
-  run_status = status;
+  state.run_status = status;
   stop_serving ();
 }
 
@@ -315,6 +331,250 @@ static const struct option long_options[] = {
   { NULL, 0, NULL, 0 },
 };
 
+/* --NAME ARG as a number in min..max: false (said on stderr) if it is
+ * not one; unit follows the range in the message. */
+static bool
+number_option (const char *name, const char *arg, long min, long max,
+               const char *unit, long *out)
+{
+  char *end;
+  long v = strtol (arg, &end, 10);
+
+  if (*end || end == arg || v < min || v > max) {
+    fprintf (stderr, "luks-nbd: --%s %s: expected %ld..%ld%s\n", name, arg, min,
+             max, unit);
+    return false;
+  }
+  *out = v;
+  return true;
+}
+
+static bool
+tls_option (const char *arg)
+{
+  if (strcmp (arg, "off") == 0)
+    opt.tls = TLS_OFF;
+  else if (strcmp (arg, "on") == 0)
+    opt.tls = TLS_ON;
+  else if (strcmp (arg, "require") == 0)
+    opt.tls = TLS_REQUIRE;
+  else {
+    fprintf (stderr, "luks-nbd: --tls %s: expected off, on or require\n", arg);
+    return false;
+  }
+  return true;
+}
+
+static bool
+socket_mode_option (const char *arg)
+{
+  char *end;
+
+  opt.socket_mode = (unsigned) strtoul (arg, &end, 8);
+  if (*end || end == arg || opt.socket_mode > 0777) {
+    fprintf (stderr, "luks-nbd: --socket-mode %s: expected an octal mode\n",
+             arg);
+    return false;
+  }
+  return true;
+}
+
+/* --listen is refused before any export is unlocked. */
+static bool
+listen_option (const char *arg)
+{
+  char host[256];
+  unsigned port;
+
+  if (listen_parse (arg, host, sizeof host, &port) < 0) {
+    fprintf (stderr, "luks-nbd: %s\n", error_message ());
+    return false;
+  }
+  opt.tcp[opt.n_tcp++] = arg;
+  return true;
+}
+
+static bool
+export_option (const char *arg)
+{
+  static unsigned n_export_options;
+  char origin[32];
+
+  snprintf (origin, sizeof origin, "--export #%u", ++n_export_options);
+  return add_spec (arg, origin) == 0;
+}
+
+static bool
+config_option (const char *arg)
+{
+  size_t n = 0;
+
+  if (read_config (arg, &n) < 0) {
+    fprintf (stderr, "luks-nbd: %s\n", error_message ());
+    return false;
+  }
+  if (n == 0)
+    opt.empty_config = arg;
+  return true;
+}
+
+/* One option into opt: true, or false once the error is said. */
+static bool
+parse_option (int c, const char *arg)
+{
+  long v;
+
+  switch (c) {
+  case OPT_SOCKET: opt.sockets[opt.n_sockets++] = arg; return true;
+  case OPT_SOCKET_MODE: return socket_mode_option (arg);
+  case OPT_LISTEN: return listen_option (arg);
+  case OPT_EXPORT: return export_option (arg);
+  case OPT_CONFIG: return config_option (arg);
+  case OPT_READONLY: opt.readonly = true; return true;
+  case OPT_RUN: opt.run = arg; return true;
+  case OPT_CONTROL: opt.control = arg; return true;
+  case OPT_USER: opt.user = arg; return true;
+  case OPT_GROUP: opt.group = arg; return true;
+  case OPT_TLS: return tls_option (arg);
+  case OPT_TLS_CERTS: opt.tls_certs = arg; return true;
+  case OPT_TLS_PSK: opt.tls_psk = arg; return true;
+  case OPT_TLS_VERIFY_PEER: opt.tls_verify_peer = true; return true;
+  case OPT_FD_STORE: keystore_enable (); return true;
+  case OPT_MAX_CONNECTIONS:
+    if (!number_option ("max-connections", arg, 1, 100000, "", &v))
+      return false;
+    opt.max_connections = (unsigned) v;
+    return true;
+  case OPT_HANDSHAKE_TIMEOUT:
+    if (!number_option ("handshake-timeout", arg, 0, 100000, "", &v))
+      return false;
+    opt.handshake_timeout = (unsigned) v;
+    return true;
+  case OPT_MAX_INFLIGHT_TOTAL:
+    if (!number_option ("max-inflight-total", arg, 1, 1048576, " (MiB)", &v))
+      return false;
+    opt.inflight_total = (uint64_t) v * 1024 * 1024;
+    return true;
+  case OPT_THREADS:
+    opt.threads_given = true;
+    return number_option ("threads", arg, 1, MAX_THREADS, "", &opt.threads);
+  case 'v': opt.verbose++; return true;
+  }
+  usage (stderr);
+  return false;
+}
+
+/* The command line into opt: -1 to go on, else the exit status (--help,
+ * --version, or an error, said on stderr). */
+static int
+parse_command_line (int argc, char **argv)
+{
+  int c;
+
+  opt.threads = sysconf (_SC_NPROCESSORS_ONLN);
+  while ((c = getopt_long (argc, argv, "v", long_options, NULL)) != -1) {
+    if (c == OPT_HELP) {
+      usage (stdout);
+      return 0;
+    }
+    if (c == OPT_VERSION) {
+      printf ("%s %s\n", PACKAGE_NAME, PACKAGE_VERSION);
+      return 0;
+    }
+    if (!parse_option (c, optarg))
+      return 1;
+  }
+  if (optind < argc) {
+    fprintf (stderr, "luks-nbd: unexpected argument '%s'\n", argv[optind]);
+    usage (stderr);
+    return 1;
+  }
+  return -1;
+}
+
+/* The fds systemd passed: listening sockets, and (--fd-store) the keys
+ * its fd store kept for us (keystore.c), told apart by LISTEN_FDNAMES. */
+static int
+split_passed_fds (int n, const char *names)
+{
+  const char *p = names;
+
+  state.passed = calloc ((size_t) (n ? n : 1), sizeof *state.passed);
+  if (!state.passed)
+    return error_set (-ENOMEM, "out of memory");
+  for (int i = 0; i < n; i++) {
+    size_t len = p ? strcspn (p, ":") : 0;
+    char name[256];
+    snprintf (name, sizeof name, "%.*s", (int) (len < 255 ? len : 255),
+              p ? p : "");
+    if (keystore_is_key_fd (name))
+      keystore_adopt (name, 3 + i);
+    else
+      state.passed[state.n_passed++] = 3 + i;
+    if (p)
+      p = p[len] ? p + len + 1 : NULL;
+  }
+  return 0;
+}
+
+static int
+take_passed_fds (void)
+{
+  char *names = NULL;
+  int n = systemd_listen_fds (&names), r;
+
+  r = n < 0 ? n : split_passed_fds (n, names);
+  free (names);
+  return r;
+}
+
+/* What the options ask for is possible, checked before anything is
+ * opened or listens; the settings are handed to the modules.  0, or -1
+ * once the error is said. */
+static int
+validate (void)
+{
+  log_set_verbose (opt.verbose);
+  node_set_log_hook (log_warning); /* e.g. a remote payload reconnected */
+  conn_set_limits (opt.max_connections, opt.handshake_timeout);
+  conn_set_inflight_total (opt.inflight_total);
+  if (n_specs == 0 && !opt.control && opt.empty_config) {
+    fprintf (stderr,
+             "luks-nbd: --config %s holds no export spec (only blank lines "
+             "and comments): write one --export SPEC per line, or give "
+             "--control to add exports later\n",
+             opt.empty_config);
+    return -1;
+  }
+  if (n_specs == 0 && !opt.control) {
+    fprintf (stderr, "luks-nbd: no --export given\n");
+    usage (stderr);
+    return -1;
+  }
+  /* Unknown names fail before anything is opened or listens. */
+  if (opt.user && !getpwnam (opt.user)) {
+    fprintf (stderr, "luks-nbd: --user %s: no such user\n", opt.user);
+    return -1;
+  }
+  if (opt.group && !getgrnam (opt.group)) {
+    fprintf (stderr, "luks-nbd: --group %s: no such group\n", opt.group);
+    return -1;
+  }
+  if (tls_configure (opt.tls, opt.tls_certs, opt.tls_psk, opt.tls_verify_peer) <
+        0 ||
+      take_passed_fds () < 0) {
+    fprintf (stderr, "luks-nbd: %s\n", error_message ());
+    return -1;
+  }
+  if (opt.n_sockets == 0 && opt.n_tcp == 0 && state.n_passed == 0 && !opt.run) {
+    fprintf (stderr, "luks-nbd: nothing to listen on: give --socket or "
+                     "--listen (or --run), or start under socket "
+                     "activation\n");
+    return -1;
+  }
+  return 0;
+}
+
 /* --user/--group: drop root once every socket and file is open.  Changing
  * credentials resets the dumpable flag, so it is cleared again. */
 static int
@@ -355,28 +615,41 @@ fail (const char *what)
   return 1;
 }
 
-/* The fds systemd passed: listening sockets, and (--fd-store) the keys
- * its fd store kept for us (keystore.c), told apart by LISTEN_FDNAMES. */
-static int
-split_passed_fds (int n, const char *names)
+/* With cache=none every request waits for the device: more workers
+ * keep more of them in flight.  Set before the pool starts. */
+static void
+size_thread_pool (void)
 {
-  const char *p = names;
+  char n[16];
 
-  plan.passed = calloc ((size_t) (n ? n : 1), sizeof *plan.passed);
-  if (!plan.passed)
-    return error_set (-ENOMEM, "out of memory");
-  for (int i = 0; i < n; i++) {
-    size_t len = p ? strcspn (p, ":") : 0;
-    char name[256];
-    snprintf (name, sizeof name, "%.*s", (int) (len < 255 ? len : 255),
-              p ? p : "");
-    if (keystore_is_key_fd (name))
-      keystore_adopt (name, 3 + i);
-    else
-      plan.passed[plan.n_passed++] = 3 + i;
-    if (p)
-      p = p[len] ? p + len + 1 : NULL;
+  for (size_t i = 0; !opt.threads_given && i < exports_count (); i++)
+    if (exports_get (i)->spec.direct_io && opt.threads < DIRECT_IO_THREADS)
+      opt.threads = DIRECT_IO_THREADS;
+  if (opt.threads < 1)
+    opt.threads = 1;
+  snprintf (n, sizeof n, "%ld", opt.threads);
+  setenv ("UV_THREADPOOL_SIZE", n, 1);
+  transmission_set_threads ((unsigned) opt.threads);
+}
+
+/* Every spec into the registry, parsed and checked but not unlocked: a
+ * spec error stops the daemon before anything listens or unlocks. */
+static int
+open_exports (void)
+{
+  for (size_t i = 0; i < n_specs; i++) {
+    struct export *e;
+    if (export_parse (specs[i].text, specs[i].origin, opt.readonly, false, &e) <
+        0)
+      return -1;
+    if (exports_add (e) < 0) {
+      export_free (e);
+      return -1;
+    }
+    if (i == 0 && exports_set_default (e->name) < 0)
+      return -1;
   }
+  size_thread_pool ();
   return 0;
 }
 
@@ -385,32 +658,41 @@ split_passed_fds (int n, const char *names)
 static int
 start_listening (void)
 {
-  for (int i = 0; i < plan.n_passed; i++)
-    if (listen_fd (server_loop, plan.passed[i]) < 0)
+  for (int i = 0; i < state.n_passed; i++)
+    if (listen_fd (server_loop, state.passed[i]) < 0)
       goto fail;
-  if (plan.n_passed && (plan.n_sockets || plan.n_tcp))
+  if (state.n_passed && (opt.n_sockets || opt.n_tcp))
     log_warning ("--socket and --listen are ignored: serving the %d "
                  "socket(s) systemd passed",
-                 plan.n_passed);
-  if (plan.n_passed)
-    plan.n_sockets = plan.n_tcp = 0;
-  for (size_t i = 0; i < plan.n_sockets; i++)
-    if (listen_unix (server_loop, plan.sockets[i], plan.socket_mode) < 0)
+                 state.n_passed);
+  if (state.n_passed)
+    opt.n_sockets = opt.n_tcp = 0;
+  for (size_t i = 0; i < opt.n_sockets; i++)
+    if (listen_unix (server_loop, opt.sockets[i], opt.socket_mode) < 0)
       goto fail;
-  for (size_t i = 0; i < plan.n_tcp; i++)
-    if (listen_tcp (server_loop, plan.tcp[i]) < 0)
+  for (size_t i = 0; i < opt.n_tcp; i++)
+    if (listen_tcp (server_loop, opt.tcp[i]) < 0)
       goto fail;
-  if (plan.run && !plan.n_sockets && !plan.n_tcp && !plan.n_passed) {
-    if (run_private_socket (server_loop, plan.user, plan.group,
-                            &plan.sockets[0]) < 0)
+  if (opt.run && !opt.n_sockets && !opt.n_tcp && !state.n_passed) {
+    if (run_private_socket (server_loop, opt.user, opt.group, &opt.sockets[0]) <
+        0)
       goto fail;
-    plan.n_sockets = 1;
+    opt.n_sockets = 1;
   }
-  plan.listening = true;
+  state.listening = true;
   return 0;
 fail:
   listen_close_all ();
   return -1;
+}
+
+/* A start-up step failed once the loop runs: the daemon stops. */
+static void
+stop_failed (void)
+{
+  log_error ("%s", error_message ());
+  state.exit_status = 1;
+  stop_serving ();
 }
 
 /* Every configured export is served, or one failed (the daemon stops,
@@ -418,299 +700,77 @@ fail:
 static void
 on_started (size_t failed)
 {
-  if (stopping)
+  char status[128];
+
+  if (state.stopping)
     return;
   if (failed) {
-    exit_status = 1;
+    state.exit_status = 1;
     stop_serving ();
     return;
   }
-  if (!plan.listening && start_listening () < 0) {
-    log_error ("%s", error_message ());
-    exit_status = 1;
-    stop_serving ();
+  if (!state.listening && start_listening () < 0) {
+    stop_failed ();
     return;
   }
-  if ((plan.user || plan.group) &&
-      drop_privileges (plan.user, plan.group) < 0) {
-    log_error ("%s", error_message ());
-    exit_status = 1;
-    stop_serving ();
+  if ((opt.user || opt.group) && drop_privileges (opt.user, opt.group) < 0) {
+    stop_failed ();
     return;
   }
   log_info ("ready: %zu export(s), %ld worker threads", exports_count (),
-            plan.threads);
-  {
-    char status[128];
-    snprintf (status, sizeof status, "READY=1\nSTATUS=serving %zu export(s)",
-              exports_count ());
-    if (systemd_notify (status) < 0)
-      log_warning ("%s", error_message ());
-    systemd_start_watchdog (server_loop);
-  }
-  if (plan.run &&
-      run_start (server_loop, plan.run, plan.n_sockets ? plan.sockets[0] : NULL,
-                 plan.n_tcp ? plan.tcp[0] : NULL,
-                 plan.n_passed ? plan.passed[0] : -1, on_run_exit) < 0) {
+            opt.threads);
+  snprintf (status, sizeof status, "READY=1\nSTATUS=serving %zu export(s)",
+            exports_count ());
+  if (systemd_notify (status) < 0)
+    log_warning ("%s", error_message ());
+  systemd_start_watchdog (server_loop);
+  if (opt.run &&
+      run_start (server_loop, opt.run, opt.n_sockets ? opt.sockets[0] : NULL,
+                 opt.n_tcp ? opt.tcp[0] : NULL,
+                 state.n_passed ? state.passed[0] : -1, on_run_exit) < 0) {
     log_error ("%s", error_message ());
-    run_status = 1;
+    state.run_status = 1;
     stop_serving ();
   }
 }
 
-int
-main (int argc, char **argv)
+/* The loop, the signals, the control socket, the listeners (at once,
+ * unless --user/--group), and the unlocks, which on_started follows. */
+static int
+start_serving (void)
 {
-  /* At most argc of each; on the stack, so early exits leak nothing. */
-  const char *sockets[argc], *tcp[argc];
-  size_t n_sockets = 0, n_tcp = 0;
-  int passed_fds;
-  unsigned socket_mode = 0600;
-  long threads = sysconf (_SC_NPROCESSORS_ONLN);
-  bool threads_given = false;
-  bool readonly = false;
-  const char *run = NULL, *control = NULL, *user = NULL, *group = NULL;
-  const char *tls_certs = NULL, *tls_psk = NULL, *empty_config = NULL;
-  enum tls_mode tls = TLS_OFF;
-  bool tls_verify_peer = false;
-  unsigned max_connections = 100, handshake_timeout = 10;
-  uint64_t inflight_total = MAX_INFLIGHT_TOTAL_BYTES;
-  int verbose = 0, c;
-  char *end;
-
-  if (argc > 1 && strcmp (argv[1], "ctl") == 0)
-    return control_client (argc - 1, argv + 1);
-  while ((c = getopt_long (argc, argv, "v", long_options, NULL)) != -1) {
-    switch (c) {
-    case OPT_SOCKET: sockets[n_sockets++] = optarg; break;
-    case OPT_LISTEN: {
-      char host[256];
-      unsigned port;
-      /* Refused before any export is unlocked. */
-      if (listen_parse (optarg, host, sizeof host, &port) < 0) {
-        fprintf (stderr, "luks-nbd: %s\n", error_message ());
-        return 1;
-      }
-      tcp[n_tcp++] = optarg;
-      break;
-    }
-    case OPT_EXPORT: {
-      static unsigned n_export_options;
-      char origin[32];
-      snprintf (origin, sizeof origin, "--export #%u", ++n_export_options);
-      if (add_spec (optarg, origin) < 0)
-        return 1;
-      break;
-    }
-    case OPT_CONFIG: {
-      size_t n = 0;
-      if (read_config (optarg, &n) < 0) {
-        fprintf (stderr, "luks-nbd: %s\n", error_message ());
-        return 1;
-      }
-      if (n == 0)
-        empty_config = optarg;
-      break;
-    }
-    case OPT_READONLY: readonly = true; break;
-    case OPT_RUN: run = optarg; break;
-    case OPT_CONTROL: control = optarg; break;
-    case OPT_USER: user = optarg; break;
-    case OPT_GROUP: group = optarg; break;
-    case OPT_TLS:
-      if (strcmp (optarg, "off") == 0)
-        tls = TLS_OFF;
-      else if (strcmp (optarg, "on") == 0)
-        tls = TLS_ON;
-      else if (strcmp (optarg, "require") == 0)
-        tls = TLS_REQUIRE;
-      else {
-        fprintf (stderr, "luks-nbd: --tls %s: expected off, on or require\n",
-                 optarg);
-        return 1;
-      }
-      break;
-    case OPT_TLS_CERTS: tls_certs = optarg; break;
-    case OPT_TLS_PSK: tls_psk = optarg; break;
-    case OPT_TLS_VERIFY_PEER: tls_verify_peer = true; break;
-    case OPT_FD_STORE: keystore_enable (); break;
-    case OPT_MAX_CONNECTIONS:
-    case OPT_HANDSHAKE_TIMEOUT: {
-      long v = strtol (optarg, &end, 10);
-      bool maxc = c == OPT_MAX_CONNECTIONS;
-      if (*end || end == optarg || v < (maxc ? 1 : 0) || v > 100000) {
-        fprintf (stderr, "luks-nbd: --%s %s: expected %d..100000\n",
-                 maxc ? "max-connections" : "handshake-timeout", optarg,
-                 maxc ? 1 : 0);
-        return 1;
-      }
-      if (maxc)
-        max_connections = (unsigned) v;
-      else
-        handshake_timeout = (unsigned) v;
-      break;
-    }
-    case OPT_MAX_INFLIGHT_TOTAL: {
-      long v = strtol (optarg, &end, 10);
-      if (*end || end == optarg || v < 1 || v > 1048576) {
-        fprintf (stderr,
-                 "luks-nbd: --max-inflight-total %s: expected 1..1048576 "
-                 "(MiB)\n",
-                 optarg);
-        return 1;
-      }
-      inflight_total = (uint64_t) v * 1024 * 1024;
-      break;
-    }
-    case 'v': verbose++; break;
-    case OPT_SOCKET_MODE:
-      socket_mode = (unsigned) strtoul (optarg, &end, 8);
-      if (*end || end == optarg || socket_mode > 0777) {
-        fprintf (stderr, "luks-nbd: --socket-mode %s: expected an octal mode\n",
-                 optarg);
-        return 1;
-      }
-      break;
-    case OPT_THREADS:
-      threads = strtol (optarg, &end, 10);
-      threads_given = true;
-      if (*end || end == optarg || threads < 1 || threads > MAX_THREADS) {
-        fprintf (stderr, "luks-nbd: --threads %s: expected 1..%d\n", optarg,
-                 MAX_THREADS);
-        return 1;
-      }
-      break;
-    case OPT_HELP: usage (stdout); return 0;
-    case OPT_VERSION:
-      printf ("%s %s\n", PACKAGE_NAME, PACKAGE_VERSION);
-      return 0;
-    default: usage (stderr); return 1;
-    }
-  }
-  if (optind < argc) {
-    fprintf (stderr, "luks-nbd: unexpected argument '%s'\n", argv[optind]);
-    usage (stderr);
-    return 1;
-  }
-  log_set_verbose (verbose);
-  node_set_log_hook (log_warning); /* e.g. a remote payload reconnected */
-  conn_set_limits (max_connections, handshake_timeout);
-  conn_set_inflight_total (inflight_total);
-  if (n_specs == 0 && !control && empty_config) {
-    fprintf (stderr,
-             "luks-nbd: --config %s holds no export spec (only blank lines "
-             "and comments): write one --export SPEC per line, or give "
-             "--control to add exports later\n",
-             empty_config);
-    return 1;
-  }
-  if (n_specs == 0 && !control) {
-    fprintf (stderr, "luks-nbd: no --export given\n");
-    usage (stderr);
-    return 1;
-  }
-  /* Unknown names fail before anything is opened or listens. */
-  if (user && !getpwnam (user)) {
-    fprintf (stderr, "luks-nbd: --user %s: no such user\n", user);
-    return 1;
-  }
-  if (group && !getgrnam (group)) {
-    fprintf (stderr, "luks-nbd: --group %s: no such group\n", group);
-    return 1;
-  }
-  if (tls_configure (tls, tls_certs, tls_psk, tls_verify_peer) < 0) {
-    fprintf (stderr, "luks-nbd: %s\n", error_message ());
-    return 1;
-  }
-  {
-    char *names = NULL;
-    passed_fds = systemd_listen_fds (&names);
-    if (passed_fds < 0) {
-      fprintf (stderr, "luks-nbd: %s\n", error_message ());
-      return 1;
-    }
-    if (split_passed_fds (passed_fds, names) < 0) {
-      free (names);
-      fprintf (stderr, "luks-nbd: %s\n", error_message ());
-      return 1;
-    }
-    free (names);
-  }
-  if (n_sockets == 0 && n_tcp == 0 && plan.n_passed == 0 && !run) {
-    fprintf (stderr, "luks-nbd: nothing to listen on: give --socket or "
-                     "--listen (or --run), or start under socket "
-                     "activation\n");
-    return 1;
-  }
-
-  /* Keys must not reach core dumps; writes to a gone client must not
-   * kill the daemon. */
-  prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
-  signal (SIGPIPE, SIG_IGN);
-
-  /* Parse everything first: a spec error stops the daemon before
-   * anything listens or unlocks. */
-  for (size_t i = 0; i < n_specs; i++) {
-    struct export *e;
-    if (export_parse (specs[i].text, specs[i].origin, readonly, false, &e) < 0)
-      return fail (error_message ());
-    if (exports_add (e) < 0) {
-      export_free (e);
-      return fail (error_message ());
-    }
-    if (i == 0 && exports_set_default (e->name) < 0)
-      return fail (error_message ());
-  }
-  /* With cache=none every request waits for the device: more workers
-   * keep more of them in flight. */
-  for (size_t i = 0; !threads_given && i < exports_count (); i++)
-    if (exports_get (i)->spec.direct_io && threads < DIRECT_IO_THREADS)
-      threads = DIRECT_IO_THREADS;
-  if (threads < 1)
-    threads = 1;
-  {
-    char n[16];
-    snprintf (n, sizeof n, "%ld", threads);
-    setenv ("UV_THREADPOOL_SIZE", n, 1); /* before the pool starts */
-    transmission_set_threads ((unsigned) threads);
-  }
-
-  plan.sockets = sockets;
-  plan.tcp = tcp;
-  plan.n_sockets = n_sockets;
-  plan.n_tcp = n_tcp;
-  plan.socket_mode = socket_mode;
-  plan.run = run;
-  plan.user = user;
-  plan.group = group;
-  plan.threads = threads;
   server_loop = uv_default_loop ();
-  uv_signal_init (server_loop, &sigterm);
-  uv_signal_init (server_loop, &sigint);
-  uv_signal_start (&sigterm, on_signal, SIGTERM);
-  uv_signal_start (&sigint, on_signal, SIGINT);
-  if (control && control_listen (server_loop, control) < 0)
-    return fail (error_message ());
+  uv_signal_init (server_loop, &state.sigterm);
+  uv_signal_init (server_loop, &state.sigint);
+  uv_signal_start (&state.sigterm, on_signal, SIGTERM);
+  uv_signal_start (&state.sigint, on_signal, SIGINT);
+  if (opt.control && control_listen (server_loop, opt.control) < 0)
+    return -1;
   /* Serving while the other exports unlock needs no privilege beyond
    * what the daemon keeps; with --user/--group the unlocks (and the
    * header watches, which need read access once) run as root, so
    * nothing is served before the drop. */
-  if (!user && !group && start_listening () < 0) {
+  if (!opt.user && !opt.group && start_listening () < 0) {
     control_close ();
-    return fail (error_message ());
+    return -1;
   }
   if (startup_unlock (server_loop, on_started) < 0) {
     listen_close_all ();
     control_close ();
-    return fail (error_message ());
+    return -1;
   }
+  return 0;
+}
 
-  uv_run (server_loop, UV_RUN_DEFAULT);
+/* Once the loop has ended: close what is left; the exit status. */
+static int
+shut_down (void)
+{
   reply_queue_close ();
   uv_run (server_loop, UV_RUN_DEFAULT); /* runs its close callbacks */
   run_remove_private_socket ();
   startup_free ();
-  free (plan.passed);
+  free (state.passed);
 
   /* The signal handles stay open until exit, so the loop is not closed:
    * closing them would restore the default action, and a late SIGTERM
@@ -720,5 +780,33 @@ main (int argc, char **argv)
   tls_global_free ();
   bufpool_drain ();
   log_info ("stopped");
-  return exit_status ? exit_status : run ? run_status : 0;
+  if (state.exit_status)
+    return state.exit_status;
+  return opt.run ? state.run_status : 0;
+}
+
+int
+main (int argc, char **argv)
+{
+  /* At most argc of each; on the stack, so early exits leak nothing. */
+  const char *sockets[argc], *tcp[argc];
+  int r;
+
+  if (argc > 1 && strcmp (argv[1], "ctl") == 0)
+    return control_client (argc - 1, argv + 1);
+  opt.sockets = sockets;
+  opt.tcp = tcp;
+  r = parse_command_line (argc, argv);
+  if (r >= 0)
+    return r;
+  if (validate () < 0)
+    return 1;
+  /* Keys must not reach core dumps; writes to a gone client must not
+   * kill the daemon. */
+  prctl (PR_SET_DUMPABLE, 0, 0, 0, 0);
+  signal (SIGPIPE, SIG_IGN);
+  if (open_exports () < 0 || start_serving () < 0)
+    return fail (error_message ());
+  uv_run (server_loop, UV_RUN_DEFAULT);
+  return shut_down ();
 }

@@ -10,7 +10,11 @@
 # - ctl export-add resolves relative paths in the caller's directory;
 #   forgetting --passphrase-stdin, passphrase= in a spec and a refused
 #   export-remove give hints that name ctl's flags; --control=PATH and
-#   options after the command work; replies print paths unescaped.
+#   options after the command work; replies print paths unescaped;
+# - ctl's own refusals (no daemon needed) come from the command table:
+#   an unknown command lists the commands, a missing or inapplicable
+#   argument names it and prints that command's synopsis, --help prints
+#   every command to stdout with exit status 0.
 . "$(dirname "$0")/../lib/lib.sh"
 need cryptsetup nbdcopy python3
 python3 -c 'import nbd' 2>/dev/null || { echo "1..0 # SKIP python3-libnbd is not installed"; exit 0; }
@@ -91,4 +95,24 @@ check "ctl export-list with --control after the command works" grep -q '"name":"
 check "export-remove refused while a client is connected names ctl's --force" \
   grep -qF "refused 1 {\"ok\":false,\"error\":\"export-remove: export 'a2' has 1 connected client(s); to drain them, luks-nbd ctl export-remove --force (\\\"force\\\":true in the request)\"}" "$TMP/remove.out"
 check "... and --force drains it" grep -q '^forced 0 .*"ok":true' "$TMP/remove.out"
+
+# --- luks-nbd ctl's command line, checked before any connection
+check_fails_with "an unknown ctl command lists the commands" \
+  "unknown command 'export-frob' (expected export-add, export-remove, export-list, query-stats, export-resize" \
+  "$LN" ctl --control "$TMP/none" export-frob
+check_fails_with "keyslot-add without --passphrase-stdin says it is required, with the synopsis" \
+  "keyslot-add: --passphrase-stdin is required (the new passphrase comes from stdin)
+usage: luks-nbd ctl --control PATH keyslot-add NAME --passphrase-stdin [--key-slot N] [KDF]" \
+  "$LN" ctl --control "$TMP/none" keyslot-add a2
+check_fails_with "--force on export-activate does not apply" \
+  "export-activate: --force does not apply" "$LN" ctl --control "$TMP/none" export-activate a2 --force
+check_fails_with "keyslot-remove's SLOT must be a number" \
+  "keyslot-remove: SLOT is a number, not 'one'" "$LN" ctl --control "$TMP/none" keyslot-remove a2 one
+check_fails_with "export-list takes no NAME" \
+  "export-list: unexpected argument 'a2'" "$LN" ctl --control "$TMP/none" export-list a2
+check_fails_with "export-resize without SIZE names it" \
+  "export-resize: SIZE is missing" "$LN" ctl --control "$TMP/none" export-resize a2
+"$LN" ctl --help > "$TMP/ctl-help.out" 2> "$TMP/ctl-help.err"
+check "ctl --help: exit 0, the commands on stdout" \
+  sh -c "grep -qF 'keyslot-change NAME SLOT --passphrase-stdin [KDF]' '$TMP/ctl-help.out' && test ! -s '$TMP/ctl-help.err'"
 done_testing

@@ -5,7 +5,11 @@
 # put locking=, backup-header= and credential=), every option of --help is
 # in the SYNOPSIS and in OPTIONS, every long option the daemon takes is in
 # OPTIONS, nothing but options sits at the options' level, the page renders
-# without a groff warning, and the README names every export key.
+# without a groff warning, and the README names every export key.  The
+# export keys --help lists (export_spec.c's table) are exactly the keys
+# under --export, in the same order; the control commands luks-nbd ctl --help lists
+# (control_commands.c's table) are exactly those of the SYNOPSIS, each
+# with its arguments, and of the control protocol under --control.
 . "$(dirname "$0")/../lib/lib.sh"
 need groff python3
 
@@ -15,16 +19,19 @@ check "groff -ww renders the man page without a warning" \
 # ASCII, no overstriking, lines long enough that no option is wrapped.
 groff -man -Tascii -P-cbou -rLL=250n "$page" > "$TMP/page.txt" 2> /dev/null
 "$top_builddir/server/luks-nbd" --help > "$TMP/help.txt"
-check "the man page and --help were produced" test -s "$TMP/page.txt" -a -s "$TMP/help.txt"
+"$top_builddir/server/luks-nbd" ctl --help > "$TMP/ctl-help.txt"
+check "the man page, --help and ctl --help were produced" \
+  test -s "$TMP/page.txt" -a -s "$TMP/help.txt" -a -s "$TMP/ctl-help.txt"
 
 python3 - "$TMP/page.txt" "$TMP/help.txt" "$top_srcdir/server/main.c" \
-  "$top_srcdir/README.md" > "$TMP/checks.out" 2>&1 <<'EOF'
+  "$top_srcdir/README.md" "$TMP/ctl-help.txt" > "$TMP/checks.out" 2>&1 <<'EOF'
 import re, sys
 
 page = open(sys.argv[1]).read().splitlines()
 help_text = open(sys.argv[2]).read().splitlines()
 main_c = open(sys.argv[3]).read()
 readme = open(sys.argv[4]).read()
+ctl_help = open(sys.argv[5]).read().splitlines()
 
 def report(ok, what):
     print(("PASS " if ok else "FAIL ") + what)
@@ -49,8 +56,14 @@ for line in help_text:
             help_options.append(opt)
     elif not line.strip():
         in_export = False
-    if in_export:
-        export_keys += re.findall(r"(?:^|[\[,\s|])([a-z][a-z0-9-]*)=", line)
+    if line.startswith("  --export"):
+        # the option's help column; keys are items left of it, one a line
+        # (export_spec.c's table makes them)
+        help_column = re.match(r"  --export SPEC +", line).end()
+    elif in_export:
+        m = re.match(r"( +)([a-z][a-z0-9-]*)=", line)
+        if m and len(m.group(1)) < help_column:
+            export_keys.append(m.group(2))
 export_keys = list(dict.fromkeys(export_keys))
 help_options = list(dict.fromkeys(help_options))
 report(len(export_keys) >= 16, "--help lists the export keys (%d)" % len(export_keys))
@@ -90,6 +103,37 @@ for key in export_keys:
            and indent(options[items[0]]) > opt_level,
            "%s= is an item under --export" % key)
     report("`%s" % key in readme, "README names the export key %s" % key)
+
+# ... and nothing else is an item there: the man page lists no key the
+# parser does not know.
+man_keys = [l.strip().split("=")[0] for l in options[export_at + 1:export_end]
+            if indent(l) == key_level and re.match(r"[a-z][a-z0-9-]*=", l.strip())]
+report(man_keys == export_keys,
+       "the keys under --export are --help's, in its order (only in the man page: %s; only in --help: %s)"
+       % (sorted(set(man_keys) - set(export_keys)), sorted(set(export_keys) - set(man_keys))))
+
+# Control commands: luks-nbd ctl --help lists each as "  SYNOPSIS" after
+# "Commands:", its help indented deeper.
+start = next(i for i, l in enumerate(ctl_help) if l.endswith("Commands:"))
+synopses = []
+for line in ctl_help[start + 1:]:
+    if not line.startswith(" "):
+        break
+    if indent(line) == 2:
+        synopses.append(line.strip())
+commands = [s.split()[0] for s in synopses]
+report(len(commands) >= 11, "ctl --help lists the commands (%d)" % len(commands))
+ctl_synopsis = re.sub(r"\s+", " ", " ".join(section("SYNOPSIS")))
+for synopsis in synopses:
+    report(synopsis in ctl_synopsis, "SYNOPSIS has ctl %s" % synopsis)
+requests = re.findall(r'\{"cmd":"([a-z-]+)"', " ".join(options))
+for command in commands:
+    report(command in requests, 'OPTIONS shows the request {"cmd":"%s"' % command)
+report(set(requests) <= set(commands),
+       "OPTIONS shows no request ctl does not know (%s)" % sorted(set(requests) - set(commands)))
+man_commands = re.findall(r"(?:PATH|\|) ([a-z]+-[a-z-]+)", ctl_synopsis)
+report(sorted(man_commands) == sorted(commands),
+       "the SYNOPSIS's ctl commands are ctl --help's (%s)" % sorted(set(man_commands) ^ set(commands)))
 
 # Nothing but options at the options' level (no "Shared headers",
 # "In-flight limits" or export key there).
