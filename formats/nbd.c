@@ -25,9 +25,8 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-#include <libnbd.h>
-
 #include "common/error_msg.h"
+#include "formats/nbd_api.h"
 #include "formats/node.h"
 
 #define NBD_POOL_MAX 8
@@ -72,9 +71,10 @@ node_is_uri (const char *s)
 static int
 nbd_failure (const char *uri, const char *what)
 {
-  int e = nbd_get_errno ();
+  int e = libnbd.get_errno ();
 
-  return error_set (e ? -e : -EIO, "%s: %s: %s", uri, what, nbd_get_error ());
+  return error_set (e ? -e : -EIO, "%s: %s: %s", uri, what,
+                    libnbd.get_error ());
 }
 
 /* A TCP peer that vanishes without a FIN (power loss, a network cut)
@@ -92,7 +92,7 @@ nbd_failure (const char *uri, const char *what)
 static void
 set_keepalive (struct nbd_handle *h)
 {
-  int fd = nbd_aio_get_fd (h), on = 1, idle = NBD_KEEPALIVE_IDLE_S;
+  int fd = libnbd.aio_get_fd (h), on = 1, idle = NBD_KEEPALIVE_IDLE_S;
   int intvl = NBD_KEEPALIVE_INTERVAL_S, cnt = NBD_KEEPALIVE_PROBES;
   unsigned timeout = NBD_USER_TIMEOUT_MS;
   struct sockaddr_storage ss;
@@ -111,15 +111,15 @@ set_keepalive (struct nbd_handle *h)
 static int
 connect_one (struct nbd_node *n, struct nbd_handle **out)
 {
-  struct nbd_handle *h = nbd_create ();
+  struct nbd_handle *h = libnbd.create ();
 
   if (!h)
     return nbd_failure (n->uri, "nbd_create");
   /* Ask for allocation status, for extents (ignored if unsupported). */
-  if (nbd_add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
-      nbd_connect_uri (h, n->uri) < 0) {
+  if (libnbd.add_meta_context (h, LIBNBD_CONTEXT_BASE_ALLOCATION) < 0 ||
+      libnbd.connect_uri (h, n->uri) < 0) {
     int r = nbd_failure (n->uri, "connect");
-    nbd_close (h);
+    libnbd.close (h);
     return r;
   }
   set_keepalive (h);
@@ -144,7 +144,7 @@ drop_connection (struct nbd_node *n, unsigned slot, const char *why)
 {
   node_log ("%s: the connection died (%s); reconnecting on next use", n->uri,
             why);
-  nbd_close (n->handles[slot]);
+  libnbd.close (n->handles[slot]);
   n->handles[slot] = NULL;
   pthread_mutex_lock (&n->lock);
   if (n->writes_done != n->writes_flushed)
@@ -158,7 +158,7 @@ drop_connection (struct nbd_node *n, unsigned slot, const char *why)
 static bool
 closed_while_idle (struct nbd_handle *h)
 {
-  struct pollfd p = { .fd = nbd_aio_get_fd (h), .events = POLLRDHUP };
+  struct pollfd p = { .fd = libnbd.aio_get_fd (h), .events = POLLRDHUP };
 
   return p.fd < 0 || (poll (&p, 1, 0) == 1 &&
                       (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
@@ -168,14 +168,14 @@ closed_while_idle (struct nbd_handle *h)
 static bool
 same_export (struct nbd_node *n, struct nbd_handle *h)
 {
-  int64_t size = nbd_get_size (h);
+  int64_t size = libnbd.get_size (h);
 
   if (size < 0 || (uint64_t) size != n->node.size) {
     error_set (-EIO, "%s: the export is %lld bytes now, was %llu", n->uri,
                (long long) size, (unsigned long long) n->node.size);
     return false;
   }
-  if (!n->node.readonly && nbd_is_read_only (h) == 1) {
+  if (!n->node.readonly && libnbd.is_read_only (h) == 1) {
     error_set (-EROFS, "%s: the export is read-only now", n->uri);
     return false;
   }
@@ -194,7 +194,7 @@ reconnect (struct nbd_node *n, struct nbd_handle **out)
   for (int attempt = 1; attempt <= NBD_CONNECT_ATTEMPTS; attempt++) {
     r = connect_one (n, out);
     if (r == 0 && !same_export (n, *out)) {
-      nbd_close (*out);
+      libnbd.close (*out);
       r = -EIO;
       break; /* a different disk now: retrying will not help */
     }
@@ -266,7 +266,7 @@ command_failed (struct nbd_node *n, unsigned slot, const char *what)
   int r = nbd_failure (n->uri, what);
   char why[512];
 
-  if (nbd_aio_is_dead (h) != 1 && nbd_aio_is_closed (h) != 1)
+  if (libnbd.aio_is_dead (h) != 1 && libnbd.aio_is_closed (h) != 1)
     return r;
   snprintf (why, sizeof why, "%s", error_message ());
   drop_connection (n, slot, why);
@@ -298,7 +298,7 @@ flush_on (struct nbd_node *n, unsigned slot)
   pthread_mutex_lock (&n->lock);
   covered = n->writes_done;
   pthread_mutex_unlock (&n->lock);
-  if (nbd_flush (n->handles[slot], 0) < 0)
+  if (libnbd.flush (n->handles[slot], 0) < 0)
     return command_failed (n, slot, "flush");
   pthread_mutex_lock (&n->lock);
   if (covered > n->writes_flushed)
@@ -336,8 +336,8 @@ nbd_io (struct node *node, bool write, void *buf, uint64_t count,
   uint32_t f = fua && n->can_fua && count <= n->chunk ? LIBNBD_CMD_FLAG_FUA : 0;
   while (count > 0 && r == 0) {
     uint64_t len = count < n->chunk ? count : n->chunk;
-    if ((write ? nbd_pwrite (h, buf, len, offset, f)
-               : nbd_pread (h, buf, len, offset, 0)) < 0)
+    if ((write ? libnbd.pwrite (h, buf, len, offset, f)
+               : libnbd.pread (h, buf, len, offset, 0)) < 0)
       r = command_failed (n, slot, write ? "write" : "read");
     buf = (char *) buf + len;
     offset += len;
@@ -388,7 +388,7 @@ nbd_node_trim (struct node *node, uint64_t count, uint64_t offset)
 
   if (r < 0)
     return r;
-  if (nbd_trim (n->handles[slot], count, offset, 0) < 0)
+  if (libnbd.trim (n->handles[slot], count, offset, 0) < 0)
     r = command_failed (n, slot, "trim");
   else
     note_write (n);
@@ -406,7 +406,7 @@ nbd_node_zero (struct node *node, uint64_t count, uint64_t offset, int flags)
   if (r < 0)
     return r;
   uint32_t f = (flags & NODE_FUA) && n->can_fua ? LIBNBD_CMD_FLAG_FUA : 0;
-  if (nbd_zero (n->handles[slot], count, offset, f) < 0)
+  if (libnbd.zero (n->handles[slot], count, offset, f) < 0)
     r = command_failed (n, slot, "zero");
   else if (!f)
     note_write (n);
@@ -452,8 +452,8 @@ nbd_node_extents (struct node *node, uint64_t count, uint64_t offset,
 
   if (r < 0)
     return r;
-  if (nbd_can_meta_context (n->handles[slot], LIBNBD_CONTEXT_BASE_ALLOCATION) !=
-      1) {
+  if (libnbd.can_meta_context (n->handles[slot],
+                               LIBNBD_CONTEXT_BASE_ALLOCATION) != 1) {
     put_handle (n, slot);
     return extent_add (out, offset, count, 0);
   }
@@ -463,7 +463,7 @@ nbd_node_extents (struct node *node, uint64_t count, uint64_t offset,
        calls++) {
     uint64_t before = c.pos;
     uint64_t len = c.end - c.pos < n->chunk ? c.end - c.pos : n->chunk;
-    if (nbd_block_status (
+    if (libnbd.block_status (
           n->handles[slot], len, c.pos,
           (nbd_extent_callback){ .callback = status_cb, .user_data = &c },
           0) < 0)
@@ -497,7 +497,7 @@ nbd_node_prefetch (struct node *node, uint64_t count, uint64_t offset)
     return r;
   while (count > 0 && r == 0) {
     uint64_t len = count < n->chunk ? count : n->chunk;
-    if (nbd_cache (n->handles[slot], len, offset, 0) < 0)
+    if (libnbd.cache (n->handles[slot], len, offset, 0) < 0)
       r = nbd_failure (n->uri, "cache");
     offset += len;
     count -= len;
@@ -513,8 +513,8 @@ nbd_node_close (struct node *node)
 
   for (unsigned i = 0; i < n->n_handles; i++)
     if (n->handles[i]) {
-      nbd_shutdown (n->handles[i], 0);
-      nbd_close (n->handles[i]);
+      libnbd.shutdown (n->handles[i], 0);
+      libnbd.close (n->handles[i]);
     }
   pthread_mutex_destroy (&n->lock);
   pthread_cond_destroy (&n->idle_cond);
@@ -552,11 +552,14 @@ static const struct node_ops nbd_ops = {
 int
 node_nbd_open (const char *uri, bool readonly, struct node **out)
 {
-  struct nbd_node *n = calloc (1, sizeof *n);
+  struct nbd_node *n;
   struct nbd_handle *h;
   int64_t size, max;
-  int r;
+  int r = nbd_api_load ();
 
+  if (r < 0)
+    return error_prefix (r, "%s", uri);
+  n = calloc (1, sizeof *n);
   if (!n || !(n->uri = strdup (uri)) || !(n->node.label = strdup (uri))) {
     if (n)
       free (n->uri);
@@ -573,13 +576,13 @@ node_nbd_open (const char *uri, bool readonly, struct node **out)
   }
   n->handles[0] = h;
   n->n_handles = 1;
-  size = nbd_get_size (h);
+  size = libnbd.get_size (h);
   if (size < 0) {
     r = nbd_failure (uri, "size");
     nbd_node_close (&n->node);
     return r;
   }
-  if (!readonly && nbd_is_read_only (h) == 1) {
+  if (!readonly && libnbd.is_read_only (h) == 1) {
     nbd_node_close (&n->node);
     return error_set (-EROFS,
                       "%s: the NBD server exports it read-only; "
@@ -588,10 +591,10 @@ node_nbd_open (const char *uri, bool readonly, struct node **out)
   }
   /* Without multi-conn a flush on one connection need not cover writes
    * made on another: keep to one connection. */
-  n->max_handles = nbd_can_multi_conn (h) == 1 ? NBD_POOL_MAX : 1;
-  n->can_fua = nbd_can_fua (h) == 1;
-  n->can_cache = nbd_can_cache (h) == 1;
-  max = nbd_get_block_size (h, LIBNBD_SIZE_MAXIMUM);
+  n->max_handles = libnbd.can_multi_conn (h) == 1 ? NBD_POOL_MAX : 1;
+  n->can_fua = libnbd.can_fua (h) == 1;
+  n->can_cache = libnbd.can_cache (h) == 1;
+  max = libnbd.get_block_size (h, LIBNBD_SIZE_MAXIMUM);
   n->chunk =
     max > 0 && max < NBD_CHUNK_DEFAULT ? (uint64_t) max : NBD_CHUNK_DEFAULT;
   n->node.ops = &nbd_ops;

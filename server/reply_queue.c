@@ -62,6 +62,37 @@ reply_queue_take_batch (struct conn *c, uv_buf_t *bufs, unsigned *nbufs)
   return first;
 }
 
+/* Plaintext: a batch usually fits the socket's buffer and is written
+ * here at once with uv_try_write, its replies completed; only what does
+ * not fit goes through uv_write.  uv_write alone costs an epoll_ctl per
+ * batch besides the writev: libuv (1.44) re-registers the socket after
+ * every write it drains, one syscall in five of a 4 KiB read at queue
+ * depth 1.  uv_try_write takes nothing while uv_write still has bytes
+ * queued, so order is kept. */
+static int
+write_batch (struct conn *c, struct queued_reply *first, uv_buf_t *bufs,
+             unsigned n)
+{
+  int w = uv_try_write (&c->h.stream, bufs, n);
+  size_t left;
+  unsigned i = 0;
+
+  if (w == UV_EAGAIN)
+    w = 0;
+  if (w < 0)
+    return w;
+  c->submitted += (uint64_t) w;
+  for (left = (size_t) w; i < n && left >= bufs[i].len; i++)
+    left -= bufs[i].len;
+  if (i == n) {
+    batch_complete (first, 0);
+    return 0;
+  }
+  bufs[i].base += left; /* the rest of a buffer partly written */
+  bufs[i].len -= left;
+  return conn_stream_write (c, &first->write, bufs + i, n - i, after_batch);
+}
+
 static void
 flush_conn (struct conn *c)
 {
@@ -85,7 +116,8 @@ flush_conn (struct conn *c)
         continue;
       }
     } else if (!conn_closed (c))
-      r = conn_write (c, &first->write, bufs, n, after_batch);
+      r = c->tls ? conn_write (c, &first->write, bufs, n, after_batch)
+                 : write_batch (c, first, bufs, n);
     if (r < 0) {
       /* Not written, so not acknowledged: the client sees the close. */
       conn_close (c);
