@@ -319,8 +319,8 @@ parse_buffered (struct conn *c)
 {
   size_t off = 0;
 
-  if (tls_busy (c))
-    return; /* its job may be decrypting into c->in: parsed at its end */
+  if (tls_decrypting (c))
+    return; /* its job decrypts into c->in: parsed at its end */
   while (off < c->in_len && c->state != CONN_STARTTLS && may_parse (c)) {
     ssize_t n = c->state >= CONN_TRANSMISSION
                   ? transmission_input (c, c->in + off, c->in_len - off)

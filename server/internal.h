@@ -204,8 +204,9 @@ int tls_start (struct conn *c); /* after the STARTTLS ack */
 const char *tls_cipher_order (void);
 void tls_free (struct conn *c);
 bool tls_active (const struct conn *c);
-/* A job is queued or running: it owns c->in's tail (if it decrypts). */
+/* A receive or send job is queued or running. */
 bool tls_busy (const struct conn *c);
+bool tls_decrypting (const struct conn *c); /* it owns c->in's tail */
 /* Ciphertext or decrypted records wait for a job (false while one runs:
  * its end wakes the connection). */
 bool tls_has_input (const struct conn *c);

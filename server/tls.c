@@ -384,7 +384,7 @@ tls_log_handshake_failure (struct tls *t, int r)
 void
 tls_bye (struct conn *c)
 {
-  if (c->tls && !c->tls->busy && c->tls->handshake_done) {
+  if (c->tls && !tls_busy (c) && c->tls->established) {
     gnutls_bye (c->tls->session, GNUTLS_SHUT_WR);
     tls_flush (c);
   }

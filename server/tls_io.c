@@ -4,10 +4,10 @@
  * that read_cb stored in the session's input buffer, and its push
  * function appends ciphertext to an output buffer that tls_flush hands
  * to one uv_write.  The record work itself (the handshake, decrypting
- * what came in, encrypting the replies) runs as the connection's one job
- * in the libuv pool (tls_session.h says who touches what): the loop
- * thread only moves buffers, and the connections of a client such as
- * nbdcopy encrypt on as many cores as the pool has. */
+ * what came in, encrypting the replies) runs in the connection's receive
+ * and send jobs in the libuv pool (tls_session.h says who touches what):
+ * the loop thread only moves buffers, and the connections of a client
+ * such as nbdcopy encrypt on as many cores as the pool has. */
 #include <config.h>
 
 #include <errno.h>
@@ -32,9 +32,10 @@ session_tls (gnutls_transport_ptr_t ptr)
   return ptr;
 }
 
-/* Room for `more` bytes of ciphertext, on whichever thread owns out.
- * Buffers are page-aligned powers of two, so the loop hands them back
- * to the request buffer pool once written (warm, reused pages). */
+/* Room for `more` bytes of ciphertext (out_lock held).  Buffers are
+ * page-aligned powers of two, so the loop hands them back to the request
+ * buffer pool once written (warm, reused pages); from_pool: on the loop,
+ * which alone may use the pool. */
 static int
 grow_out (struct tls *t, size_t more, bool from_pool)
 {
@@ -67,12 +68,15 @@ push (gnutls_transport_ptr_t ptr, const void *data, size_t len)
 
   if (len == 0)
     return 0;
+  pthread_mutex_lock (&t->out_lock);
   if (grow_out (t, len, false) < 0) {
+    pthread_mutex_unlock (&t->out_lock);
     gnutls_transport_set_errno (t->session, ENOMEM);
     return -1;
   }
   memcpy (t->out + t->out_len, data, len);
   t->out_len += len;
+  pthread_mutex_unlock (&t->out_lock);
   return (ssize_t) len;
 }
 
@@ -117,6 +121,11 @@ tls_io_init (struct tls *t)
 
   if (r != 0)
     return -r;
+  r = pthread_mutex_init (&t->out_lock, NULL);
+  if (r != 0) {
+    pthread_mutex_destroy (&t->in_lock);
+    return -r;
+  }
   t->send_tail = &t->send;
   gnutls_transport_set_ptr (t->session, t);
   gnutls_transport_set_push_function (t->session, push);
@@ -128,8 +137,9 @@ tls_io_init (struct tls *t)
 void
 tls_io_free (struct tls *t)
 {
-  /* No job runs: it holds a reference to the connection. */
+  /* No job runs: each holds a reference to the connection. */
   pthread_mutex_destroy (&t->in_lock);
+  pthread_mutex_destroy (&t->out_lock);
   free (t->in);
   bufpool_put (t->out, t->out_cap);
 }
@@ -163,11 +173,10 @@ tls_flush (struct conn *c)
   uv_buf_t b;
   int r;
 
-  if (t->out_len == 0)
-    return 0;
   tw = malloc (sizeof *tw);
   if (!tw)
     return -ENOMEM;
+  pthread_mutex_lock (&t->out_lock);
   tw->w.data = tw;
   tw->c = c;
   tw->data = t->out;
@@ -178,6 +187,12 @@ tls_flush (struct conn *c)
   b = uv_buf_init (t->out, (unsigned) t->out_len);
   t->out = NULL;
   t->out_len = t->out_cap = 0;
+  pthread_mutex_unlock (&t->out_lock);
+  if (b.len == 0) {
+    bufpool_put (tw->data, tw->cap);
+    free (tw);
+    return 0;
+  }
   r = conn_stream_write (c, &tw->w, &b, 1, after_tls_write);
   if (r < 0) {
     bufpool_put (tw->data, tw->cap);
@@ -191,7 +206,13 @@ tls_flush (struct conn *c)
 bool
 tls_busy (const struct conn *c)
 {
-  return c->tls && c->tls->busy;
+  return c->tls && (c->tls->receiving || c->tls->sending);
+}
+
+bool
+tls_decrypting (const struct conn *c)
+{
+  return c->tls && c->tls->receiving;
 }
 
 /* Whether a job could yield plaintext without a new read: ciphertext
@@ -202,8 +223,8 @@ tls_has_input (const struct conn *c)
 {
   const struct tls *t = c->tls;
 
-  /* No job runs, so nothing but the loop touches in_len. */
-  return t && !t->busy && (t->in_len > 0 || t->pending);
+  /* No receive job runs, so nothing but the loop touches in_len. */
+  return t && !t->receiving && (t->in_len > 0 || t->pending);
 }
 
 /* Reading pauses while a job works through a full buffer: ciphertext
@@ -225,7 +246,7 @@ tls_input_full (const struct conn *c)
 bool
 tls_handshake_done (const struct conn *c)
 {
-  return c->tls && !c->tls->busy && c->tls->handshake_done;
+  return c->tls && c->tls->established;
 }
 
 void
@@ -290,7 +311,7 @@ tls_feed (struct conn *c, const void *data, size_t len)
 /* Job: the handshake until it is done.  Returns false while it still
  * runs or if it failed (handshake_err). */
 static bool
-job_handshake (struct tls *t, struct tls_job *j)
+job_handshake (struct tls *t, struct tls_recv_job *j)
 {
   int r;
 
@@ -315,7 +336,7 @@ job_handshake (struct tls *t, struct tls_job *j)
  * left.  Non-fatal errors (alerts, a renegotiation request) consume
  * records; a bound keeps a misbehaving peer from holding a worker. */
 static void
-job_recv (struct tls *t, struct tls_job *j)
+job_recv (struct tls *t, struct tls_recv_job *j)
 {
   unsigned tries = 0;
 
@@ -361,7 +382,7 @@ send_all (struct tls *t, const char *p, size_t len)
  * the reply's buffer; the pieces around them (headers, small reads, the
  * ends of large ones) are gathered into full records first. */
 static void
-job_send (struct tls *t, struct tls_job *j)
+job_send (struct tls *t, struct tls_send_job *j)
 {
   char stage[RECORD_BYTES];
   size_t staged = 0, rec = gnutls_record_get_max_size (t->session);
@@ -396,19 +417,7 @@ job_send (struct tls *t, struct tls_job *j)
     }
   if (r == 0 && staged)
     r = send_all (t, stage, staged);
-  j->send_err = r;
-}
-
-static void
-job_work (uv_work_t *w)
-{
-  struct tls *t = w->data;
-  struct tls_job *j = &t->job;
-
-  if (j->send && t->handshake_done)
-    job_send (t, j);
-  if (j->dst)
-    job_recv (t, j);
+  j->err = r;
 }
 
 static void
@@ -421,96 +430,88 @@ complete (struct queued_reply *q, int status)
   }
 }
 
-static void job_done (uv_work_t *w, int status);
+static void
+recv_work (uv_work_t *w)
+{
+  struct tls *t = w->data;
 
-/* Queues the connection's job with the replies waiting (up to
- * JOB_SEND_BYTES) and, if dst, room for plaintext.  Its ciphertext
- * buffer is reserved here, from the pool, so the job rarely allocates. */
-static int
-job_start (struct conn *c, uint8_t *dst, size_t cap)
+  job_recv (t, &t->recv_job);
+}
+
+static void
+send_work (uv_work_t *w)
+{
+  struct tls *t = w->data;
+
+  job_send (t, &t->send_job);
+}
+
+static void send_done (uv_work_t *w, int status);
+
+/* Starts a send job with the replies waiting (up to JOB_SEND_BYTES),
+ * unless one runs (its end does).  Its ciphertext buffer is reserved
+ * here, from the pool, so the job rarely allocates.  A reply that cannot
+ * be sent closes the connection. */
+static void
+send_queued (struct conn *c)
 {
   struct tls *t = c->tls;
-  struct tls_job *j = &t->job;
+  struct tls_send_job *j = &t->send_job;
   struct queued_reply *q = t->send, *last = NULL;
   size_t bytes = 0, nbufs = 0;
   int r;
 
-  *j = (struct tls_job){ .dst = dst, .dst_cap = cap };
-  while (t->handshake_done && q && bytes < JOB_SEND_BYTES) {
+  if (t->sending || !t->established || !t->send)
+    return;
+  while (q && bytes < JOB_SEND_BYTES) {
     for (unsigned i = 0; i < q->n; i++)
       bytes += q->bufs[i].len;
     nbufs += q->n;
     last = q;
     q = q->next;
   }
-  if (last) {
-    j->send = t->send;
-    j->send_bytes = bytes;
-    t->send = last->next;
-    last->next = NULL;
-    if (!t->send)
-      t->send_tail = &t->send;
-    t->send_bytes -= bytes;
-  }
-  if (!j->send && !dst)
-    return 0;
-  /* Each record adds a header, a tag and padding, well under 256
-   * bytes; a handshake flight fits in 16 KiB. */
-  if (grow_out (t,
-                bytes + (bytes / RECORD_BYTES + nbufs + 2) * 256 +
-                  (t->handshake_done ? 0 : 16384),
-                true) < 0)
-    r = -ENOMEM;
-  else {
+  *j = (struct tls_send_job){ .send = t->send, .bytes = bytes };
+  t->send = last->next;
+  last->next = NULL;
+  if (!t->send)
+    t->send_tail = &t->send;
+  /* Each record adds a header, a tag and padding, well under 256 bytes. */
+  pthread_mutex_lock (&t->out_lock);
+  r = grow_out (t, bytes + (bytes / RECORD_BYTES + nbufs + 2) * 256, true);
+  pthread_mutex_unlock (&t->out_lock);
+  if (r == 0) {
     j->work.data = t;
-    r = uv_queue_work (server_loop, &j->work, job_work, job_done);
+    r = uv_queue_work (server_loop, &j->work, send_work, send_done);
   }
-  if (r < 0) {
-    complete (j->send, r);
-    j->send = NULL;
-    return r;
-  }
-  t->busy = true;
-  conn_ref (c); /* the session lives until the job is done */
-  return 0;
-}
-
-/* Starts a job for the replies waiting, unless one runs (its end
- * does).  A reply that cannot be sent closes the connection. */
-static void
-send_queued (struct conn *c)
-{
-  struct tls *t = c->tls;
-  int r;
-
-  if (t->busy || !t->handshake_done || !t->send)
-    return;
-  r = job_start (c, NULL, 0);
   if (r < 0) {
     log_error ("connection %llu: TLS: %s", (unsigned long long) c->id,
-               strerror (-r));
+               r == -ENOMEM ? "out of memory" : uv_strerror (r));
     conn_close (c); /* drops the rest of the queue */
+    complete (j->send, r);
+    j->send = NULL;
+    return;
   }
+  t->sending = true;
+  conn_ref (c); /* the session lives until the job is done */
 }
 
-/* Loop: the ciphertext goes out, the replies are done (their buffers go
- * back), the plaintext is the connection's to parse, and the next job
- * starts with what queued meanwhile. */
+/* Loop: the ciphertext goes out, then the replies are done (their
+ * buffers go back), and the next send job starts with what queued
+ * meanwhile. */
 static void
-job_done (uv_work_t *w, int status)
+send_done (uv_work_t *w, int status)
 {
   struct tls *t = w->data;
-  struct tls_job *j = &t->job;
+  struct tls_send_job *j = &t->send_job;
   struct conn *c = t->conn;
-  int r = status < 0 ? status : j->send_err ? -EIO : 0;
+  int r = status < 0 ? status : j->err ? -EIO : 0;
 
-  t->busy = false;
+  t->sending = false;
   t->jobs++;
-  t->bytes_encrypted += j->send_bytes;
-  t->bytes_decrypted += j->got;
-  if (j->send_err)
+  t->bytes_encrypted += j->bytes;
+  if (j->err)
     log_info ("connection %llu: TLS send: %s", (unsigned long long) c->id,
-              gnutls_strerror (j->send_err));
+              gnutls_strerror (j->err));
   if (conn_closed (c))
     r = -ESHUTDOWN;
   else if (r == 0)
@@ -519,9 +520,40 @@ job_done (uv_work_t *w, int status)
     conn_close (c); /* not written, so not acknowledged */
   complete (j->send, r);
   j->send = NULL;
-  if (!conn_closed (c) && j->dst) {
+  if (!conn_closed (c)) {
+    send_queued (c);
+    conn_wake (c); /* a shutdown may have waited for this job */
+  }
+  conn_unref (c);
+}
+
+/* Loop: the plaintext is the connection's to parse (conn_wake), and the
+ * handshake's messages go out. */
+static void
+recv_done (uv_work_t *w, int status)
+{
+  struct tls *t = w->data;
+  struct tls_recv_job *j = &t->recv_job;
+  struct conn *c = t->conn;
+
+  t->receiving = false;
+  t->jobs++;
+  t->bytes_decrypted += j->got;
+  if (j->handshake_now)
+    t->established = true;
+  if (!conn_closed (c)) {
     c->in_len += j->got;
-    if (j->handshake_err) {
+    /* Handshake messages; after it, nothing else pushes on this side
+     * while a send job runs, which writes it all at its end. */
+    if (!t->sending && tls_flush (c) < 0)
+      conn_close (c);
+  }
+  if (!conn_closed (c)) {
+    if (status < 0) {
+      log_info ("connection %llu: TLS: %s", (unsigned long long) c->id,
+                uv_strerror (status));
+      conn_close (c);
+    } else if (j->handshake_err) {
       tls_log_handshake_failure (t, j->handshake_err);
       conn_close (c);
     } else if (j->recv_err == TLS_JOB_EOF) {
@@ -535,7 +567,7 @@ job_done (uv_work_t *w, int status)
     }
   }
   if (!conn_closed (c)) {
-    send_queued (c); /* what queued while this job ran */
+    send_queued (c); /* option replies that waited for the handshake */
     conn_wake (c);   /* parse the plaintext, read or decrypt more */
   }
   conn_unref (c);
@@ -544,9 +576,20 @@ job_done (uv_work_t *w, int status)
 int
 tls_recv_start (struct conn *c, uint8_t *dst, size_t cap)
 {
-  if (!c->tls || c->tls->busy)
+  struct tls *t = c->tls;
+  struct tls_recv_job *j = &t->recv_job;
+  int r;
+
+  if (t->receiving)
     return 0;
-  return job_start (c, dst, cap);
+  *j = (struct tls_recv_job){ .dst = dst, .dst_cap = cap };
+  j->work.data = t;
+  r = uv_queue_work (server_loop, &j->work, recv_work, recv_done);
+  if (r < 0)
+    return error_set (r, "TLS: %s", uv_strerror (r));
+  t->receiving = true;
+  conn_ref (c); /* the session lives until the job is done */
+  return 0;
 }
 
 /* Replies (chained by next) to encrypt in order behind what is queued;
@@ -557,8 +600,6 @@ tls_send (struct conn *c, struct queued_reply *chain)
   struct tls *t = c->tls;
 
   for (struct queued_reply *q = chain; q; q = q->next) {
-    for (unsigned i = 0; i < q->n; i++)
-      t->send_bytes += q->bufs[i].len;
     *t->send_tail = q;
     t->send_tail = &q->next;
   }
@@ -614,6 +655,5 @@ tls_drop_queued (struct conn *c, int status)
   q = t->send;
   t->send = NULL;
   t->send_tail = &t->send;
-  t->send_bytes = 0;
   complete (q, status);
 }
