@@ -345,18 +345,29 @@ parse_buffered (struct conn *c)
   }
 }
 
-/* Starts the connection's TLS job to decrypt buffered ciphertext into
- * c->in if the gate allows and GnuTLS has something; its end parses it
- * (conn_wake).  At most the free part of c->in per job: a client that
- * puts each request in its own record is held to the same budget as one
- * that sends them in one. */
+/* Decrypts buffered ciphertext into c->in and parses it, while the gate
+ * allows and GnuTLS has whole records: small ones here, the rest in the
+ * connection's receive job, whose end parses it (conn_wake).  At most
+ * the free part of c->in at a time: a client that puts each request in
+ * its own record is held to the same budget as one that sends them in
+ * one. */
 static void
 tls_pump (struct conn *c)
 {
-  if (c->tls && tls_has_input (c) && c->in_len < INPUT_BUFFER_BYTES &&
-      may_parse (c) &&
-      tls_recv_start (c, c->in + c->in_len, INPUT_BUFFER_BYTES - c->in_len) < 0)
-    conn_close (c);
+  while (c->tls && tls_has_input (c) && c->in_len < INPUT_BUFFER_BYTES &&
+         may_parse (c)) {
+    ssize_t n = tls_recv (c, c->in + c->in_len, INPUT_BUFFER_BYTES - c->in_len);
+    if (n < 0) {
+      conn_close (c);
+      return;
+    }
+    if (n == 0)
+      return; /* a job runs, or nothing came of the records */
+    c->in_len += (size_t) n;
+    parse_buffered (c);
+    if (conn_closed (c))
+      return;
+  }
 }
 
 static void read_cb (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);

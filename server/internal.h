@@ -215,10 +215,11 @@ bool tls_handshake_done (const struct conn *c);
 void tls_alloc (struct conn *c, uv_buf_t *buf); /* room for ciphertext */
 void tls_received (struct conn *c, size_t n);   /* n bytes landed there */
 int tls_feed (struct conn *c, const void *data, size_t len);
-/* Starts the connection's job (unless one runs) to decrypt into dst, at
- * most cap bytes, which it adds to c->in_len when done; the handshake
- * first.  The job closes the connection if the session is over. */
-int tls_recv_start (struct conn *c, uint8_t *dst, size_t cap);
+/* Decrypts into dst, at most cap bytes: here if what is buffered is a
+ * few small records (returns the bytes), else in the connection's
+ * receive job (returns 0; its end adds them to c->in_len and wakes the
+ * connection), the handshake first.  -1: the session is over (logged). */
+ssize_t tls_recv (struct conn *c, uint8_t *dst, size_t cap);
 /* Replies (chained by next) to encrypt and write in order; each one's
  * done runs once its ciphertext is queued on the socket. */
 void tls_send (struct conn *c, struct queued_reply *chain);

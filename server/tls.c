@@ -313,12 +313,15 @@ tls_free (struct conn *c)
 
   if (!t)
     return;
-  if (t->jobs)
+  if (t->jobs || t->inline_encrypted || t->inline_decrypted)
     log_info ("connection %llu: TLS: %llu jobs in the thread pool encrypted "
-              "%llu bytes and decrypted %llu",
+              "%llu bytes and decrypted %llu; the loop, in small batches, "
+              "%llu and %llu",
               (unsigned long long) t->id, (unsigned long long) t->jobs,
               (unsigned long long) t->bytes_encrypted,
-              (unsigned long long) t->bytes_decrypted);
+              (unsigned long long) t->bytes_decrypted,
+              (unsigned long long) t->inline_encrypted,
+              (unsigned long long) t->inline_decrypted);
   if (t->session) {
     tls_io_free (t);
     gnutls_deinit (t->session);

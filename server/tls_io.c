@@ -25,6 +25,13 @@
  * records: one record per 16-byte header doubled the records (and
  * their tags) of a 4 KiB random read. */
 #define RECORD_BYTES 16384
+/* Work this small is done on the loop: handing it to the pool and back
+ * (two wake-ups, often two context switches) costs more than doing it.
+ * A 4 KiB random read's reply, or a few request headers (each in a
+ * record of its own from libnbd), stay on the loop; a 256 KiB read's
+ * reply or a write's data go to the pool. */
+#define INLINE_BYTES (16 * 1024)
+#define INLINE_RECORD 1024 /* records holding requests, not write data */
 
 static struct tls *
 session_tls (gnutls_transport_ptr_t ptr)
@@ -80,24 +87,69 @@ push (gnutls_transport_ptr_t ptr, const void *data, size_t len)
   return (ssize_t) len;
 }
 
+/* The size of the record at p (header and body), or 0 if its header is
+ * not all there; not a TLS record type (an SSLv2 hello): all there is. */
+static size_t
+record_size (const char *p, size_t avail)
+{
+  const unsigned char *u = (const unsigned char *) p;
+
+  if (avail < 5)
+    return 0;
+  if (u[0] < 20 || u[0] > 24)
+    return avail;
+  return 5 + ((size_t) u[3] << 8 | u[4]);
+}
+
+/* GnuTLS gets whole records only: it never holds part of one, so the
+ * loop can tell from what is buffered whether a job has work and how
+ * much (scan_records). */
 static ssize_t
 pull (gnutls_transport_ptr_t ptr, void *data, size_t len)
 {
   struct tls *t = session_tls (ptr);
 
   pthread_mutex_lock (&t->in_lock);
-  if (t->in_len == 0) {
+  if (t->rec_left == 0) {
+    size_t need = record_size (t->in + t->in_start, t->in_len);
+    if (need > 0 && need <= t->in_len)
+      t->rec_left = need;
+  }
+  if (t->rec_left == 0) {
     pthread_mutex_unlock (&t->in_lock);
     gnutls_transport_set_errno (t->session, EAGAIN);
     return -1;
   }
-  if (len > t->in_len)
-    len = t->in_len;
+  if (len > t->rec_left)
+    len = t->rec_left;
   memcpy (data, t->in + t->in_start, len);
   t->in_start += len;
   t->in_len -= len;
+  t->rec_left -= len;
   pthread_mutex_unlock (&t->in_lock);
   return (ssize_t) len;
+}
+
+/* Loop, no receive job running: the bytes of the whole records
+ * buffered (counting at most INLINE_BYTES + one record) and the largest
+ * of them. */
+static size_t
+scan_records (const struct tls *t, size_t *largest)
+{
+  size_t off = t->rec_left, end = t->in_len;
+
+  *largest = t->rec_left;
+  if (off > end)
+    return 0;
+  while (off < end && off <= INLINE_BYTES) {
+    size_t n = record_size (t->in + t->in_start + off, end - off);
+    if (n == 0 || n > end - off)
+      break;
+    if (n > *largest)
+      *largest = n;
+    off += n;
+  }
+  return off;
 }
 
 /* Never waits: there is data or there is not (the loop calls again). */
@@ -223,8 +275,10 @@ tls_has_input (const struct conn *c)
 {
   const struct tls *t = c->tls;
 
-  /* No receive job runs, so nothing but the loop touches in_len. */
-  return t && !t->receiving && (t->in_len > 0 || t->pending);
+  size_t largest;
+
+  /* No receive job runs, so nothing but the loop touches in. */
+  return t && !t->receiving && (t->pending || scan_records (t, &largest) > 0);
 }
 
 /* Reading pauses while a job works through a full buffer: ciphertext
@@ -448,6 +502,25 @@ send_work (uv_work_t *w)
 
 static void send_done (uv_work_t *w, int status);
 
+/* A few small replies, encrypted here (INLINE_BYTES); then written. */
+static void
+send_inline (struct conn *c, struct tls_send_job *j)
+{
+  struct tls *t = c->tls;
+  int r;
+
+  job_send (t, j);
+  t->inline_encrypted += j->bytes;
+  if (j->err)
+    log_info ("connection %llu: TLS send: %s", (unsigned long long) c->id,
+              gnutls_strerror (j->err));
+  r = j->err ? -EIO : tls_flush (c);
+  if (r < 0)
+    conn_close (c); /* not written, so not acknowledged */
+  complete (j->send, r);
+  j->send = NULL;
+}
+
 /* Starts a send job with the replies waiting (up to JOB_SEND_BYTES),
  * unless one runs (its end does).  Its ciphertext buffer is reserved
  * here, from the pool, so the job rarely allocates.  A reply that cannot
@@ -475,6 +548,10 @@ send_queued (struct conn *c)
   last->next = NULL;
   if (!t->send)
     t->send_tail = &t->send;
+  if (bytes <= INLINE_BYTES && !t->send) {
+    send_inline (c, j);
+    return;
+  }
   /* Each record adds a header, a tag and padding, well under 256 bytes. */
   pthread_mutex_lock (&t->out_lock);
   r = grow_out (t, bytes + (bytes / RECORD_BYTES + nbufs + 2) * 256, true);
@@ -527,6 +604,25 @@ send_done (uv_work_t *w, int status)
   conn_unref (c);
 }
 
+/* Loop: whether the session goes on after a receive (logs why not). */
+static bool
+recv_ok (struct tls *t, const struct tls_recv_job *j, int status)
+{
+  unsigned long long id = (unsigned long long) t->id;
+
+  if (status < 0)
+    log_info ("connection %llu: TLS: %s", id, uv_strerror (status));
+  else if (j->handshake_err)
+    tls_log_handshake_failure (t, j->handshake_err);
+  else if (j->recv_err == TLS_JOB_EOF)
+    log_info ("connection %llu: client ended TLS", id);
+  else if (j->recv_err)
+    log_info ("connection %llu: TLS: %s", id, gnutls_strerror (j->recv_err));
+  else
+    return true;
+  return false;
+}
+
 /* Loop: the plaintext is the connection's to parse (conn_wake), and the
  * handshake's messages go out. */
 static void
@@ -548,24 +644,8 @@ recv_done (uv_work_t *w, int status)
     if (!t->sending && tls_flush (c) < 0)
       conn_close (c);
   }
-  if (!conn_closed (c)) {
-    if (status < 0) {
-      log_info ("connection %llu: TLS: %s", (unsigned long long) c->id,
-                uv_strerror (status));
-      conn_close (c);
-    } else if (j->handshake_err) {
-      tls_log_handshake_failure (t, j->handshake_err);
-      conn_close (c);
-    } else if (j->recv_err == TLS_JOB_EOF) {
-      log_info ("connection %llu: client ended TLS",
-                (unsigned long long) c->id);
-      conn_close (c);
-    } else if (j->recv_err) {
-      log_info ("connection %llu: TLS: %s", (unsigned long long) c->id,
-                gnutls_strerror (j->recv_err));
-      conn_close (c);
-    }
-  }
+  if (!conn_closed (c) && !recv_ok (t, j, status))
+    conn_close (c);
   if (!conn_closed (c)) {
     send_queued (c); /* option replies that waited for the handshake */
     conn_wake (c);   /* parse the plaintext, read or decrypt more */
@@ -573,20 +653,30 @@ recv_done (uv_work_t *w, int status)
   conn_unref (c);
 }
 
-int
-tls_recv_start (struct conn *c, uint8_t *dst, size_t cap)
+ssize_t
+tls_recv (struct conn *c, uint8_t *dst, size_t cap)
 {
   struct tls *t = c->tls;
   struct tls_recv_job *j = &t->recv_job;
+  size_t largest, bytes;
   int r;
 
   if (t->receiving)
     return 0;
   *j = (struct tls_recv_job){ .dst = dst, .dst_cap = cap };
+  bytes = scan_records (t, &largest);
+  if (t->established && bytes <= INLINE_BYTES && largest <= INLINE_RECORD) {
+    job_recv (t, j); /* here: requests, each in a small record */
+    t->inline_decrypted += j->got;
+    return recv_ok (t, j, 0) ? (ssize_t) j->got : -1;
+  }
   j->work.data = t;
   r = uv_queue_work (server_loop, &j->work, recv_work, recv_done);
-  if (r < 0)
-    return error_set (r, "TLS: %s", uv_strerror (r));
+  if (r < 0) {
+    log_error ("connection %llu: TLS: %s", (unsigned long long) c->id,
+               uv_strerror (r));
+    return -1;
+  }
   t->receiving = true;
   conn_ref (c); /* the session lives until the job is done */
   return 0;

@@ -57,6 +57,7 @@ struct tls {
   pthread_mutex_t in_lock;
   char *in; /* ciphertext received, not yet pulled (in_lock) */
   size_t in_start, in_len, in_cap;
+  size_t rec_left; /* of the record GnuTLS is pulling (in_lock) */
   pthread_mutex_t out_lock;
   char *out; /* ciphertext pushed, not yet written (out_lock) */
   size_t out_len, out_cap;
@@ -65,6 +66,7 @@ struct tls {
   struct tls_send_job send_job;
   /* Loop: what the jobs did, for the -v line at the end. */
   uint64_t jobs, bytes_encrypted, bytes_decrypted;
+  uint64_t inline_encrypted, inline_decrypted; /* small work, on the loop */
   char psk_identity[64]; /* receive job: the username a PSK client sent */
   bool psk_unknown;      /* ... and not in --tls-psk's file */
 };
