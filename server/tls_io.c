@@ -11,8 +11,11 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "tls_session.h"
@@ -20,7 +23,7 @@
 #define CIPHER_READ_BYTES (64 * 1024)
 /* Replies one job encrypts at most: enough to amortise the hand-off,
  * small enough that their ciphertext soon goes out. */
-#define JOB_SEND_BYTES (1024 * 1024)
+#define JOB_SEND_BYTES (256 * 1024)
 /* Small buffers (reply headers, 4 KiB reads) are gathered into full
  * records: one record per 16-byte header doubled the records (and
  * their tags) of a 4 KiB random read. */
@@ -68,23 +71,54 @@ grow_out (struct tls *t, size_t more, bool from_pool)
   return 0;
 }
 
+/* Appends to out (out_lock held); -1 if out of memory. */
+static int
+push_buffered (struct tls *t, const void *data, size_t len)
+{
+  if (grow_out (t, len, false) < 0)
+    return -1;
+  memcpy (t->out + t->out_len, data, len);
+  t->out_len += len;
+  return 0;
+}
+
+/* Records go straight to the socket while a send job may write there
+ * (direct_fd) and it takes them: no copy and no buffer.  Once it is full
+ * the rest, and all after it, waits in out for the loop to write, in
+ * order. */
 static ssize_t
 push (gnutls_transport_ptr_t ptr, const void *data, size_t len)
 {
   struct tls *t = session_tls (ptr);
+  const char *p = data;
+  size_t left = len;
+  int err = ENOMEM;
 
   if (len == 0)
     return 0;
   pthread_mutex_lock (&t->out_lock);
-  if (grow_out (t, len, false) < 0) {
-    pthread_mutex_unlock (&t->out_lock);
-    gnutls_transport_set_errno (t->session, ENOMEM);
-    return -1;
+  if (t->direct_fd >= 0 && t->out_len == 0) {
+    ssize_t n = send (t->direct_fd, p, left, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      err = errno;
+      goto fail;
+    }
+    if (n > 0) {
+      t->direct_bytes += (size_t) n;
+      p += n;
+      left -= (size_t) n;
+    }
+    if (left)
+      t->direct_fd = -1; /* the job's end closes the descriptor */
   }
-  memcpy (t->out + t->out_len, data, len);
-  t->out_len += len;
+  if (left && push_buffered (t, p, left) < 0)
+    goto fail;
   pthread_mutex_unlock (&t->out_lock);
   return (ssize_t) len;
+fail:
+  pthread_mutex_unlock (&t->out_lock);
+  gnutls_transport_set_errno (t->session, err);
+  return -1;
 }
 
 /* The size of the record at p (header and body), or 0 if its header is
@@ -179,6 +213,7 @@ tls_io_init (struct tls *t)
     return -r;
   }
   t->send_tail = &t->send;
+  t->direct_fd = -1; /* not 0: that is a descriptor too */
   gnutls_transport_set_ptr (t->session, t);
   gnutls_transport_set_push_function (t->session, push);
   gnutls_transport_set_pull_function (t->session, pull);
@@ -532,6 +567,7 @@ send_queued (struct conn *c)
   struct tls_send_job *j = &t->send_job;
   struct queued_reply *q = t->send, *last = NULL;
   size_t bytes = 0, nbufs = 0;
+  uv_os_fd_t fd;
   int r;
 
   if (t->sending || !t->established || !t->send)
@@ -552,15 +588,31 @@ send_queued (struct conn *c)
     send_inline (c, j);
     return;
   }
-  /* Each record adds a header, a tag and padding, well under 256 bytes. */
+  /* Nothing of ours waits in libuv's queue (and the loop writes nothing
+   * to this socket until the job is done): the job may write straight to
+   * the socket, through a descriptor of its own, which a close of the
+   * connection meanwhile cannot hand to another client.  Otherwise its
+   * ciphertext buffer is reserved here, from the pool (each record adds
+   * a header, a tag and padding, well under 256 bytes). */
   pthread_mutex_lock (&t->out_lock);
-  r = grow_out (t, bytes + (bytes / RECORD_BYTES + nbufs + 2) * 256, true);
+  j->fd = -1;
+  if (t->out_len == 0 && uv_stream_get_write_queue_size (&c->h.stream) == 0 &&
+      uv_fileno ((uv_handle_t *) &c->h, &fd) == 0)
+    j->fd = fcntl (fd, F_DUPFD_CLOEXEC, 0);
+  t->direct_fd = j->fd;
+  t->direct_bytes = 0;
+  r = j->fd >= 0
+        ? 0
+        : grow_out (t, bytes + (bytes / RECORD_BYTES + nbufs + 2) * 256, true);
   pthread_mutex_unlock (&t->out_lock);
   if (r == 0) {
     j->work.data = t;
     r = uv_queue_work (server_loop, &j->work, send_work, send_done);
   }
   if (r < 0) {
+    if (j->fd >= 0)
+      close (j->fd);
+    t->direct_fd = -1;
     log_error ("connection %llu: TLS: %s", (unsigned long long) c->id,
                r == -ENOMEM ? "out of memory" : uv_strerror (r));
     conn_close (c); /* drops the rest of the queue */
@@ -586,6 +638,14 @@ send_done (uv_work_t *w, int status)
   t->sending = false;
   t->jobs++;
   t->bytes_encrypted += j->bytes;
+  /* No job pushes now: the lock only orders this after the job's. */
+  pthread_mutex_lock (&t->out_lock);
+  t->direct_fd = -1;
+  c->submitted += t->direct_bytes; /* taken by the socket (drain timer) */
+  t->direct_bytes = 0;
+  pthread_mutex_unlock (&t->out_lock);
+  if (j->fd >= 0)
+    close (j->fd);
   if (j->err)
     log_info ("connection %llu: TLS send: %s", (unsigned long long) c->id,
               gnutls_strerror (j->err));

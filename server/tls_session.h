@@ -42,6 +42,7 @@ struct tls_send_job {
   uv_work_t work;
   struct queued_reply *send; /* set by the loop */
   size_t bytes;
+  int fd;  /* the socket, dup'd for the job to write to, or -1 */
   int err; /* 0 or a GnuTLS error */
 };
 
@@ -61,6 +62,8 @@ struct tls {
   pthread_mutex_t out_lock;
   char *out; /* ciphertext pushed, not yet written (out_lock) */
   size_t out_len, out_cap;
+  int direct_fd;       /* out_lock: the send job writes here, or -1 */
+  size_t direct_bytes; /* out_lock: what it wrote there */
   struct queued_reply *send, **send_tail; /* loop: waiting for a job */
   struct tls_recv_job recv_job;
   struct tls_send_job send_job;
