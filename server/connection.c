@@ -157,7 +157,10 @@ conn_close (struct conn *c)
   c->reading = false;
   uv_close ((uv_handle_t *) &c->h, on_close);
   uv_close ((uv_handle_t *) &c->timer, on_close);
-  transmission_drop_pending (c);
+  /* A receive job may be decrypting into the pending write's buffer:
+   * its end drops it then. */
+  if (!tls_decrypting (c))
+    transmission_drop_pending (c);
   tls_drop_queued (c, -ESHUTDOWN); /* never encrypted, never sent */
 }
 
@@ -354,16 +357,27 @@ parse_buffered (struct conn *c)
 static void
 tls_pump (struct conn *c)
 {
-  while (c->tls && tls_has_input (c) && c->in_len < INPUT_BUFFER_BYTES &&
-         may_parse (c)) {
-    ssize_t n = tls_recv (c, c->in + c->in_len, INPUT_BUFFER_BYTES - c->in_len);
+  while (c->tls && tls_has_input (c) && may_parse (c)) {
+    /* A write's data straight into its buffer, as read_cb does. */
+    uv_buf_t b;
+    bool direct = c->in_len == 0 && transmission_direct_buffer (c, &b);
+    if (!direct) {
+      if (c->in_len >= INPUT_BUFFER_BYTES)
+        return;
+      b = uv_buf_init ((char *) c->in + c->in_len,
+                       INPUT_BUFFER_BYTES - c->in_len);
+    }
+    ssize_t n = tls_recv (c, (uint8_t *) b.base, b.len, direct);
     if (n < 0) {
       conn_close (c);
       return;
     }
     if (n == 0)
       return; /* a job runs, or nothing came of the records */
-    c->in_len += (size_t) n;
+    if (direct)
+      transmission_direct_filled (c, (size_t) n);
+    else
+      c->in_len += (size_t) n;
     parse_buffered (c);
     if (conn_closed (c))
       return;

@@ -217,9 +217,11 @@ void tls_received (struct conn *c, size_t n);   /* n bytes landed there */
 int tls_feed (struct conn *c, const void *data, size_t len);
 /* Decrypts into dst, at most cap bytes: here if what is buffered is a
  * few small records (returns the bytes), else in the connection's
- * receive job (returns 0; its end adds them to c->in_len and wakes the
- * connection), the handshake first.  -1: the session is over (logged). */
-ssize_t tls_recv (struct conn *c, uint8_t *dst, size_t cap);
+ * receive job (returns 0; its end adds them to c->in_len, or with
+ * direct to the pending write (transmission_direct_filled), and wakes
+ * the connection), the handshake first.  -1: the session is over
+ * (logged). */
+ssize_t tls_recv (struct conn *c, uint8_t *dst, size_t cap, bool direct);
 /* Replies (chained by next) to encrypt and write in order; each one's
  * done runs once its ciphertext is queued on the socket. */
 void tls_send (struct conn *c, struct queued_reply *chain);

@@ -35,6 +35,11 @@
  * reply or a write's data go to the pool. */
 #define INLINE_BYTES (16 * 1024)
 #define INLINE_RECORD 1024 /* records holding requests, not write data */
+/* A write's data is decrypted straight into its buffer once this much
+ * (or all of it) is buffered: a job per 16 KiB record cost more in
+ * hand-offs than the AES-GCM.  Reading pauses at TLS_INPUT_MAX. */
+#define DIRECT_MIN (128 * 1024)
+#define TLS_INPUT_MAX (256 * 1024)
 
 static struct tls *
 session_tls (gnutls_transport_ptr_t ptr)
@@ -101,6 +106,7 @@ push (gnutls_transport_ptr_t ptr, const void *data, size_t len)
     ssize_t n = send (t->direct_fd, p, left, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
       err = errno;
+      t->push_errno = err; /* for send_done's message */
       goto fail;
     }
     if (n > 0) {
@@ -165,17 +171,17 @@ pull (gnutls_transport_ptr_t ptr, void *data, size_t len)
 }
 
 /* Loop, no receive job running: the bytes of the whole records
- * buffered (counting at most INLINE_BYTES + one record) and the largest
- * of them. */
+ * buffered (counting at most limit + one record) and the largest of
+ * them. */
 static size_t
-scan_records (const struct tls *t, size_t *largest)
+scan_records (const struct tls *t, size_t limit, size_t *largest)
 {
   size_t off = t->rec_left, end = t->in_len;
 
   *largest = t->rec_left;
   if (off > end)
     return 0;
-  while (off < end && off <= INLINE_BYTES) {
+  while (off < end && off <= limit) {
     size_t n = record_size (t->in + t->in_start + off, end - off);
     if (n == 0 || n > end - off)
       break;
@@ -313,7 +319,8 @@ tls_has_input (const struct conn *c)
   size_t largest;
 
   /* No receive job runs, so nothing but the loop touches in. */
-  return t && !t->receiving && (t->pending || scan_records (t, &largest) > 0);
+  return t && !t->receiving &&
+         (t->pending || scan_records (t, 0, &largest) > 0);
 }
 
 /* Reading pauses while a job works through a full buffer: ciphertext
@@ -327,7 +334,7 @@ tls_input_full (const struct conn *c)
   if (!t)
     return false;
   pthread_mutex_lock (&t->in_lock);
-  full = t->in_len >= CIPHER_READ_BYTES;
+  full = t->in_len >= TLS_INPUT_MAX;
   pthread_mutex_unlock (&t->in_lock);
   return full;
 }
@@ -646,7 +653,10 @@ send_done (uv_work_t *w, int status)
   pthread_mutex_unlock (&t->out_lock);
   if (j->fd >= 0)
     close (j->fd);
-  if (j->err)
+  if (j->err == GNUTLS_E_PUSH_ERROR && t->push_errno)
+    log_info ("connection %llu: the client went away: %s",
+              (unsigned long long) c->id, strerror (t->push_errno));
+  else if (j->err)
     log_info ("connection %llu: TLS send: %s", (unsigned long long) c->id,
               gnutls_strerror (j->err));
   if (conn_closed (c))
@@ -697,8 +707,13 @@ recv_done (uv_work_t *w, int status)
   t->bytes_decrypted += j->got;
   if (j->handshake_now)
     t->established = true;
-  if (!conn_closed (c)) {
-    c->in_len += j->got;
+  if (conn_closed (c))
+    transmission_drop_pending (c); /* conn_close left it to us */
+  else {
+    if (j->direct)
+      transmission_direct_filled (c, j->got);
+    else
+      c->in_len += j->got;
     /* Handshake messages; after it, nothing else pushes on this side
      * while a send job runs, which writes it all at its end. */
     if (!t->sending && tls_flush (c) < 0)
@@ -714,7 +729,7 @@ recv_done (uv_work_t *w, int status)
 }
 
 ssize_t
-tls_recv (struct conn *c, uint8_t *dst, size_t cap)
+tls_recv (struct conn *c, uint8_t *dst, size_t cap, bool direct)
 {
   struct tls *t = c->tls;
   struct tls_recv_job *j = &t->recv_job;
@@ -723,9 +738,14 @@ tls_recv (struct conn *c, uint8_t *dst, size_t cap)
 
   if (t->receiving)
     return 0;
-  *j = (struct tls_recv_job){ .dst = dst, .dst_cap = cap };
-  bytes = scan_records (t, &largest);
-  if (t->established && bytes <= INLINE_BYTES && largest <= INLINE_RECORD) {
+  *j = (struct tls_recv_job){ .dst = dst, .dst_cap = cap, .direct = direct };
+  bytes = scan_records (t, DIRECT_MIN, &largest);
+  /* A write's data: wait for a worthwhile share while reading goes on. */
+  if (direct && !t->pending && bytes < cap && bytes < DIRECT_MIN &&
+      t->in_len < TLS_INPUT_MAX)
+    return 0;
+  if (t->established && bytes <= INLINE_BYTES &&
+      (largest <= INLINE_RECORD || direct)) {
     job_recv (t, j); /* here: requests, each in a small record */
     t->inline_decrypted += j->got;
     return recv_ok (t, j, 0) ? (ssize_t) j->got : -1;

@@ -30,6 +30,7 @@ struct tls_recv_job {
   uv_work_t work;
   uint8_t *dst; /* set by the loop: c->in's free tail */
   size_t dst_cap;
+  bool direct;        /* dst is the pending write's buffer, not c->in's */
   size_t got;         /* plaintext bytes in dst */
   int recv_err;       /* 0, a GnuTLS error, or TLS_JOB_EOF */
   int handshake_err;  /* the handshake's failure, or 0 */
@@ -64,6 +65,7 @@ struct tls {
   size_t out_len, out_cap;
   int direct_fd;       /* out_lock: the send job writes here, or -1 */
   size_t direct_bytes; /* out_lock: what it wrote there */
+  int push_errno;      /* out_lock: why a send to the socket failed */
   struct queued_reply *send, **send_tail; /* loop: waiting for a job */
   struct tls_recv_job recv_job;
   struct tls_send_job send_job;
