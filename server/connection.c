@@ -168,7 +168,11 @@ conn_close (struct conn *c)
   c->reading = false;
   uv_close ((uv_handle_t *) &c->h, on_close);
   uv_close ((uv_handle_t *) &c->timer, on_close);
-  transmission_drop_pending (c);
+  /* A receive job may be decrypting into the pending write's buffer:
+   * its end drops it then. */
+  if (!tls_decrypting (c))
+    transmission_drop_pending (c);
+  tls_drop_queued (c, -ESHUTDOWN); /* never encrypted, never sent */
 }
 
 static void
@@ -233,8 +237,6 @@ conn_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs, unsigned n,
 {
   if (conn_closed (c))
     return -ESHUTDOWN;
-  if (c->tls)
-    return tls_write (c, req, bufs, n, cb);
   return conn_stream_write (c, req, bufs, n, cb);
 }
 
@@ -250,9 +252,8 @@ conn_send (struct conn *c, const void *data, size_t len)
 
   if (conn_closed (c))
     return -ESHUTDOWN;
-  if (c->tls) { /* encrypting copies it anyway */
-    b = uv_buf_init ((char *) data, (unsigned) len);
-    r = tls_write (c, NULL, &b, 1, NULL);
+  if (c->tls) { /* a copy to encrypt in the connection's job */
+    r = tls_send_copy (c, data, len);
     if (r < 0)
       conn_close (c);
     return r;
@@ -332,6 +333,8 @@ parse_buffered (struct conn *c)
 {
   size_t off = 0;
 
+  if (tls_decrypting (c))
+    return; /* its job decrypts into c->in: parsed at its end */
   while (off < c->in_len && c->state != CONN_STARTTLS && may_parse (c)) {
     ssize_t n = c->state >= CONN_TRANSMISSION
                   ? transmission_input (c, c->in + off, c->in_len - off)
@@ -356,25 +359,36 @@ parse_buffered (struct conn *c)
   }
 }
 
-/* Decrypts buffered ciphertext into c->in, one record at a time, and
- * parses it, while the gate allows and GnuTLS has something: a client
- * that puts each request in its own record is held to the same budget as
- * one that sends them in one. */
+/* Decrypts buffered ciphertext into c->in and parses it, while the gate
+ * allows and GnuTLS has whole records: small ones here, the rest in the
+ * connection's receive job, whose end parses it (conn_wake).  At most
+ * the free part of c->in at a time: a client that puts each request in
+ * its own record is held to the same budget as one that sends them in
+ * one. */
 static void
 tls_pump (struct conn *c)
 {
-  while (c->tls && tls_has_input (c) && c->in_len < INPUT_BUFFER_BYTES &&
-         may_parse (c)) {
-    ssize_t n = tls_recv (c, c->in + c->in_len, INPUT_BUFFER_BYTES - c->in_len);
+  while (c->tls && tls_has_input (c) && may_parse (c)) {
+    /* A write's data straight into its buffer, as read_cb does. */
+    uv_buf_t b;
+    bool direct = c->in_len == 0 && transmission_direct_buffer (c, &b);
+    if (!direct) {
+      if (c->in_len >= INPUT_BUFFER_BYTES)
+        return;
+      b = uv_buf_init ((char *) c->in + c->in_len,
+                       INPUT_BUFFER_BYTES - c->in_len);
+    }
+    ssize_t n = tls_recv (c, (uint8_t *) b.base, b.len, direct);
     if (n < 0) {
       conn_close (c);
       return;
     }
-    if (c->state == CONN_STARTTLS && tls_handshake_done (c))
-      c->state = CONN_OPTIONS;
     if (n == 0)
-      return;
-    c->in_len += (size_t) n;
+      return; /* a job runs, or nothing came of the records */
+    if (direct)
+      transmission_direct_filled (c, (size_t) n);
+    else
+      c->in_len += (size_t) n;
     parse_buffered (c);
     if (conn_closed (c))
       return;
@@ -387,7 +401,7 @@ static void read_cb (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void
 update_reading (struct conn *c)
 {
-  bool want = may_parse (c);
+  bool want = may_parse (c) && !tls_input_full (c);
 
   if (want && !c->reading) {
     if (uv_read_start (&c->h.stream, alloc_cb, read_cb) == 0)
@@ -408,12 +422,15 @@ conn_run (struct conn *c)
 {
   if (conn_closed (c))
     return;
+  if (c->state == CONN_STARTTLS && tls_handshake_done (c))
+    c->state = CONN_OPTIONS; /* c->in holds plaintext options now */
   parse_buffered (c);
   if (!conn_closed (c))
     tls_pump (c);
   if (conn_closed (c))
     return;
-  if (c->state == CONN_FINISHING && c->inflight == 0)
+  /* A TLS job still running may hold replies' ciphertext to write. */
+  if (c->state == CONN_FINISHING && c->inflight == 0 && !tls_busy (c))
     begin_shutdown (c);
   if (!conn_closed (c))
     update_reading (c);
@@ -477,7 +494,7 @@ static bool
 needs_run (const struct conn *c)
 {
   return !c->reading || c->in_len || c->state == CONN_FINISHING ||
-         (c->tls && tls_handshake_done (c) && tls_has_input (c));
+         tls_has_input (c);
 }
 
 void

@@ -222,7 +222,8 @@ int reply_queue_push (struct conn *c, struct queued_reply *q);
 void reply_queue_close (void); /* once the loop has ended */
 
 /* tls.c: STARTTLS with GnuTLS; ciphertext moves through buffers, never
- * through GnuTLS's own socket calls. */
+ * through GnuTLS's own socket calls.  tls_io.c: the record work runs as
+ * each connection's one job in the thread pool (tls_session.h). */
 enum tls_mode { TLS_OFF, TLS_ON, TLS_REQUIRE };
 int tls_configure (enum tls_mode mode, const char *certs_dir,
                    const char *psk_file, bool verify_peer);
@@ -233,17 +234,29 @@ int tls_start (struct conn *c); /* after the STARTTLS ack */
 const char *tls_cipher_order (void);
 void tls_free (struct conn *c);
 bool tls_active (const struct conn *c);
-bool tls_has_input (const struct conn *c); /* buffered, no read needed */
+/* A receive or send job is queued or running. */
+bool tls_busy (const struct conn *c);
+bool tls_decrypting (const struct conn *c); /* it owns c->in's tail */
+/* Ciphertext or decrypted records wait for a job (false while one runs:
+ * its end wakes the connection). */
+bool tls_has_input (const struct conn *c);
+bool tls_input_full (const struct conn *c); /* pause reading */
 bool tls_handshake_done (const struct conn *c);
 void tls_alloc (struct conn *c, uv_buf_t *buf); /* room for ciphertext */
 void tls_received (struct conn *c, size_t n);   /* n bytes landed there */
 int tls_feed (struct conn *c, const void *data, size_t len);
-/* Plaintext into buf: bytes, 0 if it needs more ciphertext, -1 if the
- * session is over (the caller closes). */
-ssize_t tls_recv (struct conn *c, uint8_t *buf, size_t len);
-/* Encrypts bufs and writes them; cb(req) runs once they are written. */
-int tls_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs,
-               unsigned n, uv_write_cb cb);
+/* Decrypts into dst, at most cap bytes: here if what is buffered is a
+ * few small records (returns the bytes), else in the connection's
+ * receive job (returns 0; its end adds them to c->in_len, or with
+ * direct to the pending write (transmission_direct_filled), and wakes
+ * the connection), the handshake first.  -1: the session is over
+ * (logged). */
+ssize_t tls_recv (struct conn *c, uint8_t *dst, size_t cap, bool direct);
+/* Replies (chained by next) to encrypt and write in order; each one's
+ * done runs once its ciphertext is queued on the socket. */
+void tls_send (struct conn *c, struct queued_reply *chain);
+int tls_send_copy (struct conn *c, const void *data, size_t len);
+void tls_drop_queued (struct conn *c, int status); /* closed: never sent */
 void tls_bye (struct conn *c); /* close_notify before shutdown */
 
 /* Connection state shared by the files above (loop thread only).

@@ -98,6 +98,17 @@ flush_conn (struct conn *c)
 {
   uv_buf_t bufs[2 * BATCH_MAX];
 
+  if (!conn_closed (c) && tls_active (c)) {
+    /* All of them to the connection's TLS job, which encrypts them in
+     * the pool in order; each is done (its buffer free) once its
+     * ciphertext is queued on the socket, where the gate counts it
+     * instead (c->output_bytes). */
+    struct queued_reply *all = c->replies;
+    c->replies = NULL;
+    c->replies_tail = &c->replies;
+    tls_send (c, all);
+    return;
+  }
   conn_ref (c); /* completing replies may drop the last other reference */
   while (c->replies) {
     unsigned n;
@@ -105,17 +116,7 @@ flush_conn (struct conn *c)
     int r = -ESHUTDOWN;
 
     first->write.data = first;
-    if (!conn_closed (c) && tls_active (c)) {
-      /* Encrypting copies the replies into ciphertext queued in order
-       * behind them: their buffers are free now, not once the socket has
-       * taken the bytes (the gate counts the queued ciphertext
-       * instead: c->output_bytes). */
-      r = conn_write (c, NULL, bufs, n, NULL);
-      if (r == 0) {
-        batch_complete (first, 0);
-        continue;
-      }
-    } else if (!conn_closed (c))
+    if (!conn_closed (c))
       r = c->tls ? conn_write (c, &first->write, bufs, n, after_batch)
                  : write_batch (c, first, bufs, n);
     if (r < 0) {

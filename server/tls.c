@@ -1,11 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* luks-nbd: TLS for NBD (STARTTLS) with GnuTLS under libuv.
- *
- * GnuTLS never touches the socket: its pull function reads ciphertext
- * that read_cb stored in the connection's cipher buffer, and its push
- * function appends ciphertext to an output buffer that tls_flush hands
- * to one uv_write.  So the loop thread stays non-blocking, and a reply of
- * many records still costs one write. */
+/* luks-nbd: TLS for NBD (STARTTLS) with GnuTLS: credentials (X.509 or
+ * PSK), a connection's session, and its messages.  The records move in
+ * tls_io.c, in the thread pool. */
 #include <config.h>
 
 #include <ctype.h>
@@ -18,23 +14,11 @@
 #include <gnutls/gnutls.h>
 
 #include "common/error_msg.h"
-#include "server/internal.h"
+#include "server/tls_session.h"
 
-#define CIPHER_READ_BYTES (64 * 1024)
 /* PSK needs the PSK key exchanges, which GnuTLS leaves out of NORMAL;
  * both modes then take tls_cipher_order()'s ciphers. */
 #define PSK_KEY_EXCHANGES "+ECDHE-PSK:+DHE-PSK:+PSK"
-
-struct tls {
-  gnutls_session_t session;
-  bool handshake_done;
-  char *in; /* ciphertext received, not yet pulled */
-  size_t in_start, in_len, in_cap;
-  char *out; /* ciphertext pushed, not yet written */
-  size_t out_len, out_cap;
-  char psk_identity[64]; /* the username a PSK client sent, for messages */
-  bool psk_unknown;      /* ... and not in --tls-psk's file */
-};
 
 static enum tls_mode mode = TLS_OFF;
 static gnutls_certificate_credentials_t x509_creds;
@@ -168,12 +152,12 @@ free_psk_users (void)
   n_psk_users = 0;
 }
 
-/* GnuTLS asks for the key of the identity a client sent (on the loop
- * thread, in the handshake); noted for the messages. */
+/* GnuTLS asks for the key of the identity a client sent (in the
+ * handshake, in the connection's job); noted for the messages. */
 static int
 psk_key (gnutls_session_t session, const char *username, gnutls_datum_t *key)
 {
-  struct tls *t = ((struct conn *) gnutls_transport_get_ptr (session))->tls;
+  struct tls *t = gnutls_transport_get_ptr (session);
 
   snprintf (t->psk_identity, sizeof t->psk_identity, "%s", username);
   for (size_t i = 0; i < n_psk_users; i++)
@@ -271,134 +255,6 @@ tls_global_free (void)
   mode = TLS_OFF;
 }
 
-/* Makes room for `more` bytes of ciphertext.  Buffers come from the
- * request buffer pool (warm, reused pages): growing a fresh heap buffer by
- * doubling while a 256 KiB reply was encrypted copied it several times and
- * faulted in new pages on every reply. */
-static int
-reserve (struct tls *t, size_t more)
-{
-  size_t cap = t->out_cap ? t->out_cap : 16384;
-  char *n;
-
-  if (t->out_len + more <= t->out_cap)
-    return 0;
-  while (cap < t->out_len + more)
-    cap *= 2;
-  n = bufpool_get (cap);
-  if (!n && cap > MAX_REQUEST_BYTES)
-    n = malloc (cap); /* over the pool's largest class */
-  if (!n)
-    return -ENOMEM;
-  if (t->out_len)
-    memcpy (n, t->out, t->out_len);
-  bufpool_put (t->out, t->out_cap);
-  t->out = n;
-  t->out_cap = cap;
-  return 0;
-}
-
-static ssize_t
-transport_push (gnutls_transport_ptr_t ptr, const void *data, size_t len)
-{
-  struct tls *t = ((struct conn *) ptr)->tls;
-
-  if (len == 0)
-    return 0;
-  if (reserve (t, len) < 0) {
-    gnutls_transport_set_errno (t->session, ENOMEM);
-    return -1;
-  }
-  memcpy (t->out + t->out_len, data, len);
-  t->out_len += len;
-  return (ssize_t) len;
-}
-
-static ssize_t
-transport_pull (gnutls_transport_ptr_t ptr, void *data, size_t len)
-{
-  struct tls *t = ((struct conn *) ptr)->tls;
-
-  if (t->in_len == 0) {
-    gnutls_transport_set_errno (t->session, EAGAIN);
-    return -1;
-  }
-  if (len > t->in_len)
-    len = t->in_len;
-  memcpy (data, t->in + t->in_start, len);
-  t->in_start += len;
-  t->in_len -= len;
-  return (ssize_t) len;
-}
-
-/* Never waits: there is data or there is not (the loop calls again). */
-static int
-transport_pull_timeout (gnutls_transport_ptr_t ptr, unsigned ms)
-{
-  return ((struct conn *) ptr)->tls->in_len > 0;
-}
-
-struct tls_write {
-  uv_write_t w;
-  struct conn *c;
-  uv_write_t *req; /* the caller's, completed with ours (or NULL) */
-  uv_write_cb cb;
-  char *data;
-  size_t cap;  /* data's size, for the pool */
-  size_t held; /* counted in c->output_bytes until written */
-};
-
-static void
-after_tls_write (uv_write_t *w, int status)
-{
-  struct tls_write *tw = w->data;
-
-  struct conn *c = tw->c; /* it outlives its handle's write callbacks */
-
-  conn_release (&c->output_bytes, tw->held);
-  bufpool_put (tw->data, tw->cap);
-  if (tw->cb)
-    tw->cb (tw->req, status);
-  free (tw);
-  conn_wake (c); /* output budget freed: parsing may resume */
-}
-
-/* Writes out what GnuTLS pushed; req/cb (if any) complete with it. */
-static int
-tls_flush (struct conn *c, uv_write_t *req, uv_write_cb cb)
-{
-  struct tls *t = c->tls;
-  struct tls_write *tw;
-  uv_buf_t b;
-  int r;
-
-  if (t->out_len == 0 && !cb)
-    return 0;
-  tw = malloc (sizeof *tw);
-  if (!tw)
-    return -ENOMEM;
-  tw->w.data = tw;
-  tw->c = c;
-  tw->req = req;
-  tw->cb = cb;
-  tw->data = t->out;
-  tw->cap = t->out_cap;
-  /* What it holds, not what it says: an option reply of 40 bytes
-   * sits in a 16 KiB buffer until the client reads it. */
-  tw->held = sizeof *tw + t->out_cap;
-  b = uv_buf_init (t->out, (unsigned) t->out_len);
-  t->out = NULL;
-  t->out_len = t->out_cap = 0;
-  r = conn_stream_write (c, &tw->w, &b, 1, after_tls_write);
-  if (r < 0) {
-    bufpool_put (tw->data, tw->cap);
-    free (tw);
-    return r;
-  }
-  conn_hold (&c->output_bytes, tw->held); /* the gate counts it */
-  return 0;
-}
-
 int
 tls_start (struct conn *c)
 {
@@ -408,9 +264,17 @@ tls_start (struct conn *c)
   if (!t)
     return -ENOMEM;
   c->tls = t;
+  t->conn = c;
+  t->id = c->id;
   r = gnutls_init (&t->session, GNUTLS_SERVER | GNUTLS_NONBLOCK);
   if (r < 0) {
     t->session = NULL;
+    goto fail;
+  }
+  if (tls_io_init (t) < 0) {
+    gnutls_deinit (t->session);
+    t->session = NULL;
+    r = GNUTLS_E_MEMORY_ERROR;
     goto fail;
   }
   if (psk_creds) {
@@ -435,11 +299,6 @@ tls_start (struct conn *c)
     goto fail;
   /* The connection's handshake timer bounds the TLS handshake too. */
   gnutls_handshake_set_timeout (t->session, 0);
-  gnutls_transport_set_ptr (t->session, c);
-  gnutls_transport_set_push_function (t->session, transport_push);
-  gnutls_transport_set_pull_function (t->session, transport_pull);
-  gnutls_transport_set_pull_timeout_function (t->session,
-                                              transport_pull_timeout);
   return 0;
 fail:
   conn_log (c, LOG_LEVEL_ERROR, "TLS session: %s", gnutls_strerror (r));
@@ -454,30 +313,22 @@ tls_free (struct conn *c)
 
   if (!t)
     return;
-  if (t->session)
+  if (t->jobs || t->inline_encrypted || t->inline_decrypted)
+    conn_log (c, LOG_LEVEL_INFO,
+              "TLS: %llu jobs in the thread pool encrypted "
+              "%llu bytes and decrypted %llu; the loop, in small batches, "
+              "%llu and %llu",
+              (unsigned long long) t->jobs,
+              (unsigned long long) t->bytes_encrypted,
+              (unsigned long long) t->bytes_decrypted,
+              (unsigned long long) t->inline_encrypted,
+              (unsigned long long) t->inline_decrypted);
+  if (t->session) {
+    tls_io_free (t);
     gnutls_deinit (t->session);
-  free (t->in);
-  bufpool_put (t->out, t->out_cap);
+  }
   free (t);
   c->tls = NULL;
-}
-
-/* Whether tls_recv could yield anything without a new read: ciphertext
- * stored but not pulled, or records GnuTLS decrypted but not handed out
- * (and, before the handshake is done, always: it drives the handshake). */
-bool
-tls_has_input (const struct conn *c)
-{
-  const struct tls *t = c->tls;
-
-  return t && (!t->handshake_done || t->in_len > 0 ||
-               gnutls_record_check_pending (t->session) > 0);
-}
-
-bool
-tls_handshake_done (const struct conn *c)
-{
-  return c->tls && c->tls->handshake_done;
 }
 
 bool
@@ -487,73 +338,23 @@ tls_active (const struct conn *c)
 }
 
 void
-tls_alloc (struct conn *c, uv_buf_t *buf)
-{
-  struct tls *t = c->tls;
-
-  if (t->in_start && t->in_len == 0)
-    t->in_start = 0;
-  if (t->in_start + t->in_len + CIPHER_READ_BYTES > t->in_cap) {
-    /* Compact, then grow only if still short (t->in is NULL at first). */
-    if (t->in_len)
-      memmove (t->in, t->in + t->in_start, t->in_len);
-    t->in_start = 0;
-    if (t->in_len + CIPHER_READ_BYTES > t->in_cap) {
-      char *n = realloc (t->in, t->in_len + CIPHER_READ_BYTES);
-      if (!n) {
-        *buf = uv_buf_init (NULL, 0); /* libuv reports UV_ENOBUFS */
-        return;
-      }
-      t->in = n;
-      t->in_cap = t->in_len + CIPHER_READ_BYTES;
-    }
-  }
-  *buf = uv_buf_init (t->in + t->in_start + t->in_len,
-                      (unsigned) (t->in_cap - t->in_start - t->in_len));
-}
-
-void
-tls_received (struct conn *c, size_t n)
-{
-  c->tls->in_len += n;
-}
-
-int
-tls_feed (struct conn *c, const void *data, size_t len)
-{
-  uv_buf_t b;
-
-  while (len > 0) {
-    tls_alloc (c, &b);
-    if (!b.base)
-      return -ENOMEM;
-    size_t n = len < b.len ? len : b.len;
-    memcpy (b.base, data, n);
-    tls_received (c, n);
-    data = (const char *) data + n;
-    len -= n;
-  }
-  return 0;
-}
-
-static void
-log_peer (struct conn *c)
+tls_log_peer (struct tls *t)
 {
   const char *user =
-    psk_creds ? gnutls_psk_server_get_username (c->tls->session) : NULL;
-  char *desc = gnutls_session_get_desc (c->tls->session);
+    psk_creds ? gnutls_psk_server_get_username (t->session) : NULL;
+  char *desc = gnutls_session_get_desc (t->session);
 
-  conn_log (c, LOG_LEVEL_INFO, "TLS %s%s%s", desc ? desc : "",
+  conn_log (t->conn, LOG_LEVEL_INFO, "TLS %s%s%s", desc ? desc : "",
             user ? ", PSK user " : "", user ? user : "");
   gnutls_free (desc);
 }
 
 /* A PSK client's identity and what most likely went wrong: GnuTLS says
  * only "An illegal parameter has been received" for a wrong key. */
-static void
-log_handshake_failure (struct conn *c, int r)
+void
+tls_log_handshake_failure (struct tls *t, int r)
 {
-  struct tls *t = c->tls;
+  struct conn *c = t->conn; /* conn_log reads only its id */
 
   if (verify_peer &&
       (r == GNUTLS_E_NO_CERTIFICATE_FOUND ||
@@ -586,92 +387,12 @@ log_handshake_failure (struct conn *c, int r)
               t->psk_identity, gnutls_strerror (r));
 }
 
-ssize_t
-tls_recv (struct conn *c, uint8_t *buf, size_t len)
-{
-  struct tls *t = c->tls;
-  ssize_t n;
-  int r;
-
-  if (!t->handshake_done) {
-    do
-      r = gnutls_handshake (t->session);
-    while (r == GNUTLS_E_INTERRUPTED);
-    if (tls_flush (c, NULL, NULL) < 0)
-      return -1;
-    if (r == GNUTLS_E_AGAIN)
-      return 0;
-    if (r < 0) {
-      log_handshake_failure (c, r);
-      return -1;
-    }
-    t->handshake_done = true;
-    log_peer (c);
-  }
-  if (len == 0)
-    return 0;
-  /* Non-fatal errors (alerts, a renegotiation request) consume records;
-   * a bound keeps a misbehaving peer from holding the loop. */
-  for (unsigned tries = 0; tries < 64; tries++) {
-    n = gnutls_record_recv (t->session, buf, len);
-    if (tls_flush (c, NULL, NULL) < 0)
-      return -1;
-    if (n > 0)
-      return n;
-    if (n == GNUTLS_E_AGAIN)
-      return 0;
-    if (n == 0) {
-      conn_log (c, LOG_LEVEL_INFO, "client ended TLS");
-      return -1;
-    }
-    if (gnutls_error_is_fatal ((int) n)) {
-      conn_log (c, LOG_LEVEL_INFO, "TLS: %s", gnutls_strerror ((int) n));
-      return -1;
-    }
-  }
-  conn_log (c, LOG_LEVEL_INFO, "TLS: too many non-fatal errors; closing");
-  return -1;
-}
-
-int
-tls_write (struct conn *c, uv_write_t *req, const uv_buf_t *bufs, unsigned n,
-           uv_write_cb cb)
-{
-  struct tls *t = c->tls;
-
-  if (!t->handshake_done)
-    return -ENOTCONN;
-  /* Room for all of it at once: each record of at most 16 KiB adds a
-   * header, a tag and padding, well under 256 bytes. */
-  size_t total = 0;
-  for (unsigned i = 0; i < n; i++)
-    total += bufs[i].len;
-  if (reserve (t, total + (total / 16384 + n + 1) * 256) < 0)
-    return -ENOMEM;
-  for (unsigned i = 0; i < n; i++) {
-    size_t off = 0;
-    unsigned retries = 0;
-    while (off < bufs[i].len) {
-      ssize_t s =
-        gnutls_record_send (t->session, bufs[i].base + off, bufs[i].len - off);
-      /* transport_push never blocks: these only ask to call again. */
-      if ((s == GNUTLS_E_INTERRUPTED || s == GNUTLS_E_AGAIN) && ++retries < 16)
-        continue;
-      if (s < 0) {
-        conn_log (c, LOG_LEVEL_INFO, "TLS send: %s", gnutls_strerror ((int) s));
-        return -EIO;
-      }
-      off += (size_t) s;
-    }
-  }
-  return tls_flush (c, req, cb);
-}
-
+/* On the loop, once no job runs (begin_shutdown waits for that). */
 void
 tls_bye (struct conn *c)
 {
-  if (c->tls && c->tls->handshake_done) {
+  if (c->tls && !tls_busy (c) && c->tls->established) {
     gnutls_bye (c->tls->session, GNUTLS_SHUT_WR);
-    tls_flush (c, NULL, NULL);
+    tls_flush (c);
   }
 }
