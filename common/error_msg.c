@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* luks-nbd: thread-local error messages (see error.h). */
+/* luks-nbd: thread-local error messages (see error_msg.h). */
 #include <config.h>
 
 #include <stdarg.h>
