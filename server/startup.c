@@ -31,7 +31,7 @@
 
 struct pending {
   struct export *e;
-  size_t group;        /* the first entry with the same header file */
+  size_t group;        /* the first entry sharing a file with it */
   bool taken;          /* by an unlock thread */
   bool opened, failed; /* by the unlock thread */
   bool settled;        /* by the loop: served or freed */
@@ -103,27 +103,51 @@ unlock_thread (void *arg)
   uv_mutex_unlock (&lock);
 }
 
-/* Entries with the same header file (device and inode, else the same
- * text: a URI) share a group: the index of the first of them. */
+/* Whether two paths name one file (device and inode, else the same text:
+ * a URI). */
+static bool
+same_file (const char *a, const char *b)
+{
+  struct stat sa, sb;
+
+  if (!a || !b)
+    return false;
+  if (strcmp (a, b) == 0)
+    return true;
+  return stat (a, &sa) == 0 && stat (b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+/* Whether two exports use a file in common (header or payload). */
+static bool
+share_a_file (const struct export *x, const struct export *y)
+{
+  const char *fx[] = { x->spec.header, x->spec.payload };
+  const char *fy[] = { y->spec.header, y->spec.payload };
+
+  for (size_t i = 0; i < 2; i++)
+    for (size_t k = 0; k < 2; k++)
+      if (same_file (fx[i], fy[k]))
+        return true;
+  return false;
+}
+
+/* Entries that use a file in common share a group: the index of the first
+ * of them.  One thread opens a group in configuration order, so that
+ * exports naming one header share its key (one KDF), and so that which
+ * export reports a conflict over a file (one export's header given as
+ * another's payload, one payload twice) does not depend on which thread
+ * got there first: the later export in the configuration always does. */
 static void
-group_by_header (void)
+group_by_files (void)
 {
   for (size_t i = 0; i < n_queue; i++) {
-    const char *hi = queue[i].e->spec.header;
-    struct stat si, sj;
-    bool have_i = hi && stat (hi, &si) == 0;
     queue[i].group = i;
-    for (size_t j = 0; hi && j < i; j++) {
-      const char *hj = queue[j].e->spec.header;
-      if (!hj || queue[j].group != j)
-        continue;
-      if (strcmp (hi, hj) == 0 ||
-          (have_i && stat (hj, &sj) == 0 && si.st_dev == sj.st_dev &&
-           si.st_ino == sj.st_ino)) {
-        queue[i].group = j;
+    for (size_t j = 0; j < i; j++)
+      if (share_a_file (queue[i].e, queue[j].e)) {
+        queue[i].group = queue[j].group;
         break;
       }
-    }
   }
 }
 
@@ -198,7 +222,7 @@ startup_unlock (uv_loop_t *loop, void (*done) (size_t failed))
     queue[i].e = exports_get (i);
   n_queue = n;
   exports_detach_all ();
-  group_by_header ();
+  group_by_files ();
   if ((r = uv_mutex_init (&lock)) < 0 ||
       (r = uv_async_init (loop, &async, on_unlocked)) < 0)
     return error_set (r, "start-up unlocks: %s", uv_strerror (r));
