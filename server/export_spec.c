@@ -92,8 +92,9 @@ static const struct spec_key keys[N_KEYS] = {
                      "try only key slot N, 0..31 (default: every slot)" },
   [KEY_READONLY] = { "readonly", "on|off", parse_switch, AT (readonly), 0,
                      "refuse writes (default off)" },
-  [KEY_PAYLOAD_FORMAT] = { "payload-format", "auto|raw|qcow2",
-                           parse_payload_format, AT (spec.payload_format), 0,
+  /* Its value list comes from formats' table (export_keys_usage). */
+  [KEY_PAYLOAD_FORMAT] = { "payload-format", NULL, parse_payload_format,
+                           AT (spec.payload_format), 0,
                            "how the payload is stored (default auto: "
                            "probed)" },
   [KEY_PAYLOAD_BACKING] = { "payload-backing", "on|off", parse_switch,
@@ -138,7 +139,8 @@ export_keys_usage (FILE *f)
   char tag[64];
 
   for (size_t k = 0; k < N_KEYS; k++) {
-    snprintf (tag, sizeof tag, "%s=%s", keys[k].name, keys[k].value);
+    snprintf (tag, sizeof tag, "%s=%s", keys[k].name,
+              keys[k].value ? keys[k].value : node_stack_format_choices ());
     usage_item (f, 4, 28, tag, keys[k].help);
   }
 }
