@@ -322,6 +322,9 @@ may_parse (const struct conn *c)
     return false;
   if (held && total_inflight >= max_inflight_total)
     return false;
+  if (c->unsent_bytes >= CLIENT_BEHIND_BYTES &&
+      c->inflight_bytes >= READ_AHEAD_BYTES)
+    return false; /* the client is behind: no reading further ahead */
   return c->state != CONN_FINISHING && c->inflight < MAX_INFLIGHT_REQUESTS &&
          held < budget;
 }

@@ -29,6 +29,15 @@
  * or over it, only connections with nothing in flight take a request,
  * so the daemon holds at most this plus one request per connection. */
 #define MAX_INFLIGHT_TOTAL_BYTES (1024ULL * 1024 * 1024)
+/* Read-ahead: once a client is behind (CLIENT_BEHIND_BYTES of replies
+ * done on our side wait for its socket, or over TLS for encryption), a
+ * connection parses no new request while it holds READ_AHEAD_BYTES of
+ * request buffers.  A client slower than the disk (TLS decryption, a
+ * slow link) then gets its data at its own pace, instead of the daemon
+ * reading the whole MAX_INFLIGHT_BYTES ahead of it into memory; a client
+ * that keeps up, or a slow payload, keeps the deep queue. */
+#define CLIENT_BEHIND_BYTES (1024 * 1024)
+#define READ_AHEAD_BYTES (4 * 1024 * 1024)
 /* Before transmission only option replies and the TLS handshake are
  * queued: a client that reads them needs far less than this. */
 #define MAX_HANDSHAKE_OUTPUT_BYTES (256 * 1024)
@@ -309,6 +318,8 @@ struct conn {
                             * and trims), until their reply is out */
   uint64_t output_bytes;   /* queued for the socket, owned by no request:
                             * option replies, TLS ciphertext */
+  uint64_t unsent_bytes;   /* replies queued, not yet written or encrypted
+                            * (CLIENT_BEHIND_BYTES) */
   unsigned refs;           /* handle + each request in flight */
   struct queued_reply *replies, **replies_tail; /* reply_queue.c */
   struct conn *next_waiting;                    /* reply_queue.c */

@@ -314,15 +314,15 @@ tls_free (struct conn *c)
   if (!t)
     return;
   if (t->jobs || t->inline_encrypted || t->inline_decrypted)
-    conn_log (c, LOG_LEVEL_INFO,
-              "TLS: %llu jobs in the thread pool encrypted "
-              "%llu bytes and decrypted %llu; the loop, in small batches, "
-              "%llu and %llu",
-              (unsigned long long) t->jobs,
-              (unsigned long long) t->bytes_encrypted,
-              (unsigned long long) t->bytes_decrypted,
-              (unsigned long long) t->inline_encrypted,
-              (unsigned long long) t->inline_decrypted);
+    conn_log (
+      c, LOG_LEVEL_INFO,
+      "TLS: %llu jobs in the thread pool encrypted "
+      "%llu bytes and decrypted %llu; the loop, in small batches, "
+      "%llu and %llu; %llu waits for a full socket",
+      (unsigned long long) t->jobs, (unsigned long long) t->bytes_encrypted,
+      (unsigned long long) t->bytes_decrypted,
+      (unsigned long long) t->inline_encrypted,
+      (unsigned long long) t->inline_decrypted, (unsigned long long) t->stops);
   if (t->session) {
     tls_io_free (t);
     gnutls_deinit (t->session);

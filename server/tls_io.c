@@ -238,6 +238,8 @@ tls_io_free (struct tls *t)
   bufpool_put (t->out, t->out_cap);
 }
 
+static void send_queued (struct conn *c);
+
 struct tls_write {
   uv_write_t w;
   struct conn *c;
@@ -256,6 +258,11 @@ after_tls_write (uv_write_t *w, int status)
   conn_release (&c->output_bytes, tw->held);
   bufpool_put (tw->data, tw->cap);
   free (tw);
+  if (c->tls->blocked && !conn_closed (c) &&
+      uv_stream_get_write_queue_size (&c->h.stream) == 0) {
+    c->tls->blocked = false; /* caught up: encrypt what waits */
+    send_queued (c);
+  }
   conn_wake (c); /* output budget freed: parsing may resume */
 }
 
@@ -456,41 +463,74 @@ job_recv (struct tls *t, struct tls_recv_job *j)
   t->pending = gnutls_record_check_pending (t->session) > 0;
 }
 
-/* Job: len bytes in records of the session's size. */
+/* Job: whether a job that writes straight to the socket found it full
+ * (push kept what the socket did not take, and stopped writing). */
+static bool
+socket_filled (struct tls *t, bool direct)
+{
+  bool filled;
+
+  if (!direct)
+    return false;
+  pthread_mutex_lock (&t->out_lock);
+  filled = t->direct_fd < 0;
+  pthread_mutex_unlock (&t->out_lock);
+  return filled;
+}
+
+/* Job: len bytes in records of the session's size; *sent says how many
+ * went.  With direct, it stops at the first record the socket did not
+ * wholly take: encrypting on would only queue ciphertext (a copy of it,
+ * and memory) faster than the client reads it. */
 static int
-send_all (struct tls *t, const char *p, size_t len)
+send_records (struct tls *t, bool direct, const char *p, size_t len,
+              size_t *sent)
 {
   unsigned retries = 0;
 
-  while (len > 0) {
-    ssize_t s = gnutls_record_send (t->session, p, len);
+  *sent = 0;
+  while (*sent < len) {
+    ssize_t s = gnutls_record_send (t->session, p + *sent, len - *sent);
     /* push never blocks, so these are only requests to call again. */
     if ((s == GNUTLS_E_INTERRUPTED || s == GNUTLS_E_AGAIN) && ++retries < 16)
       continue;
     if (s < 0)
       return (int) s;
-    p += s;
-    len -= (size_t) s;
+    *sent += (size_t) s;
+    if (socket_filled (t, direct))
+      break;
   }
   return 0;
 }
 
-/* Job: every buffer of every reply, in order.  Whole records go from
- * the reply's buffer; the pieces around them (headers, small reads, the
- * ends of large ones) are gathered into full records first. */
+/* Job: every buffer of every reply, in order, from j->from on.  Whole
+ * records go from the reply's buffer; the pieces around them (headers,
+ * small reads, the ends of large ones) are gathered into full records
+ * first.  Writing straight to the socket, the job stops where it fills
+ * up, between records (j->stop); the loop resumes there once the socket
+ * has drained. */
 static void
 job_send (struct tls *t, struct tls_send_job *j)
 {
   char stage[RECORD_BYTES];
-  size_t staged = 0, rec = gnutls_record_get_max_size (t->session);
+  size_t staged = 0, rec = gnutls_record_get_max_size (t->session), sent;
+  bool direct;
   int r = 0;
 
+  pthread_mutex_lock (&t->out_lock);
+  direct = t->direct_fd >= 0;
+  pthread_mutex_unlock (&t->out_lock);
+  j->bytes = 0;
+  j->stop = (struct tls_send_mark){ NULL, 0, 0 };
   if (rec == 0 || rec > sizeof stage)
     rec = sizeof stage;
   for (struct queued_reply *q = j->send; q && r == 0; q = q->next)
-    for (unsigned i = 0; i < q->n && r == 0; i++) {
-      const char *p = q->bufs[i].base;
-      size_t len = q->bufs[i].len;
+    for (unsigned i = q == j->from.q ? j->from.buf : 0; i < q->n && r == 0;
+         i++) {
+      const char *base = q->bufs[i].base;
+      size_t skip = q == j->from.q && i == j->from.buf ? j->from.off : 0;
+      const char *p = base + skip;
+      size_t len = q->bufs[i].len - skip;
       if (staged || len < rec) {
         size_t take = rec - staged < len ? rec - staged : len;
         memcpy (stage + staged, p, take);
@@ -498,22 +538,32 @@ job_send (struct tls *t, struct tls_send_job *j)
         p += take;
         len -= take;
         if (staged == rec) {
-          r = send_all (t, stage, staged);
+          r = send_records (t, false, stage, staged, &sent);
+          j->bytes += staged;
           staged = 0;
         }
       }
-      if (r == 0 && len >= rec) {
-        r = send_all (t, p, len - len % rec);
-        p += len - len % rec;
-        len %= rec;
+      if (r == 0 && len >= rec && !socket_filled (t, direct)) {
+        r = send_records (t, direct, p, len - len % rec, &sent);
+        j->bytes += sent;
+        p += sent;
+        len -= sent;
+      }
+      if (r == 0 && socket_filled (t, direct)) {
+        /* staged is 0 here: each stop follows a whole record */
+        j->stop = (struct tls_send_mark){ q, i, (size_t) (p - base) };
+        j->err = 0;
+        return;
       }
       if (r == 0 && len) {
         memcpy (stage, p, len); /* staged is 0 here */
         staged = len;
       }
     }
-  if (r == 0 && staged)
-    r = send_all (t, stage, staged);
+  if (r == 0 && staged) {
+    r = send_records (t, false, stage, staged, &sent);
+    j->bytes += staged;
+  }
   j->err = r;
 }
 
@@ -564,34 +614,49 @@ send_inline (struct conn *c, struct tls_send_job *j)
 }
 
 /* Starts a send job with the replies waiting (up to JOB_SEND_BYTES),
- * unless one runs (its end does).  Its ciphertext buffer is reserved
- * here, from the pool, so the job rarely allocates.  A reply that cannot
- * be sent closes the connection. */
+ * unless one runs (its end does) or the socket is behind (the write
+ * that catches up does).  A reply that cannot be sent closes the
+ * connection. */
 static void
 send_queued (struct conn *c)
 {
   struct tls *t = c->tls;
   struct tls_send_job *j = &t->send_job;
   struct queued_reply *q = t->send, *last = NULL;
-  size_t bytes = 0, nbufs = 0;
+  size_t bytes = 0, nbufs = 0, skip = 0;
+  bool inline_job;
   uv_os_fd_t fd;
   int r;
 
-  if (t->sending || !t->established || !t->send)
+  if (t->sending || t->blocked || !t->established || !t->send)
     return;
-  while (q && bytes < JOB_SEND_BYTES) {
+  if (t->resume.q == q) { /* part of the head reply went out already */
+    for (unsigned i = 0; i < t->resume.buf; i++)
+      skip += q->bufs[i].len;
+    skip += t->resume.off;
+  }
+  while (q && bytes < JOB_SEND_BYTES + skip) {
     for (unsigned i = 0; i < q->n; i++)
       bytes += q->bufs[i].len;
     nbufs += q->n;
     last = q;
     q = q->next;
   }
-  *j = (struct tls_send_job){ .send = t->send, .bytes = bytes };
+  bytes -= skip;
+  inline_job = bytes <= INLINE_BYTES && !q;
+  if (!inline_job && uv_stream_get_write_queue_size (&c->h.stream) > 0) {
+    /* The socket is behind: after_tls_write starts the job once it has
+     * caught up, so that it writes straight to the socket. */
+    t->blocked = true;
+    return;
+  }
+  *j = (struct tls_send_job){ .send = t->send, .from = t->resume };
+  t->resume = (struct tls_send_mark){ NULL, 0, 0 };
   t->send = last->next;
   last->next = NULL;
   if (!t->send)
     t->send_tail = &t->send;
-  if (bytes <= INLINE_BYTES && !t->send) {
+  if (inline_job) {
     send_inline (c, j);
     return;
   }
@@ -599,18 +664,21 @@ send_queued (struct conn *c)
    * to this socket until the job is done): the job may write straight to
    * the socket, through a descriptor of its own, which a close of the
    * connection meanwhile cannot hand to another client.  Otherwise its
-   * ciphertext buffer is reserved here, from the pool (each record adds
-   * a header, a tag and padding, well under 256 bytes). */
+   * ciphertext buffer is reserved for all of it (each record adds a
+   * header, a tag and padding, well under 256 bytes). */
   pthread_mutex_lock (&t->out_lock);
   j->fd = -1;
-  if (t->out_len == 0 && uv_stream_get_write_queue_size (&c->h.stream) == 0 &&
-      uv_fileno ((uv_handle_t *) &c->h, &fd) == 0)
+  if (t->out_len == 0 && uv_fileno ((uv_handle_t *) &c->h, &fd) == 0)
     j->fd = fcntl (fd, F_DUPFD_CLOEXEC, 0);
   t->direct_fd = j->fd;
   t->direct_bytes = 0;
-  r = j->fd >= 0
-        ? 0
-        : grow_out (t, bytes + (bytes / RECORD_BYTES + nbufs + 2) * 256, true);
+  /* Direct, the job buffers at most the record the socket did not take
+   * all of (then it stops); from the pool here, as workers cannot take
+   * from it, so that the buffer comes back to be used again. */
+  r = grow_out (t,
+                j->fd >= 0 ? RECORD_BYTES + 256
+                           : bytes + (bytes / RECORD_BYTES + nbufs + 2) * 256,
+                true);
   pthread_mutex_unlock (&t->out_lock);
   if (r == 0) {
     j->work.data = t;
@@ -629,6 +697,28 @@ send_queued (struct conn *c)
   }
   t->sending = true;
   conn_ref (c); /* the session lives until the job is done */
+}
+
+/* Loop: the job stopped at a full socket; the replies from where it
+ * stopped go back to the head of the queue, to be resumed there once
+ * the socket has drained (after_tls_write). */
+static void
+requeue_unsent (struct tls *t, struct tls_send_job *j)
+{
+  struct queued_reply **cut = &j->send, *last = j->stop.q;
+
+  while (*cut != j->stop.q)
+    cut = &(*cut)->next;
+  *cut = NULL; /* j->send: the replies wholly sent */
+  while (last->next)
+    last = last->next;
+  last->next = t->send;
+  if (!t->send)
+    t->send_tail = &last->next;
+  t->send = j->stop.q;
+  t->resume = j->stop;
+  t->blocked = true;
+  t->stops++;
 }
 
 /* Loop: the ciphertext goes out, then the replies are done (their
@@ -653,6 +743,8 @@ send_done (uv_work_t *w, int status)
   pthread_mutex_unlock (&t->out_lock);
   if (j->fd >= 0)
     close (j->fd);
+  if (j->stop.q && !conn_closed (c))
+    requeue_unsent (t, j);
   if (j->err == GNUTLS_E_PUSH_ERROR && t->push_errno)
     conn_log (c, LOG_LEVEL_INFO, "the client went away: %s",
               strerror (t->push_errno));
@@ -823,5 +915,7 @@ tls_drop_queued (struct conn *c, int status)
   q = t->send;
   t->send = NULL;
   t->send_tail = &t->send;
+  t->resume = (struct tls_send_mark){ NULL, 0, 0 };
+  t->blocked = false;
   complete (q, status);
 }

@@ -39,13 +39,23 @@ struct tls_recv_job {
 };
 #define TLS_JOB_EOF 1 /* the client sent close_notify */
 
-/* The send job: replies encrypted in order. */
+/* Where encrypting stopped: the first reply not wholly encrypted, and
+ * how far into it (buffer, offset).  Its buffers up to there are sent. */
+struct tls_send_mark {
+  struct queued_reply *q;
+  unsigned buf;
+  size_t off;
+};
+
+/* The send job: replies encrypted in order, from `from` on. */
 struct tls_send_job {
   uv_work_t work;
   struct queued_reply *send; /* set by the loop */
-  size_t bytes;
-  int fd;  /* the socket, dup'd for the job to write to, or -1 */
-  int err; /* 0 or a GnuTLS error */
+  struct tls_send_mark from; /* set by the loop: where send resumes */
+  size_t bytes;              /* plaintext the job encrypted */
+  int fd;                    /* the socket, dup'd for the job, or -1 */
+  int err;                   /* 0 or a GnuTLS error */
+  struct tls_send_mark stop; /* stop.q: the socket filled up there */
 };
 
 struct tls {
@@ -68,10 +78,16 @@ struct tls {
   size_t direct_bytes; /* out_lock: what it wrote there */
   int push_errno;      /* out_lock: why a send to the socket failed */
   struct queued_reply *send, **send_tail; /* loop: waiting for a job */
+  struct tls_send_mark resume; /* loop: send's head is encrypted to here */
+  /* Loop: a job stopped at a full socket; the next one starts when
+   * libuv's queue has drained (after_tls_write), so ciphertext is never
+   * made faster than the client takes it. */
+  bool blocked;
   struct tls_recv_job recv_job;
   struct tls_send_job send_job;
   /* Loop: what the jobs did, for the -v line at the end. */
   uint64_t jobs, bytes_encrypted, bytes_decrypted;
+  uint64_t stops; /* send jobs that stopped at a full socket */
   uint64_t inline_encrypted, inline_decrypted; /* small work, on the loop */
   char psk_identity[64]; /* receive job: the username a PSK client sent */
   bool psk_unknown;      /* ... and not in --tls-psk's file */

@@ -194,6 +194,8 @@ request_free (struct request *r)
 
   assert (c->inflight > 0);
   c->inflight--;
+  assert (r->unsent <= c->unsent_bytes);
+  c->unsent_bytes -= r->unsent;
   conn_release (&c->inflight_bytes, r->charged);
   bufpool_put (r->buf, r->count);
   free (r->status);
@@ -355,6 +357,8 @@ send_reply (struct request *r)
   }
   r->out.n = n;
   r->out.done = after_reply;
+  r->unsent = bufs[0].len + (n > 1 ? bufs[1].len : 0);
+  c->unsent_bytes += r->unsent; /* the read-ahead gate (may_parse) */
   if (reply_queue_push (c, &r->out) < 0) {
     conn_log (c, LOG_LEVEL_ERROR, "%s", error_message ());
     conn_close (c);

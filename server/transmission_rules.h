@@ -41,6 +41,7 @@ struct request {
   unsigned parts_left;     /* loop thread only */
   uint64_t next;           /* loop: where the next step starts */
   struct queued_reply out; /* loop: the reply, batched */
+  uint64_t unsent;         /* its bytes, in c->unsent_bytes until done */
   struct conn *conn;
   struct node *node;
   struct export *exp; /* its gate and active flag (workers read them) */

@@ -74,7 +74,7 @@ need_qemu () {
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/luks-nbd-test.XXXXXX")
 cleanup_hooks=""
-cleanup () { eval "$cleanup_hooks"; rm -rf "$TMP"; }
+cleanup () { eval "$cleanup_hooks"; [ -n "${KEEP_TMP:-}" ] || rm -rf "$TMP"; }
 trap cleanup EXIT
 
 # make_plaintext FILE SIZE: random bytes after a first 4 KiB of zeros, as
@@ -118,6 +118,23 @@ split_detached () {
 # A bound on every run, so a hang fails the test instead of stalling CI.
 # $LUKS_NBD_WRAPPER (e.g. valgrind with its options) runs it under a checker.
 luks_nbd () { timeout --kill-after=10 600 ${LUKS_NBD_WRAPPER:-} "$top_builddir/server/luks-nbd" "$@"; }
+# make_test_pki DIR: a CA (DIR/ca-cert.pem) and a server certificate for
+# localhost signed by it, in DIR/server as --tls-certs wants them (the CA
+# too), and DIR/client with the CA for a client to trust.
+make_test_pki () {
+  local d=$1
+  mkdir -p "$d/server" "$d/client"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=luks-nbd test CA" \
+    -keyout "$d/ca-key.pem" -out "$d/ca-cert.pem" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null || return 1
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$d/server/server-key.pem" \
+    -out "$d/server.csr" 2>/dev/null || return 1
+  printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost\n' > "$d/server.ext"
+  openssl x509 -req -days 2 -in "$d/server.csr" -CA "$d/ca-cert.pem" -CAkey "$d/ca-key.pem" \
+    -CAcreateserial -extfile "$d/server.ext" -out "$d/server/server-cert.pem" 2>/dev/null || return 1
+  cp "$d/ca-cert.pem" "$d/server/"
+  cp "$d/ca-cert.pem" "$d/client/"
+}
 
 # make_luks2_volume NAME SIZE ARGS...: $TMP/NAME.plain, .payload (ciphertext
 # made by cryptsetup in user space), .hdr (detached header), .key.

@@ -10,18 +10,7 @@ need cryptsetup openssl python3
 python3 -c 'import nbd' 2>/dev/null || { echo "1..0 # SKIP python3-libnbd is not installed"; exit 0; }
 
 pki=$TMP/pki
-mkdir -p "$pki/server" "$pki/client"
-ossl () { openssl "$@" 2>/dev/null; }
-ossl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=luks-nbd test CA" \
-  -keyout "$pki/ca-key.pem" -out "$pki/ca-cert.pem" \
-  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
-ossl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$pki/server/server-key.pem" \
-  -out "$pki/server.csr"
-printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost\n' > "$pki/server.ext"
-ossl x509 -req -days 2 -in "$pki/server.csr" -CA "$pki/ca-cert.pem" -CAkey "$pki/ca-key.pem" \
-  -CAcreateserial -extfile "$pki/server.ext" -out "$pki/server/server-cert.pem"
-cp "$pki/ca-cert.pem" "$pki/server/"
-cp "$pki/ca-cert.pem" "$pki/client/"
+make_test_pki "$pki"
 check "openssl made a server certificate" test -s "$pki/server/server-cert.pem"
 
 make_luks2_volume v 64M --sector-size 4096
