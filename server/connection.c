@@ -38,14 +38,18 @@ conn_set_inflight_total (uint64_t bytes)
   max_inflight_total = bytes;
 }
 
-/* A connection's counters cannot wrap: the gate takes a request only while
- * the connection holds under its budget, and one request holds less than
- * the export's size (< 2^63).  (The daemon-wide sum is not asserted: with
- * exports of exabytes, three whole-export zeroes could wrap it.) */
+/* Neither a connection's counters nor the daemon-wide sum can wrap: the
+ * gate takes a request only while the connection holds under its
+ * budget, and one request holds at most MAX_INFLIGHT_BYTES (a buffer is
+ * at most MAX_REQUEST_BYTES; transmission.c's charge caps the ranges of
+ * zeroes and trims), so a connection holds under twice its budget and
+ * the daemon under that times its connections.  Asserted: a wrap would
+ * silently lift every budget. */
 void
 conn_hold (uint64_t *counter, uint64_t n)
 {
   assert (n <= UINT64_MAX - *counter);
+  assert (n <= UINT64_MAX - total_inflight);
   *counter += n;
   total_inflight += n;
 }
@@ -59,6 +63,7 @@ conn_release (uint64_t *counter, uint64_t n)
   bool was_over = total_inflight >= max_inflight_total;
 
   assert (n <= *counter); /* released more than was held */
+  assert (n <= total_inflight);
   *counter -= n;
   total_inflight -= n;
   if (was_over && total_inflight < max_inflight_total)

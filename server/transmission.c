@@ -511,14 +511,22 @@ request_split (struct request *r, uint64_t offset, uint64_t count)
  * yet one of 4 GiB encrypts and writes 4 GiB (or walks as many qcow2
  * entries): counted, one client's zeroes run one budget's worth at a
  * time instead of queueing hundreds of GiB of work ahead of every other
- * client's requests. */
+ * client's requests.  Their charge stops at the whole budget: one such
+ * request fills it alone, so the gate takes nothing more from its
+ * connection until it ends, just as its whole range would.  Uncapped,
+ * a range may be the whole export (extended headers: up to 2^63 - 1),
+ * and three of them on three connections would wrap the daemon-wide sum
+ * (conn_hold asserts it never does). */
 static void
 charge (struct conn *c, struct request *r)
 {
-  if (r->buf || r->type == NBD_CMD_WRITE_ZEROES || r->type == NBD_CMD_TRIM) {
+  if (r->buf)
     r->charged = r->count;
-    conn_hold (&c->inflight_bytes, r->charged);
-  }
+  else if (r->type == NBD_CMD_WRITE_ZEROES || r->type == NBD_CMD_TRIM)
+    r->charged = r->count < MAX_INFLIGHT_BYTES ? r->count : MAX_INFLIGHT_BYTES;
+  else
+    return;
+  conn_hold (&c->inflight_bytes, r->charged);
 }
 
 /* The work bounds of CACHE and BLOCK_STATUS (see MAX_CACHE_BYTES), set

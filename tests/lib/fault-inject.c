@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* LD_PRELOAD shim for fault tests: makes pread, pwrite or fdatasync on
- * one file fail with a chosen errno while a trigger file exists, so a
- * test turns faults on and off without timing.
- *   FAULT_PATH=/abs/file FAULT_OP=pread|pwrite|fdatasync
+/* LD_PRELOAD shim for fault tests: makes pread, pwrite, fdatasync or
+ * ftruncate on one file fail with a chosen errno while a trigger file
+ * exists, so a test turns faults on and off without timing.
+ *   FAULT_PATH=/abs/file FAULT_OP=pread|pwrite|fdatasync|ftruncate
  *   FAULT_ERRNO=EIO|ENOSPC FAULT_TRIGGER=/abs/trigger-file
+ * With FAULT_HOLD=/abs/hold-file, that call first waits while the hold
+ * file exists (see hold), so a test acts while it is in progress.
  * With FAULT_RECORD=/abs/log it also records the pwrite and fdatasync
  * calls on FAULT_PATH, start and end, in the format of nbdkit's log filter
  * ("Write id=N offset=0x.. count=0x.. fua=0 ...", "Flush id=N ..."), so
@@ -96,6 +98,30 @@ should_fail (int fd, const char *op)
   return 1;
 }
 
+/* The call FAULT_OP names on FAULT_PATH, with FAULT_HOLD set: creates
+ * FAULT_HOLD.held (the test's sign that the call has begun), then waits
+ * while FAULT_HOLD exists, at most 60 s.  Removing the file lets it go.
+ * Keeps errno. */
+static void
+hold (int fd, const char *op)
+{
+  const char *gate = getenv ("FAULT_HOLD");
+  const char *want = getenv ("FAULT_OP");
+  char held[PATH_MAX];
+  int saved = errno, h;
+
+  if (!gate || !want || strcmp (want, op) != 0 || !is_target (fd))
+    return;
+  snprintf (held, sizeof held, "%s.held", gate);
+  h = open (held, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (h < 0)
+    abort (); /* the test would wait for it in vain */
+  close (h);
+  for (int i = 0; i < 6000 && access (gate, F_OK) == 0; i++)
+    usleep (10000);
+  errno = saved;
+}
+
 ssize_t
 pread (int fd, void *buf, size_t count, off_t offset)
 {
@@ -149,4 +175,17 @@ fdatasync (int fd)
   int r = real (fd);
   record_end (id, "Flush", r < 0);
   return r;
+}
+
+/* export-resize's file_resize. */
+int
+ftruncate (int fd, off_t length)
+{
+  static int (*real) (int, off_t);
+  if (!real)
+    real = (int (*) (int, off_t)) dlsym (RTLD_NEXT, "ftruncate");
+  hold (fd, "ftruncate");
+  if (should_fail (fd, "ftruncate"))
+    return -1;
+  return real (fd, length);
 }

@@ -22,72 +22,27 @@ import struct
 import sys
 import time
 
-from nbdtest import (go, option, option_reply, peak_rss_mib, raw_connect,
-                     recv_exact, report, server_closed, wait_settled)
+from nbdtest import (EXT_REPLY, OPT_EXTENDED, REP_ACK, error_of, ext_reply,
+                     ext_req, extended, go, option, option_reply,
+                     peak_rss_mib, raw_connect, recv_exact, report,
+                     server_closed, set_meta, wait_settled)
 
 sock_path, mode, args = sys.argv[1], sys.argv[2], sys.argv[3:]
 GIB = 1 << 30
 OPT_EXPORT_NAME, OPT_STARTTLS, OPT_STRUCTURED = 1, 5, 8
-OPT_SET_META, OPT_EXTENDED = 10, 11
-REP_ACK, REP_META = 1, 4
 REP_ERR_INVALID, REP_ERR_EXT_HEADER_REQD = 0x80000003, 0x8000000A
 CMD_READ, CMD_WRITE, CMD_FLUSH, CMD_TRIM, CMD_CACHE = 0, 1, 3, 4, 5
 CMD_ZEROES, CMD_STATUS = 6, 7
 FLAG_FUA, FLAG_REQ_ONE, FLAG_PAYLOAD_LEN = 1, 8, 0x20
-COMPACT_MAGIC, EXT_MAGIC = 0x25609513, 0x21E41C71
-SIMPLE_REPLY, EXT_REPLY = 0x67446698, 0x6E8A278C
-TYPE_NONE, TYPE_DATA, TYPE_STATUS_EXT, TYPE_ERROR = 0, 1, 6, 0x8001
+COMPACT_MAGIC = 0x25609513
+SIMPLE_REPLY = 0x67446698
+TYPE_DATA, TYPE_STATUS_EXT = 1, 6
 EINVAL, EOVERFLOW, ENOSPC = 22, 75, 28
-
-
-def ext_req(typ, offset, length, flags=0, cookie=1, data=b""):
-    return struct.pack(">IHHQQQ", EXT_MAGIC, flags, typ, cookie, offset,
-                       length) + data
 
 
 def compact_req(typ, offset, length, flags=0, cookie=1):
     return struct.pack(">IHHQQI", COMPACT_MAGIC, flags, typ, cookie, offset,
                        length)
-
-
-def ext_reply(s):
-    """One extended reply chunk: (magic, flags, type, cookie, offset,
-    payload)."""
-    magic, flags, typ, cookie, off, ln = struct.unpack(">IHHQQQ",
-                                                       recv_exact(s, 32))
-    if magic != EXT_REPLY or ln > 64 << 20:
-        return magic, flags, typ, cookie, off, b""
-    return magic, flags, typ, cookie, off, recv_exact(s, ln)
-
-
-def error_of(chunk):
-    """The NBD error of a final chunk: 0 for NONE, the error of an ERROR
-    chunk, -1 for anything else."""
-    magic, flags, typ, _, _, payload = chunk
-    if magic != EXT_REPLY or not flags & 1:
-        return -1
-    if typ == TYPE_NONE and payload == b"":
-        return 0
-    if typ == TYPE_ERROR and len(payload) >= 6:
-        return struct.unpack(">I", payload[:4])[0]
-    return -1
-
-
-def set_meta(s, name):
-    nm = name.encode()
-    option(s, OPT_SET_META, struct.pack(">I", len(nm)) + nm +
-           struct.pack(">II", 1, 15) + b"base:allocation")
-    first = option_reply(s)[0]
-    return first == REP_META and option_reply(s)[0] == REP_ACK
-
-
-def extended(s, name="v"):
-    """Negotiates extended headers and base:allocation, then GO."""
-    option(s, OPT_EXTENDED)
-    assert option_reply(s)[0] == REP_ACK
-    assert set_meta(s, name)
-    assert go(s, name) == REP_ACK
-    return s
 
 
 def command(s, *a, **k):

@@ -84,6 +84,58 @@ def server_closed(s, seconds=10):
         return False
 
 
+# --- extended headers (NBD_OPT_EXTENDED_HEADERS), from a raw client -------
+OPT_SET_META, OPT_EXTENDED = 10, 11
+REP_ACK, REP_META = 1, 4
+EXT_MAGIC, EXT_REPLY = 0x21E41C71, 0x6E8A278C
+TYPE_NONE, TYPE_ERROR = 0, 0x8001
+
+
+def ext_req(typ, offset, length, flags=0, cookie=1, data=b""):
+    return struct.pack(">IHHQQQ", EXT_MAGIC, flags, typ, cookie, offset,
+                       length) + data
+
+
+def ext_reply(s):
+    """One extended reply chunk: (magic, flags, type, cookie, offset,
+    payload)."""
+    magic, flags, typ, cookie, off, ln = struct.unpack(">IHHQQQ",
+                                                       recv_exact(s, 32))
+    if magic != EXT_REPLY or ln > 64 << 20:
+        return magic, flags, typ, cookie, off, b""
+    return magic, flags, typ, cookie, off, recv_exact(s, ln)
+
+
+def error_of(chunk):
+    """The NBD error of a final chunk: 0 for NONE, the error of an ERROR
+    chunk, -1 for anything else."""
+    magic, flags, typ, _, _, payload = chunk
+    if magic != EXT_REPLY or not flags & 1:
+        return -1
+    if typ == TYPE_NONE and payload == b"":
+        return 0
+    if typ == TYPE_ERROR and len(payload) >= 6:
+        return struct.unpack(">I", payload[:4])[0]
+    return -1
+
+
+def set_meta(s, name):
+    nm = name.encode()
+    option(s, OPT_SET_META, struct.pack(">I", len(nm)) + nm +
+           struct.pack(">II", 1, 15) + b"base:allocation")
+    first = option_reply(s)[0]
+    return first == REP_META and option_reply(s)[0] == REP_ACK
+
+
+def extended(s, name="v"):
+    """Negotiates extended headers and base:allocation, then GO."""
+    option(s, OPT_EXTENDED)
+    assert option_reply(s)[0] == REP_ACK
+    assert set_meta(s, name)
+    assert go(s, name) == REP_ACK
+    return s
+
+
 def cpu_ticks(pid):
     """utime + stime of process `pid`, in clock ticks."""
     with open(f"/proc/{pid}/stat") as f:

@@ -23,13 +23,13 @@ groff -man -Tascii -P-cbou -rLL=250n "$page" > "$TMP/page.txt" 2> /dev/null
 check "the man page, --help and ctl --help were produced" \
   test -s "$TMP/page.txt" -a -s "$TMP/help.txt" -a -s "$TMP/ctl-help.txt"
 
-python3 - "$TMP/page.txt" "$TMP/help.txt" "$top_srcdir/server/main.c" \
+python3 - "$TMP/page.txt" "$TMP/help.txt" "$top_srcdir/server/options.c" \
   "$top_srcdir/README.md" "$TMP/ctl-help.txt" > "$TMP/checks.out" 2>&1 <<'EOF'
 import re, sys
 
 page = open(sys.argv[1]).read().splitlines()
 help_text = open(sys.argv[2]).read().splitlines()
-main_c = open(sys.argv[3]).read()
+options_c = open(sys.argv[3]).read()
 readme = open(sys.argv[4]).read()
 ctl_help = open(sys.argv[5]).read().splitlines()
 
@@ -82,9 +82,9 @@ for opt in help_options:
            "OPTIONS has an item for %s" % opt)
 
 # Every long option the daemon parses (aliases too) is documented.
-for opt in re.findall(r'\{ "([a-z][a-z-]*)", (?:required|no)_argument', main_c):
+for opt in re.findall(r'\{ "([a-z][a-z-]*)", (?:required|no)_argument', options_c):
     report(any(indent(l) == opt_level and has_token(l, "--" + opt) for l in options),
-           "OPTIONS documents --%s (main.c's long_options)" % opt)
+           "OPTIONS documents --%s (options.c's long_options)" % opt)
 
 # Export keys: an item indented under --export, before the next option.
 export_at = next(i for i, l in enumerate(options)
