@@ -22,9 +22,12 @@
 #include "server/tls_session.h"
 
 #define CIPHER_READ_BYTES (64 * 1024)
-/* Replies one job encrypts at most: enough to amortise the hand-off,
- * small enough that their ciphertext soon goes out. */
-#define JOB_SEND_BYTES (256 * 1024)
+/* Replies one job encrypts at most: enough to amortise the hand-off
+ * (a job also stops at a full socket, so no ciphertext piles up); the
+ * replies' buffers go back when the job ends.  1 MiB against 256 KiB:
+ * TLS nbdcopy 955 against 903 MiB/s (medians of 5), peak RSS 29-32 MiB
+ * either way. */
+#define JOB_SEND_BYTES (1024 * 1024)
 /* Small buffers (reply headers, 4 KiB reads) are gathered into full
  * records: one record per 16-byte header doubled the records (and
  * their tags) of a 4 KiB random read. */
