@@ -307,10 +307,14 @@ tls_flush (struct conn *c)
   return 0;
 }
 
+/* A job runs, or replies wait to be encrypted (a job stopped at a full
+ * socket): shutdown's close_notify must come after them. */
 bool
 tls_busy (const struct conn *c)
 {
-  return c->tls && (c->tls->receiving || c->tls->sending);
+  const struct tls *t = c->tls;
+
+  return t && (t->receiving || t->sending || (t->established && t->send));
 }
 
 bool
@@ -553,8 +557,12 @@ job_send (struct tls *t, struct tls_send_job *j)
         len -= sent;
       }
       if (r == 0 && socket_filled (t, direct)) {
-        /* staged is 0 here: each stop follows a whole record */
-        j->stop = (struct tls_send_mark){ q, i, (size_t) (p - base) };
+        /* staged is 0 here: each stop follows a whole record.  A reply
+         * sent to its end is done: the mark moves to the next one (none:
+         * nothing is left, and send_queued sees the socket behind). */
+        bool whole = len == 0 && i + 1 == q->n;
+        j->stop = whole ? (struct tls_send_mark){ q->next, 0, 0 }
+                        : (struct tls_send_mark){ q, i, (size_t) (p - base) };
         j->err = 0;
         return;
       }
