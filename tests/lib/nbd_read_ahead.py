@@ -9,12 +9,11 @@ reply is queued).
 argv: SOCKET CONTROL PLAINTEXT [CA_CERT (then STARTTLS first)]
 Prints PASS/FAIL lines that the calling script numbers."""
 import select
-import ssl
 import struct
 import sys
 
-from nbdtest import (NBD_REQUEST_MAGIC, control_call, go, option,
-                     option_reply, raw_connect, recv_exact, report)
+from nbdtest import (NBD_REQUEST_MAGIC, control_call, go, raw_connect,
+                     recv_exact, report, starttls)
 
 sock_path, control, plain_path = sys.argv[1:4]
 ca_cert = sys.argv[4] if len(sys.argv) > 4 else None
@@ -31,11 +30,7 @@ def taken():
 
 s = raw_connect(sock_path)
 if ca_cert:
-    option(s, 5)  # STARTTLS
-    assert option_reply(s)[0] == 1
-    ctx = ssl.create_default_context(cafile=ca_cert)
-    ctx.check_hostname = False
-    s = ctx.wrap_socket(s)
+    s = starttls(s, ca_cert)
 assert go(s) == 1
 
 base = taken()

@@ -9,13 +9,11 @@ argv: SOCKET PLAINTEXT LIMIT_MIB [CA_CERT (then STARTTLS first)
       [COUNT LENGTH_MIB (then each request in its own TLS record)]]
 Prints PASS/FAIL lines that the calling script numbers."""
 import os
-import ssl
 import struct
 import sys
 
-from nbdtest import (NBD_REQUEST_MAGIC, go, option, option_reply,
-                     peak_rss_mib, raw_connect, recv_exact, report,
-                     wait_settled)
+from nbdtest import (NBD_REQUEST_MAGIC, go, peak_rss_mib, raw_connect,
+                     recv_exact, report, starttls, wait_settled)
 
 sock_path, plain_path, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ca_cert = sys.argv[4] if len(sys.argv) > 4 else None
@@ -30,11 +28,7 @@ what = "TLS, a record per request" if records else "TLS" if ca_cert else "plain"
 
 s = raw_connect(sock_path)
 if ca_cert:
-    option(s, 5)  # STARTTLS
-    assert option_reply(s)[0] == 1
-    ctx = ssl.create_default_context(cafile=ca_cert)
-    ctx.check_hostname = False
-    s = ctx.wrap_socket(s)
+    s = starttls(s, ca_cert)
 typ = go(s)
 assert typ == 1, f"GO: reply type {typ}"
 

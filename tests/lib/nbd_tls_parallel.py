@@ -20,15 +20,14 @@ Prints PASS/FAIL lines that the calling script numbers."""
 import os
 import random
 import signal
-import ssl
 import struct
 import sys
 import threading
 import time
 
 import nbd
-from nbdtest import (NBD_REQUEST_MAGIC, go, option, option_reply,
-                     raw_connect, recv_exact, report)
+from nbdtest import (NBD_REQUEST_MAGIC, go, raw_connect, recv_exact, report,
+                     starttls)
 
 sock_path, plain_path, cert_dir, out_path = sys.argv[1:5]
 pid = os.getppid()
@@ -100,12 +99,7 @@ report(not failures,
 
 # 2. Clients that vanish mid-transfer.
 def raw_tls():
-    s = raw_connect(sock_path)
-    option(s, 5)  # STARTTLS
-    assert option_reply(s)[0] == 1
-    ctx = ssl.create_default_context(cafile=os.path.join(cert_dir, "ca-cert.pem"))
-    ctx.check_hostname = False
-    s = ctx.wrap_socket(s)
+    s = starttls(raw_connect(sock_path), os.path.join(cert_dir, "ca-cert.pem"))
     assert go(s) == 1
     return s
 

@@ -5,6 +5,7 @@ import errno
 import json
 import select
 import socket
+import ssl
 import struct
 
 import nbd
@@ -59,6 +60,16 @@ def option_reply(s):
     """Returns (reply type, data) of one option reply."""
     _, _, typ, ln = struct.unpack(">QIII", recv_exact(s, 20))
     return typ, recv_exact(s, ln)
+
+
+def starttls(s, ca_cert):
+    """NBD_OPT_STARTTLS on raw socket s, then the TLS handshake trusting
+    CA_CERT (a file); returns the TLS socket."""
+    option(s, 5)
+    assert option_reply(s)[0] == 1, "STARTTLS refused"
+    ctx = ssl.create_default_context(cafile=ca_cert)
+    ctx.check_hostname = False
+    return ctx.wrap_socket(s)
 
 
 def go(s, name="v"):
