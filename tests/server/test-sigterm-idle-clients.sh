@@ -40,9 +40,8 @@ tap_report "$TMP/nonreader.out" 1 "the nonreader case"
 # read): it is making progress, so it gets every reply, though its queue
 # grows between the 1 s drain ticks.
 # check-plaintext=off and payload-format=raw: the 32 sample reads and the
-# format probe would take 50 s here, while the
-# client, connected at once, may wait in NBD_OPT_GO only one handshake
-# timeout (1 s) for the export to be ready.
+# format probe would take 50 s here before READY=1 (the client connects
+# after it: nbd_idle_at_sigterm.py listens on NOTIFY_SOCKET).
 nbdkit -U "$TMP/r.sock" -P "$TMP/r.pid" --filter=delay file "$TMP/v.payload" delay-read=1500ms
 cleanup_hooks="kill \$(cat $TMP/r.pid) 2>/dev/null; $cleanup_hooks"
 rm -f "$S"
