@@ -11,6 +11,7 @@ slowreader (4 reads of 1 MiB sent just before SIGTERM, their replies
 read slowly, at 640 KiB/s: every one must arrive whole before the
 daemon exits, however long its requests take to finish).
 Prints PASS/FAIL lines that the calling script numbers."""
+import atexit
 import os
 import select
 import socket
@@ -39,6 +40,8 @@ notify_path = os.path.join(notify_dir, "notify")
 notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 notify.bind(notify_path)
 daemon = subprocess.Popen(cmd, env=dict(os.environ, NOTIFY_SOCKET=notify_path))
+# A failed assertion must not leave the daemon serving after this script.
+atexit.register(lambda: daemon.poll() is None and daemon.kill())
 ready = False
 end = time.monotonic() + 120
 while not ready and daemon.poll() is None and time.monotonic() < end:
