@@ -127,7 +127,7 @@ push (gnutls_transport_ptr_t ptr, const void *data, size_t len)
   return (ssize_t) len;
 fail:
   pthread_mutex_unlock (&t->out_lock);
-  gnutls_transport_set_errno (t->session, err);
+  errno = err; /* this thread's, not the session's: see pull */
   return -1;
 }
 
@@ -161,7 +161,13 @@ pull (gnutls_transport_ptr_t ptr, void *data, size_t len)
   }
   if (t->rec_left == 0) {
     pthread_mutex_unlock (&t->in_lock);
-    gnutls_transport_set_errno (t->session, EAGAIN);
+    /* errno, never gnutls_transport_set_errno: that stores it in the
+     * session, which GnuTLS clears before every push and pull, so a
+     * sender in another thread could wipe our EAGAIN before GnuTLS read
+     * it, and the receive job failed with "Error in the pull function"
+     * (seen with TLS writes and replies encrypted on the loop).  With
+     * no session errno GnuTLS reads this thread's errno. */
+    errno = EAGAIN;
     return -1;
   }
   if (len > t->rec_left)
