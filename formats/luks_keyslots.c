@@ -32,44 +32,41 @@ struct hdr_file {
   struct luks_header *hdr;
 };
 
+/* All count bytes at offset, read or written (EINTR retried): one loop
+ * for both directions. */
 static int
-hf_read (void *opaque, void *buf, size_t count, uint64_t offset)
+hf_io (struct hdr_file *h, bool write, void *buf, size_t count, uint64_t offset)
 {
-  struct hdr_file *h = opaque;
-
   for (size_t done = 0; done < count;) {
-    ssize_t n =
-      pread (h->fd, (char *) buf + done, count - done, (off_t) (offset + done));
+    char *p = (char *) buf + done;
+    off_t at = (off_t) (offset + done);
+    ssize_t n = write ? pwrite (h->fd, p, count - done, at)
+                      : pread (h->fd, p, count - done, at);
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0)
-      return error_set (n < 0 ? -errno : -EIO,
-                        "%s: reading %zu bytes at %llu: %s", h->path, count,
+      return error_set (n < 0 ? -errno : -EIO, "%s: %s %zu bytes at %llu: %s",
+                        h->path, write ? "writing" : "reading", count,
                         (unsigned long long) offset,
-                        n < 0 ? strerror (errno) : "end of file");
+                        n < 0   ? strerror (errno)
+                        : write ? "no progress"
+                                : "end of file");
     done += (size_t) n;
   }
   return 0;
 }
 
 static int
+hf_read (void *opaque, void *buf, size_t count, uint64_t offset)
+{
+  return hf_io (opaque, false, buf, count, offset);
+}
+
+/* pwrite only reads buf: the cast lets one loop serve both directions. */
+static int
 hf_write (void *opaque, const void *buf, size_t count, uint64_t offset)
 {
-  struct hdr_file *h = opaque;
-
-  for (size_t done = 0; done < count;) {
-    ssize_t n = pwrite (h->fd, (const char *) buf + done, count - done,
-                        (off_t) (offset + done));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return error_set (n < 0 ? -errno : -EIO,
-                        "%s: writing %zu bytes at %llu: %s", h->path, count,
-                        (unsigned long long) offset,
-                        n < 0 ? strerror (errno) : "no progress");
-    done += (size_t) n;
-  }
-  return 0;
+  return hf_io (opaque, true, (void *) buf, count, offset);
 }
 
 /* Test hook: LUKS_NBD_TEST_CRASH_AFTER=<what> makes the process die as
