@@ -327,8 +327,11 @@ may_parse (const struct conn *c)
     return false;
   if (held && total_inflight >= max_inflight_total)
     return false;
-  if (c->unsent_bytes >= CLIENT_BEHIND_BYTES &&
-      c->inflight_bytes >= READ_AHEAD_BYTES)
+  /* Behind: replies not yet written or encrypted, and ciphertext not
+   * yet written (small TLS replies are encrypted at once, so only their
+   * ciphertext shows that the client does not keep up). */
+  if (c->unsent_bytes + c->output_bytes >= CLIENT_BEHIND_BYTES &&
+      held >= READ_AHEAD_BYTES)
     return false; /* the client is behind: no reading further ahead */
   return c->state != CONN_FINISHING && c->inflight < MAX_INFLIGHT_REQUESTS &&
          held < budget;
