@@ -228,6 +228,12 @@ tls_io_init (struct tls *t)
     pthread_mutex_destroy (&t->in_lock);
     return -r;
   }
+  r = pthread_mutex_init (&t->record_lock, NULL);
+  if (r != 0) {
+    pthread_mutex_destroy (&t->in_lock);
+    pthread_mutex_destroy (&t->out_lock);
+    return -r;
+  }
   t->send_tail = &t->send;
   t->direct_fd = -1; /* not 0: that is a descriptor too */
   gnutls_transport_set_ptr (t->session, t);
@@ -243,6 +249,7 @@ tls_io_free (struct tls *t)
   /* No job runs: each holds a reference to the connection. */
   pthread_mutex_destroy (&t->in_lock);
   pthread_mutex_destroy (&t->out_lock);
+  pthread_mutex_destroy (&t->record_lock);
   free (t->in);
   bufpool_put (t->out, t->out_cap);
 }
@@ -460,8 +467,11 @@ job_recv (struct tls *t, struct tls_recv_job *j)
   if (!job_handshake (t, j))
     return;
   while (j->got < j->dst_cap) {
-    ssize_t n =
-      gnutls_record_recv (t->session, j->dst + j->got, j->dst_cap - j->got);
+    ssize_t n;
+
+    pthread_mutex_lock (&t->record_lock); /* tls_session.h says why */
+    n = gnutls_record_recv (t->session, j->dst + j->got, j->dst_cap - j->got);
+    pthread_mutex_unlock (&t->record_lock);
     if (n > 0) {
       j->got += (size_t) n;
       continue;
@@ -473,7 +483,9 @@ job_recv (struct tls *t, struct tls_recv_job *j)
       break;
     }
   }
+  pthread_mutex_lock (&t->record_lock);
   t->pending = gnutls_record_check_pending (t->session) > 0;
+  pthread_mutex_unlock (&t->record_lock);
 }
 
 /* Job: whether a job that writes straight to the socket found it full
@@ -503,7 +515,11 @@ send_records (struct tls *t, bool direct, const char *p, size_t len,
 
   *sent = 0;
   while (*sent < len) {
-    ssize_t s = gnutls_record_send (t->session, p + *sent, len - *sent);
+    ssize_t s;
+
+    pthread_mutex_lock (&t->record_lock); /* tls_session.h says why */
+    s = gnutls_record_send (t->session, p + *sent, len - *sent);
+    pthread_mutex_unlock (&t->record_lock);
     /* push never blocks, so these are only requests to call again. */
     if ((s == GNUTLS_E_INTERRUPTED || s == GNUTLS_E_AGAIN) && ++retries < 16)
       continue;
@@ -526,10 +542,13 @@ static void
 job_send (struct tls *t, struct tls_send_job *j)
 {
   char stage[RECORD_BYTES];
-  size_t staged = 0, rec = gnutls_record_get_max_size (t->session), sent;
+  size_t staged = 0, rec, sent;
   bool direct;
   int r = 0;
 
+  pthread_mutex_lock (&t->record_lock);
+  rec = gnutls_record_get_max_size (t->session);
+  pthread_mutex_unlock (&t->record_lock);
   pthread_mutex_lock (&t->out_lock);
   direct = t->direct_fd >= 0;
   pthread_mutex_unlock (&t->out_lock);

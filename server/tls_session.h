@@ -13,7 +13,15 @@
  * either job (the receive job only in the handshake, before any send
  * job) and written by the loop: out_lock guards it.  So each
  * connection's records stay in order, and several connections (and the
- * two directions of one) use several cores. */
+ * two directions of one) use several cores.
+ *
+ * GnuTLS's record layer is not safe for a receiver and a sender at the
+ * same instant in TLS 1.3: a KeyUpdate the client sends makes the
+ * receiver start a new epoch that copies the sending side's sequence
+ * number, while the sender goes on counting in the old one; later
+ * records reused nonces and the client failed with "Decryption has
+ * failed".  So each gnutls_record_* call holds record_lock: the two
+ * directions take turns a record at a time. */
 #ifndef LUKS_NBD_TLS_SESSION_H
 #define LUKS_NBD_TLS_SESSION_H
 
@@ -67,6 +75,8 @@ struct tls {
   bool handshake_done; /* receive job */
   bool established;    /* loop: the handshake is done */
   bool pending;        /* receive job: GnuTLS holds decrypted bytes */
+  /* Held around each gnutls_record_* call (see above). */
+  pthread_mutex_t record_lock;
   pthread_mutex_t in_lock;
   char *in; /* ciphertext received, not yet pulled (in_lock) */
   size_t in_start, in_len, in_cap;
