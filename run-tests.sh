@@ -57,7 +57,7 @@ tests="tests/server/test-protocol-edges.sh tests/interop/test-write-roundtrip.sh
   tests/server/test-keyslots-live.sh tests/server/test-read-page-cache.sh
   tests/unit/test-luks-rmw.sh tests/server/test-request-refusals-logged.sh
   tests/server/test-tls-parallel.sh tests/server/test-read-ahead.sh
-  tests/server/test-tls-errno-race.sh" \
+  tests/server/test-tls-errno-race.sh tests/server/test-tls-key-update.sh" \
 tsan="halt_on_error=1:exitcode=66:second_deadlock_stack=1" \
   run_suite build-tsan --enable-sanitizers=thread
 # valgrind memcheck on the daemon (tests/lib/lib.sh runs it under

@@ -392,7 +392,9 @@ void
 tls_bye (struct conn *c)
 {
   if (c->tls && !tls_busy (c) && c->tls->established) {
+    pthread_mutex_lock (&c->tls->record_lock); /* tls_session.h */
     gnutls_bye (c->tls->session, GNUTLS_SHUT_WR);
+    pthread_mutex_unlock (&c->tls->record_lock);
     tls_flush (c);
   }
 }
