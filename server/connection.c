@@ -128,7 +128,10 @@ on_close (uv_handle_t *h)
  * connection finishes (FINISHING, then SHUTTING_DOWN) it ticks every
  * timeout period, and a client that took none of its queued output
  * since the last tick is dropped: it would otherwise hold shutdown (and
- * its buffers) for as long as it likes.  Requests still running on our
+ * its buffers) for as long as it likes.  Likewise a client that owes
+ * the data of a write whose header was taken (or of a refused one) and
+ * sent none of it since the last tick: the request counts as in flight,
+ * so it would hold shutdown for ever.  Requests still running on our
  * side keep the connection (nothing is queued for it then). */
 static void
 on_timer (uv_timer_t *t)
@@ -146,14 +149,21 @@ on_timer (uv_timer_t *t)
    * the client reads, as requests still running on our side add their
    * replies, and one large reply may take longer than a tick. */
   uint64_t taken = c->submitted - queued;
-  bool moved = taken != c->drain_taken;
+  bool owed = c->pending || c->discard; /* the client owes us data */
+  bool moved = taken != c->drain_taken || c->rcvd != c->drain_rcvd;
 
   c->drain_taken = taken;
-  if (queued == 0 || moved)
+  c->drain_rcvd = c->rcvd;
+  if ((queued == 0 && !owed) || moved)
     return;
-  conn_log (c, LOG_LEVEL_INFO,
-            "the client took none of its last %zu bytes in %u ms; closing",
-            queued, handshake_ms);
+  if (queued)
+    conn_log (c, LOG_LEVEL_INFO,
+              "the client took none of its last %zu bytes in %u ms; closing",
+              queued, handshake_ms);
+  else
+    conn_log (c, LOG_LEVEL_INFO,
+              "the client sent none of a write's data in %u ms; closing",
+              handshake_ms);
   conn_close (c);
 }
 
@@ -462,6 +472,7 @@ read_cb (uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
   }
   if (nread == 0)
     return;
+  c->rcvd += (uint64_t) nread;
   if (c->tls)
     tls_received (c, (size_t) nread);
   else if (buf->base == (char *) c->in + c->in_len)

@@ -304,6 +304,8 @@ struct conn {
   uint64_t submitted;   /* bytes handed to the socket (conn_stream_write) */
   uint64_t drain_taken; /* FINISHING: bytes the client had taken at the
                          * last tick (submitted less still queued) */
+  uint64_t rcvd;        /* bytes read from the socket */
+  uint64_t drain_rcvd;  /* FINISHING: rcvd at the last tick */
   bool reading;         /* uv_read_start in effect (I/O, not lifecycle) */
   struct tls *tls;      /* after STARTTLS: every byte goes through it */
   struct export *exp;
