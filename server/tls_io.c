@@ -456,6 +456,19 @@ job_handshake (struct tls *t, struct tls_recv_job *j)
   return true;
 }
 
+/* Job: whether pull has a record (or the rest of one) to give. */
+static bool
+record_buffered (struct tls *t)
+{
+  bool any;
+
+  pthread_mutex_lock (&t->in_lock);
+  size_t need = record_size (t->in + t->in_start, t->in_len);
+  any = t->rec_left > 0 || (need > 0 && need <= t->in_len);
+  pthread_mutex_unlock (&t->in_lock);
+  return any;
+}
+
 /* Job: decrypts records into dst until it is full or no whole record is
  * left.  Non-fatal errors (alerts, a renegotiation request) consume
  * records; a bound keeps a misbehaving peer from holding a worker. */
@@ -476,8 +489,14 @@ job_recv (struct tls *t, struct tls_recv_job *j)
       j->got += (size_t) n;
       continue;
     }
-    if (n == GNUTLS_E_AGAIN)
+    /* GnuTLS also answers AGAIN after a post-handshake message (a TLS
+     * 1.3 KeyUpdate) with whole records still buffered: stopping then
+     * left a request unparsed until the client sent more, which a
+     * client waiting for its reply never does. */
+    if (n == GNUTLS_E_AGAIN && !(record_buffered (t) && ++tries < 64))
       break;
+    if (n == GNUTLS_E_AGAIN)
+      continue;
     if (n == 0 || gnutls_error_is_fatal ((int) n) || ++tries >= 64) {
       j->recv_err = n == 0 ? TLS_JOB_EOF : (int) n;
       break;

@@ -9,8 +9,12 @@
  * its keys too (GNUTLS_KU_PEER) every 3rd reply and a plain one every
  * 7th (at most 8 a second: GnuTLS refuses more).  Every reply must match
  * PLAIN-FILE.  MODE write: writes PLAIN-FILE the same way (four in
- * flight), then reads it back and compares.  Exits 0 if all matched, 1
- * on a mismatch or a protocol error (a message on stderr says which). */
+ * flight), then reads it back and compares.  MODE pairs: ROUNDS times,
+ * a KeyUpdate and a 4 KiB read request in one write (so the server
+ * reads both records at once), then that read's reply within 20 s
+ * (GnuTLS answers AGAIN after the KeyUpdate: a server that stopped there
+ * left the request unread).  Exits 0 if all matched, 1 on a mismatch,
+ * a protocol error or a missing reply (a message on stderr says which). */
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/gnutls.h>
@@ -51,6 +55,41 @@ raw_all (void *p, size_t n, int w)
     p = (char *) p + r;
     n -= (size_t) r;
   }
+}
+
+/* pairs mode: records are gathered here while batching, then written
+ * with one write. */
+static unsigned char batch[4096];
+static size_t batched;
+static int batching;
+
+static ssize_t
+push (gnutls_transport_ptr_t ptr, const void *p, size_t n)
+{
+  (void) ptr;
+  if (!batching) {
+    raw_all ((void *) p, n, 1);
+    return (ssize_t) n;
+  }
+  if (n > sizeof batch - batched)
+    die ("batch overflow");
+  memcpy (batch + batched, p, n);
+  batched += n;
+  return (ssize_t) n;
+}
+
+static ssize_t
+pull (gnutls_transport_ptr_t ptr, void *p, size_t n)
+{
+  (void) ptr;
+  return read (fd, p, n);
+}
+
+static void
+on_alarm (int sig)
+{
+  (void) sig;
+  die ("no reply within 20 s of a KeyUpdate and a request sent together");
 }
 
 static void
@@ -204,7 +243,7 @@ main (int argc, char **argv)
   struct stat st;
 
   if (argc != 7)
-    die ("usage: SOCKET EXPORT CA-CERT read|write PLAIN-FILE ROUNDS");
+    die ("usage: SOCKET EXPORT CA-CERT read|write|pairs PLAIN-FILE ROUNDS");
   signal (SIGPIPE, SIG_IGN); /* the server may close before our bye */
   writing = strcmp (argv[4], "write") == 0;
   rounds = atoi (argv[6]);
@@ -241,7 +280,8 @@ main (int argc, char **argv)
                                   NULL) < 0 ||
       gnutls_credentials_set (tls, GNUTLS_CRD_CERTIFICATE, cred) < 0)
     die ("GnuTLS set-up failed");
-  gnutls_transport_set_int (tls, fd);
+  gnutls_transport_set_push_function (tls, push);
+  gnutls_transport_set_pull_function (tls, pull);
   for (int r;;) {
     r = gnutls_handshake (tls);
     if (r == 0)
@@ -275,6 +315,32 @@ main (int argc, char **argv)
   if (size < (uint64_t) st.st_size || st.st_size % REQ)
     die ("the export is smaller than the file, or not in whole requests");
   nreq = (uint64_t) st.st_size / REQ;
+
+  if (strcmp (argv[4], "pairs") == 0) {
+    signal (SIGALRM, on_alarm);
+    for (int i = 0; i < rounds; i++) {
+      /* GnuTLS takes at most 8 key updates a second from a peer. */
+      struct timespec pace = { 0, 150 * 1000 * 1000 };
+      while (nanosleep (&pace, &pace) != 0)
+        ;
+      batching = 1;
+      int r = gnutls_session_key_update (tls, 0);
+      if (r < 0)
+        die ("key update failed");
+      updates++;
+      request (0, (uint64_t) i, (uint64_t) i * 4096, 4096, NULL);
+      batching = 0;
+      raw_all (batch, batched, 1);
+      batched = 0;
+      alarm (20);
+      uint64_t hd = reply (buf, 4096);
+      alarm (0);
+      if (hd != (uint64_t) i ||
+          memcmp (buf, plain + (uint64_t) i * 4096, 4096) != 0)
+        die ("a read after a KeyUpdate returned the wrong data");
+    }
+    rounds = 0; /* nothing else to do */
+  }
 
   for (int round = 0; round < (writing ? 1 : rounds); round++) {
     sent = got = 0;

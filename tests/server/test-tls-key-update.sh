@@ -28,18 +28,25 @@ run () {
   env LD_PRELOAD="$shim" ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
     timeout --kill-after=10 600 ${LUKS_NBD_WRAPPER:-} "$top_builddir/server/luks-nbd" -v \
     --socket "$S" --tls=require --tls-certs "$TMP/pki/server" --export "$(spec v)" \
-    --run "$client $S v $TMP/pki/ca-cert.pem $1 $2 3" 2> "$TMP/$1.log"
+    --run "$client $S v $TMP/pki/ca-cert.pem $1 $2 ${3:-3}" 2> "$TMP/$1.log"
 }
 # (The client inherits the shim too; it only slows its own requests.)
 run read "$TMP/v.plain"
 rc=$?
 check "three reads of 64 MiB with key updates match what cryptsetup encrypted (exit $rc)" test "$rc" -eq 0
 check "the client asked for key updates while reading" grep -qE "read ok, [1-9][0-9]* key updates" "$TMP/read.log"
+# A KeyUpdate and a request in one write: GnuTLS answers AGAIN after the
+# KeyUpdate, and the daemon stopped there, leaving the request unread
+# until the client sent more (it waits for its reply: a hang; 20 s bound).
+run pairs "$TMP/v.plain" 30
+rc=$?
+check "30 reads each sent with a KeyUpdate in one write are answered, right (exit $rc)" test "$rc" -eq 0
+check "the client sent those key updates" grep -qE "pairs ok, 30 key updates" "$TMP/pairs.log"
 run write "$TMP/new.plain"
 rc=$?
 check "a write of 64 MiB with key updates reads back (exit $rc)" test "$rc" -eq 0
 check "the client asked for key updates while writing" grep -qE "write ok, [1-9][0-9]* key updates" "$TMP/write.log"
-check "no connection closes on a TLS error" not grep -q "TLS: .*[Ee]rror" "$TMP/read.log" "$TMP/write.log"
+check "no connection closes on a TLS error" not grep -q "TLS: .*[Ee]rror" "$TMP/read.log" "$TMP/pairs.log" "$TMP/write.log"
 cryptsetup reencrypt --decrypt --header "$TMP/v.hdr" --key-file "$TMP/v.key" \
   --force-offline-reencrypt --batch-mode "$TMP/v.payload"
 check "cryptsetup decrypts the payload to what the client wrote" cmp -s "$TMP/v.payload" "$TMP/new.plain"
