@@ -36,7 +36,8 @@ s.sendall(struct.pack(">IHHQQI", NBD_REQUEST_MAGIC, 0, 1, 2, 0, LEN) +
 
 def unread():
     """Bytes we sent that the server has not read yet."""
-    b = fcntl.ioctl(raw.fileno(), termios.TIOCOUTQ, b"\0" * 4)
+    # s, not raw: wrapping the socket in TLS detaches raw from its fd.
+    b = fcntl.ioctl(s.fileno(), termios.TIOCOUTQ, b"\0" * 4)
     return struct.unpack("i", b)[0]
 
 
