@@ -32,7 +32,8 @@
 /* Read-ahead: once a client is behind (CLIENT_BEHIND_BYTES of replies
  * done on our side wait for its socket, over TLS for encryption or as
  * ciphertext), a connection parses no new request while it holds
- * READ_AHEAD_BYTES of request buffers and queued output.  A client slower than the disk (TLS decryption, a
+ * READ_AHEAD_BYTES of request buffers and queued output.  A client
+ * slower than the disk (TLS decryption, a
  * slow link) then gets its data at its own pace, instead of the daemon
  * reading the whole MAX_INFLIGHT_BYTES ahead of it into memory; a client
  * that keeps up, or a slow payload, keeps the deep queue. */

@@ -145,6 +145,19 @@ record_size (const char *p, size_t avail)
   return 5 + ((size_t) u[3] << 8 | u[4]);
 }
 
+/* in_lock held: the bytes pull may still give of the record it is in,
+ * or of the next one if it is all there; 0 if none. */
+static size_t
+record_left (const struct tls *t)
+{
+  size_t need;
+
+  if (t->rec_left)
+    return t->rec_left;
+  need = record_size (t->in + t->in_start, t->in_len);
+  return need <= t->in_len ? need : 0;
+}
+
 /* GnuTLS gets whole records only: it never holds part of one, so the
  * loop can tell from what is buffered whether a job has work and how
  * much (scan_records). */
@@ -154,11 +167,7 @@ pull (gnutls_transport_ptr_t ptr, void *data, size_t len)
   struct tls *t = session_tls (ptr);
 
   pthread_mutex_lock (&t->in_lock);
-  if (t->rec_left == 0) {
-    size_t need = record_size (t->in + t->in_start, t->in_len);
-    if (need > 0 && need <= t->in_len)
-      t->rec_left = need;
-  }
+  t->rec_left = record_left (t);
   if (t->rec_left == 0) {
     pthread_mutex_unlock (&t->in_lock);
     /* errno, never gnutls_transport_set_errno: that stores it in the
@@ -463,8 +472,7 @@ record_buffered (struct tls *t)
   bool any;
 
   pthread_mutex_lock (&t->in_lock);
-  size_t need = record_size (t->in + t->in_start, t->in_len);
-  any = t->rec_left > 0 || (need > 0 && need <= t->in_len);
+  any = record_left (t) > 0;
   pthread_mutex_unlock (&t->in_lock);
   return any;
 }
@@ -493,10 +501,11 @@ job_recv (struct tls *t, struct tls_recv_job *j)
      * 1.3 KeyUpdate) with whole records still buffered: stopping then
      * left a request unparsed until the client sent more, which a
      * client waiting for its reply never does. */
-    if (n == GNUTLS_E_AGAIN && !(record_buffered (t) && ++tries < 64))
+    if (n == GNUTLS_E_AGAIN) {
+      if (record_buffered (t) && ++tries < 64)
+        continue;
       break;
-    if (n == GNUTLS_E_AGAIN)
-      continue;
+    }
     if (n == 0 || gnutls_error_is_fatal ((int) n) || ++tries >= 64) {
       j->recv_err = n == 0 ? TLS_JOB_EOF : (int) n;
       break;
